@@ -1,0 +1,421 @@
+//! eventlet's `greenthread` module: spawn, spawn_n, spawn_after,
+//! spawn_after_local, sleep, getcurrent, kill, and the [`GreenThread`] handle
+//! with wait / kill / cancel / link / unlink.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::abi::wasmlet::runtime::hub::{self, JoinStatus, KillStatus};
+use crate::error::GreenThreadError;
+use crate::task::{self, Body};
+
+/// A green thread's identity: a cheap, copyable handle to any green thread,
+/// typed or not (what [`getcurrent`] returns).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Thread {
+    id: u64,
+}
+
+impl fmt::Debug for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Thread({})", self.id)
+    }
+}
+
+impl Thread {
+    /// The hub's id for this green thread (unique within the guest; never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Stops this green thread where it is suspended; see [`kill`].
+    pub fn kill(&self) -> bool {
+        kill_raw(self.id, 0)
+    }
+
+    /// Stops this green thread, making it end with `error`; see [`kill_with`].
+    pub fn kill_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
+        let error: Rc<dyn Error> = Rc::from(error.into());
+        let raw = task::kill_error_into_raw(error);
+        let killed = kill_raw(self.id, raw);
+        if !killed {
+            // SAFETY: the hub did not keep it.
+            drop(unsafe { task::kill_error_from_raw(raw) });
+        }
+        killed
+    }
+
+    /// Kills this green thread only if it has not started yet; returns true if
+    /// it did. Yields (like [`kill`]) only when it kills.
+    pub fn cancel(&self) -> bool {
+        hub::cancel(self.id) == KillStatus::Killed
+    }
+
+    /// Calls `f` when this green thread ends, in its own context (as the
+    /// ending thread), after any earlier links. If it has already ended, `f`
+    /// runs at once, here.
+    pub fn link(&self, f: impl FnOnce(Thread) + 'static) -> Link {
+        let me = *self;
+        self.link_raw(Box::new(move || f(me)))
+    }
+
+    /// Removes a link made by [`link`](Self::link); true if it was still
+    /// pending (so it will never run).
+    pub fn unlink(&self, link: Link) -> bool {
+        if link.id == 0 || link.target != self.id {
+            return false;
+        }
+        let raw = hub::unlink(self.id, link.id);
+        if raw == 0 {
+            return false;
+        }
+        // SAFETY: the hub returned the callback it held: ours to drop.
+        drop(unsafe { task::callback_from_raw(raw) });
+        true
+    }
+
+    fn link_raw(&self, f: task::Callback) -> Link {
+        let raw = task::callback_into_raw(f);
+        let id = hub::link(self.id, raw);
+        if id == 0 {
+            // SAFETY: the hub did not keep it: the target has ended.
+            unsafe { task::callback_from_raw(raw)() };
+        }
+        Link {
+            target: self.id,
+            id,
+        }
+    }
+}
+
+fn kill_raw(id: u64, error: u32) -> bool {
+    hub::kill(id, error) == KillStatus::Killed
+}
+
+/// Names one link, for [`GreenThread::unlink`] / [`Thread::unlink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    target: u64,
+    /// 0: the target had already ended and the callback ran at once.
+    id: u64,
+}
+
+/// The result slot a [`GreenThread`] handle shares with its running body.
+struct Shared<T> {
+    result: RefCell<Option<Result<T, GreenThreadError>>>,
+}
+
+/// A handle to a green thread started by [`spawn`] and friends, through which
+/// its result can be waited for. Clones are handles to the same green thread:
+/// several green threads may wait on it.
+pub struct GreenThread<T> {
+    thread: Thread,
+    shared: Rc<Shared<T>>,
+}
+
+impl<T> Clone for GreenThread<T> {
+    fn clone(&self) -> Self {
+        GreenThread {
+            thread: self.thread,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for GreenThread<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GreenThread({})", self.thread.id)
+    }
+}
+
+impl<T: 'static> GreenThread<T> {
+    /// The untyped handle to this green thread.
+    pub fn thread(&self) -> Thread {
+        self.thread
+    }
+
+    /// The hub's id for this green thread.
+    pub fn id(&self) -> u64 {
+        self.thread.id
+    }
+
+    /// True once the green thread has ended and its result is recorded.
+    pub fn dead(&self) -> bool {
+        self.shared.result.borrow().is_some()
+    }
+
+    /// Yields until the green thread ends; returns its result, or why it has
+    /// none (killed, panicked, ...).
+    ///
+    /// # Panics
+    /// If a green thread waits for itself (it would wait forever).
+    pub fn wait(&self) -> Result<T, GreenThreadError>
+    where
+        T: Clone,
+    {
+        loop {
+            if let Some(result) = self.shared.result.borrow().as_ref() {
+                return result.clone();
+            }
+            match hub::join(self.thread.id) {
+                JoinStatus::Ended => {
+                    let result = self.shared.result.borrow();
+                    return result.clone().unwrap_or(Err(GreenThreadError::Vanished));
+                }
+                JoinStatus::IsSelf => panic!("a green thread cannot wait for itself"),
+            }
+        }
+    }
+
+    /// Stops the green thread where it is suspended; see [`kill`].
+    pub fn kill(&self) -> bool {
+        self.thread.kill()
+    }
+
+    /// Stops the green thread, making its `wait()` report `error`.
+    pub fn kill_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
+        self.thread.kill_with(error)
+    }
+
+    /// Kills the green thread only if it has not started; true if it did.
+    /// eventlet's `cancel`.
+    pub fn cancel(&self) -> bool {
+        self.thread.cancel()
+    }
+
+    /// Calls `f(handle)` when the green thread ends, in its own context, after
+    /// earlier links. On a green thread that has ended, `f` runs at once.
+    ///
+    /// ```no_run
+    /// let gt = wasmlet::spawn(|| 1 + 1);
+    /// gt.link(|gt| println!("done: {:?}", gt.wait()));
+    /// ```
+    pub fn link(&self, f: impl FnOnce(&GreenThread<T>) + 'static) -> Link {
+        let me = self.clone();
+        self.thread.link_raw(Box::new(move || f(&me)))
+    }
+
+    /// Removes a link; true if it had not run yet (and now never will).
+    pub fn unlink(&self, link: Link) -> bool {
+        self.thread.unlink(link)
+    }
+}
+
+struct ResultBody<F, T> {
+    f: Option<F>,
+    shared: Rc<Shared<T>>,
+}
+
+impl<F: FnOnce() -> T, T> Body for ResultBody<F, T> {
+    fn run(&mut self) {
+        if let Some(f) = self.f.take() {
+            let value = f();
+            *self.shared.result.borrow_mut() = Some(Ok(value));
+        }
+    }
+
+    fn fail(&mut self, error: GreenThreadError) {
+        self.f = None;
+        let mut result = self.shared.result.borrow_mut();
+        if result.is_none() {
+            *result = Some(Err(error));
+        }
+    }
+}
+
+struct PlainBody<F> {
+    f: Option<F>,
+}
+
+impl<F: FnOnce()> Body for PlainBody<F> {
+    fn run(&mut self) {
+        if let Some(f) = self.f.take() {
+            f();
+        }
+    }
+
+    fn fail(&mut self, _error: GreenThreadError) {
+        self.f = None;
+    }
+}
+
+/// Spawns green threads with non-default settings.
+///
+/// ```no_run
+/// // A deep recursion needs a larger shadow stack than the hub's default.
+/// let gt = wasmlet::Builder::new().stack_size(1 << 20).spawn(|| 7);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    stack_size: u32,
+}
+
+impl Builder {
+    /// Settings as for [`spawn`].
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// The size of the green thread's shadow stack (the part of the stack in
+    /// linear memory: arrays, and locals whose address is taken). Rounded up
+    /// to 16 bytes; 0 means the hub's default (64 KiB unless the host
+    /// configures otherwise). Smaller stacks let a guest hold more green
+    /// threads; its memory (1 GiB at most by default) bounds their number.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// [`spawn`] with these settings.
+    pub fn spawn<T: 'static>(&self, f: impl FnOnce() -> T + 'static) -> GreenThread<T> {
+        self.spawn_result(f, Duration::ZERO, false)
+    }
+
+    /// [`spawn_n`] with these settings.
+    pub fn spawn_n(&self, f: impl FnOnce() + 'static) -> Thread {
+        let body = Box::new(PlainBody { f: Some(f) });
+        Thread {
+            id: task::start(body, self.stack_size, 0, false),
+        }
+    }
+
+    /// [`spawn_after`] with these settings.
+    pub fn spawn_after<T: 'static>(
+        &self,
+        delay: Duration,
+        f: impl FnOnce() -> T + 'static,
+    ) -> GreenThread<T> {
+        self.spawn_result(f, delay, false)
+    }
+
+    /// [`spawn_after_local`] with these settings.
+    pub fn spawn_after_local<T: 'static>(
+        &self,
+        delay: Duration,
+        f: impl FnOnce() -> T + 'static,
+    ) -> GreenThread<T> {
+        self.spawn_result(f, delay, true)
+    }
+
+    fn spawn_result<T: 'static>(
+        &self,
+        f: impl FnOnce() -> T + 'static,
+        delay: Duration,
+        local: bool,
+    ) -> GreenThread<T> {
+        let shared = Rc::new(Shared {
+            result: RefCell::new(None),
+        });
+        let body = Box::new(ResultBody {
+            f: Some(f),
+            shared: shared.clone(),
+        });
+        let id = task::start(body, self.stack_size, nanos(delay), local);
+        GreenThread {
+            thread: Thread { id },
+            shared,
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Starts `f` in a new green thread and returns its handle at once; `f` runs
+/// when the caller next yields, after every green thread already runnable.
+///
+/// ```no_run
+/// let gt = wasmlet::spawn(|| "hi".to_string());
+/// assert_eq!(gt.wait().unwrap(), "hi");
+/// ```
+pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> GreenThread<T> {
+    Builder::new().spawn(f)
+}
+
+/// Like [`spawn`], but with no result to wait for: cheaper, and what to use
+/// for fire-and-forget work. Returns the untyped handle.
+///
+/// ```no_run
+/// wasmlet::spawn_n(|| println!("in the background"));
+/// wasmlet::sleep(std::time::Duration::ZERO); // let it run
+/// ```
+pub fn spawn_n(f: impl FnOnce() + 'static) -> Thread {
+    Builder::new().spawn_n(f)
+}
+
+/// Runs `f` in a new green thread once `delay` has passed, whether or not the
+/// caller is still alive then.
+///
+/// ```no_run
+/// let gt = wasmlet::spawn_after(std::time::Duration::from_millis(5), || 1);
+/// assert_eq!(gt.wait().unwrap(), 1);
+/// ```
+pub fn spawn_after<T: 'static>(delay: Duration, f: impl FnOnce() -> T + 'static) -> GreenThread<T> {
+    Builder::new().spawn_after(delay, f)
+}
+
+/// Like [`spawn_after`], but `f` never runs if the calling green thread has
+/// ended by then: its `wait()` reports [`GreenThreadError::Cancelled`]
+/// (eventlet would block forever).
+///
+/// ```no_run
+/// let gt = wasmlet::spawn_after_local(std::time::Duration::from_millis(5), || 1);
+/// assert_eq!(gt.wait().unwrap(), 1); // the spawner is alive: it ran
+/// ```
+pub fn spawn_after_local<T: 'static>(
+    delay: Duration,
+    f: impl FnOnce() -> T + 'static,
+) -> GreenThread<T> {
+    Builder::new().spawn_after_local(delay, f)
+}
+
+/// Yields for at least `duration`. `sleep(Duration::ZERO)` is the cooperative
+/// yield: every green thread already runnable runs before the caller resumes.
+///
+/// ```no_run
+/// wasmlet::sleep(std::time::Duration::from_millis(1));
+/// ```
+pub fn sleep(duration: Duration) {
+    hub::sleep(nanos(duration));
+}
+
+/// A handle to the calling green thread.
+///
+/// ```no_run
+/// let me = wasmlet::getcurrent();
+/// let child = wasmlet::spawn(move || wasmlet::getcurrent() != me);
+/// assert!(child.wait().unwrap());
+/// ```
+pub fn getcurrent() -> Thread {
+    Thread { id: hub::current() }
+}
+
+/// Stops `thread` where it is suspended; its `wait()` then reports
+/// [`GreenThreadError::Killed`]. A thread that has not started never runs.
+/// Its links run (as the dying thread) before this returns. Killing an ended
+/// thread does nothing. The caller yields. Returns true if it killed.
+///
+/// ```no_run
+/// let gt = wasmlet::spawn(|| wasmlet::sleep(std::time::Duration::from_secs(60)));
+/// wasmlet::kill(gt.thread());
+/// assert!(gt.wait().is_err());
+/// ```
+pub fn kill(thread: Thread) -> bool {
+    thread.kill()
+}
+
+/// [`kill`], making the target's `wait()` report
+/// [`GreenThreadError::KilledWith`] this error.
+pub fn kill_with(thread: Thread, error: impl Into<Box<dyn Error>>) -> bool {
+    thread.kill_with(error)
+}
+
+/// Whether a green thread's failure (a panic or trap) is printed to stderr as
+/// it happens (on by default, as in eventlet). `wait()` reports it either way.
+pub fn hub_exceptions(on: bool) {
+    task::set_hub_exceptions(on);
+}

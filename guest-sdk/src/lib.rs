@@ -1,0 +1,45 @@
+//! # wasmlet guest SDK
+//!
+//! eventlet's `greenthread` API for Rust programs that run on the wasmlet hub.
+//! Build your program with `cargo build --release --target wasm32-wasip1-threads`
+//! and run it with `wasmlet run program.wasm`.
+//!
+//! Every green thread runs on its own stack; the host's hub switches between
+//! them only where a green thread yields: [`sleep`], [`GreenThread::wait`],
+//! [`kill`], and the blocking calls built on them. Between two yields a green
+//! thread runs alone, so plain `Rc<RefCell<_>>` state shared between green
+//! threads needs no locks.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! let worker = wasmlet::spawn(|| {
+//!     wasmlet::sleep(Duration::from_millis(10));
+//!     6 * 7
+//! });
+//! assert_eq!(worker.wait().unwrap(), 42);
+//! ```
+//!
+//! ## Rules of the road
+//! - Do not use `std::thread`: all green threads share one OS thread.
+//! - Never hold a `std::sync` lock across a yield: a green thread that then
+//!   blocks on it blocks the whole hub. (`RefCell` borrows are fine: a conflict
+//!   panics instead of hanging.)
+//! - A killed green thread stops where it is suspended; its stack frames are
+//!   not unwound (wasm has no unwinding here), so values they owned leak.
+
+mod error;
+mod greenthread;
+mod task;
+
+pub use error::GreenThreadError;
+pub use greenthread::{
+    getcurrent, hub_exceptions, kill, kill_with, sleep, spawn, spawn_after, spawn_after_local,
+    spawn_n, Builder, GreenThread, Link, Thread,
+};
+
+/// The hub's imports, generated from `wit/hub.wit`: the one contract
+/// between host and guest.
+mod abi {
+    wit_bindgen::generate!({ path: "../wit", world: "guest" });
+}

@@ -1,0 +1,121 @@
+//! `wasmlet`: run a guest program's green threads on the hub.
+//!
+//! ```text
+//! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [-- ARGS...]
+//! ```
+//!
+//! The process exits with the guest's exit code: its `exit(n)`, 0 when `main`
+//! returns, 134 when main traps (a panic in `main` traps), 1 on deadlock or
+//! when the program cannot be loaded.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use wasmlet_host::{Config, GuestOptions, Hub, Program, Runtime};
+
+#[derive(Parser)]
+#[command(
+    name = "wasmlet",
+    version,
+    about = "A WebAssembly green-thread runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a guest program (built for wasm32-wasip1-threads) until it ends.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The guest's .wasm file.
+    wasm: PathBuf,
+    /// Arguments for the guest (after `--`); it sees the file name as argv[0].
+    #[arg(last = true)]
+    args: Vec<String>,
+    /// Set an environment variable for the guest (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Let the guest open a host directory, seen at GUEST (default: the same
+    /// path) (repeatable).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    dirs: Vec<(PathBuf, String)>,
+    /// Default shadow stack per green thread, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().shadow_stack_size)]
+    shadow_stack_size: u32,
+    /// Native (fiber) stack per green thread, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().fiber_stack_size)]
+    fiber_stack_size: usize,
+    /// Most green threads alive at once.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_green_threads)]
+    max_green_threads: u32,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got `{s}`")),
+    }
+}
+
+fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
+    let (host, guest) = match s.split_once("::") {
+        Some((host, guest)) => (host, guest),
+        None => (s, s),
+    };
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("expected HOST[::GUEST], got `{s}`"));
+    }
+    Ok((PathBuf::from(host), guest.to_string()))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WASMLET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Run(args) = Cli::parse().command;
+    match run(args) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            eprintln!("wasmlet: error: {error:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> wasmtime::Result<i32> {
+    let config = Config {
+        shadow_stack_size: args.shadow_stack_size,
+        fiber_stack_size: args.fiber_stack_size,
+        max_green_threads: args.max_green_threads,
+        time_slice: Some(Duration::from_millis(10)),
+    };
+    let runtime = Runtime::new(config)?;
+    let program = Program::from_file(runtime.engine(), &args.wasm)?;
+    let mut argv = vec![args.wasm.display().to_string()];
+    argv.extend(args.args);
+    let options = GuestOptions {
+        args: argv,
+        env: args.env,
+        dirs: args.dirs,
+        capture_output: false,
+    };
+    let mut hub = Hub::new(&runtime);
+    let guest = hub.add_guest(&program, options)?;
+    hub.run();
+    let exit = hub.exit(guest).expect("Hub::run ends every guest");
+    if let Some(error) = &exit.error {
+        eprintln!("wasmlet: {error}");
+    }
+    Ok(exit.code)
+}

@@ -1,0 +1,42 @@
+//! Settings for a [`Runtime`](crate::Runtime) and the hubs built on it.
+
+use std::time::Duration;
+
+/// How green threads are sized and scheduled. `Config::default()` suits most
+/// programs; every field can be changed before [`Runtime::new`](crate::Runtime::new).
+///
+/// ```
+/// let mut config = wasmlet_host::Config::default();
+/// config.max_green_threads = 100_000;
+/// config.fiber_stack_size = 128 * 1024;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Shadow stack (the part of a green thread's stack in the guest's linear
+    /// memory) for a green thread spawned without a size of its own. Guests
+    /// hold at most 1 GiB of memory by default, so this bounds how many green
+    /// threads one guest can hold at once. Default 64 KiB.
+    pub shadow_stack_size: u32,
+    /// Native stack each green thread's wasm code runs on (wasmtime's fiber
+    /// stack); wasm code may use three quarters of it. Only touched pages take
+    /// memory. Default 1 MiB.
+    pub fiber_stack_size: usize,
+    /// Most green threads (over all guests of the runtime) alive at once:
+    /// the size of the instance and stack pools. Default 10,000.
+    pub max_green_threads: u32,
+    /// A green thread that runs this long without yielding is paused so that
+    /// other *guests* run; no other green thread of its own guest runs before
+    /// it resumes. `None` turns preemption off. Default 10 ms.
+    pub time_slice: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shadow_stack_size: 64 * 1024,
+            fiber_stack_size: 1024 * 1024,
+            max_green_threads: 10_000,
+            time_slice: Some(Duration::from_millis(10)),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What a guest starts with (arguments, environment, directories, output)
+//! and how it ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::error::Context;
+use wasmtime::Result;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// How a guest is started.
+///
+/// ```
+/// let options = wasmlet_host::GuestOptions {
+///     args: vec!["hello.wasm".into(), "--verbose".into()],
+///     env: vec![("LANG".into(), "C".into())],
+///     ..Default::default()
+/// };
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct GuestOptions {
+    /// The guest's `argv`, program name first.
+    pub args: Vec<String>,
+    /// Environment variables the guest sees (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+    /// Host directories the guest may open, and the path it sees each at.
+    pub dirs: Vec<(PathBuf, String)>,
+    /// Keep the guest's stdout and stderr (see [`Hub::output`](crate::Hub::output))
+    /// instead of passing them through to the host's. Stdin is then empty.
+    pub capture_output: bool,
+}
+
+/// Most bytes kept of a captured stream.
+const CAPTURE_LIMIT: usize = 64 << 20;
+
+/// A guest's captured stdout and stderr.
+#[derive(Clone)]
+pub(crate) struct CapturedOutput {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl CapturedOutput {
+    pub(crate) fn contents(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            self.stdout.contents().to_vec(),
+            self.stderr.contents().to_vec(),
+        )
+    }
+}
+
+impl GuestOptions {
+    pub(crate) fn build_wasi(&self) -> Result<(WasiP1Ctx, Option<CapturedOutput>)> {
+        let mut builder = WasiCtxBuilder::new();
+        builder.args(&self.args);
+        for (key, value) in &self.env {
+            builder.env(key, value);
+        }
+        for (host, guest) in &self.dirs {
+            builder
+                .preopened_dir(host, guest, FsPerms::ReadWrite)
+                .with_context(|| format!("opening directory {} for the guest", host.display()))?;
+        }
+        let output = if self.capture_output {
+            let output = CapturedOutput {
+                stdout: MemoryOutputPipe::new(CAPTURE_LIMIT),
+                stderr: MemoryOutputPipe::new(CAPTURE_LIMIT),
+            };
+            builder
+                .stdout(output.stdout.clone())
+                .stderr(output.stderr.clone());
+            Some(output)
+        } else {
+            builder.inherit_stdio();
+            None
+        };
+        Ok((builder.build_p1(), output))
+    }
+}
+
+/// How a guest ended.
+#[derive(Clone, Debug)]
+pub struct GuestExit {
+    /// The process exit code it stands for: the guest's own (`exit(n)`, 0 when
+    /// `main` returns), or non-zero when it failed (134 for a trap in main).
+    pub code: i32,
+    /// Why it failed, if it did not end on its own.
+    pub error: Option<Arc<GuestError>>,
+}
+
+impl GuestExit {
+    pub(crate) fn code(code: i32) -> GuestExit {
+        GuestExit { code, error: None }
+    }
+
+    pub(crate) fn failed(code: i32, error: GuestError) -> GuestExit {
+        GuestExit {
+            code,
+            error: Some(Arc::new(error)),
+        }
+    }
+}
+
+/// Why a guest failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// Its main green thread trapped (a panic in `main` traps too); the
+    /// trap's message with its wasm backtrace.
+    #[error("the main green thread trapped: {0}")]
+    Trap(String),
+    /// Every green thread was blocked with no timer pending: nothing could
+    /// ever wake one. Lists each blocked green thread and what it waits for.
+    #[error("deadlock: every green thread is blocked and no timer is pending\n{0}")]
+    Deadlock(String),
+    /// Another green thread killed the main green thread.
+    #[error("the main green thread was killed")]
+    MainKilled,
+}

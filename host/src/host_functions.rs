@@ -1,0 +1,199 @@
+//! The hub's side of `wit/hub.wit`: the functions a guest imports from
+//! `wasmlet:runtime/hub@0.1.0`, as core wasm functions with the canonical
+//! ABI's flat signatures (a test checks them against the WIT).
+//!
+//! Each function reads which guest and green thread calls it from the store's
+//! [`ThreadData`], updates the hub's [`Core`](crate::hub::Core) and, where the
+//! call yields, returns a future that suspends the green thread's fiber once.
+//! Ids and pointers from the guest are never trusted: an unknown thread id is
+//! reported through the result, and a request the hub cannot meet traps the
+//! calling green thread alone.
+
+use std::time::Duration;
+
+use wasmtime::Result;
+use wasmtime::{Caller, Linker};
+
+use crate::hub::{JoinStatus, KillStatus, Suspend, ThreadData};
+
+/// The WIT interface's import module name.
+pub const HUB_MODULE: &str = "wasmlet:runtime/hub@0.1.0";
+
+/// `spawn-flags.local`.
+const SPAWN_LOCAL: u32 = 1;
+
+fn who(caller: &Caller<'_, ThreadData>) -> (usize, usize) {
+    (caller.data().guest, caller.data().thread)
+}
+
+/// Adds the hub interface (and a refusal of `wasi::thread-spawn`) to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.func_wrap(
+        HUB_MODULE,
+        "spawn",
+        |caller: Caller<'_, ThreadData>, task: u32, stack_size: u32, delay_ns: u64, flags: u32| {
+            let (guest, thread) = who(&caller);
+            caller.data().core.with(|core| {
+                core.spawn(
+                    guest,
+                    thread,
+                    task,
+                    stack_size,
+                    Duration::from_nanos(delay_ns),
+                    flags & SPAWN_LOCAL != 0,
+                )
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "sleep",
+        |caller: Caller<'_, ThreadData>, (ns,): (u64,)| {
+            let (guest, thread) = who(&caller);
+            caller
+                .data()
+                .core
+                .with(|core| core.sleep(guest, thread, Duration::from_nanos(ns)));
+            Box::new(Suspend::new())
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "current",
+        |caller: Caller<'_, ThreadData>| -> u64 {
+            let (guest, thread) = who(&caller);
+            caller.data().core.with(|core| core.current(guest, thread))
+        },
+    )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "kill",
+        |caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
+            let (guest, thread) = who(&caller);
+            let status = caller
+                .data()
+                .core
+                .with(|core| core.kill(guest, thread, target, error, false));
+            Box::new(yield_if_killed(status))
+        },
+    )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "cancel",
+        |caller: Caller<'_, ThreadData>, (target,): (u64,)| {
+            let (guest, thread) = who(&caller);
+            let status = caller
+                .data()
+                .core
+                .with(|core| core.kill(guest, thread, target, 0, true));
+            Box::new(yield_if_killed(status))
+        },
+    )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "join",
+        |caller: Caller<'_, ThreadData>, (target,): (u64,)| {
+            let (guest, thread) = who(&caller);
+            let now = caller
+                .data()
+                .core
+                .with(|core| core.join(guest, thread, target));
+            Box::new(async move {
+                match now {
+                    Some(status) => status as u32,
+                    None => {
+                        Suspend::new().await;
+                        JoinStatus::Ended as u32
+                    }
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "link",
+        |caller: Caller<'_, ThreadData>, target: u64, callback: u32| -> u64 {
+            let (guest, _) = who(&caller);
+            caller
+                .data()
+                .core
+                .with(|core| core.link(guest, target, callback))
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "unlink",
+        |caller: Caller<'_, ThreadData>, target: u64, link: u64| -> u32 {
+            let (guest, _) = who(&caller);
+            caller
+                .data()
+                .core
+                .with(|core| core.unlink(guest, target, link))
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "next-link",
+        |caller: Caller<'_, ThreadData>| -> u32 {
+            let (guest, thread) = who(&caller);
+            caller
+                .data()
+                .core
+                .with(|core| core.next_link(guest, thread))
+        },
+    )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "park",
+        |caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
+            let (guest, thread) = who(&caller);
+            let timeout = (timeout_ns != u64::MAX).then(|| Duration::from_nanos(timeout_ns));
+            let now = caller
+                .data()
+                .core
+                .with(|core| core.park(guest, thread, timeout));
+            Box::new(async move {
+                match now {
+                    Some(unparked) => unparked as u32,
+                    None => {
+                        Suspend::new().await;
+                        caller
+                            .data()
+                            .core
+                            .with(|core| core.park_result(guest, thread))
+                            as u32
+                    }
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "unpark",
+        |caller: Caller<'_, ThreadData>, target: u64| -> u32 {
+            let (guest, _) = who(&caller);
+            caller.data().core.with(|core| core.unpark(guest, target)) as u32
+        },
+    )?;
+    // Rust's std::thread imports this. One OS thread runs all green threads,
+    // so it is refused (std then reports an error to the caller).
+    linker.func_wrap(
+        "wasi",
+        "thread-spawn",
+        |_: Caller<'_, ThreadData>, _start_arg: u32| -> i32 {
+            eprintln!(
+            "wasmlet: std::thread::spawn is not supported in a guest; use wasmlet::spawn for a \
+             green thread"
+        );
+            -1
+        },
+    )?;
+    Ok(())
+}
+
+async fn yield_if_killed(status: KillStatus) -> u32 {
+    if status == KillStatus::Killed {
+        Suspend::new().await;
+    }
+    status as u32
+}

@@ -1,0 +1,233 @@
+//! Loading a guest program: checking that a `.wasm` file is a wasmlet guest,
+//! finding what the hub needs in it, and compiling it.
+//!
+//! A `wasm32-wasip1-threads` module keeps its shadow-stack pointer and TLS
+//! base in two mutable globals that it does not export. Each green thread is
+//! its own instance and needs both pointed at its own memory before it runs,
+//! so the loader finds them through the name section and adds exports for
+//! them: guest authors need no special linker flags.
+
+use std::borrow::Cow;
+
+use wasmparser::{DataKind, ExternalKind, KnownCustom, Name, Parser, Payload, TypeRef};
+use wasmtime::error::Context;
+use wasmtime::{bail, Result};
+use wasmtime::{Engine, Module};
+
+/// Export name the loader gives the `__stack_pointer` global.
+pub(crate) const STACK_POINTER_EXPORT: &str = "wasmlet:stack-pointer";
+/// Export name the loader gives the `__tls_base` global.
+pub(crate) const TLS_BASE_EXPORT: &str = "wasmlet:tls-base";
+/// The guest export that runs a spawned task (see `wit/hub.wit`).
+pub(crate) const RUN_EXPORT: &str = "wasmlet-run";
+/// The guest export that ends a killed, cancelled or trapped task.
+pub(crate) const FINISH_EXPORT: &str = "wasmlet-finish";
+
+/// A compiled guest program, ready to be started any number of times, on any
+/// hub of the [`Runtime`](crate::Runtime) that loaded it.
+#[derive(Clone)]
+pub struct Program {
+    pub(crate) module: Module,
+    pub(crate) layout: std::sync::Arc<Layout>,
+}
+
+/// What the hub needs to know about a program to start green threads in it.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    /// The initial image of a green thread's thread-locals (`.tdata`, then
+    /// zeros for `.tbss`).
+    pub tls_image: Vec<u8>,
+    /// Whether the program can spawn green threads (it exports the SDK's
+    /// entry points and the loader found its stack pointer and TLS base).
+    pub can_spawn: bool,
+}
+
+impl Program {
+    /// Checks and compiles a guest program from the bytes of a `.wasm` file.
+    /// Errors say what is wrong with the file and what to do about it.
+    pub fn from_bytes(engine: &Engine, bytes: &[u8]) -> Result<Program> {
+        let scan = scan(bytes)?;
+        let bytes: Cow<[u8]> = match (&scan.stack_pointer, &scan.tls_base) {
+            (Some(sp), Some(tls)) => Cow::Owned(add_global_exports(
+                bytes,
+                &[(STACK_POINTER_EXPORT, *sp), (TLS_BASE_EXPORT, *tls)],
+            )?),
+            _ => Cow::Borrowed(bytes),
+        };
+        let module = Module::new(engine, &bytes).context("compiling the guest module")?;
+        let can_spawn = scan.stack_pointer.is_some()
+            && scan.tls_base.is_some()
+            && scan.exports.iter().any(|e| e == RUN_EXPORT)
+            && scan.exports.iter().any(|e| e == FINISH_EXPORT);
+        Ok(Program {
+            module,
+            layout: std::sync::Arc::new(Layout {
+                tls_image: scan.tls_image,
+                can_spawn,
+            }),
+        })
+    }
+
+    /// [`Program::from_bytes`] on a file.
+    pub fn from_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Program> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Program::from_bytes(engine, &bytes).with_context(|| format!("loading {}", path.display()))
+    }
+}
+
+#[derive(Default)]
+struct Scan {
+    stack_pointer: Option<u32>,
+    tls_base: Option<u32>,
+    tls_image: Vec<u8>,
+    exports: Vec<String>,
+}
+
+/// Reads what the hub needs from the module and rejects what it cannot run.
+fn scan(bytes: &[u8]) -> Result<Scan> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        bail!(
+            "this file is not a WebAssembly module (it does not start with \\0asm); \
+             build a guest with `cargo build --release --target wasm32-wasip1-threads`"
+        );
+    }
+    if bytes[4..8] != [1, 0, 0, 0] {
+        bail!(
+            "this is a WebAssembly component, not a core module; wasmlet runs core modules \
+             built with `cargo build --target wasm32-wasip1-threads`"
+        );
+    }
+    let mut scan = Scan::default();
+    let mut shared_memory_import = None;
+    let mut defines_memory = false;
+    let mut segments: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut segment_names: Vec<(u32, String)> = Vec::new();
+    let mut global_names: Vec<(u32, String)> = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.context("this file is not a valid WebAssembly module")? {
+            Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    let import = import.context("reading the import section")?;
+                    if let TypeRef::Memory(ty) = import.ty {
+                        shared_memory_import = Some(ty.shared);
+                    }
+                }
+            }
+            Payload::MemorySection(memories) => defines_memory = memories.count() > 0,
+            Payload::ExportSection(exports) => {
+                for export in exports {
+                    scan.exports
+                        .push(export.context("reading the export section")?.name.into());
+                }
+            }
+            Payload::DataSection(data) => {
+                for (index, segment) in data.into_iter().enumerate() {
+                    let segment = segment.context("reading the data section")?;
+                    if matches!(segment.kind, DataKind::Passive) {
+                        segments.push((index as u32, segment.data.to_vec()));
+                    }
+                }
+            }
+            Payload::CustomSection(custom) => {
+                if let KnownCustom::Name(names) = custom.as_known() {
+                    for name in names {
+                        // A malformed name section only costs us the names.
+                        match name {
+                            Ok(Name::Global(map)) => global_names.extend(
+                                map.into_iter()
+                                    .flatten()
+                                    .map(|n| (n.index, n.name.to_string())),
+                            ),
+                            Ok(Name::Data(map)) => segment_names.extend(
+                                map.into_iter()
+                                    .flatten()
+                                    .map(|n| (n.index, n.name.to_string())),
+                            ),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match shared_memory_import {
+        Some(true) => {}
+        _ if defines_memory || shared_memory_import == Some(false) => bail!(
+            "this module has no shared memory: it was built for another target (such as \
+             wasm32-wasip1); wasmlet guests share one memory between green threads, so build \
+             with `cargo build --release --target wasm32-wasip1-threads`"
+        ),
+        _ => bail!(
+            "this module imports no memory: build it with \
+             `cargo build --release --target wasm32-wasip1-threads`"
+        ),
+    }
+    if !scan.exports.iter().any(|e| e == "_start") {
+        bail!(
+            "this module has no `_start` export: wasmlet runs programs (a Rust binary with \
+             `fn main`), not libraries"
+        );
+    }
+    let global = |wanted: &str| {
+        global_names
+            .iter()
+            .find(|(_, n)| n == wanted)
+            .map(|(i, _)| *i)
+    };
+    scan.stack_pointer = global("__stack_pointer");
+    scan.tls_base = global("__tls_base");
+    for (index, name) in &segment_names {
+        if name == ".tdata" || name == ".tbss" {
+            if let Some((_, data)) = segments.iter().find(|(i, _)| i == index) {
+                scan.tls_image.extend_from_slice(data);
+            }
+        }
+    }
+    let uses_sdk = scan.exports.iter().any(|e| e == RUN_EXPORT);
+    if uses_sdk && (scan.stack_pointer.is_none() || scan.tls_base.is_none()) {
+        bail!(
+            "this module's name section lacks the `__stack_pointer` / `__tls_base` globals, so \
+             wasmlet cannot give green threads their own stacks; build without `strip = true` \
+             (a plain release build keeps the name section)"
+        );
+    }
+    Ok(scan)
+}
+
+/// Returns `bytes` with extra exports of the given globals. Every other
+/// section is copied byte for byte.
+fn add_global_exports(bytes: &[u8], extra: &[(&str, u32)]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    out.extend_from_slice(&bytes[..8]);
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload?;
+        let Some((id, range)) = payload.as_section() else {
+            continue;
+        };
+        if let Payload::ExportSection(exports) = payload {
+            let mut section = wasm_encoder::ExportSection::new();
+            for export in exports {
+                let export = export?;
+                let kind = match export.kind {
+                    ExternalKind::Func | ExternalKind::FuncExact => wasm_encoder::ExportKind::Func,
+                    ExternalKind::Table => wasm_encoder::ExportKind::Table,
+                    ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
+                    ExternalKind::Global => wasm_encoder::ExportKind::Global,
+                    ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
+                };
+                section.export(export.name, kind, export.index);
+            }
+            for (name, index) in extra {
+                section.export(name, wasm_encoder::ExportKind::Global, *index);
+            }
+            wasm_encoder::Section::append_to(&section, &mut out);
+            continue;
+        }
+        out.push(id);
+        wasm_encoder::Encode::encode(&((range.end - range.start) as u32), &mut out);
+        out.extend_from_slice(&bytes[range]);
+    }
+    Ok(out)
+}

@@ -1,0 +1,150 @@
+//! Shadow stacks and TLS blocks of green threads, carved out of the guest's
+//! shared memory.
+//!
+//! The hub grows the guest's memory itself for these slots, so the guest's
+//! allocator never hands them out (wasi-libc's malloc copes with a
+//! `memory.grow` it did not make by starting a new segment). A slot is the
+//! green thread's TLS block, then a canary, then its shadow stack, which grows
+//! down towards the canary; a slot freed by an ended green thread is reused
+//! by the next one of the same size.
+
+use std::collections::HashMap;
+
+use wasmtime::SharedMemory;
+use wasmtime::{bail, format_err, Result};
+
+const WASM_PAGE: u64 = 64 * 1024;
+/// Slots and TLS blocks are aligned to this; it covers any Rust
+/// `#[repr(align)]` a thread-local is likely to use.
+const ALIGN: u32 = 128;
+const CANARY: [u8; 16] = *b"wasmlet-canary!!";
+/// Memory is grown at least this much at a time, so that small slots do not
+/// each cost a `grow`.
+const MIN_GROW_PAGES: u64 = 16;
+/// Largest shadow stack a guest may ask for.
+pub(crate) const MAX_STACK_SIZE: u32 = 256 * 1024 * 1024;
+
+/// One green thread's TLS block and shadow stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    base: u32,
+    size: u32,
+}
+
+impl Slot {
+    /// Where the TLS block starts (the thread's `__tls_base`).
+    pub fn tls_base(&self) -> u32 {
+        self.base
+    }
+}
+
+/// The slots of one guest.
+pub(crate) struct ShadowStacks {
+    memory: SharedMemory,
+    layout: std::sync::Arc<crate::program::Layout>,
+    /// TLS block size rounded up to [`ALIGN`].
+    tls_size: u32,
+    free: HashMap<u32, Vec<u32>>,
+    /// The unused rest of the memory the hub last grew.
+    next: u64,
+    end: u64,
+}
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+impl ShadowStacks {
+    pub fn new(memory: SharedMemory, layout: std::sync::Arc<crate::program::Layout>) -> Self {
+        let tls_size = round_up(layout.tls_image.len() as u64, ALIGN as u64) as u32;
+        ShadowStacks {
+            memory,
+            layout,
+            tls_size,
+            free: HashMap::new(),
+            next: 0,
+            end: 0,
+        }
+    }
+
+    /// A slot with a shadow stack of at least `stack_size` bytes, its TLS
+    /// block initialised and its canary set.
+    pub fn alloc(&mut self, stack_size: u32) -> Result<Slot> {
+        if stack_size > MAX_STACK_SIZE {
+            bail!("shadow stack of {stack_size} bytes asked for; the most is {MAX_STACK_SIZE}");
+        }
+        let size = round_up(
+            self.tls_size as u64 + CANARY.len() as u64 + stack_size as u64,
+            ALIGN as u64,
+        );
+        let size32 = size as u32;
+        let base = match self.free.get_mut(&size32).and_then(Vec::pop) {
+            Some(base) => base,
+            None => self.carve(size)?,
+        };
+        let slot = Slot { base, size: size32 };
+        self.write(slot.base, &self.layout.tls_image);
+        self.write(slot.base + self.tls_size, &CANARY);
+        Ok(slot)
+    }
+
+    /// The stack pointer a green thread on `slot` starts with.
+    pub fn stack_top(&self, slot: &Slot) -> u32 {
+        slot.base + slot.size
+    }
+
+    /// False if the shadow stack has run over its end (into the canary).
+    pub fn intact(&self, slot: &Slot) -> bool {
+        let at = (slot.base + self.tls_size) as usize;
+        let data = self.memory.data();
+        data[at..at + CANARY.len()]
+            .iter()
+            .zip(CANARY)
+            // SAFETY: reads of shared memory while no guest code runs (the
+            // hub's thread is here).
+            .all(|(cell, want)| unsafe { *cell.get() } == want)
+    }
+
+    pub fn free(&mut self, slot: Slot) {
+        self.free.entry(slot.size).or_default().push(slot.base);
+    }
+
+    fn carve(&mut self, size: u64) -> Result<u32> {
+        if self.next + size > self.end {
+            let pages = (size.div_ceil(WASM_PAGE)).max(MIN_GROW_PAGES);
+            let old = match self.memory.grow(pages) {
+                Ok(old) => old,
+                // Near the maximum a smaller step may still fit.
+                Err(_) => self.memory.grow(size.div_ceil(WASM_PAGE)).map_err(|_| {
+                    format_err!(
+                        "the guest's memory is full ({} MiB, its maximum): no room for another \
+                         green thread's {} KiB shadow stack; spawn with a smaller \
+                         Builder::stack_size, or link the guest with a larger --max-memory",
+                        self.memory.data_size() >> 20,
+                        size >> 10
+                    )
+                })?,
+            };
+            let new_pages = self.memory.data_size() as u64 / WASM_PAGE;
+            self.next = old * WASM_PAGE;
+            self.end = new_pages * WASM_PAGE;
+        }
+        let base = self.next;
+        self.next += size;
+        u32::try_from(base).map_err(|_| format_err!("guest memory above 4 GiB"))
+    }
+
+    fn write(&self, at: u32, bytes: &[u8]) {
+        let data = self.memory.data();
+        let cells = &data[at as usize..at as usize + bytes.len()];
+        // SAFETY: in bounds (the slice above); the hub's thread is the only
+        // one touching this memory, and no guest code runs while it does.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                std::cell::UnsafeCell::raw_get(cells.as_ptr()),
+                bytes.len(),
+            )
+        };
+    }
+}
