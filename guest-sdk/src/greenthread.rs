@@ -21,7 +21,7 @@ pub struct Thread {
 
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Thread({})", self.id)
+        write!(f, "Thread(#{})", self.number())
     }
 }
 
@@ -29,6 +29,12 @@ impl Thread {
     /// The hub's id for this green thread (unique within the guest; never 0).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The green thread's number in messages: a guest's green threads are
+    /// numbered from 1 (main) in the order they were spawned.
+    pub fn number(&self) -> u64 {
+        self.id >> 32
     }
 
     /// Stops this green thread where it is suspended; see [`kill`].
@@ -127,7 +133,7 @@ impl<T> Clone for GreenThread<T> {
 
 impl<T> fmt::Debug for GreenThread<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GreenThread({})", self.thread.id)
+        write!(f, "GreenThread(#{})", self.thread.number())
     }
 }
 

@@ -134,7 +134,8 @@ fn panic_hook(info: &PanicHookInfo<'_>) {
         return;
     }
     if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
-        eprintln!("green thread {} panicked{location}:\n{msg}", hub::current());
+        let number = hub::current() >> 32;
+        eprintln!("green thread #{number} panicked{location}:\n{msg}");
     }
     // SAFETY: CURRENT points at this green thread's live task; only its
     // `panic` field is written, never aliased by a reference (run() borrows
@@ -173,7 +174,8 @@ impl crate::abi::Guest for Exports {
                 Some(msg) => GreenThreadError::Panicked(msg),
                 None => {
                     if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
-                        eprintln!("green thread {} failed: {}", hub::current(), describe(trap));
+                        let number = hub::current() >> 32;
+                        eprintln!("green thread #{number} failed: {}", describe(trap));
                     }
                     GreenThreadError::Trapped(describe(trap))
                 }

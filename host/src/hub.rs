@@ -26,7 +26,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestOptions};
 use crate::program::{
-    Layout, Program, FINISH_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT, TLS_BASE_EXPORT,
+    Layout, Program, FINISH_EXPORT, INIT_TP_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT,
+    TLS_BASE_EXPORT,
 };
 use crate::runtime::Runtime;
 use crate::shadow_stack::{ShadowStacks, Slot};
@@ -222,6 +223,12 @@ impl ThreadRec {
     }
 }
 
+/// How messages number a green thread: the generation half of its id, which
+/// counts the guest's green threads from 1 (main).
+fn thread_number(id: u64) -> u64 {
+    id >> 32
+}
+
 /// A guest while it runs.
 struct LiveGuest {
     pre: InstancePre<ThreadData>,
@@ -260,7 +267,7 @@ impl LiveGuest {
         if key == self.main {
             "main green thread".into()
         } else {
-            format!("green thread {}", self.threads[key].id)
+            format!("green thread #{}", thread_number(self.threads[key].id))
         }
     }
 }
@@ -397,9 +404,7 @@ impl Hub {
             match next {
                 Some((guest, thread)) => self.step(guest, thread),
                 None => {
-                    let deadline = self
-                        .core
-                        .with(|core| core.timers.peek().map(|t| t.0.deadline));
+                    let deadline = self.core.with(Core::next_deadline);
                     match deadline {
                         Some(deadline) => {
                             let now = Instant::now();
@@ -588,6 +593,23 @@ impl Core {
         }));
     }
 
+    /// The earliest deadline of a timer that still matters, dropping those
+    /// whose thread has stopped waiting (killed, woken, or its guest ended).
+    fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(top) = self.timers.peek() {
+            let timer = &top.0;
+            let live = self.guests[timer.guest].live.as_ref();
+            let waiting = live
+                .and_then(|live| live.threads.get(timer.thread))
+                .is_some_and(|t| t.wait_token == timer.token && t.state.has_timer());
+            if waiting {
+                return Some(timer.deadline);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
     fn fire_due_timers(&mut self) {
         if self.timers.is_empty() {
             return;
@@ -655,12 +677,14 @@ impl Core {
             thread,
             wasi: WasiRef(&mut *live.wasi),
         };
+        let init_tp = live.layout.has_init_tp;
         Ok(Box::pin(run_thread(
             engine,
             live.pre.clone(),
             data,
             preempt,
             stack,
+            init_tp,
             entry,
         )))
     }
@@ -730,7 +754,8 @@ impl Core {
                 if error.downcast_ref::<Trap>().is_none() {
                     // Not a trap of its own code (the SDK reports those) but
                     // a hub function refusing it, e.g. memory full on spawn.
-                    eprintln!("wasmlet: {} stopped: {error:#}", live.name_of(thread));
+                    let why = error.root_cause();
+                    eprintln!("wasmlet: {} stopped: {why}", live.name_of(thread));
                 }
                 let t = &mut live.threads[thread];
                 if t.ending.is_none() {
@@ -804,7 +829,7 @@ impl Core {
             let what = match t.state {
                 State::Joining(id) => match live.key_of(id) {
                     Some(k) => format!("waiting for {} to end", live.name_of(k)),
-                    None => format!("waiting for green thread {id}"),
+                    None => format!("waiting for green thread #{}", thread_number(id)),
                 },
                 State::Parked { .. } => {
                     "parked (waiting on an Event, Queue, Semaphore or other SDK primitive)".into()
@@ -1025,6 +1050,7 @@ async fn run_thread(
     data: ThreadData,
     preempt: bool,
     stack: Option<(u32, u32)>,
+    init_tp: bool,
     entry: Entry,
 ) -> Result<()> {
     let mut store = Store::new(&engine, data);
@@ -1041,6 +1067,10 @@ async fn run_thread(
         };
         set(&mut store, STACK_POINTER_EXPORT, stack_top)?;
         set(&mut store, TLS_BASE_EXPORT, tls_base)?;
+        if init_tp {
+            let init = instance.get_typed_func::<(), ()>(&mut store, INIT_TP_EXPORT)?;
+            init.call_async(&mut store, ()).await?;
+        }
     }
     match entry {
         Entry::Main => {

@@ -1,0 +1,48 @@
+//! Calls the hub's imports directly with ids and pointers that make no sense.
+//! The host must answer or trap only the offending green thread.
+use std::time::Duration;
+
+#[link(wasm_import_module = "wasmlet:runtime/hub@0.1.0")]
+extern "C" {
+    #[link_name = "kill"]
+    fn raw_kill(target: u64, error: u32) -> u32;
+    #[link_name = "cancel"]
+    fn raw_cancel(target: u64) -> u32;
+    #[link_name = "join"]
+    fn raw_join(target: u64) -> u32;
+    #[link_name = "link"]
+    fn raw_link(target: u64, callback: u32) -> u64;
+    #[link_name = "unlink"]
+    fn raw_unlink(target: u64, link: u64) -> u32;
+    #[link_name = "unpark"]
+    fn raw_unpark(target: u64) -> u32;
+    #[link_name = "spawn"]
+    fn raw_spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
+    #[link_name = "next-link"]
+    fn raw_next_link() -> u32;
+}
+
+fn main() {
+    wasmlet::hub_exceptions(false);
+    unsafe {
+        println!("kill unknown: {}", raw_kill(0xdead_beef_0000_0007, 0));
+        println!("kill 0: {}", raw_kill(0, 0xffff_fff0));
+        println!("cancel unknown: {}", raw_cancel(u64::MAX));
+        println!("join unknown: {}", raw_join(12345));
+        println!("link unknown: {}", raw_link(999, 0xffff_ffff));
+        println!("unlink unknown: {}", raw_unlink(999, 5));
+        println!("unpark unknown: {}", raw_unpark(424242));
+        println!("next-link with none: {}", raw_next_link());
+    }
+    // A task pointer into nowhere: that green thread traps (twice: run and
+    // ending); main goes on.
+    let id = unsafe { raw_spawn(0xffff_fff0, 0, 0, 0) };
+    println!("spawned garbage task: {}", id != 0);
+    wasmlet::sleep(Duration::from_millis(1));
+    unsafe { println!("join it: {}", raw_join(id)) };
+    // An absurd stack size traps the green thread that asks, not the guest.
+    let asker = wasmlet::spawn(|| unsafe { raw_spawn(0, u32::MAX, 0, 0) });
+    println!("huge stack: {}", asker.wait().unwrap_err());
+    let fine = wasmlet::spawn(|| "still fine");
+    println!("{}", fine.wait().unwrap());
+}
