@@ -181,9 +181,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "wasi",
         "thread-spawn",
         |_: Caller<'_, ThreadData>, _start_arg: u32| -> i32 {
-            eprintln!(
-            "wasmlet: std::thread::spawn is not supported in a guest; use wasmlet::spawn for a \
-             green thread"
+            tracing::warn!(
+            "std::thread::spawn is not supported in a guest; use wasmlet::spawn for a green thread"
         );
             -1
         },

@@ -349,18 +349,9 @@ impl Hub {
         let mut linker = self.runtime.linker().clone();
         let mut wasi = Box::new(wasi);
         let guest_index = self.core.with(|core| core.guests.len());
-        {
-            let scratch = Store::new(
-                self.runtime.engine(),
-                ThreadData {
-                    core: self.core.clone(),
-                    guest: guest_index,
-                    thread: usize::MAX,
-                    wasi: WasiRef(&mut *wasi),
-                },
-            );
-            linker.define(&scratch, "env", "memory", memory.clone())?;
-        }
+        let scratch = self.scratch_store(guest_index, &mut *wasi);
+        linker.define(&scratch, "env", "memory", memory.clone())?;
+        drop(scratch);
         let pre = linker
             .instantiate_pre(&program.module)
             .context("the guest imports something wasmlet does not provide")?;
@@ -427,6 +418,35 @@ impl Hub {
             std::mem::take(&mut core.graveyard)
         });
         bury(graves);
+    }
+
+    /// The functions this host defines for guests under the import module
+    /// `module` (e.g. [`HUB_MODULE`](crate::HUB_MODULE)) with their core wasm
+    /// types: what a contract check compares with `wit/hub.wit`.
+    pub fn defined_functions(&self, module: &str) -> Vec<(String, wasmtime::FuncType)> {
+        let mut store = self.scratch_store(usize::MAX, std::ptr::null_mut());
+        let externs: Vec<_> = self
+            .runtime
+            .linker()
+            .iter(&mut store)
+            .filter(|(m, _, _)| *m == module)
+            .map(|(_, name, item)| (name.to_string(), item))
+            .collect();
+        externs
+            .into_iter()
+            .filter_map(|(name, item)| Some((name, item.ty(&store).func()?.clone())))
+            .collect()
+    }
+
+    /// A store no code runs in, for linker operations that need one.
+    fn scratch_store(&self, guest: usize, wasi: *mut WasiP1Ctx) -> Store<ThreadData> {
+        let data = ThreadData {
+            core: self.core.clone(),
+            guest,
+            thread: usize::MAX,
+            wasi: WasiRef(wasi),
+        };
+        Store::new(self.runtime.engine(), data)
     }
 
     /// How the guest ended, once it has.
@@ -755,7 +775,7 @@ impl Core {
                     // Not a trap of its own code (the SDK reports those) but
                     // a hub function refusing it, e.g. memory full on spawn.
                     let why = error.root_cause();
-                    eprintln!("wasmlet: {} stopped: {why}", live.name_of(thread));
+                    tracing::warn!("{} stopped: {why}", live.name_of(thread));
                 }
                 let t = &mut live.threads[thread];
                 if t.ending.is_none() {
@@ -764,10 +784,7 @@ impl Core {
                     self.make_runnable(guest, thread, true);
                     return;
                 }
-                eprintln!(
-                    "wasmlet: {} failed while ending: {error:?}",
-                    live.name_of(thread)
-                );
+                tracing::warn!("{} failed while ending: {error:?}", live.name_of(thread));
             }
         }
         self.remove_thread(guest, thread);

@@ -16,5 +16,8 @@ fn main() {
         })
         .collect();
     let total: usize = workers.iter().map(|w| w.wait().unwrap()).sum();
-    println!("hello from wasmlet: {} green threads returned {total}", workers.len());
+    println!(
+        "hello from wasmlet: {} green threads returned {total}",
+        workers.len()
+    );
 }

@@ -82,6 +82,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
         .init();
     let Command::Run(args) = Cli::parse().command;
     match run(args) {

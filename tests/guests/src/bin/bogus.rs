@@ -20,6 +20,8 @@ extern "C" {
     fn raw_spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
     #[link_name = "next-link"]
     fn raw_next_link() -> u32;
+    #[link_name = "park"]
+    fn raw_park(timeout_ns: u64) -> u32;
 }
 
 fn main() {
@@ -33,6 +35,7 @@ fn main() {
         println!("unlink unknown: {}", raw_unlink(999, 5));
         println!("unpark unknown: {}", raw_unpark(424242));
         println!("next-link with none: {}", raw_next_link());
+        println!("park, zero timeout: {}", raw_park(0));
     }
     // A task pointer into nowhere: that green thread traps (twice: run and
     // ending); main goes on.

@@ -8,6 +8,8 @@ fn main() {
         Err(e) => println!("file error: {e}"),
     }
     // A green thread uses the same descriptors as main.
-    let gt = wasmlet::spawn(|| std::fs::write("/data/from-thread.txt", "written by a green thread").is_ok());
+    let gt = wasmlet::spawn(|| {
+        std::fs::write("/data/from-thread.txt", "written by a green thread").is_ok()
+    });
     println!("green thread wrote: {:?}", gt.wait());
 }

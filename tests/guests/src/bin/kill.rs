@@ -23,11 +23,19 @@ fn main() {
     wasmlet::sleep(Duration::ZERO); // let it start and suspend
     println!("kill while sleeping: {}", wasmlet::kill(sleeper.thread()));
     println!("  dead right after kill: {}", sleeper.dead());
-    println!("  reached end: {}, wait: {}", reached_end.get(), sleeper.wait().unwrap_err());
+    println!(
+        "  reached end: {}, wait: {}",
+        reached_end.get(),
+        sleeper.wait().unwrap_err()
+    );
 
     let done = wasmlet::spawn(|| 5);
     done.wait().unwrap();
-    println!("kill finished: {}, wait still: {:?}", done.kill(), done.wait());
+    println!(
+        "kill finished: {}, wait still: {:?}",
+        done.kill(),
+        done.wait()
+    );
 
     let victim = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
     wasmlet::sleep(Duration::ZERO);
@@ -48,7 +56,11 @@ fn main() {
     let pending = wasmlet::spawn(move || r.set(true));
     println!("cancel before start: {}", pending.cancel());
     wasmlet::sleep(Duration::ZERO);
-    println!("  ran: {}, wait: {}", c_ran.get(), pending.wait().unwrap_err());
+    println!(
+        "  ran: {}, wait: {}",
+        c_ran.get(),
+        pending.wait().unwrap_err()
+    );
 
     let started = wasmlet::spawn(|| {
         wasmlet::sleep(Duration::from_millis(1));

@@ -15,7 +15,8 @@ fn main() {
         let log = log.clone();
         gt.link(move |gt| {
             let me = wasmlet::getcurrent() == gt.thread();
-            log.borrow_mut().push(format!("link {n} (as dying thread: {me})"));
+            log.borrow_mut()
+                .push(format!("link {n} (as dying thread: {me})"));
         });
     }
     let log2 = log.clone();
@@ -33,11 +34,18 @@ fn main() {
 
     let log5 = log.clone();
     let ran_at_once = gt.link(move |_| log5.borrow_mut().push("linked after exit".into()));
-    println!("after exit: {:?}, unlink it: {}", log.borrow().last(), gt.unlink(ran_at_once));
+    println!(
+        "after exit: {:?}, unlink it: {}",
+        log.borrow().last(),
+        gt.unlink(ran_at_once)
+    );
 
     let killed = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
     let log6 = log.clone();
-    killed.link(move |gt| log6.borrow_mut().push(format!("killed link saw dead={}", gt.dead())));
+    killed.link(move |gt| {
+        log6.borrow_mut()
+            .push(format!("killed link saw dead={}", gt.dead()))
+    });
     wasmlet::sleep(Duration::ZERO);
     killed.kill();
     println!("{:?}", log.borrow().last());
@@ -45,7 +53,10 @@ fn main() {
     wasmlet::hub_exceptions(false);
     let panicky = wasmlet::spawn(|| -> u32 { panic!("boom") });
     let log7 = log.clone();
-    panicky.link(move |gt| log7.borrow_mut().push(format!("panicked link: {}", gt.wait().unwrap_err())));
+    panicky.link(move |gt| {
+        log7.borrow_mut()
+            .push(format!("panicked link: {}", gt.wait().unwrap_err()))
+    });
     panicky.wait().ok();
     println!("{:?}", log.borrow().last());
 }

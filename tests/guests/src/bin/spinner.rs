@@ -10,5 +10,8 @@ fn main() {
     while start.elapsed() < Duration::from_millis(ms) {
         spins = std::hint::black_box(spins + 1);
     }
-    println!("spinner saw the other guest finish: {}", std::path::Path::new(&path).exists());
+    println!(
+        "spinner saw the other guest finish: {}",
+        std::path::Path::new(&path).exists()
+    );
 }

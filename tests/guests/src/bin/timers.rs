@@ -24,7 +24,10 @@ fn main() {
     let started = Instant::now();
     let after = wasmlet::spawn_after(Duration::from_millis(25), move || started.elapsed());
     let waited = after.wait().unwrap();
-    println!("spawn_after waited its delay: {}", waited >= Duration::from_millis(25));
+    println!(
+        "spawn_after waited its delay: {}",
+        waited >= Duration::from_millis(25)
+    );
 
     // Spawner ends before the delay: spawn_after still runs, the local one not.
     let parent = wasmlet::spawn(|| {
@@ -34,7 +37,10 @@ fn main() {
     });
     let (plain, local) = parent.wait().unwrap();
     println!("spawn_after after spawner ended: {:?}", plain.wait());
-    println!("spawn_after_local after spawner ended: {:?}", local.wait().map_err(|e| e.to_string()));
+    println!(
+        "spawn_after_local after spawner ended: {:?}",
+        local.wait().map_err(|e| e.to_string())
+    );
 
     // Spawner alive: spawn_after_local runs.
     let local = wasmlet::spawn_after_local(Duration::from_millis(5), || "local ran");

@@ -25,7 +25,12 @@ fn main() {
                 wasmlet::sleep(Duration::from_millis(1));
                 shared.borrow_mut().push(i);
                 let sum: u32 = std::hint::black_box(&local).iter().sum();
-                (before, MINE.with(Cell::get), NAME.with(|n| n.borrow().clone()), sum == 64 * i)
+                (
+                    before,
+                    MINE.with(Cell::get),
+                    NAME.with(|n| n.borrow().clone()),
+                    sum == 64 * i,
+                )
             })
         })
         .collect();

@@ -27,11 +27,17 @@ fn main() {
         }
     }
     let elapsed = started.elapsed();
-    println!("ran {done} green threads, checksum ok: {}", sum == (total / wave) * wave * (wave - 1) + {
-        let rest = total % wave;
-        rest * rest.saturating_sub(1)
-    });
-    println!("memory pages after first wave: {pages_after_first}, at end: {}", pages());
+    println!(
+        "ran {done} green threads, checksum ok: {}",
+        sum == (total / wave) * wave * (wave - 1) + {
+            let rest = total % wave;
+            rest * rest.saturating_sub(1)
+        }
+    );
+    println!(
+        "memory pages after first wave: {pages_after_first}, at end: {}",
+        pages()
+    );
     eprintln!(
         "spawn+run+wait: {:.2} us per green thread",
         elapsed.as_secs_f64() * 1e6 / done as f64

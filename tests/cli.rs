@@ -1,0 +1,185 @@
+//! The `wasmlet` CLI: exit codes, WASI plumbing (args, env, dirs), and clear
+//! errors with a non-zero exit for input it cannot run.
+
+mod support;
+use support::{cli, guest};
+
+use wasm_encoder::{
+    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
+    MemorySection, MemoryType, Module, TypeSection,
+};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn exit_codes_follow_the_guest() {
+    let exits = guest("exits");
+    let out = cli(&exits, &["return"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "returning normally\n");
+
+    let out = cli(&exits, &["exit-in-thread", "7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+
+    let out = cli(&exits, &["panic-main"]);
+    assert_eq!(out.status.code(), Some(134));
+    let err = stderr(&out);
+    assert!(err.contains("panicked at"), "{err}");
+    assert!(err.contains("main gave up"), "{err}");
+    assert!(err.contains("the main green thread trapped"), "{err}");
+
+    let out = cli(&exits, &["trap-main"]);
+    assert_ne!(out.status.code(), Some(0));
+
+    let out = cli(&exits, &["kill-main"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the main green thread was killed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_host_says_why_it_refused_a_green_thread() {
+    let out = cli(&guest("bogus"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("stopped: shadow stack of 4294967295 bytes asked for"),
+        "{err}"
+    );
+}
+
+#[test]
+fn args_env_and_preopened_dirs_reach_the_guest() {
+    let dir = std::env::temp_dir().join(format!("wasmlet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("input.txt"), "hello from the host\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .arg("run")
+        .arg("--env")
+        .arg("GREETING=hi there")
+        .arg("--dir")
+        .arg(format!("{}::/data", dir.display()))
+        .arg(guest("environment"))
+        .args(["--", "one", "two words"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "args: [\"one\", \"two words\"]\nGREETING=hi there\nfile: hello from the host\n\
+         green thread wrote: Ok(true)\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("from-thread.txt")).unwrap(),
+        "written by a green thread"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("wasmlet-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn assert_refused(path: &std::path::Path, expected: &str) {
+    let out = cli(path, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    assert!(!err.contains("panicked"), "the host panicked: {err}");
+}
+
+/// A module with a `_start` and the given memory set-up.
+fn module(import_shared: Option<bool>, define_memory: bool, export_start: bool) -> Vec<u8> {
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    m.section(&types);
+    if let Some(shared) = import_shared {
+        let mut imports = ImportSection::new();
+        let ty = MemoryType {
+            minimum: 1,
+            maximum: Some(2),
+            memory64: false,
+            shared,
+            page_size_log2: None,
+        };
+        imports.import("env", "memory", EntityType::Memory(ty));
+        m.section(&imports);
+    }
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    m.section(&funcs);
+    if define_memory {
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        m.section(&memories);
+    }
+    let mut exports = ExportSection::new();
+    exports.export(
+        if export_start { "_start" } else { "run" },
+        ExportKind::Func,
+        0,
+    );
+    m.section(&exports);
+    let mut code = CodeSection::new();
+    let mut body = Function::new([]);
+    body.instructions().end();
+    code.function(&body);
+    m.section(&code);
+    m.finish()
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let path = write_temp("not.wasm", b"#!/bin/sh\necho this is not wasm\n");
+    assert_refused(&path, "not a WebAssembly module");
+    let path = write_temp("truncated.wasm", b"\0asm\x01\0\0\0\x01\x05");
+    assert_refused(&path, "not a valid WebAssembly module");
+}
+
+#[test]
+fn a_module_for_another_target_is_refused() {
+    let path = write_temp("wasip1.wasm", &module(None, true, true));
+    assert_refused(&path, "built for another target (such as wasm32-wasip1)");
+    let path = write_temp("unshared.wasm", &module(Some(false), false, true));
+    assert_refused(&path, "wasm32-wasip1-threads");
+    let path = write_temp("component.wasm", b"\0asm\x0d\0\x01\0");
+    assert_refused(&path, "is a WebAssembly component");
+}
+
+#[test]
+fn a_module_without_start_is_refused() {
+    let path = write_temp("nostart.wasm", &module(Some(true), false, false));
+    assert_refused(&path, "no `_start` export");
+}
+
+#[test]
+fn a_missing_file_and_bad_flags_are_reported() {
+    let out = cli(std::path::Path::new("/nonexistent/guest.wasm"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("reading /nonexistent/guest.wasm"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run", "--env", "NOEQUALS", "x.wasm"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected K=V"), "{}", stderr(&out));
+}

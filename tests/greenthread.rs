@@ -1,0 +1,169 @@
+//! The greenthread API end to end: each function of the SDK, its edge cases,
+//! and the orderings eventlet users rely on.
+
+mod support;
+use support::run;
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+#[test]
+fn spawn_is_fifo_and_returns_at_once() {
+    let r = run("spawn_order", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.trim(),
+        "spawned all, run 0, run 1, run 2, run 3, run 4, main resumed, n 0, n 1, n 2, \
+         ping, pong, ping, pong"
+    );
+}
+
+#[test]
+fn timers_fire_in_deadline_order_and_spawn_after_variants() {
+    let r = run("timers", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "sleep order: [0, 10, 20, 30]",
+            "spawn_after waited its delay: true",
+            "spawn_after after spawner ended: Ok(\"plain ran\")",
+            "spawn_after_local after spawner ended: Err(\"green thread was cancelled: its spawner ended before it was due\")",
+            "spawn_after_local with spawner alive: Ok(\"local ran\")",
+        ]
+    );
+}
+
+#[test]
+fn kill_and_cancel() {
+    let r = run("kill", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "kill before start: true",
+            "  ran: false, wait: green thread was killed (GreenletExit)",
+            "kill while sleeping: true",
+            "  dead right after kill: true",
+            "  reached end: false, wait: green thread was killed (GreenletExit)",
+            "kill finished: false, wait still: Ok(5)",
+            "kill_with: custom failure",
+            "kill self: green thread was killed (GreenletExit)",
+            "cancel before start: true",
+            "  ran: false, wait: green thread was killed (GreenletExit)",
+            "cancel after start: false",
+            "  wait: Ok(\"finished\")",
+            "kill yields: [\"bystander\", \"queued before kill\", \"kill returned\"]",
+        ]
+    );
+    // Kills are not failures: nothing printed.
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn links_run_in_order_in_the_dying_thread() {
+    let r = run("links", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "unlink pending: true",
+            "unlink again: false",
+            "result: Ok(7)",
+            "link 1 (as dying thread: true)",
+            "link 2 (as dying thread: true)",
+            "link 3 (as dying thread: true)",
+            "outer link",
+            "link added inside a link",
+            "after exit: Some(\"linked after exit\"), unlink it: false",
+            "Some(\"killed link saw dead=true\")",
+            "Some(\"panicked link: green thread panicked: boom\")",
+        ]
+    );
+    // hub_exceptions(false) was set before the panic.
+    assert!(!r.stderr.contains("boom"), "{}", r.stderr);
+}
+
+#[test]
+fn a_failed_thread_reports_to_every_waiter_and_others_go_on() {
+    let r = run("failures", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "waiter 0: green thread panicked: deliberate failure 42",
+            "waiter 1: green thread panicked: deliberate failure 42",
+            "waiter 2: green thread panicked: deliberate failure 42",
+            "bystander finished",
+            "trap: green thread trapped: unreachable code reached",
+            "quiet: green thread panicked: silenced failure",
+        ]
+    );
+    // Printed by default, silenced by hub_exceptions(false).
+    assert!(
+        r.stderr.contains("green thread #3 panicked at"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("deliberate failure 42"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("failed: unreachable code reached"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("silenced failure"), "{}", r.stderr);
+}
+
+#[test]
+fn thread_locals_are_per_green_thread_and_the_heap_is_shared() {
+    let r = run("tls_heap", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut expected: Vec<String> = (1..=4)
+        .map(|i| format!("fresh tls: 0, own tls: {i}, name: thread {i}, stack intact: true"))
+        .collect();
+    expected.push("main tls untouched: 1000".into());
+    expected.push("shared heap saw: [1, 2, 3, 4]".into());
+    assert_eq!(lines(&r.stdout), expected);
+}
+
+#[test]
+fn waves_of_green_threads_run_in_bounded_memory() {
+    let r = run("waves", &["20000", "500"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = lines(&r.stdout);
+    assert_eq!(out[0], "ran 20000 green threads, checksum ok: true");
+    // "memory pages after first wave: A, at end: B": 40 waves later the guest
+    // memory has not grown: every stack and TLS block was reused.
+    let nums: Vec<u64> = out[1]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{}", out[1]);
+    assert_eq!(
+        nums[0], nums[1],
+        "guest memory grew across waves: {}",
+        out[1]
+    );
+}
+
+#[test]
+fn a_deadlock_ends_the_guest_naming_the_blocked_threads() {
+    let r = run("deadlock", &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "main waits\n");
+    let error = r.error.expect("a deadlock error");
+    assert!(error.starts_with("deadlock:"), "{error}");
+    assert!(
+        error.contains("main green thread: waiting for green thread #2 to end"),
+        "{error}"
+    );
+    assert!(
+        error.contains("green thread #2: waiting for green thread #3 to end"),
+        "{error}"
+    );
+    assert!(
+        error.contains("green thread #3: waiting for green thread #2 to end"),
+        "{error}"
+    );
+}

@@ -1,0 +1,101 @@
+//! Shared by the end-to-end tests: builds the guests once per test binary and
+//! runs them through the `wasmlet` CLI or the embedding API.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use wasmlet_host::{Config, GuestOptions, Hub, Program, Runtime};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds a guest workspace (release, wasm32-wasip1-threads) into a shared
+/// target dir and returns the folder holding its `.wasm` files.
+pub fn build_guests(manifest: &str) -> PathBuf {
+    let root = repo_root();
+    let target_dir = root.join("target").join("guests");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip1-threads",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join(manifest))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("running cargo to build guests");
+    assert!(status.success(), "building {manifest} failed");
+    target_dir.join("wasm32-wasip1-threads").join("release")
+}
+
+/// The test guest `name` (a binary of tests/guests).
+pub fn guest(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_guests("tests/guests/Cargo.toml"))
+        .join(format!("{name}.wasm"))
+}
+
+/// Runs `wasmlet run <wasm> -- args` and returns its output.
+pub fn cli(wasm: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .arg("run")
+        .arg(wasm)
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("running wasmlet")
+}
+
+/// What a guest run through the embedding API did.
+pub struct Run {
+    pub code: i32,
+    pub error: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn runtime() -> Runtime {
+    Runtime::new(Config::default()).expect("runtime")
+}
+
+pub fn options(args: &[&str]) -> GuestOptions {
+    GuestOptions {
+        args: std::iter::once("guest")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect(),
+        capture_output: true,
+        ..Default::default()
+    }
+}
+
+/// Runs the test guest `name` alone on a hub, capturing its output.
+pub fn run(name: &str, args: &[&str]) -> Run {
+    let runtime = runtime();
+    let program = Program::from_file(runtime.engine(), guest(name)).expect("load guest");
+    let mut hub = Hub::new(&runtime);
+    let id = hub.add_guest(&program, options(args)).expect("add guest");
+    hub.run();
+    finished(&hub, id)
+}
+
+pub fn finished(hub: &Hub, id: wasmlet_host::GuestId) -> Run {
+    let exit = hub.exit(id).expect("guest ended");
+    let (stdout, stderr) = hub.output(id).expect("captured");
+    Run {
+        code: exit.code,
+        error: exit.error.map(|e| e.to_string()),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
