@@ -162,17 +162,15 @@ impl<T: 'static> GreenThread<T> {
     where
         T: Clone,
     {
-        loop {
-            if let Some(result) = self.shared.result.borrow().as_ref() {
-                return result.clone();
+        if let Some(result) = self.shared.result.borrow().as_ref() {
+            return result.clone();
+        }
+        match hub::join(self.thread.id) {
+            JoinStatus::Ended => {
+                let result = self.shared.result.borrow();
+                result.clone().unwrap_or(Err(GreenThreadError::Vanished))
             }
-            match hub::join(self.thread.id) {
-                JoinStatus::Ended => {
-                    let result = self.shared.result.borrow();
-                    return result.clone().unwrap_or(Err(GreenThreadError::Vanished));
-                }
-                JoinStatus::IsSelf => panic!("a green thread cannot wait for itself"),
-            }
+            JoinStatus::IsSelf => panic!("a green thread cannot wait for itself"),
         }
     }
 
