@@ -12,7 +12,10 @@ fn example(name: &str) -> (i32, String) {
     let out = cli(&dir.join(format!("{name}.wasm")), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name}: {stderr}");
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn hello_takes_turns() {
         stdout.starts_with("alpha: step 1\nbeta: step 1\ngamma: step 1\nalpha: step 2\n"),
         "{stdout}"
     );
-    assert!(stdout.ends_with("hello from wasmlet: 3 green threads returned 60\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("hello from wasmlet: 3 green threads returned 60\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -31,7 +37,10 @@ fn crawler_gathers_in_order() {
     let lines: Vec<_> = stdout.lines().collect();
     assert_eq!(lines[0], "https://example.org/: 2000 bytes");
     assert_eq!(lines[3], "https://example.org/contact: 2700 bytes");
-    assert!(lines[4].starts_with("crawled 4 pages, 9600 bytes, in "), "{stdout}");
+    assert!(
+        lines[4].starts_with("crawled 4 pages, 9600 bytes, in "),
+        "{stdout}"
+    );
 }
 
 #[test]
