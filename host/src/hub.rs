@@ -668,15 +668,17 @@ impl Core {
     /// The thread's future, made on its first run (or first run after it was
     /// killed or trapped).
     fn take_future(&mut self, guest: usize, thread: usize) -> Result<ThreadFuture> {
+        let t = &mut self.live(guest).threads[thread];
+        t.state = State::Running;
+        // The common case on every switch: resume the existing call.
+        if let Some(future) = t.future.take() {
+            return Ok(future);
+        }
         let engine = self.runtime.engine().clone();
         let preempt = self.runtime.config().time_slice.is_some();
         let core = CoreRef(self.me.upgrade().expect("the hub is alive while it runs"));
         let live = self.live(guest);
         let t = &mut live.threads[thread];
-        t.state = State::Running;
-        if let Some(future) = t.future.take() {
-            return Ok(future);
-        }
         let entry = if thread == live.main {
             Entry::Main
         } else if let Some((how, error)) = t.ending {
