@@ -3,6 +3,8 @@
 use std::fmt;
 use std::rc::Rc;
 
+use crate::timeout::TimedOut;
+
 /// Why [`GreenThread::wait`](crate::GreenThread::wait) has no result.
 ///
 /// eventlet raises the green thread's exception out of `wait()`; here it is
@@ -24,6 +26,9 @@ pub enum GreenThreadError {
     /// The green thread ended without leaving a result (its ending itself
     /// failed; the hub printed why).
     Vanished,
+    /// The waiting green thread's [`Timeout`](crate::Timeout) fired before
+    /// this one ended (which it may still do).
+    TimedOut(TimedOut),
 }
 
 impl fmt::Display for GreenThreadError {
@@ -37,6 +42,7 @@ impl fmt::Display for GreenThreadError {
             GreenThreadError::Panicked(msg) => write!(f, "green thread panicked: {msg}"),
             GreenThreadError::Trapped(what) => write!(f, "green thread trapped: {what}"),
             GreenThreadError::Vanished => f.write_str("green thread ended without a result"),
+            GreenThreadError::TimedOut(t) => write!(f, "wait for green thread {t}"),
         }
     }
 }

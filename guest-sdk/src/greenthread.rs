@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::abi::wasmlet::runtime::hub::{self, JoinStatus, KillStatus};
 use crate::error::GreenThreadError;
 use crate::task::{self, Body};
+use crate::timeout::{nanos, Limit};
 
 /// A green thread's identity: a cheap, copyable handle to any green thread,
 /// typed or not (what [`getcurrent`] returns).
@@ -112,6 +113,9 @@ pub struct Link {
 /// The result slot a [`GreenThread`] handle shares with its running body.
 struct Shared<T> {
     result: RefCell<Option<Result<T, GreenThreadError>>>,
+    /// The handle of a call a pool member ran inline: no green thread of
+    /// its own ever ends, so links run at once.
+    inline: bool,
 }
 
 /// A handle to a green thread started by [`spawn`] and friends, through which
@@ -162,15 +166,44 @@ impl<T: 'static> GreenThread<T> {
     where
         T: Clone,
     {
-        if let Some(result) = self.shared.result.borrow().as_ref() {
-            return result.clone();
+        self.join()?;
+        let result = self.shared.result.borrow();
+        result.clone().unwrap_or(Err(GreenThreadError::Vanished))
+    }
+
+    /// [`wait`](Self::wait) for the one handle that will ever ask: moves the
+    /// result out instead of cloning it.
+    pub(crate) fn take_result(self) -> Result<T, GreenThreadError> {
+        self.join()?;
+        let result = self.shared.result.borrow_mut().take();
+        result.unwrap_or(Err(GreenThreadError::Vanished))
+    }
+
+    /// Yields until the green thread has ended (or a
+    /// [`Timeout`](crate::Timeout) fires).
+    fn join(&self) -> Result<(), GreenThreadError> {
+        if self.dead() {
+            return Ok(());
         }
-        match hub::join(self.thread.id) {
-            JoinStatus::Ended => {
-                let result = self.shared.result.borrow();
-                result.clone().unwrap_or(Err(GreenThreadError::Vanished))
+        let limit = Limit::new(None);
+        loop {
+            match hub::join(self.thread.id, limit.timeout_ns()) {
+                JoinStatus::Ended => return Ok(()),
+                JoinStatus::IsSelf => panic!("a green thread cannot wait for itself"),
+                JoinStatus::TimedOut => limit.check().map_err(GreenThreadError::TimedOut)?,
             }
-            JoinStatus::IsSelf => panic!("a green thread cannot wait for itself"),
+        }
+    }
+
+    /// A handle to `thread`, which has already produced `result` (a pool
+    /// member that ran a spawn inline).
+    pub(crate) fn finished(thread: Thread, result: Result<T, GreenThreadError>) -> Self {
+        GreenThread {
+            thread,
+            shared: Rc::new(Shared {
+                result: RefCell::new(Some(result)),
+                inline: true,
+            }),
         }
     }
 
@@ -198,6 +231,13 @@ impl<T: 'static> GreenThread<T> {
     /// gt.link(|gt| println!("done: {:?}", gt.wait()));
     /// ```
     pub fn link(&self, f: impl FnOnce(&GreenThread<T>) + 'static) -> Link {
+        if self.shared.inline {
+            f(self);
+            return Link {
+                target: self.thread.id,
+                id: 0,
+            };
+        }
         let me = self.clone();
         self.thread.link_raw(Box::new(move || f(&me)))
     }
@@ -312,6 +352,7 @@ impl Builder {
     ) -> GreenThread<T> {
         let shared = Rc::new(Shared {
             result: RefCell::new(None),
+            inline: false,
         });
         let body = Box::new(ResultBody {
             f: Some(f),
@@ -323,10 +364,6 @@ impl Builder {
             shared,
         }
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Starts `f` in a new green thread and returns its handle at once; `f` runs
@@ -384,7 +421,18 @@ pub fn spawn_after_local<T: 'static>(
 /// wasmlet::sleep(std::time::Duration::from_millis(1));
 /// ```
 pub fn sleep(duration: Duration) {
-    hub::sleep(nanos(duration));
+    let ns = nanos(duration);
+    let limit = Limit::new(None);
+    if limit.unbounded() {
+        hub::sleep(ns);
+        return;
+    }
+    let bounded = limit.timeout_ns();
+    hub::sleep(ns.min(bounded));
+    if bounded <= ns {
+        // A Timeout's deadline came first (or with it): it fires.
+        let _ = limit.check();
+    }
 }
 
 /// A handle to the calling green thread.

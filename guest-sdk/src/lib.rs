@@ -29,14 +29,25 @@
 //!   not unwound (wasm has no unwinding here), so values they owned leak.
 
 mod error;
+mod event;
 mod greenthread;
+mod pool;
+mod queue;
+mod semaphore;
 mod task;
+mod timeout;
+mod waiter;
 
 pub use error::GreenThreadError;
+pub use event::{AlreadySent, Event, EventError};
 pub use greenthread::{
     getcurrent, hub_exceptions, kill, kill_with, sleep, spawn, spawn_after, spawn_after_local,
     spawn_n, Builder, GreenThread, Link, Thread,
 };
+pub use pool::{GreenPile, GreenPool, Imap, StarCall};
+pub use queue::{Empty, Full, Queue, TaskDoneTooOften};
+pub use semaphore::{BoundedSemaphore, ReleasedTooOften, Semaphore, SemaphoreGuard};
+pub use timeout::{with_timeout, TimedOut, Timeout};
 
 /// The hub's imports, generated from `wit/hub.wit`: the one contract
 /// between host and guest.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use crate::hub::{JoinStatus, KillStatus, Suspend, ThreadData};
+use crate::hub::{KillStatus, Suspend, ThreadData};
 
 /// The WIT interface's import module name.
 pub const HUB_MODULE: &str = "wasmlet:runtime/hub@0.1.0";
@@ -92,18 +92,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.func_wrap_async(
         HUB_MODULE,
         "join",
-        |caller: Caller<'_, ThreadData>, (target,): (u64,)| {
+        |caller: Caller<'_, ThreadData>, (target, timeout_ns): (u64, u64)| {
             let (guest, thread) = who(&caller);
             let now = caller
                 .data()
                 .core
-                .with(|core| core.join(guest, thread, target));
+                .with(|core| core.join(guest, thread, target, timeout_of(timeout_ns)));
             Box::new(async move {
                 match now {
                     Some(status) => status as u32,
                     None => {
                         Suspend::new().await;
-                        JoinStatus::Ended as u32
+                        caller
+                            .data()
+                            .core
+                            .with(|core| core.join_result(guest, target))
+                            as u32
                     }
                 }
             })
@@ -147,11 +151,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "park",
         |caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
             let (guest, thread) = who(&caller);
-            let timeout = (timeout_ns != u64::MAX).then(|| Duration::from_nanos(timeout_ns));
             let now = caller
                 .data()
                 .core
-                .with(|core| core.park(guest, thread, timeout));
+                .with(|core| core.park(guest, thread, timeout_of(timeout_ns)));
             Box::new(async move {
                 match now {
                     Some(unparked) => unparked as u32,
@@ -188,6 +191,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// A WIT `timeout-ns`: `u64::MAX` means none.
+fn timeout_of(ns: u64) -> Option<Duration> {
+    (ns != u64::MAX).then(|| Duration::from_nanos(ns))
 }
 
 async fn yield_if_killed(status: KillStatus) -> u32 {

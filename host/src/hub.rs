@@ -150,6 +150,7 @@ pub(crate) enum KillStatus {
 pub(crate) enum JoinStatus {
     Ended = 0,
     IsSelf,
+    TimedOut,
 }
 
 /// What a green thread is doing, from the hub's point of view.
@@ -163,8 +164,9 @@ enum State {
     Sleeping,
     /// Spawned with a delay; waiting for its timer to start.
     Delayed,
-    /// Waiting for the green thread with this id to end.
-    Joining(u64),
+    /// Waiting for the green thread with this id to end, with or without a
+    /// timer.
+    Joining { target: u64, timed: bool },
     /// Waiting for `unpark`, with or without a timer.
     Parked { timed: bool },
 }
@@ -173,7 +175,10 @@ impl State {
     fn has_timer(self) -> bool {
         matches!(
             self,
-            State::Sleeping | State::Delayed | State::Parked { timed: true }
+            State::Sleeping
+                | State::Delayed
+                | State::Parked { timed: true }
+                | State::Joining { timed: true, .. }
         )
     }
 }
@@ -651,6 +656,11 @@ impl Core {
             }
             match t.state {
                 State::Parked { .. } => t.unparked = false,
+                State::Joining { target, .. } => {
+                    if let Some(key) = live.key_of(target) {
+                        live.threads[key].joiners.retain(|&j| j != timer.thread);
+                    }
+                }
                 State::Delayed => {
                     let spawner_gone = t.spawner.is_some_and(|id| live.key_of(id).is_none());
                     if spawner_gone {
@@ -809,7 +819,7 @@ impl Core {
             if live
                 .threads
                 .get(joiner)
-                .is_some_and(|j| j.state == State::Joining(t.id))
+                .is_some_and(|j| matches!(j.state, State::Joining { target, .. } if target == t.id))
             {
                 self.make_runnable(guest, joiner, false);
             }
@@ -846,7 +856,7 @@ impl Core {
         let mut report = String::new();
         for (key, t) in live.threads.iter() {
             let what = match t.state {
-                State::Joining(id) => match live.key_of(id) {
+                State::Joining { target: id, .. } => match live.key_of(id) {
                     Some(k) => format!("waiting for {} to end", live.name_of(k)),
                     None => format!("waiting for green thread #{}", thread_number(id)),
                 },
@@ -964,7 +974,15 @@ impl Core {
         KillStatus::Killed
     }
 
-    pub(crate) fn join(&mut self, guest: usize, caller: usize, target: u64) -> Option<JoinStatus> {
+    /// Starts the caller waiting for `target` to end; `Some(status)` if it
+    /// need not wait.
+    pub(crate) fn join(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        target: u64,
+        timeout: Option<Duration>,
+    ) -> Option<JoinStatus> {
         let live = self.live(guest);
         let Some(key) = live.key_of(target) else {
             return Some(JoinStatus::Ended);
@@ -972,9 +990,27 @@ impl Core {
         if key == caller {
             return Some(JoinStatus::IsSelf);
         }
+        if timeout == Some(Duration::ZERO) {
+            return Some(JoinStatus::TimedOut);
+        }
         live.threads[key].joiners.push(caller);
-        live.threads[caller].state = State::Joining(target);
+        live.threads[caller].state = State::Joining {
+            target,
+            timed: timeout.is_some(),
+        };
+        if let Some(timeout) = timeout {
+            live.timed += 1;
+            self.add_timer(guest, caller, timeout);
+        }
         None
+    }
+
+    /// What a `join` that waited found when it resumed.
+    pub(crate) fn join_result(&mut self, guest: usize, target: u64) -> JoinStatus {
+        match self.live(guest).key_of(target) {
+            Some(_) => JoinStatus::TimedOut,
+            None => JoinStatus::Ended,
+        }
     }
 
     pub(crate) fn link(&mut self, guest: usize, target: u64, callback: u32) -> u64 {
@@ -1047,9 +1083,14 @@ impl Core {
         if matches!(t.state, State::Parked { .. }) {
             t.unparked = true;
             self.make_runnable(guest, key, false);
-        } else {
-            t.permit = true;
+            return true;
         }
+        if t.ending.is_some() {
+            // Killed or trapped: the park it was in never returns, so the
+            // waker must take back whatever it handed over.
+            return false;
+        }
+        t.permit = true;
         true
     }
 }

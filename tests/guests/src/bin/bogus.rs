@@ -9,7 +9,7 @@ extern "C" {
     #[link_name = "cancel"]
     fn raw_cancel(target: u64) -> u32;
     #[link_name = "join"]
-    fn raw_join(target: u64) -> u32;
+    fn raw_join(target: u64, timeout_ns: u64) -> u32;
     #[link_name = "link"]
     fn raw_link(target: u64, callback: u32) -> u64;
     #[link_name = "unlink"]
@@ -30,7 +30,7 @@ fn main() {
         println!("kill unknown: {}", raw_kill(0xdead_beef_0000_0007, 0));
         println!("kill 0: {}", raw_kill(0, 0xffff_fff0));
         println!("cancel unknown: {}", raw_cancel(u64::MAX));
-        println!("join unknown: {}", raw_join(12345));
+        println!("join unknown: {}", raw_join(12345, u64::MAX));
         println!("link unknown: {}", raw_link(999, 0xffff_ffff));
         println!("unlink unknown: {}", raw_unlink(999, 5));
         println!("unpark unknown: {}", raw_unpark(424242));
@@ -42,7 +42,7 @@ fn main() {
     let id = unsafe { raw_spawn(0xffff_fff0, 0, 0, 0) };
     println!("spawned garbage task: {}", id != 0);
     wasmlet::sleep(Duration::from_millis(1));
-    unsafe { println!("join it: {}", raw_join(id)) };
+    unsafe { println!("join it: {}", raw_join(id, u64::MAX)) };
     // An absurd stack size traps the green thread that asks, not the guest.
     let asker = wasmlet::spawn(|| unsafe { raw_spawn(0, u32::MAX, 0, 0) });
     println!("huge stack: {}", asker.wait().unwrap_err());

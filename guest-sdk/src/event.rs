@@ -1,0 +1,177 @@
+//! eventlet's `event.Event`: a value (or an error) that any number of green
+//! threads wait for, sent once.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::timeout::{Limit, TimedOut};
+use crate::waiter::{wait_in, WaitList, Waiter};
+
+/// What an [`Event`] carries once sent: the value, or the error sent with
+/// [`Event::send_error`].
+type Outcome<T> = Result<T, Rc<dyn Error>>;
+
+/// Why [`Event::wait`] has no value.
+#[derive(Clone, Debug)]
+pub enum EventError {
+    /// The wait's time limit, or a [`Timeout`](crate::Timeout), ran out.
+    TimedOut(TimedOut),
+    /// The event was sent this error ([`Event::send_error`]).
+    Failed(Rc<dyn Error>),
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::TimedOut(t) => write!(f, "event wait {t}"),
+            EventError::Failed(e) => write!(f, "event failed: {e}"),
+        }
+    }
+}
+
+impl Error for EventError {}
+
+/// [`Event::send`] on an event already sent (and not [`reset`](Event::reset)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlreadySent;
+
+impl fmt::Display for AlreadySent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the event was already sent; reset() it before sending again")
+    }
+}
+
+impl Error for AlreadySent {}
+
+struct State<T> {
+    sent: Option<Outcome<T>>,
+    waiters: WaitList<Outcome<T>>,
+}
+
+/// A value that green threads wait for, sent once by another: eventlet's
+/// `Event`. Clones are handles to the same event.
+///
+/// [`send`](Self::send) wakes every waiter without yielding; each gets its
+/// own clone of the value, even if the event is [`reset`](Self::reset)
+/// before it runs.
+///
+/// ```no_run
+/// let done = wasmlet::Event::new();
+/// let sender = done.clone();
+/// wasmlet::spawn_n(move || sender.send(42).unwrap());
+/// assert_eq!(done.wait().unwrap(), 42);
+/// ```
+pub struct Event<T = ()> {
+    state: Rc<RefCell<State<T>>>,
+}
+
+impl<T> Clone for Event<T> {
+    fn clone(&self) -> Self {
+        Event {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<T> Default for Event<T> {
+    fn default() -> Self {
+        Event {
+            state: Rc::new(RefCell::new(State {
+                sent: None,
+                waiters: WaitList::default(),
+            })),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Event<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("Event")
+            .field("ready", &state.sent.is_some())
+            .field("waiting", &state.waiters.len())
+            .finish()
+    }
+}
+
+impl<T: Clone> Event<T> {
+    /// An event not sent yet.
+    pub fn new() -> Self {
+        Event::default()
+    }
+
+    /// Sends `value`: every waiter wakes with it (the caller does not yield),
+    /// and later waits return it at once.
+    pub fn send(&self, value: T) -> Result<(), AlreadySent> {
+        self.deliver(Ok(value))
+    }
+
+    /// Sends an error: every waiter (and later wait) gets
+    /// [`EventError::Failed`] with it. eventlet's `send_exception`.
+    pub fn send_error(&self, error: impl Into<Box<dyn Error>>) -> Result<(), AlreadySent> {
+        self.deliver(Err(Rc::from(error.into())))
+    }
+
+    fn deliver(&self, outcome: Outcome<T>) -> Result<(), AlreadySent> {
+        let mut state = self.state.borrow_mut();
+        if state.sent.is_some() {
+            return Err(AlreadySent);
+        }
+        state.waiters.wake_all(&outcome);
+        state.sent = Some(outcome);
+        Ok(())
+    }
+
+    /// Yields until the event is sent; returns its value or error.
+    pub fn wait(&self) -> Result<T, EventError> {
+        self.wait_limited(None)
+    }
+
+    /// [`wait`](Self::wait), giving up with [`EventError::TimedOut`] after
+    /// `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<T, EventError> {
+        self.wait_limited(Some(timeout))
+    }
+
+    fn wait_limited(&self, own: Option<Duration>) -> Result<T, EventError> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            if let Some(outcome) = &state.sent {
+                return outcome.clone().map_err(EventError::Failed);
+            }
+            let waiter = Waiter::new(None);
+            state.waiters.push(waiter.clone());
+            waiter
+        };
+        let limit = Limit::new(own);
+        wait_in(&self.state, |s| &mut s.waiters, &waiter, &limit).map_err(EventError::TimedOut)?;
+        let outcome = waiter.take().expect("a woken waiter holds the outcome");
+        outcome.map_err(EventError::Failed)
+    }
+
+    /// True once sent (value or error).
+    pub fn ready(&self) -> bool {
+        self.state.borrow().sent.is_some()
+    }
+
+    /// The sent value or error, without waiting; `None` if not sent yet.
+    pub fn poll(&self) -> Option<Result<T, EventError>> {
+        let state = self.state.borrow();
+        let outcome = state.sent.as_ref()?;
+        Some(outcome.clone().map_err(EventError::Failed))
+    }
+
+    /// Makes the event unsent again, so it can be sent anew. Waiters woken
+    /// by the last send still get that send's value.
+    pub fn reset(&self) {
+        self.state.borrow_mut().sent = None;
+    }
+
+    /// How many green threads are waiting.
+    pub fn waiting(&self) -> usize {
+        self.state.borrow().waiters.len()
+    }
+}

@@ -1,0 +1,398 @@
+//! eventlet's `greenpool`: [`GreenPool`], which bounds how many green
+//! threads run at once, and [`GreenPile`], which gathers their results in
+//! spawn order.
+
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::rc::Rc;
+
+use crate::error::GreenThreadError;
+use crate::greenthread::{getcurrent, spawn, spawn_n, GreenThread, Thread};
+use crate::timeout::{Limit, TimedOut};
+use crate::waiter::{wait_in, WaitList, Waiter};
+
+struct State {
+    size: usize,
+    /// Green threads holding a slot (spawned and not yet ended).
+    running: usize,
+    /// Their ids: a member spawning into its full pool runs inline.
+    members: HashSet<u64>,
+    /// Spawners waiting for a slot, first come, first served.
+    spawners: WaitList<()>,
+    /// `waitall` callers.
+    idle: WaitList<()>,
+}
+
+impl State {
+    /// Hands free slots to waiting spawners, in order.
+    fn admit_spawners(&mut self) {
+        while self.running < self.size {
+            if self.spawners.hand_off(()).is_err() {
+                break;
+            }
+            self.running += 1;
+        }
+    }
+}
+
+/// How a spawn into the pool gets its slot.
+enum Slot {
+    /// A slot is held for the new green thread.
+    Held,
+    /// The pool is full and the caller is one of its members: run inline.
+    Inline,
+}
+
+/// A pool of at most `size` concurrently running green threads: eventlet's
+/// `GreenPool`. Clones are handles to the same pool.
+///
+/// `spawn` yields while the pool is full. A member that ends for any reason
+/// (returns, panics, is killed) frees its slot for the spawner that has
+/// waited longest. A member spawning into its own full pool runs the
+/// function inline instead of waiting for itself.
+///
+/// ```no_run
+/// let pool = wasmlet::GreenPool::new(10);
+/// let lengths: Vec<usize> = pool
+///     .imap(["a", "bb", "ccc"], |s: &str| s.len())
+///     .map(Result::unwrap)
+///     .collect();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// ```
+#[derive(Clone)]
+pub struct GreenPool {
+    state: Rc<RefCell<State>>,
+}
+
+impl fmt::Debug for GreenPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("GreenPool")
+            .field("size", &state.size)
+            .field("running", &state.running)
+            .field("waiting", &state.spawners.len())
+            .finish()
+    }
+}
+
+impl GreenPool {
+    /// A pool running at most `size` green threads at once (eventlet's
+    /// default is 1000).
+    pub fn new(size: usize) -> GreenPool {
+        GreenPool {
+            state: Rc::new(RefCell::new(State {
+                size,
+                running: 0,
+                members: HashSet::new(),
+                spawners: WaitList::default(),
+                idle: WaitList::default(),
+            })),
+        }
+    }
+
+    /// Runs `f` in a pool member, yielding first while the pool is full.
+    /// Only a [`Timeout`](crate::Timeout) makes it fail.
+    pub fn spawn<T: 'static>(
+        &self,
+        f: impl FnOnce() -> T + 'static,
+    ) -> Result<GreenThread<T>, TimedOut> {
+        match self.take_slot()? {
+            Slot::Held => {
+                let gt = spawn(f);
+                self.join(gt.thread());
+                Ok(gt)
+            }
+            Slot::Inline => Ok(GreenThread::finished(getcurrent(), Ok(f()))),
+        }
+    }
+
+    /// [`spawn`](Self::spawn) with no result to wait for.
+    pub fn spawn_n(&self, f: impl FnOnce() + 'static) -> Result<Thread, TimedOut> {
+        match self.take_slot()? {
+            Slot::Held => {
+                let thread = spawn_n(f);
+                self.join(thread);
+                Ok(thread)
+            }
+            Slot::Inline => {
+                f();
+                Ok(getcurrent())
+            }
+        }
+    }
+
+    fn take_slot(&self) -> Result<Slot, TimedOut> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            if state.running < state.size && state.spawners.is_empty() {
+                state.running += 1;
+                return Ok(Slot::Held);
+            }
+            if state.members.contains(&getcurrent().id()) {
+                return Ok(Slot::Inline);
+            }
+            let waiter = Waiter::new(None);
+            state.spawners.push(waiter.clone());
+            waiter
+        };
+        wait_in(&self.state, |s| &mut s.spawners, &waiter, &Limit::new(None))?;
+        Ok(Slot::Held)
+    }
+
+    /// Makes `thread`, which holds a slot, a member until it ends.
+    fn join(&self, thread: Thread) {
+        self.state.borrow_mut().members.insert(thread.id());
+        let state = self.state.clone();
+        thread.link(move |thread| {
+            let mut state = state.borrow_mut();
+            state.members.remove(&thread.id());
+            state.running -= 1;
+            state.admit_spawners();
+            if state.running == 0 {
+                state.idle.wake_all(&());
+            }
+        });
+    }
+
+    /// Yields until no member is running.
+    ///
+    /// # Panics
+    /// If called by a member: it would wait for itself.
+    pub fn waitall(&self) -> Result<(), TimedOut> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            assert!(
+                !state.members.contains(&getcurrent().id()),
+                "GreenPool::waitall() called from one of the pool's own green threads would never return"
+            );
+            if state.running == 0 {
+                return Ok(());
+            }
+            let waiter = Waiter::new(None);
+            state.idle.push(waiter.clone());
+            waiter
+        };
+        wait_in(&self.state, |s| &mut s.idle, &waiter, &Limit::new(None))
+    }
+
+    /// The pool's size.
+    pub fn size(&self) -> usize {
+        self.state.borrow().size
+    }
+
+    /// Changes the pool's size. Members running past a smaller size run to
+    /// their end; a larger size admits waiting spawners at once.
+    pub fn resize(&self, size: usize) {
+        let mut state = self.state.borrow_mut();
+        state.size = size;
+        state.admit_spawners();
+    }
+
+    /// How many members are running.
+    pub fn running(&self) -> usize {
+        self.state.borrow().running
+    }
+
+    /// How many more green threads could be spawned without waiting.
+    pub fn free(&self) -> usize {
+        let state = self.state.borrow();
+        state.size.saturating_sub(state.running)
+    }
+
+    /// How many green threads wait in `spawn` for a slot.
+    pub fn waiting(&self) -> usize {
+        self.state.borrow().spawners.len()
+    }
+
+    /// Runs `f` on each item in pool members and yields the results lazily,
+    /// in the items' order (eventlet's `imap`). At most the pool's size run
+    /// at once; items are taken from `items` as slots free up.
+    pub fn imap<A, R, I, F>(&self, items: I, f: F) -> Imap<I::IntoIter, R, impl Fn(A) -> R>
+    where
+        I: IntoIterator<Item = A>,
+        A: 'static,
+        R: 'static,
+        F: Fn(A) -> R + 'static,
+    {
+        Imap {
+            pool: self.clone(),
+            items: items.into_iter(),
+            f: Rc::new(f),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// [`imap`](Self::imap) for a function of several arguments, each item
+    /// being a tuple of them (eventlet's `starmap`).
+    ///
+    /// ```no_run
+    /// let pool = wasmlet::GreenPool::new(4);
+    /// let sums: Vec<i32> = pool
+    ///     .starmap([(1, 2), (3, 4)], |a: i32, b: i32| a + b)
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// assert_eq!(sums, [3, 7]);
+    /// ```
+    pub fn starmap<A, R, I, F>(&self, items: I, f: F) -> Imap<I::IntoIter, R, impl Fn(A) -> R>
+    where
+        I: IntoIterator<Item = A>,
+        A: 'static,
+        R: 'static,
+        F: StarCall<A, Output = R> + 'static,
+    {
+        self.imap(items, move |args| f.call(args))
+    }
+}
+
+/// A function called with a tuple's elements as its arguments, for
+/// [`GreenPool::starmap`]; implemented for functions of 1 to 4 arguments.
+pub trait StarCall<Args> {
+    /// What the function returns.
+    type Output;
+    /// Calls the function with `args` spread out.
+    fn call(&self, args: Args) -> Self::Output;
+}
+
+macro_rules! star_call {
+    ($($arg:ident),+) => {
+        impl<Func, Ret, $($arg),+> StarCall<($($arg,)+)> for Func
+        where
+            Func: Fn($($arg),+) -> Ret,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn call(&self, ($($arg,)+): ($($arg,)+)) -> Ret {
+                self($($arg),+)
+            }
+        }
+    };
+}
+
+star_call!(A);
+star_call!(A, B);
+star_call!(A, B, C);
+star_call!(A, B, C, D);
+
+/// The results of [`GreenPool::imap`], in the items' order.
+pub struct Imap<I, R, F> {
+    pool: GreenPool,
+    items: I,
+    f: Rc<F>,
+    pending: VecDeque<GreenThread<R>>,
+}
+
+impl<I, R, F> Imap<I, R, F>
+where
+    I: Iterator,
+    I::Item: 'static,
+    R: 'static,
+    F: Fn(I::Item) -> R + 'static,
+{
+    fn start(&mut self, item: I::Item) -> Result<(), TimedOut> {
+        let f = self.f.clone();
+        let gt = self.pool.spawn(move || f(item))?;
+        self.pending.push_back(gt);
+        Ok(())
+    }
+}
+
+impl<I, R, F> Iterator for Imap<I, R, F>
+where
+    I: Iterator,
+    I::Item: 'static,
+    R: 'static,
+    F: Fn(I::Item) -> R + 'static,
+{
+    type Item = Result<R, GreenThreadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Fill the free slots without waiting; then, if nothing is under
+        // way, start the next item even if that means waiting for a slot.
+        while self.pool.free() > 0 && self.pool.waiting() == 0 {
+            let Some(item) = self.items.next() else { break };
+            if let Err(t) = self.start(item) {
+                return Some(Err(GreenThreadError::TimedOut(t)));
+            }
+        }
+        if self.pending.is_empty() {
+            let item = self.items.next()?;
+            if let Err(t) = self.start(item) {
+                return Some(Err(GreenThreadError::TimedOut(t)));
+            }
+        }
+        let gt = self.pending.pop_front()?;
+        Some(gt.take_result())
+    }
+}
+
+/// Green threads whose results are collected in the order they were spawned:
+/// eventlet's `GreenPile`. Iterating it waits for each result in turn.
+///
+/// ```no_run
+/// let mut pile = wasmlet::GreenPile::new(10);
+/// for n in [3u64, 1, 2] {
+///     pile.spawn(move || {
+///         wasmlet::sleep(std::time::Duration::from_millis(n));
+///         n
+///     })
+///     .unwrap();
+/// }
+/// let got: Vec<u64> = pile.map(Result::unwrap).collect();
+/// assert_eq!(got, [3, 1, 2]);
+/// ```
+pub struct GreenPile<T> {
+    pool: GreenPool,
+    pending: VecDeque<GreenThread<T>>,
+}
+
+impl<T> fmt::Debug for GreenPile<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenPile")
+            .field("pool", &self.pool)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<T: 'static> GreenPile<T> {
+    /// A pile over a pool of its own of `size`.
+    pub fn new(size: usize) -> GreenPile<T> {
+        GreenPile::with_pool(GreenPool::new(size))
+    }
+
+    /// A pile whose green threads run in (and count against) `pool`.
+    pub fn with_pool(pool: GreenPool) -> GreenPile<T> {
+        GreenPile {
+            pool,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Runs `f` in the pool (yielding while it is full); its result is
+    /// handed out after those of earlier spawns.
+    pub fn spawn(&mut self, f: impl FnOnce() -> T + 'static) -> Result<(), TimedOut> {
+        let gt = self.pool.spawn(f)?;
+        self.pending.push_back(gt);
+        Ok(())
+    }
+
+    /// How many results are still to be handed out.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True if every result has been handed out.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+impl<T: 'static> Iterator for GreenPile<T> {
+    type Item = Result<T, GreenThreadError>;
+
+    /// Waits for the oldest spawn's result.
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.pending.pop_front()?.take_result())
+    }
+}

@@ -1,0 +1,361 @@
+//! eventlet's `queue.Queue`: a first-in, first-out channel between green
+//! threads, unbounded, bounded, or of size zero (a rendezvous).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::timeout::{Limit, TimedOut};
+use crate::waiter::{wait_in, WaitList, Waiter};
+
+/// A [`Queue`] could not take an item: it was full (a `*_nowait` call), or
+/// the call's time limit ran out first. The item is handed back.
+pub struct Full<T> {
+    item: T,
+    timed_out: Option<TimedOut>,
+}
+
+impl<T> Full<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+
+    /// The time limit that ran out, if that is why (`None`: the queue was
+    /// full and the call did not wait).
+    pub fn timed_out(&self) -> Option<TimedOut> {
+        self.timed_out
+    }
+}
+
+impl<T> fmt::Debug for Full<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Full")
+            .field("timed_out", &self.timed_out)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for Full<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.timed_out {
+            Some(t) => write!(f, "queue put {t}"),
+            None => f.write_str("queue is full"),
+        }
+    }
+}
+
+impl<T> std::error::Error for Full<T> {}
+
+/// A [`Queue`] had no item: it was empty (a `*_nowait` call), or the call's
+/// time limit ran out first. Nothing was consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Empty {
+    timed_out: Option<TimedOut>,
+}
+
+impl Empty {
+    /// The time limit that ran out, if that is why (`None`: the queue was
+    /// empty and the call did not wait).
+    pub fn timed_out(&self) -> Option<TimedOut> {
+        self.timed_out
+    }
+}
+
+impl fmt::Display for Empty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.timed_out {
+            Some(t) => write!(f, "queue get {t}"),
+            None => f.write_str("queue is empty"),
+        }
+    }
+}
+
+impl std::error::Error for Empty {}
+
+/// [`Queue::task_done`] called more often than items were put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskDoneTooOften;
+
+impl fmt::Display for TaskDoneTooOften {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done() called more times than there were items put")
+    }
+}
+
+impl std::error::Error for TaskDoneTooOften {}
+
+/// The queue's state. Invariants: getters wait only while `items` is empty;
+/// putters wait only while the queue has no room.
+struct State<T> {
+    items: VecDeque<T>,
+    /// None: unbounded.
+    maxsize: Option<usize>,
+    getters: WaitList<T>,
+    putters: WaitList<T>,
+    /// Items put and not yet marked done (`task_done`).
+    unfinished: usize,
+    joiners: WaitList<()>,
+}
+
+impl<T> State<T> {
+    fn has_room(&self) -> bool {
+        self.maxsize.is_none_or(|max| self.items.len() < max)
+    }
+
+    /// Moves blocked putters' items in while there is room.
+    fn admit_putters(&mut self) {
+        while self.has_room() {
+            match self.putters.take() {
+                Some(item) => {
+                    self.items.push_back(item);
+                    self.unfinished += 1;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// A FIFO queue between green threads: eventlet's `Queue`. Clones are handles
+/// to the same queue.
+///
+/// Items come out in the order they were put; blocked getters are served,
+/// and blocked putters admitted, first come, first served. A getter that
+/// times out or is killed consumes nothing; a putter that times out takes
+/// its item back. [`Queue::bounded(0)`](Self::bounded) is a rendezvous
+/// channel: each `put` waits for a `get` to take its item.
+///
+/// ```no_run
+/// let queue = wasmlet::Queue::bounded(2);
+/// let producer = queue.clone();
+/// wasmlet::spawn_n(move || {
+///     for i in 0..5 {
+///         producer.put(i).unwrap(); // waits while 2 items are queued
+///     }
+/// });
+/// let got: Vec<i32> = (0..5).map(|_| queue.get().unwrap()).collect();
+/// assert_eq!(got, [0, 1, 2, 3, 4]);
+/// ```
+pub struct Queue<T> {
+    state: Rc<RefCell<State<T>>>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue::with_maxsize(None)
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("Queue")
+            .field("maxsize", &state.maxsize)
+            .field("qsize", &state.items.len())
+            .field("getting", &state.getters.len())
+            .field("putting", &state.putters.len())
+            .finish()
+    }
+}
+
+impl<T> Queue<T> {
+    /// An unbounded queue: `put` never waits.
+    pub fn new() -> Self {
+        Queue::default()
+    }
+
+    /// A queue holding at most `maxsize` items; `put` waits while it is full.
+    /// `maxsize` 0 makes a rendezvous channel.
+    pub fn bounded(maxsize: usize) -> Self {
+        Queue::with_maxsize(Some(maxsize))
+    }
+
+    fn with_maxsize(maxsize: Option<usize>) -> Self {
+        Queue {
+            state: Rc::new(RefCell::new(State {
+                items: VecDeque::new(),
+                maxsize,
+                getters: WaitList::default(),
+                putters: WaitList::default(),
+                unfinished: 0,
+                joiners: WaitList::default(),
+            })),
+        }
+    }
+
+    /// Puts `item`, yielding while the queue is full. Only a
+    /// [`Timeout`](crate::Timeout) makes it fail.
+    pub fn put(&self, item: T) -> Result<(), Full<T>> {
+        self.put_limited(item, Some(None))
+    }
+
+    /// [`put`](Self::put), giving up after `timeout`.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
+        self.put_limited(item, Some(Some(timeout)))
+    }
+
+    /// Puts `item` only if that needs no wait; never yields.
+    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
+        self.put_limited(item, None)
+    }
+
+    /// `wait`: None for no wait at all, Some(own limit) otherwise.
+    fn put_limited(&self, item: T, wait: Option<Option<Duration>>) -> Result<(), Full<T>> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            let item = match state.getters.hand_off(item) {
+                Ok(()) => {
+                    state.unfinished += 1;
+                    return Ok(());
+                }
+                Err(item) => item,
+            };
+            if state.putters.is_empty() && state.has_room() {
+                state.items.push_back(item);
+                state.unfinished += 1;
+                return Ok(());
+            }
+            if wait.is_none() {
+                return Err(Full {
+                    item,
+                    timed_out: None,
+                });
+            }
+            let waiter = Waiter::new(Some(item));
+            state.putters.push(waiter.clone());
+            waiter
+        };
+        let limit = Limit::new(wait.flatten());
+        wait_in(&self.state, |s| &mut s.putters, &waiter, &limit).map_err(|t| Full {
+            item: waiter
+                .take()
+                .expect("an unserved putter still holds its item"),
+            timed_out: Some(t),
+        })
+    }
+
+    /// Takes the oldest item, yielding while there is none. Only a
+    /// [`Timeout`](crate::Timeout) makes it fail.
+    pub fn get(&self) -> Result<T, Empty> {
+        self.get_limited(Some(None))
+    }
+
+    /// [`get`](Self::get), giving up after `timeout` (eventlet raises
+    /// `Empty` then too).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
+        self.get_limited(Some(Some(timeout)))
+    }
+
+    /// Takes the oldest item only if there is one (or, on a rendezvous
+    /// queue, a putter waiting); never yields.
+    pub fn get_nowait(&self) -> Result<T, Empty> {
+        self.get_limited(None)
+    }
+
+    fn get_limited(&self, wait: Option<Option<Duration>>) -> Result<T, Empty> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            if let Some(item) = state.items.pop_front() {
+                state.admit_putters();
+                return Ok(item);
+            }
+            // A rendezvous queue (or one resized to less than it holds).
+            if let Some(item) = state.putters.take() {
+                state.unfinished += 1;
+                return Ok(item);
+            }
+            if wait.is_none() {
+                return Err(Empty { timed_out: None });
+            }
+            let waiter = Waiter::new(None);
+            state.getters.push(waiter.clone());
+            waiter
+        };
+        let limit = Limit::new(wait.flatten());
+        wait_in(&self.state, |s| &mut s.getters, &waiter, &limit)
+            .map_err(|t| Empty { timed_out: Some(t) })?;
+        Ok(waiter.take().expect("a served getter holds its item"))
+    }
+
+    /// How many items are queued.
+    pub fn qsize(&self) -> usize {
+        self.state.borrow().items.len()
+    }
+
+    /// True if no item is queued.
+    pub fn is_empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// True if a `put` would wait.
+    pub fn full(&self) -> bool {
+        !self.state.borrow().has_room()
+    }
+
+    /// The bound (`None`: unbounded).
+    pub fn maxsize(&self) -> Option<usize> {
+        self.state.borrow().maxsize
+    }
+
+    /// Changes the bound; room made admits waiting putters, in order. Items
+    /// past a smaller bound stay queued.
+    pub fn resize(&self, maxsize: Option<usize>) {
+        let mut state = self.state.borrow_mut();
+        state.maxsize = maxsize;
+        state.admit_putters();
+    }
+
+    /// How many green threads wait in `get`.
+    pub fn getting(&self) -> usize {
+        self.state.borrow().getters.len()
+    }
+
+    /// How many green threads wait in `put`.
+    pub fn putting(&self) -> usize {
+        self.state.borrow().putters.len()
+    }
+
+    /// Marks one item taken by `get` as processed, for [`join`](Self::join).
+    pub fn task_done(&self) -> Result<(), TaskDoneTooOften> {
+        let mut state = self.state.borrow_mut();
+        if state.unfinished == 0 {
+            return Err(TaskDoneTooOften);
+        }
+        state.unfinished -= 1;
+        if state.unfinished == 0 {
+            state.joiners.wake_all(&());
+        }
+        Ok(())
+    }
+
+    /// How many items were put and not yet marked done.
+    pub fn unfinished_tasks(&self) -> usize {
+        self.state.borrow().unfinished
+    }
+
+    /// Yields until every item put has been marked done with
+    /// [`task_done`](Self::task_done).
+    pub fn join(&self) -> Result<(), TimedOut> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            if state.unfinished == 0 {
+                return Ok(());
+            }
+            let waiter = Waiter::new(None);
+            state.joiners.push(waiter.clone());
+            waiter
+        };
+        wait_in(&self.state, |s| &mut s.joiners, &waiter, &Limit::new(None))
+    }
+}

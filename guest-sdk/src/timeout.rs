@@ -1,0 +1,294 @@
+//! eventlet's `Timeout`: a time limit on the blocking calls a green thread
+//! makes while it is pending.
+//!
+//! eventlet raises its `Timeout` exception into the green thread at the point
+//! where it is suspended. Rust on wasm has no unwinding, so here the blocking
+//! call that is suspended when the limit passes returns early with a
+//! [`TimedOut`] error instead (in its `Err`), which the caller propagates
+//! with `?` like any other error. A timeout fires once, at one call; after
+//! that it is spent, as an eventlet `Timeout` is once raised.
+//!
+//! Every blocking call of the SDK honours the calling green thread's pending
+//! timeouts: [`sleep`](crate::sleep), [`GreenThread::wait`](crate::GreenThread::wait),
+//! and the waits of [`Event`](crate::Event), [`Queue`](crate::Queue),
+//! [`Semaphore`](crate::Semaphore) and [`GreenPool`](crate::GreenPool).
+//! Code that never blocks is never interrupted.
+
+use std::cell::Cell;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A time limit that ran out: eventlet's `Timeout` exception.
+///
+/// It names the [`Timeout`] that fired, so nested timeouts can tell whose
+/// limit it was ([`TimedOut::is`]); a limit given to a single call (such as
+/// [`Queue::get_timeout`](crate::Queue::get_timeout)) belongs to no
+/// `Timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut {
+    /// The id of the [`Timeout`] that fired; 0 for a call's own limit.
+    timeout: u64,
+}
+
+impl TimedOut {
+    /// The error of a call whose own time limit passed.
+    pub(crate) const OWN: TimedOut = TimedOut { timeout: 0 };
+
+    /// True if `timeout` is the one that fired.
+    pub fn is(&self, timeout: &Timeout) -> bool {
+        self.timeout != 0 && self.timeout == timeout.state.id
+    }
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Fired,
+    Cancelled,
+}
+
+struct State {
+    id: u64,
+    deadline: Instant,
+    status: Cell<Status>,
+}
+
+/// A time limit on the calling green thread's blocking calls, from now until
+/// it fires, is cancelled, or is dropped.
+///
+/// When `duration` has passed, the blocking call the green thread is in (or
+/// its next one, if it is running then) returns [`TimedOut`]. Nested
+/// timeouts each fire their own error, earliest deadline first.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wasmlet::{Queue, Timeout};
+///
+/// let queue: Queue<u32> = Queue::new();
+/// let timeout = Timeout::new(Duration::from_millis(50));
+/// match queue.get() {
+///     Ok(item) => println!("got {item}"),
+///     Err(e) if e.timed_out().is_some_and(|t| t.is(&timeout)) => println!("nothing came"),
+///     Err(e) => println!("{e}"),
+/// }
+/// ```
+pub struct Timeout {
+    state: Rc<State>,
+}
+
+impl fmt::Debug for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("id", &self.state.id)
+            .field("status", &self.state.status.get())
+            .finish()
+    }
+}
+
+thread_local! {
+    /// The calling green thread's pending timeouts, oldest first. A raw
+    /// pointer rather than a `Vec` so that the TLS slot needs no destructor
+    /// (green threads end without running TLS destructors); the list is freed
+    /// whenever it becomes empty.
+    static PENDING: Cell<*mut Vec<Rc<State>>> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+impl Timeout {
+    /// Starts a time limit of `duration` on the calling green thread.
+    pub fn new(duration: Duration) -> Timeout {
+        let now = Instant::now();
+        let deadline = now.checked_add(duration).unwrap_or(now + FAR_FUTURE);
+        let id = next_id();
+        let state = Rc::new(State {
+            id,
+            deadline,
+            status: Cell::new(Status::Pending),
+        });
+        with_pending(|list| list.push(state.clone()));
+        Timeout { state }
+    }
+
+    /// Stops the timeout: it never fires. Cancelling a spent timeout does
+    /// nothing.
+    pub fn cancel(&self) {
+        if self.state.status.get() == Status::Pending {
+            self.state.status.set(Status::Cancelled);
+        }
+    }
+
+    /// True while the timeout may still fire.
+    pub fn pending(&self) -> bool {
+        self.state.status.get() == Status::Pending
+    }
+
+    /// True once the timeout has fired (interrupted a blocking call).
+    pub fn fired(&self) -> bool {
+        self.state.status.get() == Status::Fired
+    }
+
+    /// The error this timeout's firing returns.
+    pub fn error(&self) -> TimedOut {
+        TimedOut {
+            timeout: self.state.id,
+        }
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        self.cancel();
+        prune();
+    }
+}
+
+/// Runs `f` under a [`Timeout`] of `duration`; returns `default` instead of
+/// `f`'s result if the timeout fired while `f` ran (eventlet's
+/// `with_timeout(..., timeout_value=default)`).
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let queue: wasmlet::Queue<&str> = wasmlet::Queue::new();
+/// let got = wasmlet::with_timeout(Duration::from_millis(10), "nothing", || {
+///     queue.get().unwrap_or("interrupted")
+/// });
+/// assert_eq!(got, "nothing");
+/// ```
+pub fn with_timeout<R>(duration: Duration, default: R, f: impl FnOnce() -> R) -> R {
+    let timeout = Timeout::new(duration);
+    let result = f();
+    if timeout.fired() {
+        default
+    } else {
+        result
+    }
+}
+
+/// About 30,000 years: a deadline that never comes, for durations past what
+/// `Instant` can add.
+const FAR_FUTURE: Duration = Duration::from_secs(1 << 40);
+
+fn next_id() -> u64 {
+    // Statics live in the guest's one shared memory: ids are guest-wide.
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn with_pending<R>(f: impl FnOnce(&mut Vec<Rc<State>>) -> R) -> R {
+    PENDING.with(|cell| {
+        let mut list = cell.get();
+        if list.is_null() {
+            list = Box::into_raw(Box::default());
+            cell.set(list);
+        }
+        // SAFETY: the list is this green thread's own (TLS), allocated above
+        // or by an earlier call, and no reference to it outlives this call.
+        let result = f(unsafe { &mut *list });
+        // SAFETY: as above.
+        if unsafe { (*list).is_empty() } {
+            cell.set(std::ptr::null_mut());
+            // SAFETY: allocated by Box::into_raw above; no longer referenced.
+            drop(unsafe { Box::from_raw(list) });
+        }
+        result
+    })
+}
+
+/// Drops spent timeouts from the calling green thread's list.
+fn prune() {
+    if PENDING.with(|cell| !cell.get().is_null()) {
+        with_pending(|list| list.retain(|s| s.status.get() == Status::Pending));
+    }
+}
+
+/// Forgets every timeout of the calling green thread: it is ending, and the
+/// code that owned them is gone.
+pub(crate) fn forget_all() {
+    if PENDING.with(|cell| !cell.get().is_null()) {
+        with_pending(Vec::clear);
+    }
+}
+
+/// The earliest limit on one blocking call: its own deadline, if any, or the
+/// calling green thread's earliest pending [`Timeout`].
+pub(crate) struct Limit {
+    deadline: Option<Instant>,
+    /// The timeout whose deadline it is (None: the call's own).
+    by: Option<Rc<State>>,
+}
+
+impl Limit {
+    /// The limit for a call that may wait `own` at most (None: for ever).
+    pub(crate) fn new(own: Option<Duration>) -> Limit {
+        let mut limit = Limit {
+            deadline: own.map(|d| {
+                let now = Instant::now();
+                now.checked_add(d).unwrap_or(now + FAR_FUTURE)
+            }),
+            by: None,
+        };
+        prune();
+        if PENDING.with(|cell| !cell.get().is_null()) {
+            with_pending(|list| {
+                for state in list.iter() {
+                    if limit.deadline.is_none_or(|d| state.deadline < d) {
+                        limit.deadline = Some(state.deadline);
+                        limit.by = Some(state.clone());
+                    }
+                }
+            });
+        }
+        limit
+    }
+
+    /// What to hand the hub as `timeout-ns`: `u64::MAX` for none, 0 once the
+    /// limit has passed.
+    pub(crate) fn timeout_ns(&self) -> u64 {
+        match self.deadline {
+            None => u64::MAX,
+            Some(deadline) => nanos(deadline.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    /// True if the call may wait for ever.
+    pub(crate) fn unbounded(&self) -> bool {
+        self.deadline.is_none()
+    }
+
+    /// After a wait that ended without what it waited for: the error if the
+    /// limit has passed (firing the timeout that set it), else `Ok` (an early
+    /// wake-up: wait again).
+    pub(crate) fn check(&self) -> Result<(), TimedOut> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        if Instant::now() < deadline {
+            return Ok(());
+        }
+        match &self.by {
+            None => Err(TimedOut::OWN),
+            Some(state) if state.status.get() == Status::Pending => {
+                state.status.set(Status::Fired);
+                prune();
+                Err(TimedOut { timeout: state.id })
+            }
+            // Cancelled meanwhile (by another green thread holding it).
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// A duration as the hub's nanoseconds, saturating.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+}

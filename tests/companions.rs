@@ -1,0 +1,143 @@
+//! The SDK companions end to end: Event, Queue, Semaphore, GreenPool/GreenPile
+//! and Timeout, with the edge cases and orderings eventlet users rely on.
+
+mod support;
+use support::run;
+
+/// Event: send wakes every waiter, FIFO, without yielding; double send is an error;
+/// reset; wait_timeout; send_error reaches waiters; waiters keep a value sent before a reset.
+#[test]
+fn event_wakes_every_waiter_in_order_and_reports_errors_and_timeouts() {
+    let r = run("event", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "waiting: 3",
+            "sent; waiters run so far: 0",
+            "waiter 0 got Ok(5)",
+            "waiter 1 got Ok(5)",
+            "waiter 2 got Ok(5)",
+            "ready: true, wait now: Ok(5)",
+            "send again: the event was already sent; reset() it before sending again",
+            "after reset: ready false, poll true",
+            "resent: Ok(6)",
+            "wait_timeout: timed out, waiting 0",
+            "waiter got error: disk on fire",
+            "late wait: event failed: disk on fire",
+            "reset before the waiter ran; it got Ok(\"first\")",
+        ]
+    );
+}
+
+/// Queue: FIFO items and blocked getters, bounded put blocks, nowait variants, a
+/// killed or timed-out getter consumes nothing, rendezvous, resize, task_done/join.
+#[test]
+fn queue_is_fifo_and_a_waiter_that_gave_up_consumes_nothing() {
+    let r = run("queue", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "unbounded fifo: [0, 1, 2, 3, 4]",
+            "bounded: [\"put 0\", \"put 1\"], qsize 2, full true, putting 1",
+            "bounded got [0, 1, 2, 3]; log [\"put 0\", \"put 1\", \"put 2\", \"put 3\"]",
+            "put_nowait on full: queue is full",
+            "  item back: b",
+            "get_nowait on empty: queue is empty",
+            "getting: 3",
+            "getter 0 got a",
+            "getter 1 got b",
+            "getter 2 got c",
+            "killed getter: green thread was killed (GreenletExit); survivor got \"x\"; left 0",
+            "get_timeout: queue get timed out, getting 0; later put stays queued: Ok(\"y\")",
+            "put_timeout: queue put timed out, item back true, qsize 1, putting 0",
+            "rendezvous put_nowait, no getter: queue is full",
+            "rendezvous getter got 1",
+            "putter blocked: putting 1, dead false; get Ok(2); putter returned",
+            "before resize: qsize 1, putting 2",
+            "after resize: putting 0, items [0, 1, 2]",
+            "unfinished: 3",
+            "joined after 3 done; extra task_done: task_done() called more times than there were items put",
+        ]
+    );
+}
+
+/// Semaphore and BoundedSemaphore: FIFO wake-up, balance, timed and non-blocking
+/// acquire, the guard, over-release refused, a killed waiter swallows no permit.
+#[test]
+fn semaphores_wake_waiters_first_come_first_served() {
+    let r = run("semaphore", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "after 2 acquires: locked true, try_acquire false, balance 0",
+            "3 waiting: balance -3",
+            "woken in order: [0, 1, 2], balance 0",
+            "acquire_timeout: timed out, balance 0",
+            "guard held: counter 0",
+            "guard dropped: counter 1",
+            "bounded release past bound: semaphore released too many times",
+            "bounded acquire+release: counter 1",
+            "bounded guard held: locked true",
+            "bounded guard dropped: counter 1",
+            "killed waiter: green thread was killed (GreenletExit); survivor acquired: true; counter 0",
+        ]
+    );
+}
+
+/// GreenPool and GreenPile: size bound, spawn blocks while full, imap/starmap in
+/// input order, slots freed by a panic and a kill, inline spawn in a full pool, resize.
+#[test]
+fn green_pool_bounds_concurrency_and_frees_slots_of_failed_members() {
+    let r = run("pool", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "peak concurrency 2, running 0, free 2",
+            "waiting for a slot: 1",
+            "[\"first ended\", \"second spawned\"]",
+            "imap: [30, 10, 20, 5]",
+            "starmap: [2, 12, 30]",
+            "panicked member: green thread panicked: member failed; next member: Ok(1)",
+            "killed member: green thread was killed (GreenletExit); next member: Ok(2); free 1",
+            "imap with a failure: [\"10\", \"green thread panicked: attempt to divide by zero\", \"5\"]",
+            "nested spawn in a full pool: Ok(42)",
+            "before resize: waiting 1",
+            "after resize: waiting 0, running 2",
+            "late spawner: Ok(\"admitted\")",
+            "pile holds 3",
+            "pile: [15, 1, 8], empty true",
+        ]
+    );
+}
+
+/// Timeout: interrupts every kind of blocking call; nested timeouts fire their own
+/// errors; a cancelled one never fires; with_timeout; expiry while computing fires at
+/// the next suspension.
+#[test]
+fn timeouts_interrupt_each_blocking_call_and_nest() {
+    let r = run("timeout", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "get under a timeout: queue get timed out; it was ours: true; fired true, pending false",
+            "cancelled timeout: fired false; the call's own limit ended the get: true",
+            "outer sooner: outer fired true, inner fired false, inner pending true",
+            "inner sooner: first is inner true, second is outer true",
+            "sleep cut short: true, fired true",
+            "wait on a green thread: wait for green thread timed out; ours true, target dead false",
+            "event wait: true",
+            "acquire: ours true, balance after 0",
+            "spawn into a full pool: ours true, waiting after 0",
+            "with_timeout expiring: default",
+            "with_timeout in time: quick",
+            "pending after spinning past the deadline: true",
+            "next blocking call (an item is ready): Ok(1)",
+            "then the yield: fired true",
+        ]
+    );
+}
