@@ -57,3 +57,48 @@ fn watchdog_kills_only_the_late_worker() {
         ]
     );
 }
+
+#[test]
+fn pipeline_applies_backpressure_and_processes_every_job() {
+    let (_, stdout) = example("pipeline");
+    let lines: Vec<_> = stdout.lines().collect();
+    // The producer never gets more than 3 jobs ahead: job 4 waits for room.
+    assert_eq!(
+        lines[..4],
+        [
+            "producer: queued job 1",
+            "producer: queued job 2",
+            "producer: queued job 3",
+            "producer: queue full (3 jobs), waiting for room",
+        ]
+    );
+    for job in 1..=10 {
+        let square = job * job;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("collector: job {job} -> {square} (worker "))),
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        lines.last().copied(),
+        Some("squares: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]")
+    );
+}
+
+#[test]
+fn spider_gets_imap_results_in_order_within_the_pool_size() {
+    let (_, stdout) = example("spider");
+    let pages: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  /page/"))
+        .map(|l| l.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pages, (0..40).collect::<Vec<_>>(), "{stdout}");
+    let summary = stdout.lines().last().unwrap();
+    assert!(
+        summary.starts_with("crawled 40 pages (49860 bytes) over 4 levels, at most 4 at once, in "),
+        "{summary}"
+    );
+}
