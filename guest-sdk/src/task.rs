@@ -143,10 +143,22 @@ fn panic_hook(info: &PanicHookInfo<'_>) {
     unsafe { ptr::addr_of_mut!((*task).panic).write(Some(msg)) };
 }
 
+extern "C" {
+    /// wasi-libc's set-up of the calling thread's `struct pthread` in its TLS
+    /// block, which the hub has just pointed at a fresh copy of the TLS
+    /// image. Its thread id matters: wasi-libc's locks treat thread id 0 as
+    /// "unlocked", so a green thread must not run with the zeroed one a fresh
+    /// TLS block holds. Called first thing in both exports, before any TLS
+    /// access; safe to call again on the same block.
+    fn __wasi_init_tp();
+}
+
 struct Exports;
 
 impl crate::abi::Guest for Exports {
     fn wasmlet_run(task: u32) {
+        // SAFETY: see `__wasi_init_tp`.
+        unsafe { __wasi_init_tp() };
         let task = task as usize as *mut Task;
         CURRENT.with(|c| c.set(task));
         // SAFETY: the hub hands back the pointer `start` gave it, once, and
@@ -160,6 +172,8 @@ impl crate::abi::Guest for Exports {
     }
 
     fn wasmlet_finish(task: u32, how: Ending, error: u32) {
+        // SAFETY: see `__wasi_init_tp`.
+        unsafe { __wasi_init_tp() };
         // SAFETY: the hub hands back the pointer `start` gave it: the run that
         // would have freed it was dropped (or never started).
         let mut task = unsafe { Box::from_raw(task as usize as *mut Task) };

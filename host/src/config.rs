@@ -28,6 +28,11 @@ pub struct Config {
     /// other *guests* run; no other green thread of its own guest runs before
     /// it resumes. `None` turns preemption off. Default 10 ms.
     pub time_slice: Option<Duration>,
+    /// Instances (with their stores) a guest keeps from green threads that
+    /// ended normally, to run its next green threads without instantiating
+    /// anew. They count against `max_green_threads`, and are let go when the
+    /// pool runs out. Default 1,024.
+    pub spare_instances: usize,
 }
 
 impl Default for Config {
@@ -37,6 +42,7 @@ impl Default for Config {
             fiber_stack_size: 1024 * 1024,
             max_green_threads: 10_000,
             time_slice: Some(Duration::from_millis(10)),
+            spare_instances: 1024,
         }
     }
 }

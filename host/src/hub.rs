@@ -25,15 +25,10 @@ use wasmtime::{InstancePre, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestOptions};
-use crate::program::{
-    Layout, Program, FINISH_EXPORT, INIT_TP_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT,
-    TLS_BASE_EXPORT,
-};
+use crate::program::{Layout, Program, FINISH_EXPORT, RUN_EXPORT};
 use crate::runtime::Runtime;
 use crate::shadow_stack::{ShadowStacks, Slot};
-
-/// A green thread's wasm call, owning its `Store`.
-type ThreadFuture = Pin<Box<dyn Future<Output = Result<()>>>>;
+use crate::worker::{run_main, Entry, Stack, ThreadFuture, Worker};
 
 /// Names a guest added to a [`Hub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,12 +74,14 @@ impl CoreRef {
 }
 
 /// The guest's WASI context as seen from each of its green threads' stores.
+#[derive(Clone, Copy)]
 pub(crate) struct WasiRef(*mut WasiP1Ctx);
 
 // SAFETY: as for `CoreRef`, this never leaves the hub's thread.
 unsafe impl Send for WasiRef {}
 
 /// The data of each green thread's `Store`.
+#[derive(Clone)]
 pub(crate) struct ThreadData {
     pub core: CoreRef,
     pub guest: usize,
@@ -241,6 +238,8 @@ struct LiveGuest {
     /// Boxed so its address, shared by every store of the guest, is stable.
     wasi: Box<WasiP1Ctx>,
     stacks: ShadowStacks,
+    /// Workers left by green threads that ended normally, for the next ones.
+    spare: Vec<Worker>,
     threads: Slab<ThreadRec>,
     /// Key of the main green thread.
     main: usize,
@@ -297,6 +296,7 @@ struct Timer {
 /// happen from inside another green thread's fiber.
 enum Grave {
     Future(#[allow(dead_code)] ThreadFuture),
+    Worker(#[allow(dead_code)] Worker),
     Guest(#[allow(dead_code)] Box<LiveGuest>),
 }
 
@@ -305,7 +305,7 @@ enum Grave {
 fn bury(graves: Vec<Grave>) {
     let (futures, guests): (Vec<_>, Vec<_>) = graves
         .into_iter()
-        .partition(|g| matches!(g, Grave::Future(_)));
+        .partition(|g| matches!(g, Grave::Future(_) | Grave::Worker(_)));
     drop(futures);
     drop(guests);
 }
@@ -366,6 +366,7 @@ impl Hub {
             layout: program.layout.clone(),
             wasi,
             stacks,
+            spare: Vec::new(),
             threads: Slab::new(),
             main: 0,
             next_generation: 1,
@@ -490,8 +491,11 @@ impl Hub {
         let graves = self.core.with(|core| {
             match poll {
                 Poll::Pending => core.suspended(guest, thread, future),
-                Poll::Ready(result) => {
+                Poll::Ready((result, worker)) => {
                     core.graveyard.push(Grave::Future(future));
+                    if let Some(worker) = worker {
+                        core.keep_spare(guest, worker);
+                    }
                     core.thread_ended(guest, thread, result);
                 }
             }
@@ -684,14 +688,20 @@ impl Core {
         if let Some(future) = t.future.take() {
             return Ok(future);
         }
-        let engine = self.runtime.engine().clone();
         let preempt = self.runtime.config().time_slice.is_some();
         let core = CoreRef(self.me.upgrade().expect("the hub is alive while it runs"));
         let live = self.live(guest);
+        let data = ThreadData {
+            core,
+            guest,
+            thread,
+            wasi: WasiRef(&mut *live.wasi),
+        };
+        if thread == live.main {
+            return Ok(Box::pin(run_main(live.pre.clone(), data, preempt)));
+        }
         let t = &mut live.threads[thread];
-        let entry = if thread == live.main {
-            Entry::Main
-        } else if let Some((how, error)) = t.ending {
+        let entry = if let Some((how, error)) = t.ending {
             Entry::Finish {
                 task: t.task,
                 how,
@@ -701,24 +711,53 @@ impl Core {
             t.started = true;
             Entry::Run { task: t.task }
         };
-        let slot = t.slot;
-        let stack = slot.map(|s| (live.stacks.stack_top(&s), s.tls_base()));
-        let data = ThreadData {
-            core,
-            guest,
-            thread,
-            wasi: WasiRef(&mut *live.wasi),
+        let slot = t.slot.expect("a spawned green thread has a stack slot");
+        let stack = Stack {
+            top: live.stacks.stack_top(&slot),
+            tls_base: slot.tls_base(),
         };
-        let init_tp = live.layout.has_init_tp;
-        Ok(Box::pin(run_thread(
-            engine,
-            live.pre.clone(),
-            data,
-            preempt,
-            stack,
-            init_tp,
-            entry,
-        )))
+        if let Some(mut worker) = live.spare.pop() {
+            worker.assign(thread);
+            return Ok(Box::pin(worker.run(stack, entry)));
+        }
+        let pre = live.pre.clone();
+        Ok(Box::pin(async move {
+            let mut made = Worker::new(&pre, data.clone(), preempt).await;
+            if made.is_err() {
+                // The instance pool may be full of spare workers: let them
+                // go and try once more.
+                let spares = data.core.with(Core::take_spares);
+                if !spares.is_empty() {
+                    drop(spares);
+                    made = Worker::new(&pre, data, preempt).await;
+                }
+            }
+            match made {
+                Ok(worker) => worker.run(stack, entry).await,
+                Err(error) => (Err(error), None),
+            }
+        }))
+    }
+
+    /// Keeps the worker of a green thread that ended normally for the
+    /// guest's next green thread.
+    fn keep_spare(&mut self, guest: usize, worker: Worker) {
+        let max = self.runtime.config().spare_instances;
+        match self.guests[guest].live.as_mut() {
+            Some(live) if live.spare.len() < max => live.spare.push(worker),
+            _ => self.graveyard.push(Grave::Worker(worker)),
+        }
+    }
+
+    /// Takes every guest's spare workers (to free their pooled instances).
+    pub(crate) fn take_spares(&mut self) -> Vec<Worker> {
+        let mut all = Vec::new();
+        for record in &mut self.guests {
+            if let Some(live) = record.live.as_mut() {
+                all.append(&mut live.spare);
+            }
+        }
+        all
     }
 
     fn suspended(&mut self, guest: usize, thread: usize, future: ThreadFuture) {
@@ -834,6 +873,9 @@ impl Core {
             if let Some(future) = t.future.take() {
                 self.graveyard.push(Grave::Future(future));
             }
+        }
+        for worker in live.spare.drain(..) {
+            self.graveyard.push(Grave::Worker(worker));
         }
         // After its stores: the WASI context they point at.
         self.graveyard.push(Grave::Guest(Box::new(live)));
@@ -1092,61 +1134,5 @@ impl Core {
         }
         t.permit = true;
         true
-    }
-}
-
-/// What a green thread's instance is called to run.
-enum Entry {
-    Main,
-    Run { task: u32 },
-    Finish { task: u32, how: Ending, error: u32 },
-}
-
-/// One green thread's life on its own instance: instantiate, point the stack
-/// pointer and TLS base at its slot, call its entry.
-async fn run_thread(
-    engine: wasmtime::Engine,
-    pre: InstancePre<ThreadData>,
-    data: ThreadData,
-    preempt: bool,
-    stack: Option<(u32, u32)>,
-    init_tp: bool,
-    entry: Entry,
-) -> Result<()> {
-    let mut store = Store::new(&engine, data);
-    if preempt {
-        store.epoch_deadline_async_yield_and_update(1);
-    }
-    let instance = pre.instantiate_async(&mut store).await?;
-    if let Some((stack_top, tls_base)) = stack {
-        let set = |store: &mut Store<ThreadData>, name: &str, value: u32| -> Result<()> {
-            instance
-                .get_global(&mut *store, name)
-                .ok_or_else(|| format_err!("the guest module lost its `{name}` export"))?
-                .set(&mut *store, wasmtime::Val::I32(value as i32))
-        };
-        set(&mut store, STACK_POINTER_EXPORT, stack_top)?;
-        set(&mut store, TLS_BASE_EXPORT, tls_base)?;
-        if init_tp {
-            let init = instance.get_typed_func::<(), ()>(&mut store, INIT_TP_EXPORT)?;
-            init.call_async(&mut store, ()).await?;
-        }
-    }
-    match entry {
-        Entry::Main => {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await
-        }
-        Entry::Run { task } => {
-            let run = instance.get_typed_func::<u32, ()>(&mut store, RUN_EXPORT)?;
-            run.call_async(&mut store, task).await
-        }
-        Entry::Finish { task, how, error } => {
-            let finish =
-                instance.get_typed_func::<(u32, u32, u32), ()>(&mut store, FINISH_EXPORT)?;
-            finish
-                .call_async(&mut store, (task, how as u32, error))
-                .await
-        }
     }
 }

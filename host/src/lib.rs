@@ -30,6 +30,7 @@ mod hub;
 pub mod program;
 pub mod runtime;
 mod shadow_stack;
+mod worker;
 
 pub use config::Config;
 pub use guest::{GuestError, GuestExit, GuestOptions};

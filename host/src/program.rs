@@ -18,11 +18,6 @@ use wasmtime::{Engine, Module};
 pub(crate) const STACK_POINTER_EXPORT: &str = "wasmlet:stack-pointer";
 /// Export name the loader gives the `__tls_base` global.
 pub(crate) const TLS_BASE_EXPORT: &str = "wasmlet:tls-base";
-/// Export name the loader gives wasi-libc's `__wasi_init_tp`, which sets up
-/// the calling thread's `struct pthread` in its TLS block (its thread id
-/// among them: wasi-libc's locks treat thread id 0 as "unlocked", so a green
-/// thread must not run with the zeroed one a fresh TLS block holds).
-pub(crate) const INIT_TP_EXPORT: &str = "wasmlet:init-tp";
 /// The guest export that runs a spawned task (see `wit/hub.wit`).
 pub(crate) const RUN_EXPORT: &str = "wasmlet-run";
 /// The guest export that ends a killed, cancelled or trapped task.
@@ -45,8 +40,6 @@ pub(crate) struct Layout {
     /// Whether the program can spawn green threads (it exports the SDK's
     /// entry points and the loader found its stack pointer and TLS base).
     pub can_spawn: bool,
-    /// Whether the loader exported `__wasi_init_tp` as [`INIT_TP_EXPORT`].
-    pub has_init_tp: bool,
 }
 
 impl Program {
@@ -57,8 +50,7 @@ impl Program {
         let bytes: Cow<[u8]> = match (&scan.stack_pointer, &scan.tls_base) {
             (Some(sp), Some(tls)) => {
                 let globals = [(STACK_POINTER_EXPORT, *sp), (TLS_BASE_EXPORT, *tls)];
-                let funcs: Vec<_> = scan.init_tp.iter().map(|f| (INIT_TP_EXPORT, *f)).collect();
-                Cow::Owned(add_exports(bytes, &globals, &funcs)?)
+                Cow::Owned(add_exports(bytes, &globals)?)
             }
             _ => Cow::Borrowed(bytes),
         };
@@ -72,7 +64,6 @@ impl Program {
             layout: std::sync::Arc::new(Layout {
                 tls_image: scan.tls_image,
                 can_spawn,
-                has_init_tp: scan.init_tp.is_some(),
             }),
         })
     }
@@ -89,7 +80,6 @@ impl Program {
 struct Scan {
     stack_pointer: Option<u32>,
     tls_base: Option<u32>,
-    init_tp: Option<u32>,
     tls_image: Vec<u8>,
     exports: Vec<String>,
 }
@@ -114,7 +104,6 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
     let mut segments: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut segment_names: Vec<(u32, String)> = Vec::new();
     let mut global_names: Vec<(u32, String)> = Vec::new();
-    let mut init_tp = None;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.context("this file is not a valid WebAssembly module")? {
             Payload::ImportSection(imports) => {
@@ -150,13 +139,6 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
                                     .flatten()
                                     .map(|n| (n.index, n.name.to_string())),
                             ),
-                            Ok(Name::Function(map)) => {
-                                init_tp = map
-                                    .into_iter()
-                                    .flatten()
-                                    .find(|n| n.name == "__wasi_init_tp")
-                                    .map(|n| n.index)
-                            }
                             Ok(Name::Data(map)) => segment_names.extend(
                                 map.into_iter()
                                     .flatten()
@@ -196,7 +178,6 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
     };
     scan.stack_pointer = global("__stack_pointer");
     scan.tls_base = global("__tls_base");
-    scan.init_tp = init_tp;
     for (index, name) in &segment_names {
         if name == ".tdata" || name == ".tbss" {
             if let Some((_, data)) = segments.iter().find(|(i, _)| i == index) {
@@ -217,7 +198,7 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
 
 /// Returns `bytes` with extra exports of the given globals and functions.
 /// Every other section is copied byte for byte.
-fn add_exports(bytes: &[u8], globals: &[(&str, u32)], funcs: &[(&str, u32)]) -> Result<Vec<u8>> {
+fn add_exports(bytes: &[u8], globals: &[(&str, u32)]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len() + 64);
     out.extend_from_slice(&bytes[..8]);
     for payload in Parser::new(0).parse_all(bytes) {
@@ -240,9 +221,6 @@ fn add_exports(bytes: &[u8], globals: &[(&str, u32)], funcs: &[(&str, u32)]) -> 
             }
             for (name, index) in globals {
                 section.export(name, wasm_encoder::ExportKind::Global, *index);
-            }
-            for (name, index) in funcs {
-                section.export(name, wasm_encoder::ExportKind::Func, *index);
             }
             wasm_encoder::Section::append_to(&section, &mut out);
             continue;

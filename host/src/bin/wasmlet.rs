@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wasmlet_host::{Config, GuestOptions, Hub, Program, Runtime};
@@ -100,7 +99,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         shadow_stack_size: args.shadow_stack_size,
         fiber_stack_size: args.fiber_stack_size,
         max_green_threads: args.max_green_threads,
-        time_slice: Some(Duration::from_millis(10)),
+        ..Config::default()
     };
     let runtime = Runtime::new(config)?;
     let program = Program::from_file(runtime.engine(), &args.wasm)?;

@@ -1,0 +1,132 @@
+//! Workers: a wasmtime `Store` with one instance of a guest's module in it,
+//! which runs green threads of that guest one after another.
+//!
+//! Creating a store and instantiating the module is most of what a spawn
+//! would cost (a pooled instance slot, its table initialised page by page,
+//! and the decommit of the slot when it is dropped). A green thread that ends
+//! normally leaves its instance in the state every fresh instance starts in,
+//! apart from the stack pointer and TLS base, which each green thread sets to
+//! its own slot anyway; so the hub keeps the worker and hands it to the
+//! guest's next green thread.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use wasmtime::{format_err, Global, InstancePre, Result, Store, TypedFunc, Val};
+
+use crate::hub::{Ending, ThreadData};
+use crate::program::{FINISH_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT, TLS_BASE_EXPORT};
+
+/// A green thread's wasm call. It owns the worker it runs on and hands it
+/// back when the call returns normally.
+pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<Worker>)>>>;
+
+/// What a spawned green thread's call runs. (The main green thread runs
+/// `_start` on an instance of its own: see [`run_main`].)
+pub(crate) enum Entry {
+    /// `wasmlet-run` of a spawned task.
+    Run { task: u32 },
+    /// `wasmlet-finish` of a killed, cancelled or trapped green thread.
+    Finish { task: u32, how: Ending, error: u32 },
+}
+
+/// Where a green thread's stacks are: the shadow stack's top and the TLS
+/// block, in guest memory.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stack {
+    pub top: u32,
+    pub tls_base: u32,
+}
+
+/// A store and instance of one guest, with the exports a green thread needs
+/// looked up once.
+pub(crate) struct Worker {
+    store: Store<ThreadData>,
+    stack_pointer: Global,
+    tls_base: Global,
+    run: TypedFunc<u32, ()>,
+    finish: TypedFunc<(u32, u32, u32), ()>,
+}
+
+impl Worker {
+    /// A fresh worker for the green thread `data` names.
+    pub(crate) async fn new(
+        pre: &InstancePre<ThreadData>,
+        data: ThreadData,
+        preempt: bool,
+    ) -> Result<Worker> {
+        let mut store = Store::new(pre.module().engine(), data);
+        if preempt {
+            store.epoch_deadline_async_yield_and_update(1);
+        }
+        let instance = pre.instantiate_async(&mut store).await?;
+        let mut global = |name: &str| {
+            instance
+                .get_global(&mut store, name)
+                .ok_or_else(|| format_err!("the guest module lost its `{name}` export"))
+        };
+        let stack_pointer = global(STACK_POINTER_EXPORT)?;
+        let tls_base = global(TLS_BASE_EXPORT)?;
+        let run = instance.get_typed_func(&mut store, RUN_EXPORT)?;
+        let finish = instance.get_typed_func(&mut store, FINISH_EXPORT)?;
+        Ok(Worker {
+            store,
+            stack_pointer,
+            tls_base,
+            run,
+            finish,
+        })
+    }
+
+    /// Makes the worker run green thread `thread` (a key of the same guest).
+    pub(crate) fn assign(&mut self, thread: usize) {
+        self.store.data_mut().thread = thread;
+        // A fresh time slice: the last thread may have used up its own.
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Runs `entry` on `stack`; the worker comes back if the
+    /// call returned normally.
+    pub(crate) async fn run(mut self, stack: Stack, entry: Entry) -> (Result<()>, Option<Worker>) {
+        let result = self.call(stack, entry).await;
+        match result {
+            Ok(()) => (Ok(()), Some(self)),
+            // A trap may have left the instance anywhere: drop it.
+            Err(error) => (Err(error), None),
+        }
+    }
+
+    async fn call(&mut self, stack: Stack, entry: Entry) -> Result<()> {
+        let store = &mut self.store;
+        self.stack_pointer
+            .set(&mut *store, Val::I32(stack.top as i32))?;
+        self.tls_base
+            .set(&mut *store, Val::I32(stack.tls_base as i32))?;
+        match entry {
+            Entry::Run { task } => self.run.call_async(store, task).await,
+            Entry::Finish { task, how, error } => {
+                self.finish
+                    .call_async(store, (task, how as u32, error))
+                    .await
+            }
+        }
+    }
+}
+
+/// The main green thread's life: its own store and instance, `_start`.
+pub(crate) async fn run_main(
+    pre: InstancePre<ThreadData>,
+    data: ThreadData,
+    preempt: bool,
+) -> (Result<()>, Option<Worker>) {
+    let result = async {
+        let mut store = Store::new(pre.module().engine(), data);
+        if preempt {
+            store.epoch_deadline_async_yield_and_update(1);
+        }
+        let instance = pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call_async(&mut store, ()).await
+    };
+    (result.await, None)
+}
