@@ -2,7 +2,7 @@
 //! errors with a non-zero exit for input it cannot run.
 
 mod support;
-use support::{cli, guest};
+use support::{cli, cli_with, guest};
 
 use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
@@ -51,6 +51,22 @@ fn the_host_says_why_it_refused_a_green_thread() {
         err.contains("stopped: shadow stack of 4294967295 bytes asked for"),
         "{err}"
     );
+}
+
+#[test]
+fn spawning_past_max_green_threads_is_refused_with_a_clear_error() {
+    // Waves of 100 green threads alive at once, with room for 50.
+    let waves = guest("waves");
+    let out = cli_with(&["--max-green-threads", "50"], &waves, &["200", "100"]);
+    assert_eq!(out.status.code(), Some(134), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("too many green threads alive at once: the hub holds at most 50"),
+        "{err}"
+    );
+    // Within the limit the same guest runs.
+    let out = cli_with(&["--max-green-threads", "150"], &waves, &["200", "100"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]

@@ -124,6 +124,9 @@ fn thread_locals_are_per_green_thread_and_the_heap_is_shared() {
         .collect();
     expected.push("main tls untouched: 1000".into());
     expected.push("shared heap saw: [1, 2, 3, 4]".into());
+    expected.push(
+        "one after another, fresh tls: [(0, \"unset\"), (0, \"unset\"), (0, \"unset\")]".into(),
+    );
     assert_eq!(lines(&r.stdout), expected);
 }
 

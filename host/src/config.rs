@@ -18,11 +18,15 @@ pub struct Config {
     /// threads one guest can hold at once. Default 64 KiB.
     pub shadow_stack_size: u32,
     /// Native stack each green thread's wasm code runs on (wasmtime's fiber
-    /// stack); wasm code may use three quarters of it. Only touched pages take
-    /// memory. Default 1 MiB.
+    /// stack), rounded up to whole pages; wasm code may use three quarters of
+    /// it, the rest is for the host functions it calls. Only touched pages
+    /// take memory (typically one page for a green thread that sleeps).
+    /// Default 1 MiB.
     pub fiber_stack_size: usize,
-    /// Most green threads (over all guests of the runtime) alive at once:
-    /// the size of the instance and stack pools. Default 10,000.
+    /// Most green threads alive at once in one hub (over all its guests); a
+    /// spawn past it traps the spawner with an error saying so. It guards the
+    /// host against a guest spawning without end: each green thread holds
+    /// about 25 KiB of host memory. Default 10,000.
     pub max_green_threads: u32,
     /// A green thread that runs this long without yielding is paused so that
     /// other *guests* run; no other green thread of its own guest runs before
@@ -30,8 +34,8 @@ pub struct Config {
     pub time_slice: Option<Duration>,
     /// Instances (with their stores) a guest keeps from green threads that
     /// ended normally, to run its next green threads without instantiating
-    /// anew. They count against `max_green_threads`, and are let go when the
-    /// pool runs out. Default 1,024.
+    /// anew (about 20 KiB of host memory each). Past this, the instances of
+    /// ended green threads are dropped while the hub is idle. Default 1,024.
     pub spare_instances: usize,
 }
 

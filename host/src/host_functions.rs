@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use wasmtime::Result;
-use wasmtime::{Caller, Linker};
+use wasmtime::{AsContextMut, Caller, Linker};
 
 use crate::hub::{KillStatus, Suspend, ThreadData};
 
@@ -48,13 +48,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.func_wrap_async(
         HUB_MODULE,
         "sleep",
-        |caller: Caller<'_, ThreadData>, (ns,): (u64,)| {
+        |mut caller: Caller<'_, ThreadData>, (ns,): (u64,)| {
             let (guest, thread) = who(&caller);
             caller
                 .data()
                 .core
                 .with(|core| core.sleep(guest, thread, Duration::from_nanos(ns)));
-            Box::new(Suspend::new())
+            Box::new(async move { suspend(&mut caller).await })
         },
     )?;
     linker.func_wrap(
@@ -68,31 +68,31 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.func_wrap_async(
         HUB_MODULE,
         "kill",
-        |caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
+        |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
             let (guest, thread) = who(&caller);
             let status = caller
                 .data()
                 .core
                 .with(|core| core.kill(guest, thread, target, error, false));
-            Box::new(yield_if_killed(status))
+            Box::new(async move { yield_if_killed(&mut caller, status).await })
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "cancel",
-        |caller: Caller<'_, ThreadData>, (target,): (u64,)| {
+        |mut caller: Caller<'_, ThreadData>, (target,): (u64,)| {
             let (guest, thread) = who(&caller);
             let status = caller
                 .data()
                 .core
                 .with(|core| core.kill(guest, thread, target, 0, true));
-            Box::new(yield_if_killed(status))
+            Box::new(async move { yield_if_killed(&mut caller, status).await })
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "join",
-        |caller: Caller<'_, ThreadData>, (target, timeout_ns): (u64, u64)| {
+        |mut caller: Caller<'_, ThreadData>, (target, timeout_ns): (u64, u64)| {
             let (guest, thread) = who(&caller);
             let now = caller
                 .data()
@@ -102,7 +102,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 match now {
                     Some(status) => status as u32,
                     None => {
-                        Suspend::new().await;
+                        suspend(&mut caller).await;
                         caller
                             .data()
                             .core
@@ -149,7 +149,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.func_wrap_async(
         HUB_MODULE,
         "park",
-        |caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
+        |mut caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
             let (guest, thread) = who(&caller);
             let now = caller
                 .data()
@@ -159,7 +159,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 match now {
                     Some(unparked) => unparked as u32,
                     None => {
-                        Suspend::new().await;
+                        suspend(&mut caller).await;
                         caller
                             .data()
                             .core
@@ -198,9 +198,18 @@ fn timeout_of(ns: u64) -> Option<Duration> {
     (ns != u64::MAX).then(|| Duration::from_nanos(ns))
 }
 
-async fn yield_if_killed(status: KillStatus) -> u32 {
+async fn yield_if_killed(caller: &mut Caller<'_, ThreadData>, status: KillStatus) -> u32 {
     if status == KillStatus::Killed {
-        Suspend::new().await;
+        suspend(caller).await;
     }
     status as u32
+}
+
+/// Suspends the calling green thread once (the hub has recorded why it
+/// waits). When it resumes it gets a fresh time slice: the epoch deadline it
+/// had may have passed while it waited, and would otherwise pause it again at
+/// once.
+async fn suspend(caller: &mut Caller<'_, ThreadData>) {
+    Suspend::new().await;
+    caller.as_context_mut().set_epoch_deadline(1);
 }

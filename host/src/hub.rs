@@ -30,6 +30,14 @@ use crate::runtime::Runtime;
 use crate::shadow_stack::{ShadowStacks, Slot};
 use crate::worker::{run_main, Entry, Stack, ThreadFuture, Worker};
 
+/// Most workers waiting to be dropped while the hub is idle; past this, they
+/// are dropped at once.
+const MAX_RETIRED: usize = 64 * 1024;
+
+/// How close to the next timer the hub stops dropping retired workers: only
+/// a real lull is used, not the gaps between close timers.
+const RETIRE_MARGIN: Duration = Duration::from_millis(1);
+
 /// Names a guest added to a [`Hub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GuestId(usize);
@@ -81,7 +89,6 @@ pub(crate) struct WasiRef(*mut WasiP1Ctx);
 unsafe impl Send for WasiRef {}
 
 /// The data of each green thread's `Store`.
-#[derive(Clone)]
 pub(crate) struct ThreadData {
     pub core: CoreRef,
     pub guest: usize,
@@ -319,6 +326,12 @@ pub(crate) struct Core {
     timers: BinaryHeap<std::cmp::Reverse<Timer>>,
     timer_seq: u64,
     graveyard: Vec<Grave>,
+    /// Workers no guest keeps as a spare, with their guest: dropping a store
+    /// costs microseconds, so they are dropped while the hub would otherwise
+    /// sleep, not while green threads wait to run.
+    retired: Vec<(usize, Worker)>,
+    /// Green threads alive over all guests (for `Config::max_green_threads`).
+    alive: usize,
 }
 
 impl Hub {
@@ -333,6 +346,8 @@ impl Hub {
                 timers: BinaryHeap::new(),
                 timer_seq: 0,
                 graveyard: Vec::new(),
+                retired: Vec::new(),
+                alive: 0,
             })
         });
         Hub {
@@ -385,6 +400,7 @@ impl Hub {
                 exit: None,
                 output,
             });
+            core.alive += 1;
             core.enqueue(guest_index, main, false);
         });
         Ok(GuestId(guest_index))
@@ -402,6 +418,9 @@ impl Hub {
                 Some((guest, thread)) => self.step(guest, thread),
                 None => {
                     let deadline = self.core.with(Core::next_deadline);
+                    // Idle until the next timer: first drop retired workers
+                    // while there is time.
+                    self.drop_retired(deadline);
                     match deadline {
                         Some(deadline) => {
                             let now = Instant::now();
@@ -424,6 +443,19 @@ impl Hub {
             std::mem::take(&mut core.graveyard)
         });
         bury(graves);
+    }
+
+    /// Drops retired workers, one at a time, until `deadline` is near.
+    fn drop_retired(&mut self, deadline: Option<Instant>) {
+        loop {
+            if deadline.is_some_and(|d| Instant::now() + RETIRE_MARGIN >= d) {
+                return;
+            }
+            let Some((_, worker)) = self.core.with(|core| core.retired.pop()) else {
+                return;
+            };
+            drop(worker);
+        }
     }
 
     /// The functions this host defines for guests under the import module
@@ -722,17 +754,7 @@ impl Core {
         }
         let pre = live.pre.clone();
         Ok(Box::pin(async move {
-            let mut made = Worker::new(&pre, data.clone(), preempt).await;
-            if made.is_err() {
-                // The instance pool may be full of spare workers: let them
-                // go and try once more.
-                let spares = data.core.with(Core::take_spares);
-                if !spares.is_empty() {
-                    drop(spares);
-                    made = Worker::new(&pre, data, preempt).await;
-                }
-            }
-            match made {
+            match Worker::new(&pre, data, preempt).await {
                 Ok(worker) => worker.run(stack, entry).await,
                 Err(error) => (Err(error), None),
             }
@@ -745,19 +767,9 @@ impl Core {
         let max = self.runtime.config().spare_instances;
         match self.guests[guest].live.as_mut() {
             Some(live) if live.spare.len() < max => live.spare.push(worker),
+            Some(_) if self.retired.len() < MAX_RETIRED => self.retired.push((guest, worker)),
             _ => self.graveyard.push(Grave::Worker(worker)),
         }
-    }
-
-    /// Takes every guest's spare workers (to free their pooled instances).
-    pub(crate) fn take_spares(&mut self) -> Vec<Worker> {
-        let mut all = Vec::new();
-        for record in &mut self.guests {
-            if let Some(live) = record.live.as_mut() {
-                all.append(&mut live.spare);
-            }
-        }
-        all
     }
 
     fn suspended(&mut self, guest: usize, thread: usize, future: ThreadFuture) {
@@ -842,6 +854,7 @@ impl Core {
     }
 
     fn remove_thread(&mut self, guest: usize, thread: usize) {
+        self.alive -= 1;
         let live = self.live(guest);
         let t = live.threads.remove(thread);
         if t.state.has_timer() {
@@ -869,6 +882,7 @@ impl Core {
         let Some(mut live) = self.guests[guest].live.take() else {
             return;
         };
+        self.alive -= live.threads.len();
         for (_, t) in live.threads.iter_mut() {
             if let Some(future) = t.future.take() {
                 self.graveyard.push(Grave::Future(future));
@@ -876,6 +890,15 @@ impl Core {
         }
         for worker in live.spare.drain(..) {
             self.graveyard.push(Grave::Worker(worker));
+        }
+        let mut at = 0;
+        while at < self.retired.len() {
+            if self.retired[at].0 == guest {
+                let (_, worker) = self.retired.swap_remove(at);
+                self.graveyard.push(Grave::Worker(worker));
+            } else {
+                at += 1;
+            }
         }
         // After its stores: the WASI context they point at.
         self.graveyard.push(Grave::Guest(Box::new(live)));
@@ -923,7 +946,15 @@ impl Core {
         delay: Duration,
         local: bool,
     ) -> Result<u64> {
-        let default_stack = self.runtime.config().shadow_stack_size;
+        let config = self.runtime.config();
+        let (default_stack, max) = (config.shadow_stack_size, config.max_green_threads);
+        if self.alive >= max as usize {
+            wasmtime::bail!(
+                "too many green threads alive at once: the hub holds at most {max} \
+                 (raise it with `wasmlet run --max-green-threads N` or \
+                 Config::max_green_threads)"
+            );
+        }
         let live = self.live(guest);
         if !live.layout.can_spawn {
             wasmtime::bail!(
@@ -955,6 +986,7 @@ impl Core {
             live.timed += 1;
             self.add_timer(guest, key, delay);
         }
+        self.alive += 1;
         Ok(id)
     }
 

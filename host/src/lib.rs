@@ -24,6 +24,7 @@
 //! its exit.
 
 mod config;
+mod fiber_stack;
 pub mod guest;
 mod host_functions;
 mod hub;

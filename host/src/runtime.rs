@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use wasmtime::error::Context;
 use wasmtime::Result;
-use wasmtime::{Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy, Linker};
 
 use crate::config::Config;
+use crate::fiber_stack::FiberStacks;
 use crate::hub::ThreadData;
 
 /// The engine, linker and settings that hubs share. Cheap to clone.
@@ -37,13 +38,14 @@ impl Drop for Inner {
 }
 
 impl Runtime {
-    /// Builds the engine (pooled instances and fiber stacks sized by
-    /// `config`) and the linker.
+    /// Builds the engine (fiber stacks sized by `config`) and the linker.
     pub fn new(config: Config) -> Result<Runtime> {
         wasmtime::ensure!(
             config.fiber_stack_size >= 64 * 1024,
             "fiber_stack_size must be at least 64 KiB"
         );
+        let page = rustix::param::page_size();
+        let fiber_stack_size = config.fiber_stack_size.div_ceil(page) * page;
         wasmtime::ensure!(
             config.max_green_threads > 0,
             "max_green_threads must be at least 1"
@@ -51,17 +53,15 @@ impl Runtime {
         let mut wasm = wasmtime::Config::new();
         wasm.wasm_threads(true)
             .shared_memory(true)
-            .async_stack_size(config.fiber_stack_size)
-            .max_wasm_stack(config.fiber_stack_size * 3 / 4)
+            .async_stack_size(fiber_stack_size)
+            .max_wasm_stack(fiber_stack_size * 3 / 4)
             .epoch_interruption(config.time_slice.is_some());
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_core_instances(config.max_green_threads)
-            .total_stacks(config.max_green_threads)
-            .total_tables(config.max_green_threads)
-            // Guests' memories are shared memories, made outside the pool.
-            .total_memories(0)
-            .total_component_instances(0);
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Instances are made on demand (a few small allocations each, and
+        // workers keep theirs for the next green thread); fiber stacks come
+        // from our own pool, which is not bounded by the kernel's mapping
+        // limit (see `fiber_stack`).
+        wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand)
+            .with_host_stack(Arc::new(FiberStacks::new(fiber_stack_size)));
         let engine = Engine::new(&wasm).context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
         crate::host_functions::add_to_linker(&mut linker)?;

@@ -2,8 +2,8 @@
 //! which runs green threads of that guest one after another.
 //!
 //! Creating a store and instantiating the module is most of what a spawn
-//! would cost (a pooled instance slot, its table initialised page by page,
-//! and the decommit of the slot when it is dropped). A green thread that ends
+//! would cost (a dozen allocations, the instance's tables filled in, the
+//! memory first touched; then as many frees). A green thread that ends
 //! normally leaves its instance in the state every fresh instance starts in,
 //! apart from the stack pointer and TLS base, which each green thread sets to
 //! its own slot anyway; so the hub keeps the worker and hands it to the

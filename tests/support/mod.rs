@@ -47,8 +47,15 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// Runs `wasmlet run <wasm> -- args` and returns its output.
 pub fn cli(wasm: &Path, args: &[&str]) -> Output {
+    cli_with(&[], wasm, args)
+}
+
+/// `wasmlet run FLAGS WASM -- ARGS`.
+#[allow(dead_code)]
+pub fn cli_with(flags: &[&str], wasm: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmlet"))
         .arg("run")
+        .args(flags)
         .arg(wasm)
         .arg("--")
         .args(args)

@@ -42,4 +42,22 @@ fn main() {
     let mut seen = shared.borrow().clone();
     seen.sort();
     println!("shared heap saw: {seen:?}");
+
+    // One after another: each green thread runs on the instance the last one
+    // left behind (the hub reuses it), and still starts with fresh
+    // thread-locals and a working thread pointer.
+    let fresh: Vec<(u32, String)> = (0..3u32)
+        .map(|i| {
+            wasmlet::spawn(move || {
+                let before = MINE.with(Cell::get);
+                let name = NAME.with(|n| n.borrow().clone());
+                MINE.with(|m| m.set(50 + i));
+                NAME.with(|n| *n.borrow_mut() = format!("sequential {i}"));
+                (before, name)
+            })
+            .wait()
+            .unwrap()
+        })
+        .collect();
+    println!("one after another, fresh tls: {fresh:?}");
 }

@@ -1,0 +1,183 @@
+//! The wasmlet side of the benchmark suite (`bench/run`): the same workloads
+//! as `bench/greenbench.py` runs on eventlet and gevent, each printing one
+//! JSON object of figures to stdout.
+//!
+//! Usage: greenbench WORKLOAD COUNT, where WORKLOAD is one of spawn, switch,
+//! concurrent, timers, fanout. `concurrent` reads the host's resident memory
+//! from /proc/self/status, so run it with `--dir /proc::/proc`.
+use std::time::{Duration, Instant};
+
+use wasmlet::{Builder, Event, Queue};
+
+/// Green threads spawned and waited for at a time in `spawn`.
+const WAVE: usize = 1000;
+/// Shadow stack of the sleepers in `concurrent`: a sleeping green thread
+/// needs little, and 100,000 of the default 64 KiB would not fit in a wasm32
+/// memory.
+const SLEEPER_STACK: usize = 8 * 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let workload = args.get(1).map(String::as_str).unwrap_or("");
+    let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let json = match workload {
+        "spawn" => spawn(count),
+        "switch" => switch(count),
+        "concurrent" => concurrent(count),
+        "timers" => timers(count),
+        "fanout" => fanout(count),
+        _ => {
+            eprintln!("usage: greenbench spawn|switch|concurrent|timers|fanout COUNT");
+            std::process::exit(2);
+        }
+    };
+    println!("{json}");
+}
+
+/// spawn + run + wait, in waves of WAVE: µs per green thread.
+fn spawn(count: usize) -> String {
+    let started = Instant::now();
+    let mut done = 0;
+    let mut sum = 0;
+    while done < count {
+        let n = WAVE.min(count - done);
+        let wave: Vec<_> = (0..n).map(|i| wasmlet::spawn(move || i)).collect();
+        for gt in wave {
+            sum += gt.wait().expect("a bench thread failed");
+        }
+        done += n;
+    }
+    assert!(sum > 0 || count <= 1);
+    let us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    format!(r#"{{"spawn_us": {us:.3}}}"#)
+}
+
+/// sleep(0) ping-pong between two green threads: ns per switch.
+fn switch(rounds: usize) -> String {
+    let started = Instant::now();
+    let players: Vec<_> = (0..2)
+        .map(|_| {
+            wasmlet::spawn(move || {
+                for _ in 0..rounds {
+                    wasmlet::sleep(Duration::ZERO);
+                }
+            })
+        })
+        .collect();
+    for p in players {
+        p.wait().expect("a player failed");
+    }
+    let ns = started.elapsed().as_nanos() as f64 / (2 * rounds) as f64;
+    format!(r#"{{"switch_ns": {ns:.1}}}"#)
+}
+
+/// The host's resident memory, in KiB (0 if /proc is not visible).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `count` green threads asleep at once: the time to start them all, and
+/// the resident memory each adds.
+fn concurrent(count: usize) -> String {
+    let builder = Builder::new().stack_size(SLEEPER_STACK);
+    // Warm up: the first green threads pay for pools and memory growth that
+    // later ones share.
+    builder.spawn(|| ()).wait().expect("warm-up");
+    let before = rss_kib();
+    let started = Instant::now();
+    let sleepers: Vec<_> = (0..count)
+        .map(|_| builder.spawn_n(|| wasmlet::sleep(Duration::from_secs(3600))))
+        .collect();
+    // Every sleeper runs up to its sleep before main runs again.
+    wasmlet::sleep(Duration::ZERO);
+    let start_us = started.elapsed().as_secs_f64() * 1e6;
+    let after = rss_kib();
+    let per_thread = (after.saturating_sub(before)) as f64 * 1024.0 / count as f64;
+    let stop = Instant::now();
+    for t in sleepers {
+        t.kill();
+    }
+    let kill_us = stop.elapsed().as_secs_f64() * 1e6 / count as f64;
+    format!(
+        r#"{{"start_ms": {:.1}, "rss_per_thread_bytes": {per_thread:.0}, "rss_total_mib": {:.1}, "kill_us": {kill_us:.3}}}"#,
+        start_us / 1e3,
+        after as f64 / 1024.0
+    )
+}
+
+/// `count` green threads asleep at once, each timing one sleep of 1–10 ms:
+/// how late they wake (ms). They all start, wait for a common go, then
+/// sleep 10–110 ms to spread out (unmeasured), so that what is measured is
+/// the timers with `count` sleepers, not the cost of starting them.
+fn timers(count: usize) -> String {
+    let go: Event = Event::new();
+    let sleepers: Vec<_> = (0..count)
+        .map(|i| {
+            let go = go.clone();
+            let settle = Duration::from_micros(50_000 + (i as u64 * 7919 % 100_000));
+            let want = Duration::from_micros(1000 + (i as u64 * 7907 % 9001));
+            wasmlet::spawn(move || {
+                go.wait().expect("go is sent");
+                wasmlet::sleep(settle);
+                let start = Instant::now();
+                wasmlet::sleep(want);
+                start.elapsed().saturating_sub(want)
+            })
+        })
+        .collect();
+    wasmlet::sleep(Duration::ZERO);
+    go.send(()).expect("sent once");
+    let mut late: Vec<f64> = sleepers
+        .into_iter()
+        .map(|gt| gt.wait().expect("a sleeper failed").as_secs_f64() * 1e3)
+        .collect();
+    late.sort_by(f64::total_cmp);
+    let pct = |p: f64| late[((late.len() - 1) as f64 * p) as usize];
+    format!(
+        r#"{{"late_p50_ms": {:.4}, "late_p99_ms": {:.4}, "late_max_ms": {:.4}}}"#,
+        pct(0.50),
+        pct(0.99),
+        late[late.len() - 1]
+    )
+}
+
+/// Fan-out/fan-in: a producer feeds `count` items through a bounded queue to
+/// 100 workers, which send results back over another queue: µs per item.
+fn fanout(count: usize) -> String {
+    const WORKERS: usize = 100;
+    let jobs: Queue<Option<u64>> = Queue::bounded(WORKERS);
+    let results: Queue<u64> = Queue::new();
+    let started = Instant::now();
+    for _ in 0..WORKERS {
+        let (jobs, results) = (jobs.clone(), results.clone());
+        wasmlet::spawn_n(move || {
+            while let Some(n) = jobs.get().expect("no timeout") {
+                results.put(n * 2).expect("unbounded");
+            }
+        });
+    }
+    {
+        let jobs = jobs.clone();
+        wasmlet::spawn_n(move || {
+            for n in 0..count as u64 {
+                jobs.put(Some(n)).expect("no timeout");
+            }
+            for _ in 0..WORKERS {
+                jobs.put(None).expect("no timeout");
+            }
+        });
+    }
+    let mut sum = 0u64;
+    for _ in 0..count {
+        sum += results.get().expect("no timeout");
+    }
+    let expected = (count as u64) * (count as u64).saturating_sub(1);
+    assert_eq!(sum, expected, "fan-out lost or duplicated items");
+    let us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    format!(r#"{{"fanout_us": {us:.3}}}"#)
+}
