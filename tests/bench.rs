@@ -1,0 +1,67 @@
+//! The benchmark suite still works end to end: `bench/run --quick` builds the
+//! benchmark guest, installs eventlet and gevent into bench/.venv, runs every
+//! workload on all three and writes the table as JSON. Small counts, one
+//! repetition: this checks that figures come out, never how fast they are.
+
+mod support;
+
+use std::process::Command;
+
+const SYSTEMS: [&str; 3] = ["wasmlet", "eventlet", "gevent"];
+const METRICS: [&str; 8] = [
+    "spawn_us",
+    "switch_ns",
+    "start_ms",
+    "rss_per_thread_bytes",
+    "kill_us",
+    "late_p50_ms",
+    "late_p99_ms",
+    "fanout_us",
+];
+
+#[test]
+fn quick_benchmark_run_reports_every_figure_for_every_system() {
+    let root = support::repo_root();
+    let out_file = std::env::temp_dir().join(format!("wasmlet-bench-{}.json", std::process::id()));
+    let out = Command::new(root.join("bench/run"))
+        .args(["--quick", "--out"])
+        .arg(&out_file)
+        .output()
+        .expect("running bench/run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench/run --quick failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for header in ["wasmlet/eventlet", "wasmlet/gevent", "machine: "] {
+        assert!(stdout.contains(header), "{stdout}");
+    }
+    let text = std::fs::read_to_string(&out_file).expect("the JSON was written");
+    std::fs::remove_file(&out_file).ok();
+    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(json["quick"], true);
+    assert!(
+        json["machine"]["cores"].as_u64().unwrap_or(0) >= 1,
+        "{text}"
+    );
+    let figures = json["figures"].as_array().expect("figures");
+    for metric in METRICS {
+        let row = figures
+            .iter()
+            .find(|row| row["metric"] == metric)
+            .unwrap_or_else(|| panic!("no row for {metric}: {text}"));
+        for system in SYSTEMS {
+            let value = row[system].as_f64();
+            assert!(
+                value.is_some_and(|v| v.is_finite() && v >= 0.0),
+                "{system} has no {metric}: {row}"
+            );
+        }
+        for ratio in ["wasmlet_over_eventlet", "wasmlet_over_gevent"] {
+            // A ratio is missing only where the other system measured 0
+            // (e.g. no timer lateness at all).
+            assert!(row[ratio].is_number() || row[ratio].is_null(), "{row}");
+        }
+    }
+}
