@@ -20,6 +20,17 @@
 //! assert_eq!(worker.wait().unwrap(), 42);
 //! ```
 //!
+//! Around it are the eventlet modules that go with `greenthread`: [`Event`],
+//! [`Queue`], [`Semaphore`] / [`BoundedSemaphore`], [`GreenPool`] /
+//! [`GreenPile`] and [`Timeout`]. Their handles are cheap clones of one shared
+//! object, to be moved into the closures of the green threads that share it;
+//! blocked green threads are served first come, first served.
+//!
+//! A [`Timeout`] cannot raise into a green thread the way eventlet's does
+//! (wasm has no unwinding here): the blocking call it interrupts returns
+//! [`TimedOut`] in its `Err` instead, so every blocking call of the
+//! companions returns a `Result`.
+//!
 //! ## Rules of the road
 //! - Do not use `std::thread`: all green threads share one OS thread.
 //! - Never hold a `std::sync` lock across a yield: a green thread that then

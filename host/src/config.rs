@@ -34,8 +34,9 @@ pub struct Config {
     pub time_slice: Option<Duration>,
     /// Instances (with their stores) a guest keeps from green threads that
     /// ended normally, to run its next green threads without instantiating
-    /// anew (about 20 KiB of host memory each). Past this, the instances of
-    /// ended green threads are dropped while the hub is idle. Default 1,024.
+    /// anew (about 20 KiB of host memory each). Up to 16 times as many are
+    /// kept and reused until the hub is next idle, and the surplus is dropped
+    /// then. Default 1,024.
     pub spare_instances: usize,
 }
 

@@ -30,13 +30,14 @@ use crate::runtime::Runtime;
 use crate::shadow_stack::{ShadowStacks, Slot};
 use crate::worker::{run_main, Entry, Stack, ThreadFuture, Worker};
 
-/// Most workers waiting to be dropped while the hub is idle; past this, they
-/// are dropped at once.
-const MAX_RETIRED: usize = 64 * 1024;
+/// How many times `Config::spare_instances` a guest may hold between two
+/// idle moments of the hub; past that, the worker of an ended green thread is
+/// dropped at once.
+const SURPLUS_FACTOR: usize = 16;
 
-/// How close to the next timer the hub stops dropping retired workers: only
-/// a real lull is used, not the gaps between close timers.
-const RETIRE_MARGIN: Duration = Duration::from_millis(1);
+/// How close to the next timer the hub stops dropping surplus spare workers:
+/// only a real lull is used, not the gaps between close timers.
+const IDLE_MARGIN: Duration = Duration::from_millis(1);
 
 /// Names a guest added to a [`Hub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -245,8 +246,11 @@ struct LiveGuest {
     /// Boxed so its address, shared by every store of the guest, is stable.
     wasi: Box<WasiP1Ctx>,
     stacks: ShadowStacks,
-    /// Workers left by green threads that ended normally, for the next ones.
-    spare: Vec<Worker>,
+    /// Workers left by green threads that ended normally, for the next ones:
+    /// the most recently used at the back. Beyond `Config::spare_instances`
+    /// they are dropped from the front while the hub is idle (dropping a
+    /// store takes microseconds, better not spent while threads wait).
+    spare: VecDeque<Worker>,
     threads: Slab<ThreadRec>,
     /// Key of the main green thread.
     main: usize,
@@ -326,10 +330,6 @@ pub(crate) struct Core {
     timers: BinaryHeap<std::cmp::Reverse<Timer>>,
     timer_seq: u64,
     graveyard: Vec<Grave>,
-    /// Workers no guest keeps as a spare, with their guest: dropping a store
-    /// costs microseconds, so they are dropped while the hub would otherwise
-    /// sleep, not while green threads wait to run.
-    retired: Vec<(usize, Worker)>,
     /// Green threads alive over all guests (for `Config::max_green_threads`).
     alive: usize,
 }
@@ -346,7 +346,6 @@ impl Hub {
                 timers: BinaryHeap::new(),
                 timer_seq: 0,
                 graveyard: Vec::new(),
-                retired: Vec::new(),
                 alive: 0,
             })
         });
@@ -381,7 +380,7 @@ impl Hub {
             layout: program.layout.clone(),
             wasi,
             stacks,
-            spare: Vec::new(),
+            spare: VecDeque::new(),
             threads: Slab::new(),
             main: 0,
             next_generation: 1,
@@ -418,9 +417,9 @@ impl Hub {
                 Some((guest, thread)) => self.step(guest, thread),
                 None => {
                     let deadline = self.core.with(Core::next_deadline);
-                    // Idle until the next timer: first drop retired workers
-                    // while there is time.
-                    self.drop_retired(deadline);
+                    // Idle until the next timer: first drop surplus spare
+                    // workers while there is time.
+                    self.drop_surplus_spares(deadline);
                     match deadline {
                         Some(deadline) => {
                             let now = Instant::now();
@@ -445,13 +444,13 @@ impl Hub {
         bury(graves);
     }
 
-    /// Drops retired workers, one at a time, until `deadline` is near.
-    fn drop_retired(&mut self, deadline: Option<Instant>) {
+    /// Drops surplus spare workers, one at a time, until `deadline` is near.
+    fn drop_surplus_spares(&mut self, deadline: Option<Instant>) {
         loop {
-            if deadline.is_some_and(|d| Instant::now() + RETIRE_MARGIN >= d) {
+            if deadline.is_some_and(|d| Instant::now() + IDLE_MARGIN >= d) {
                 return;
             }
-            let Some((_, worker)) = self.core.with(|core| core.retired.pop()) else {
+            let Some(worker) = self.core.with(Core::surplus_spare) else {
                 return;
             };
             drop(worker);
@@ -748,7 +747,7 @@ impl Core {
             top: live.stacks.stack_top(&slot),
             tls_base: slot.tls_base(),
         };
-        if let Some(mut worker) = live.spare.pop() {
+        if let Some(mut worker) = live.spare.pop_back() {
             worker.assign(thread);
             return Ok(Box::pin(worker.run(stack, entry)));
         }
@@ -764,12 +763,26 @@ impl Core {
     /// Keeps the worker of a green thread that ended normally for the
     /// guest's next green thread.
     fn keep_spare(&mut self, guest: usize, worker: Worker) {
-        let max = self.runtime.config().spare_instances;
+        let most = self
+            .runtime
+            .config()
+            .spare_instances
+            .saturating_mul(SURPLUS_FACTOR);
         match self.guests[guest].live.as_mut() {
-            Some(live) if live.spare.len() < max => live.spare.push(worker),
-            Some(_) if self.retired.len() < MAX_RETIRED => self.retired.push((guest, worker)),
+            Some(live) if live.spare.len() < most => live.spare.push_back(worker),
             _ => self.graveyard.push(Grave::Worker(worker)),
         }
+    }
+
+    /// Takes one worker past its guest's `Config::spare_instances`, the
+    /// least recently used, to be dropped.
+    fn surplus_spare(&mut self) -> Option<Worker> {
+        let keep = self.runtime.config().spare_instances;
+        self.guests
+            .iter_mut()
+            .filter_map(|g| g.live.as_mut())
+            .find(|live| live.spare.len() > keep)
+            .and_then(|live| live.spare.pop_front())
     }
 
     fn suspended(&mut self, guest: usize, thread: usize, future: ThreadFuture) {
@@ -890,15 +903,6 @@ impl Core {
         }
         for worker in live.spare.drain(..) {
             self.graveyard.push(Grave::Worker(worker));
-        }
-        let mut at = 0;
-        while at < self.retired.len() {
-            if self.retired[at].0 == guest {
-                let (_, worker) = self.retired.swap_remove(at);
-                self.graveyard.push(Grave::Worker(worker));
-            } else {
-                at += 1;
-            }
         }
         // After its stores: the WASI context they point at.
         self.graveyard.push(Grave::Guest(Box::new(live)));
