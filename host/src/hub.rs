@@ -83,7 +83,6 @@ impl CoreRef {
 }
 
 /// The guest's WASI context as seen from each of its green threads' stores.
-#[derive(Clone, Copy)]
 pub(crate) struct WasiRef(*mut WasiP1Ctx);
 
 // SAFETY: as for `CoreRef`, this never leaves the hub's thread.
@@ -724,16 +723,17 @@ impl Core {
             return Ok(future);
         }
         let preempt = self.runtime.config().time_slice.is_some();
-        let core = CoreRef(self.me.upgrade().expect("the hub is alive while it runs"));
+        let core = self.me.upgrade().expect("the hub is alive while it runs");
         let live = self.live(guest);
-        let data = ThreadData {
-            core,
+        let data = |live: &mut LiveGuest| ThreadData {
+            core: CoreRef(core),
             guest,
             thread,
             wasi: WasiRef(&mut *live.wasi),
         };
         if thread == live.main {
-            return Ok(Box::pin(run_main(live.pre.clone(), data, preempt)));
+            let pre = live.pre.clone();
+            return Ok(Box::pin(run_main(pre, data(live), preempt)));
         }
         let t = &mut live.threads[thread];
         let entry = if let Some((how, error)) = t.ending {
@@ -755,7 +755,7 @@ impl Core {
             worker.assign(thread);
             return Ok(Box::pin(worker.run(stack, entry)));
         }
-        let pre = live.pre.clone();
+        let (pre, data) = (live.pre.clone(), data(live));
         Ok(Box::pin(async move {
             match Worker::new(&pre, data, preempt).await {
                 Ok(worker) => worker.run(stack, entry).await,
