@@ -97,6 +97,36 @@ fn args_env_and_preopened_dirs_reach_the_guest() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn clocks_agree_with_the_host_and_with_wasi_sleeps() {
+    let out = cli(&guest("clocks"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let unix: u64 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("unix seconds: "))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(host.abs_diff(unix) < 60, "guest {unix}, host {host}");
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        [
+            "monotonic across green threads: true",
+            "WASI relative sleep: true",
+            "WASI absolute deadline: errno 0, first fired: 7, waited 5 ms: true",
+            "process cputime clock: errno 8",
+            "thread cputime clock: errno 8",
+            "unknown clock: errno 28",
+            "pointer past memory: errno 21",
+        ]
+    );
+}
+
 fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("wasmlet-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();

@@ -54,7 +54,9 @@ impl CapturedOutput {
 impl GuestOptions {
     pub(crate) fn build_wasi(&self) -> Result<(WasiP1Ctx, Option<CapturedOutput>)> {
         let mut builder = WasiCtxBuilder::new();
-        builder.args(&self.args);
+        builder
+            .args(&self.args)
+            .monotonic_clock(crate::clock::MonotonicClock);
         for (key, value) in &self.env {
             builder.env(key, value);
         }

@@ -39,6 +39,9 @@ const SURPLUS_FACTOR: usize = 16;
 /// only a real lull is used, not the gaps between close timers.
 const IDLE_MARGIN: Duration = Duration::from_millis(1);
 
+/// Gaps between timers shorter than this are spun through, not slept.
+const SPIN_BELOW: Duration = Duration::from_micros(100);
+
 /// Names a guest added to a [`Hub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GuestId(usize);
@@ -424,12 +427,7 @@ impl Hub {
                     // workers while there is time.
                     self.drop_surplus_spares(deadline);
                     match deadline {
-                        Some(deadline) => {
-                            let now = Instant::now();
-                            if deadline > now {
-                                std::thread::sleep(deadline - now);
-                            }
-                        }
+                        Some(deadline) => wait_until(deadline),
                         None => break,
                     }
                 }
@@ -552,6 +550,25 @@ impl Drop for Hub {
             std::mem::take(&mut core.graveyard)
         });
         bury(graves);
+    }
+}
+
+/// Blocks the hub's thread until `deadline`. A gap shorter than
+/// [`SPIN_BELOW`] is spun through: a sleep costs the process several
+/// microseconds of kernel time (more in a VM, where arming a timer exits to
+/// the hypervisor), and with thousands of timers due within milliseconds
+/// those sleeps alone would outweigh the green threads' work.
+fn wait_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline <= now {
+        return;
+    }
+    if deadline - now >= SPIN_BELOW {
+        std::thread::sleep(deadline - now);
+        return;
+    }
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
     }
 }
 
@@ -1007,6 +1024,12 @@ impl Core {
         live.threads[thread].state = State::Sleeping;
         live.timed += 1;
         self.add_timer(guest, thread, duration);
+    }
+
+    /// Writes `bytes` into the guest's memory at `at`; false if out of
+    /// bounds.
+    pub(crate) fn write_guest_memory(&mut self, guest: usize, at: u32, bytes: &[u8]) -> bool {
+        self.live(guest).stacks.write_checked(at, bytes)
     }
 
     pub(crate) fn current(&mut self, guest: usize, thread: usize) -> u64 {

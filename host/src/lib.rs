@@ -23,6 +23,7 @@
 //! stack and TLS block in guest memory; [`guest`] holds a guest's options and
 //! its exit.
 
+mod clock;
 mod config;
 mod fiber_stack;
 pub mod guest;

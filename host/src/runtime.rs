@@ -66,6 +66,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         crate::host_functions::add_to_linker(&mut linker)?;
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
+        crate::clock::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         if let Some(slice) = config.time_slice {
             let engine = engine.clone();

@@ -134,6 +134,17 @@ impl ShadowStacks {
         u32::try_from(base).map_err(|_| format_err!("guest memory above 4 GiB"))
     }
 
+    /// Writes `bytes` at guest address `at` for a host function; false (and
+    /// nothing written) if that is outside the guest's memory.
+    pub fn write_checked(&self, at: u32, bytes: &[u8]) -> bool {
+        let end = at as usize + bytes.len();
+        if end > self.memory.data().len() {
+            return false;
+        }
+        self.write(at, bytes);
+        true
+    }
+
     fn write(&self, at: u32, bytes: &[u8]) {
         let data = self.memory.data();
         let cells = &data[at as usize..at as usize + bytes.len()];

@@ -1,0 +1,88 @@
+//! The guests' clocks: WASI's `clock_time_get`, answered by the hub.
+//!
+//! wasmtime-wasi's own `clock_time_get` looks the guest's memory export up
+//! by name on every call, which made a green thread's `Instant::now()` cost
+//! about a microsecond once thousands of green threads had pushed the
+//! lookup's data out of the cache. The hub already holds each guest's
+//! memory, so it answers the call itself. Its monotonic clock is also the
+//! one WASI's `poll_oneoff` uses ([`MonotonicClock`], installed in every
+//! guest's WASI context), so absolute deadlines there agree with it.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use wasmtime::{Caller, Linker, Result};
+use wasmtime_wasi::HostMonotonicClock;
+
+use crate::hub::ThreadData;
+
+/// WASI errno values the clock can answer with.
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_BADF: i32 = 8;
+const ERRNO_FAULT: i32 = 21;
+const ERRNO_INVAL: i32 = 28;
+
+/// The instant every guest's monotonic clock counts from: a day before the
+/// clock was first read (any origin will do; this one makes a clock that
+/// disagrees with it obvious).
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
+    })
+}
+
+/// Nanoseconds since [`origin`].
+fn monotonic_ns() -> u64 {
+    u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The monotonic clock of every guest's WASI context: the same as
+/// `clock_time_get`'s.
+pub(crate) struct MonotonicClock;
+
+impl HostMonotonicClock for MonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        monotonic_ns()
+    }
+}
+
+/// Replaces WASI's `clock_time_get` in `linker` (which must already hold
+/// WASI) with the hub's.
+pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.allow_shadowing(true);
+    let defined = linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "clock_time_get",
+            |caller: Caller<'_, ThreadData>, id: i32, _precision: i64, out: i32| -> i32 {
+                let now = match id {
+                    0 => SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+                    1 => monotonic_ns(),
+                    // The CPU-time clocks, which WASI hosts do not offer.
+                    2 | 3 => return ERRNO_BADF,
+                    _ => return ERRNO_INVAL,
+                };
+                let guest = caller.data().guest;
+                let stored = caller
+                    .data()
+                    .core
+                    .with(|core| core.write_guest_memory(guest, out as u32, &now.to_le_bytes()));
+                if stored {
+                    ERRNO_SUCCESS
+                } else {
+                    ERRNO_FAULT
+                }
+            },
+        )
+        .map(|_| ());
+    linker.allow_shadowing(false);
+    defined
+}
