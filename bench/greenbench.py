@@ -101,21 +101,24 @@ def concurrent(g, count):
 
 def timers(g, count):
     go = g.Event()
+    done = g.Event()
+    late = []
 
     def sleeper(settle, want):
         go.wait()
         g.sleep(settle)
         start = time.perf_counter()
         g.sleep(want)
-        return max(0.0, time.perf_counter() - start - want)
+        late.append(max(0.0, time.perf_counter() - start - want) * 1e3)
+        if len(late) == count:
+            g.send(done)
 
-    sleepers = [
+    for i in range(count):
         g.spawn(sleeper, (50_000 + i * 7919 % 100_000) / 1e6, (1000 + (i * 7907 % 9001)) / 1e6)
-        for i in range(count)
-    ]
     g.sleep(0)
     g.send(go)
-    late = sorted(g.wait(s) * 1e3 for s in sleepers)
+    done.wait()
+    late.sort()
 
     def pct(p):
         return late[int((len(late) - 1) * p)]

@@ -28,7 +28,7 @@ use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestOptions};
 use crate::program::{Layout, Program, FINISH_EXPORT, RUN_EXPORT};
 use crate::runtime::Runtime;
 use crate::shadow_stack::{ShadowStacks, Slot};
-use crate::worker::{run_main, Entry, Stack, ThreadFuture, Worker};
+use crate::worker::{run_main, Entry, Spares, Stack, ThreadFuture, Worker};
 
 /// How many times `Config::spare_instances` a guest may hold between two
 /// idle moments of the hub; past that, the worker of an ended green thread is
@@ -248,11 +248,11 @@ struct LiveGuest {
     /// Boxed so its address, shared by every store of the guest, is stable.
     wasi: Box<WasiP1Ctx>,
     stacks: ShadowStacks,
-    /// Workers left by green threads that ended normally, for the next ones:
-    /// the most recently used at the back. Beyond `Config::spare_instances`
-    /// they are dropped from the front while the hub is idle (dropping a
-    /// store takes microseconds, better not spent while threads wait).
-    spare: VecDeque<Worker>,
+    /// Workers left by green threads that ended normally, for the next ones.
+    /// Beyond `Config::spare_instances` they are dropped while the hub is
+    /// idle (dropping a store takes microseconds, better not spent while
+    /// threads wait).
+    spare: Spares,
     threads: Slab<ThreadRec>,
     /// Key of the main green thread.
     main: usize,
@@ -309,7 +309,7 @@ struct Timer {
 /// happen from inside another green thread's fiber.
 enum Grave {
     Future(#[allow(dead_code)] ThreadFuture),
-    Worker(#[allow(dead_code)] Worker),
+    Worker(#[allow(dead_code)] Box<Worker>),
     Guest(#[allow(dead_code)] Box<LiveGuest>),
 }
 
@@ -382,7 +382,7 @@ impl Hub {
             layout: program.layout.clone(),
             wasi,
             stacks,
-            spare: VecDeque::new(),
+            spare: Spares::default(),
             threads: Slab::new(),
             main: 0,
             next_generation: 1,
@@ -768,7 +768,7 @@ impl Core {
             top: live.stacks.stack_top(&slot),
             tls_base: slot.tls_base(),
         };
-        if let Some(mut worker) = live.spare.pop_back() {
+        if let Some(mut worker) = live.spare.pop() {
             worker.assign(thread);
             return Ok(Box::pin(worker.run(stack, entry)));
         }
@@ -783,27 +783,27 @@ impl Core {
 
     /// Keeps the worker of a green thread that ended normally for the
     /// guest's next green thread.
-    fn keep_spare(&mut self, guest: usize, worker: Worker) {
+    fn keep_spare(&mut self, guest: usize, worker: Box<Worker>) {
         let most = self
             .runtime
             .config()
             .spare_instances
             .saturating_mul(SURPLUS_FACTOR);
         match self.guests[guest].live.as_mut() {
-            Some(live) if live.spare.len() < most => live.spare.push_back(worker),
+            Some(live) if live.spare.len() < most => live.spare.push(worker),
             _ => self.graveyard.push(Grave::Worker(worker)),
         }
     }
 
-    /// Takes one worker past its guest's `Config::spare_instances`, the
-    /// least recently used, to be dropped.
-    fn surplus_spare(&mut self) -> Option<Worker> {
+    /// Takes one worker past its guest's `Config::spare_instances`, to be
+    /// dropped.
+    fn surplus_spare(&mut self) -> Option<Box<Worker>> {
         let keep = self.runtime.config().spare_instances;
         self.guests
             .iter_mut()
             .filter_map(|g| g.live.as_mut())
             .find(|live| live.spare.len() > keep)
-            .and_then(|live| live.spare.pop_front())
+            .and_then(|live| live.spare.pop())
     }
 
     fn suspended(&mut self, guest: usize, thread: usize, future: ThreadFuture) {
@@ -922,7 +922,7 @@ impl Core {
                 self.graveyard.push(Grave::Future(future));
             }
         }
-        for worker in live.spare.drain(..) {
+        while let Some(worker) = live.spare.pop() {
             self.graveyard.push(Grave::Worker(worker));
         }
         // After its stores: the WASI context they point at.
@@ -1005,6 +1005,12 @@ impl Core {
         t.slot = Some(slot);
         t.spawner = spawner;
         live.threads.insert(t);
+        // Room for every green thread in its guest's run queue and for a
+        // timer each, made here: growing them when thousands of green
+        // threads wake or sleep at once stalls the hub for milliseconds
+        // (the copy, and the page faults of fresh memory).
+        let (queued, threads) = (live.run_queue.len(), live.threads.len());
+        live.run_queue.reserve(threads.saturating_sub(queued));
         if delay.is_zero() {
             self.enqueue(guest, key, false);
         } else {
@@ -1012,6 +1018,8 @@ impl Core {
             self.add_timer(guest, key, delay);
         }
         self.alive += 1;
+        self.timers
+            .reserve(self.alive.saturating_sub(self.timers.len()));
         Ok(id)
     }
 

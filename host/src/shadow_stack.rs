@@ -44,7 +44,7 @@ pub(crate) struct ShadowStacks {
     layout: std::sync::Arc<crate::program::Layout>,
     /// TLS block size rounded up to [`ALIGN`].
     tls_size: u32,
-    free: HashMap<u32, Vec<u32>>,
+    free: HashMap<u32, FreeList>,
     /// The unused rest of the memory the hub last grew.
     next: u64,
     end: u64,
@@ -52,6 +52,14 @@ pub(crate) struct ShadowStacks {
 
 fn round_up(n: u64, to: u64) -> u64 {
     n.div_ceil(to) * to
+}
+
+/// The free slots of one size.
+#[derive(Default)]
+struct FreeList {
+    bases: Vec<u32>,
+    /// Slots of this size ever carved: the most `bases` can hold.
+    carved: usize,
 }
 
 impl ShadowStacks {
@@ -78,9 +86,19 @@ impl ShadowStacks {
             ALIGN as u64,
         );
         let size32 = size as u32;
-        let base = match self.free.get_mut(&size32).and_then(Vec::pop) {
+        let base = match self.free.get_mut(&size32).and_then(|l| l.bases.pop()) {
             Some(base) => base,
-            None => self.carve(size)?,
+            None => {
+                let base = self.carve(size)?;
+                // Room in the free list for every slot of this size, made
+                // while carving: growing the list as green threads end,
+                // thousands at a time, put milliseconds of page faults on
+                // the hub's path.
+                let list = self.free.entry(size32).or_default();
+                list.carved += 1;
+                list.bases.reserve(list.carved - list.bases.len());
+                base
+            }
         };
         let slot = Slot { base, size: size32 };
         self.write(slot.base, &self.layout.tls_image);
@@ -106,7 +124,11 @@ impl ShadowStacks {
     }
 
     pub fn free(&mut self, slot: Slot) {
-        self.free.entry(slot.size).or_default().push(slot.base);
+        self.free
+            .entry(slot.size)
+            .or_default()
+            .bases
+            .push(slot.base);
     }
 
     fn carve(&mut self, size: u64) -> Result<u32> {

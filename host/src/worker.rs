@@ -19,7 +19,7 @@ use crate::program::{FINISH_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT, TLS_BASE_E
 
 /// A green thread's wasm call. It owns the worker it runs on and hands it
 /// back when the call returns normally.
-pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<Worker>)>>>;
+pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<Box<Worker>>)>>>;
 
 /// What a spawned green thread's call runs. (The main green thread runs
 /// `_start` on an instance of its own: see [`run_main`].)
@@ -41,6 +41,8 @@ pub(crate) struct Stack {
 /// A store and instance of one guest, with the exports a green thread needs
 /// looked up once.
 pub(crate) struct Worker {
+    /// The next worker down in a [`Spares`] stack.
+    below: Option<Box<Worker>>,
     store: Store<ThreadData>,
     stack_pointer: Global,
     tls_base: Global,
@@ -54,7 +56,7 @@ impl Worker {
         pre: &InstancePre<ThreadData>,
         data: ThreadData,
         preempt: bool,
-    ) -> Result<Worker> {
+    ) -> Result<Box<Worker>> {
         let mut store = Store::new(pre.module().engine(), data);
         if preempt {
             store.epoch_deadline_async_yield_and_update(1);
@@ -69,13 +71,14 @@ impl Worker {
         let tls_base = global(TLS_BASE_EXPORT)?;
         let run = instance.get_typed_func(&mut store, RUN_EXPORT)?;
         let finish = instance.get_typed_func(&mut store, FINISH_EXPORT)?;
-        Ok(Worker {
+        Ok(Box::new(Worker {
+            below: None,
             store,
             stack_pointer,
             tls_base,
             run,
             finish,
-        })
+        }))
     }
 
     /// Makes the worker run green thread `thread` (a key of the same guest).
@@ -87,7 +90,11 @@ impl Worker {
 
     /// Runs `entry` on `stack`; the worker comes back if the
     /// call returned normally.
-    pub(crate) async fn run(mut self, stack: Stack, entry: Entry) -> (Result<()>, Option<Worker>) {
+    pub(crate) async fn run(
+        mut self: Box<Self>,
+        stack: Stack,
+        entry: Entry,
+    ) -> (Result<()>, Option<Box<Worker>>) {
         let result = self.call(stack, entry).await;
         match result {
             Ok(()) => (Ok(()), Some(self)),
@@ -118,7 +125,7 @@ pub(crate) async fn run_main(
     pre: InstancePre<ThreadData>,
     data: ThreadData,
     preempt: bool,
-) -> (Result<()>, Option<Worker>) {
+) -> (Result<()>, Option<Box<Worker>>) {
     let result = async {
         let mut store = Store::new(pre.module().engine(), data);
         if preempt {
@@ -129,4 +136,42 @@ pub(crate) async fn run_main(
         start.call_async(&mut store, ()).await
     };
     (result.await, None)
+}
+
+/// A guest's spare workers: a stack linked through the workers themselves,
+/// so keeping one never allocates or moves memory (growing an array of
+/// thousands on the hot path cost milliseconds in page faults and TLB
+/// shootdowns).
+#[derive(Default)]
+pub(crate) struct Spares {
+    top: Option<Box<Worker>>,
+    len: usize,
+}
+
+impl Spares {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn push(&mut self, mut worker: Box<Worker>) {
+        worker.below = self.top.take();
+        self.top = Some(worker);
+        self.len += 1;
+    }
+
+    /// The most recently kept worker.
+    pub(crate) fn pop(&mut self) -> Option<Box<Worker>> {
+        let mut worker = self.top.take()?;
+        self.top = worker.below.take();
+        self.len -= 1;
+        Some(worker)
+    }
+}
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        // One at a time: dropping the chain as is would recurse once per
+        // worker.
+        while self.pop().is_some() {}
+    }
 }

@@ -5,6 +5,8 @@
 //! Usage: greenbench WORKLOAD COUNT, where WORKLOAD is one of spawn, switch,
 //! concurrent, timers, fanout. `concurrent` reads the host's resident memory
 //! from /proc/self/status, so run it with `--dir /proc::/proc`.
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use wasmlet::{Builder, Event, Queue};
@@ -112,30 +114,35 @@ fn concurrent(count: usize) -> String {
 
 /// `count` green threads asleep at once, each timing one sleep of 1–10 ms:
 /// how late they wake (ms). They all start, wait for a common go, then
-/// sleep 10–110 ms to spread out (unmeasured), so that what is measured is
-/// the timers with `count` sleepers, not the cost of starting them.
+/// sleep 50–150 ms to spread out (unmeasured), so that what is measured is
+/// the timers with `count` sleepers, not the cost of starting them. Each
+/// records its own lateness; the last one tells main, which so does no work
+/// while the timers run.
 fn timers(count: usize) -> String {
     let go: Event = Event::new();
-    let sleepers: Vec<_> = (0..count)
-        .map(|i| {
-            let go = go.clone();
-            let settle = Duration::from_micros(50_000 + (i as u64 * 7919 % 100_000));
-            let want = Duration::from_micros(1000 + (i as u64 * 7907 % 9001));
-            wasmlet::spawn(move || {
-                go.wait().expect("go is sent");
-                wasmlet::sleep(settle);
-                let start = Instant::now();
-                wasmlet::sleep(want);
-                start.elapsed().saturating_sub(want)
-            })
-        })
-        .collect();
+    let done: Event = Event::new();
+    let late: Rc<RefCell<Vec<f64>>> = Rc::new(RefCell::new(Vec::with_capacity(count)));
+    for i in 0..count {
+        let (go, done, late) = (go.clone(), done.clone(), late.clone());
+        let settle = Duration::from_micros(50_000 + (i as u64 * 7919 % 100_000));
+        let want = Duration::from_micros(1000 + (i as u64 * 7907 % 9001));
+        wasmlet::spawn_n(move || {
+            go.wait().expect("go is sent");
+            wasmlet::sleep(settle);
+            let start = Instant::now();
+            wasmlet::sleep(want);
+            let ms = start.elapsed().saturating_sub(want).as_secs_f64() * 1e3;
+            let mut late = late.borrow_mut();
+            late.push(ms);
+            if late.len() == count {
+                done.send(()).expect("sent once");
+            }
+        });
+    }
     wasmlet::sleep(Duration::ZERO);
     go.send(()).expect("sent once");
-    let mut late: Vec<f64> = sleepers
-        .into_iter()
-        .map(|gt| gt.wait().expect("a sleeper failed").as_secs_f64() * 1e3)
-        .collect();
+    done.wait().expect("done is sent");
+    let mut late = late.take();
     late.sort_by(f64::total_cmp);
     let pct = |p: f64| late[((late.len() - 1) as f64 * p) as usize];
     format!(
