@@ -14,6 +14,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -37,6 +38,9 @@ WORKLOADS = [
     ("timers", 10_000, 500, ["--max-green-threads", "20000"], "sleepers of 1-10 ms"),
     ("fanout", 100_000, 2_000, [], "items through 100 workers over a bounded queue"),
 ]
+
+# Pause after each run of the memory-heavy workload (full mode only).
+SETTLE_SECONDS = 3
 
 # (metric, unit, what it is); lower is better for every one.
 METRICS = [
@@ -112,8 +116,8 @@ def ratio(ours, theirs):
 def fmt_ratio(r):
     if r is None:
         return "-"
-    better = f"{1 / r:.1f}x better" if r < 1 else f"{r:.1f}x worse"
-    return f"{r:.3f} ({better})"
+    better = f"{1 / r:,.1f}x better" if r < 1 else f"{r:,.1f}x worse"
+    return f"{r:.3g} ({better})"
 
 
 def main():
@@ -132,6 +136,10 @@ def main():
                 print(f"  {system:8} {workload:10} {count:>7,} {what} ({rep + 1}/{reps})",
                       file=sys.stderr, flush=True)
                 figures = run_once(system, workload, count, flags)
+                if workload == "concurrent" and not args.quick:
+                    # The run just freed gigabytes; let the kernel finish
+                    # reclaiming them before the next run is timed.
+                    time.sleep(SETTLE_SECONDS)
                 for metric, value in figures.items():
                     if metric == "rss_total_mib":
                         continue
