@@ -1,12 +1,15 @@
 //! The hub: a single-threaded scheduler of green threads, for any number of
 //! guests at once.
 //!
-//! Each green thread is one wasmtime `Store` + instance running one
+//! Each green thread is one wasmtime `Store` + instance (a [`Worker`], reused
+//! from a green thread that ended before it when one is spare) running one
 //! `call_async` future; the future suspends (its fiber parks) whenever the
 //! green thread calls a blocking hub function, and the hub polls it again when
 //! the green thread is due. Guests take turns one green thread switch at a
 //! time (a round robin of guests, each with a FIFO run queue), so no guest
 //! starves another; timers are kept in one heap ordered by (deadline, sequence).
+//! Nothing on the hot path grows a list: room is made when green threads are
+//! spawned, since a reallocation there stalled every thread for milliseconds.
 
 use std::cell::RefCell;
 use std::collections::{BinaryHeap, VecDeque};

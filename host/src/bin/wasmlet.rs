@@ -35,7 +35,7 @@ enum Command {
 struct RunArgs {
     /// The guest's .wasm file.
     wasm: PathBuf,
-    /// Arguments for the guest (after `--`); it sees the file name as argv[0].
+    /// Arguments for the guest (after `--`); it sees the file name as `argv[0]`.
     #[arg(last = true)]
     args: Vec<String>,
     /// Set an environment variable for the guest (repeatable).
