@@ -228,4 +228,14 @@ fn a_missing_file_and_bad_flags_are_reported() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected K=V"), "{}", stderr(&out));
+
+    // Fiber stacks have no guard page, so a size leaving too little room for
+    // host functions is refused.
+    let out = cli_with(&["--fiber-stack-size", "65536"], &guest("exits"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("fiber_stack_size must be at least 256 KiB"),
+        "{}",
+        stderr(&out)
+    );
 }

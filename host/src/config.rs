@@ -8,7 +8,7 @@ use std::time::Duration;
 /// ```
 /// let mut config = wasmlet_host::Config::default();
 /// config.max_green_threads = 100_000;
-/// config.fiber_stack_size = 128 * 1024;
+/// config.fiber_stack_size = 256 * 1024;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -18,10 +18,10 @@ pub struct Config {
     /// threads one guest can hold at once. Default 64 KiB.
     pub shadow_stack_size: u32,
     /// Native stack each green thread's wasm code runs on (wasmtime's fiber
-    /// stack), rounded up to whole pages; wasm code may use three quarters of
-    /// it, the rest is for the host functions it calls. Only touched pages
-    /// take memory (typically one page for a green thread that sleeps).
-    /// Default 1 MiB.
+    /// stack), rounded up to whole pages; at least 256 KiB. Wasm code may use
+    /// all but a quarter of it (at least 128 KiB), which is kept for the host
+    /// functions it calls. Only touched pages take memory (typically one
+    /// page for a green thread that sleeps). Default 1 MiB.
     pub fiber_stack_size: usize,
     /// Most green threads alive at once in one hub (over all its guests); a
     /// spawn past it traps the spawner with an error saying so. It guards the

@@ -9,11 +9,11 @@
 //! take memory.
 //!
 //! Without a guard page, what stops a green thread from running off its
-//! stack is wasmtime's own limit on wasm stack use (`max_wasm_stack`, three
-//! quarters of the stack): wasm code that recurses too deep traps with a
-//! stack overflow before it gets there. The last quarter is for the host
-//! functions the green thread calls, whose depth does not depend on the
-//! guest.
+//! stack is wasmtime's own limit on wasm stack use (`max_wasm_stack`): wasm
+//! code that recurses too deep traps with a stack overflow before it gets
+//! there. The rest of the stack, a quarter and at least 128 KiB (see
+//! `Runtime::new`), is for the host functions the green thread calls, whose
+//! depth does not depend on the guest.
 
 use std::ops::Range;
 use std::ptr::NonNull;

@@ -13,6 +13,13 @@ use crate::config::Config;
 use crate::fiber_stack::FiberStacks;
 use crate::hub::ThreadData;
 
+/// The smallest fiber stack a runtime accepts.
+const MIN_FIBER_STACK: usize = 256 * 1024;
+
+/// The least of each fiber stack kept for host functions (WASI's among
+/// them) below the deepest wasm frame.
+const HOST_STACK_RESERVE: usize = 128 * 1024;
+
 /// The engine, linker and settings that hubs share. Cheap to clone.
 ///
 /// ```no_run
@@ -41,11 +48,18 @@ impl Runtime {
     /// Builds the engine (fiber stacks sized by `config`) and the linker.
     pub fn new(config: Config) -> Result<Runtime> {
         wasmtime::ensure!(
-            config.fiber_stack_size >= 64 * 1024,
-            "fiber_stack_size must be at least 64 KiB"
+            config.fiber_stack_size >= MIN_FIBER_STACK,
+            "fiber_stack_size must be at least {} KiB (it is {} bytes)",
+            MIN_FIBER_STACK / 1024,
+            config.fiber_stack_size
         );
         let page = rustix::param::page_size();
         let fiber_stack_size = config.fiber_stack_size.div_ceil(page) * page;
+        // Fiber stacks have no guard page (see `fiber_stack`): what wasm may
+        // use is bounded by wasmtime's check, and the rest is left to the
+        // host functions wasm calls, whose depth does not depend on the
+        // guest.
+        let host_reserve = (fiber_stack_size / 4).max(HOST_STACK_RESERVE);
         wasmtime::ensure!(
             config.max_green_threads > 0,
             "max_green_threads must be at least 1"
@@ -54,7 +68,7 @@ impl Runtime {
         wasm.wasm_threads(true)
             .shared_memory(true)
             .async_stack_size(fiber_stack_size)
-            .max_wasm_stack(fiber_stack_size * 3 / 4)
+            .max_wasm_stack(fiber_stack_size - host_reserve)
             .epoch_interruption(config.time_slice.is_some());
         // Instances are made on demand (a few small allocations each, and
         // workers keep theirs for the next green thread); fiber stacks come

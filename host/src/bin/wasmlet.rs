@@ -48,7 +48,7 @@ struct RunArgs {
     /// Default shadow stack per green thread, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().shadow_stack_size)]
     shadow_stack_size: u32,
-    /// Native (fiber) stack per green thread, in bytes.
+    /// Native (fiber) stack per green thread, in bytes (at least 262144).
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().fiber_stack_size)]
     fiber_stack_size: usize,
     /// Most green threads alive at once.
