@@ -31,7 +31,8 @@ fn event_wakes_every_waiter_in_order_and_reports_errors_and_timeouts() {
 }
 
 /// Queue: FIFO items and blocked getters, bounded put blocks, nowait variants, a
-/// killed or timed-out getter consumes nothing, rendezvous, resize, task_done/join.
+/// killed or timed-out getter consumes nothing, a getter killed after being handed
+/// an item gives it back, rendezvous, resize, task_done/join.
 #[test]
 fn queue_is_fifo_and_a_waiter_that_gave_up_consumes_nothing() {
     let r = run("queue", &[]);
@@ -50,6 +51,8 @@ fn queue_is_fifo_and_a_waiter_that_gave_up_consumes_nothing() {
             "getter 1 got b",
             "getter 2 got c",
             "killed getter: green thread was killed (GreenletExit); survivor got \"x\"; left 0",
+            "getter killed after being handed an item: next getter got \"h\"; left 0",
+            "lone getter killed after being handed: queue holds [Ok(\"first\"), Ok(\"second\")]",
             "get_timeout: queue get timed out, getting 0; later put stays queued: Ok(\"y\")",
             "put_timeout: queue put timed out, item back true, qsize 1, putting 0",
             "rendezvous put_nowait, no getter: queue is full",
@@ -64,7 +67,8 @@ fn queue_is_fifo_and_a_waiter_that_gave_up_consumes_nothing() {
 }
 
 /// Semaphore and BoundedSemaphore: FIFO wake-up, balance, timed and non-blocking
-/// acquire, the guard, over-release refused, a killed waiter swallows no permit.
+/// acquire, the guard, over-release refused, a killed waiter swallows no permit (not
+/// even one killed after the grant).
 #[test]
 fn semaphores_wake_waiters_first_come_first_served() {
     let r = run("semaphore", &[]);
@@ -83,12 +87,14 @@ fn semaphores_wake_waiters_first_come_first_served() {
             "bounded guard held: locked true",
             "bounded guard dropped: counter 1",
             "killed waiter: green thread was killed (GreenletExit); survivor acquired: true; counter 0",
+            "waiter killed after the grant: counter 1, try_acquire true",
         ]
     );
 }
 
 /// GreenPool and GreenPile: size bound, spawn blocks while full, imap/starmap in
-/// input order, slots freed by a panic and a kill, inline spawn in a full pool, resize.
+/// input order, slots freed by a panic and a kill, inline spawn in a full pool, resize,
+/// a spawner killed after being handed a slot gives it back.
 #[test]
 fn green_pool_bounds_concurrency_and_frees_slots_of_failed_members() {
     let r = run("pool", &[]);
@@ -108,6 +114,8 @@ fn green_pool_bounds_concurrency_and_frees_slots_of_failed_members() {
             "before resize: waiting 1",
             "after resize: waiting 0, running 2",
             "late spawner: Ok(\"admitted\")",
+            "spawner killed after its slot: green thread was killed (GreenletExit); next spawner: Ok(\"patient ran\")",
+            "then: running 0, free 2",
             "pile holds 3",
             "pile: [15, 1, 8], empty true",
         ]

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{wait_in, WaitList, Waiter};
+use crate::waiter::{keep, wait_in, WaitList, Waiter};
 
 /// What an [`Event`] carries once sent: the value, or the error sent with
 /// [`Event::send_error`].
@@ -147,7 +147,8 @@ impl<T: Clone> Event<T> {
             waiter
         };
         let limit = Limit::new(own);
-        wait_in(&self.state, |s| &mut s.waiters, &waiter, &limit).map_err(EventError::TimedOut)?;
+        wait_in(&self.state, |s| &mut s.waiters, keep, &waiter, &limit)
+            .map_err(EventError::TimedOut)?;
         let outcome = waiter.take().expect("a woken waiter holds the outcome");
         outcome.map_err(EventError::Failed)
     }

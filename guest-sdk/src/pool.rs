@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::error::GreenThreadError;
 use crate::greenthread::{getcurrent, spawn, spawn_n, GreenThread, Thread};
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{wait_in, WaitList, Waiter};
+use crate::waiter::{keep, wait_in, WaitList, Waiter};
 
 struct State {
     size: usize,
@@ -25,6 +25,16 @@ struct State {
 }
 
 impl State {
+    /// Gives back a slot: a member ended, or a spawner that was handed the
+    /// slot was killed before it could spawn.
+    fn free_slot(&mut self, (): ()) {
+        self.running -= 1;
+        self.admit_spawners();
+        if self.running == 0 {
+            self.idle.wake_all(&());
+        }
+    }
+
     /// Hands free slots to waiting spawners, in order.
     fn admit_spawners(&mut self) {
         while self.running < self.size {
@@ -136,7 +146,14 @@ impl GreenPool {
             state.spawners.push(waiter.clone());
             waiter
         };
-        wait_in(&self.state, |s| &mut s.spawners, &waiter, &Limit::new(None))?;
+        let limit = Limit::new(None);
+        wait_in(
+            &self.state,
+            |s| &mut s.spawners,
+            State::free_slot,
+            &waiter,
+            &limit,
+        )?;
         Ok(Slot::Held)
     }
 
@@ -147,11 +164,7 @@ impl GreenPool {
         thread.link(move |thread| {
             let mut state = state.borrow_mut();
             state.members.remove(&thread.id());
-            state.running -= 1;
-            state.admit_spawners();
-            if state.running == 0 {
-                state.idle.wake_all(&());
-            }
+            state.free_slot(());
         });
     }
 
@@ -173,7 +186,13 @@ impl GreenPool {
             state.idle.push(waiter.clone());
             waiter
         };
-        wait_in(&self.state, |s| &mut s.idle, &waiter, &Limit::new(None))
+        wait_in(
+            &self.state,
+            |s| &mut s.idle,
+            keep,
+            &waiter,
+            &Limit::new(None),
+        )
     }
 
     /// The pool's size.

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{wait_in, WaitList, Waiter};
+use crate::waiter::{keep, wait_in, WaitList, Waiter};
 
 /// A [`Queue`] could not take an item: it was full (a `*_nowait` call), or
 /// the call's time limit ran out first. The item is handed back.
@@ -103,6 +103,14 @@ struct State<T> {
 impl<T> State<T> {
     fn has_room(&self) -> bool {
         self.maxsize.is_none_or(|max| self.items.len() < max)
+    }
+
+    /// Takes back the item of a getter killed before it could return it:
+    /// the next getter gets it, or it goes back to the head of the queue.
+    fn give_back(&mut self, item: T) {
+        if let Err(item) = self.getters.hand_off(item) {
+            self.items.push_front(item);
+        }
     }
 
     /// Moves blocked putters' items in while there is room.
@@ -237,7 +245,7 @@ impl<T> Queue<T> {
             waiter
         };
         let limit = Limit::new(wait.flatten());
-        wait_in(&self.state, |s| &mut s.putters, &waiter, &limit).map_err(|t| Full {
+        wait_in(&self.state, |s| &mut s.putters, keep, &waiter, &limit).map_err(|t| Full {
             item: waiter
                 .take()
                 .expect("an unserved putter still holds its item"),
@@ -283,8 +291,14 @@ impl<T> Queue<T> {
             waiter
         };
         let limit = Limit::new(wait.flatten());
-        wait_in(&self.state, |s| &mut s.getters, &waiter, &limit)
-            .map_err(|t| Empty { timed_out: Some(t) })?;
+        wait_in(
+            &self.state,
+            |s| &mut s.getters,
+            State::give_back,
+            &waiter,
+            &limit,
+        )
+        .map_err(|t| Empty { timed_out: Some(t) })?;
         Ok(waiter.take().expect("a served getter holds its item"))
     }
 
@@ -356,6 +370,12 @@ impl<T> Queue<T> {
             state.joiners.push(waiter.clone());
             waiter
         };
-        wait_in(&self.state, |s| &mut s.joiners, &waiter, &Limit::new(None))
+        wait_in(
+            &self.state,
+            |s| &mut s.joiners,
+            keep,
+            &waiter,
+            &Limit::new(None),
+        )
     }
 }

@@ -32,6 +32,15 @@ struct State {
     waiters: WaitList<()>,
 }
 
+impl State {
+    /// Takes back the permit of a waiter killed before it could use it.
+    fn give_back(&mut self, (): ()) {
+        if self.waiters.hand_off(()).is_err() {
+            self.counter += 1;
+        }
+    }
+}
+
 /// A counting semaphore: eventlet's `Semaphore`. Clones are handles to the
 /// same semaphore.
 ///
@@ -106,7 +115,13 @@ impl Semaphore {
             waiter
         };
         let limit = Limit::new(wait.flatten());
-        wait_in(&self.state, |s| &mut s.waiters, &waiter, &limit)
+        wait_in(
+            &self.state,
+            |s| &mut s.waiters,
+            State::give_back,
+            &waiter,
+            &limit,
+        )
     }
 
     /// Takes a permit and returns a guard that releases it when dropped

@@ -177,8 +177,10 @@ impl crate::abi::Guest for Exports {
         // SAFETY: the hub hands back the pointer `start` gave it: the run that
         // would have freed it was dropped (or never started).
         let mut task = unsafe { Box::from_raw(task as usize as *mut Task) };
-        // Its Timeouts belonged to the frames that were dropped.
+        // Its Timeouts belonged to the frames that were dropped; a wait it
+        // was in hands back what it was given.
         crate::timeout::forget_all();
+        crate::waiter::finish_abandoned_wait();
         let error = match how {
             Ending::Killed if error != 0 => {
                 // SAFETY: a kill error the hub kept for this thread.

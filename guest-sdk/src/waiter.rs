@@ -7,9 +7,17 @@
 //! and a waiter that timed out or was killed consumes nothing: the hub's
 //! `unpark` reports a waiter that will never return, and the waker takes its
 //! value back and tries the next.
+//!
+//! One race is left to close: a waiter that was served (woken with its value)
+//! and then killed before it ran again. Its wait never returns, so it could
+//! not hand the value on. For that, each wait is recorded in the green
+//! thread's TLS: the SDK's `wasmlet-finish` finishes it, and the value goes
+//! back to the primitive (the next getter, the queue, the semaphore's count,
+//! the pool's free slots).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::ptr;
 use std::rc::Rc;
 
 use crate::abi::wasmlet::runtime::hub;
@@ -124,15 +132,85 @@ impl<T> WaitList<T> {
     }
 }
 
+/// The wait a green thread is in, as its TLS records it: raw pointers to
+/// the primitive's state and the waiter, the two functions that know their
+/// types, and `finish`, made for those types, that puts them back together.
+///
+/// The pointers stay valid if the thread is killed: its frames are never
+/// dropped, so the `Rc`s they hold keep both alive, and `wasmlet-finish`
+/// runs this before it drops the task (whose closure may hold the last
+/// other handle to the state). Plain pointers and no allocation, because
+/// every blocking wait records one.
+#[derive(Clone, Copy)]
+struct Abandoned {
+    state: *const (),
+    waiter: *const (),
+    list: *const (),
+    give_back: *const (),
+    finish: unsafe fn(Abandoned),
+}
+
+thread_local! {
+    /// The calling green thread's current wait (no TLS destructor: `Copy`).
+    static WAITING: Cell<Option<Abandoned>> = const { Cell::new(None) };
+}
+
+/// Finishes the wait the calling green thread was killed in, if any: it
+/// leaves the wait list, and a value it had been handed goes back. Called
+/// by `wasmlet-finish`, as the dying thread, before it drops the task.
+pub(crate) fn finish_abandoned_wait() {
+    if let Some(wait) = WAITING.with(|cell| cell.take()) {
+        // SAFETY: recorded by `wait_in` for these types; see `Abandoned`.
+        unsafe { (wait.finish)(wait) };
+    }
+}
+
+/// # Safety
+/// `wait` was made by `wait_in::<S, T>` and its pointers are still valid.
+unsafe fn finish_wait<S, T>(wait: Abandoned) {
+    // SAFETY: see the function's contract; fn pointers round-trip through
+    // `*const ()` unchanged.
+    let (state, waiter, list, give_back) = unsafe {
+        (
+            &*(wait.state as *const RefCell<S>),
+            &*(wait.waiter as *const Waiter<T>),
+            std::mem::transmute::<*const (), fn(&mut S) -> &mut WaitList<T>>(wait.list),
+            std::mem::transmute::<*const (), fn(&mut S, T)>(wait.give_back),
+        )
+    };
+    let mut state = state.borrow_mut();
+    if !waiter.done.get() {
+        list(&mut state)
+            .waiters
+            .retain(|w| !ptr::eq(Rc::as_ptr(w), waiter));
+    } else if let Some(value) = waiter.take() {
+        give_back(&mut state, value);
+    }
+}
+
 /// Waits as `waiter`, which the caller has put in the list `list` picks out
-/// of `state`; takes it out of that list again if it gives up.
+/// of `state`; takes it out of that list again if it gives up. If the green
+/// thread is killed during the wait, it leaves the list, and a value it had
+/// been handed goes back through `give_back`.
 pub(crate) fn wait_in<S, T>(
-    state: &RefCell<S>,
-    list: impl FnOnce(&mut S) -> &mut WaitList<T>,
+    state: &Rc<RefCell<S>>,
+    list: fn(&mut S) -> &mut WaitList<T>,
+    give_back: fn(&mut S, T),
     waiter: &Rc<Waiter<T>>,
     limit: &Limit,
 ) -> Result<(), TimedOut> {
-    waiter
-        .wait(limit)
-        .inspect_err(|_| list(&mut state.borrow_mut()).remove(waiter))
+    let wait = Abandoned {
+        state: Rc::as_ptr(state).cast(),
+        waiter: Rc::as_ptr(waiter).cast(),
+        list: list as *const (),
+        give_back: give_back as *const (),
+        finish: finish_wait::<S, T>,
+    };
+    WAITING.with(|cell| cell.set(Some(wait)));
+    let result = waiter.wait(limit);
+    WAITING.with(|cell| cell.set(None));
+    result.inspect_err(|_| list(&mut state.borrow_mut()).remove(waiter))
 }
+
+/// For waits whose value is a copy or a signal: nothing to give back.
+pub(crate) fn keep<S, T>(_: &mut S, _: T) {}

@@ -129,6 +129,30 @@ fn main() {
     );
     println!("late spawner: {:?}", late.wait());
 
+    // A spawner handed a slot and killed before it could spawn gives the
+    // slot back: the next spawner gets it.
+    let tight = GreenPool::new(1);
+    tight.spawn_n(|| wasmlet::sleep(ms(20))).unwrap();
+    let doomed = {
+        let tight = tight.clone();
+        wasmlet::spawn(move || tight.spawn(|| "doomed ran").unwrap().wait().unwrap())
+    };
+    let patient = {
+        let tight = tight.clone();
+        wasmlet::spawn(move || tight.spawn(|| "patient ran").unwrap().wait().unwrap())
+    };
+    wasmlet::sleep(Duration::ZERO);
+    // Room for one more: the slot goes to `doomed`, killed before it runs.
+    tight.resize(2);
+    doomed.kill();
+    println!(
+        "spawner killed after its slot: {}; next spawner: {:?}",
+        doomed.wait().unwrap_err(),
+        patient.wait()
+    );
+    tight.waitall().unwrap();
+    println!("then: running {}, free {}", tight.running(), tight.free());
+
     // GreenPile: results in spawn order.
     let mut pile = GreenPile::new(4);
     for n in [15u64, 1, 8] {

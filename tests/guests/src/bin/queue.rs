@@ -87,6 +87,39 @@ fn main() {
         kq.qsize()
     );
 
+    // A getter handed an item and killed before it ran again gives it back:
+    // the next getter gets it.
+    let hq = Queue::new();
+    let handed = {
+        let hq = hq.clone();
+        wasmlet::spawn(move || hq.get().unwrap())
+    };
+    let next = {
+        let hq = hq.clone();
+        wasmlet::spawn(move || hq.get().unwrap())
+    };
+    wasmlet::sleep(Duration::ZERO);
+    hq.put("h").unwrap();
+    handed.kill();
+    println!(
+        "getter killed after being handed an item: next getter got {:?}; left {}",
+        next.wait().unwrap(),
+        hq.qsize()
+    );
+    // ...or, with no getter left, the item goes back to the head of the queue.
+    let lone = {
+        let hq = hq.clone();
+        wasmlet::spawn(move || hq.get().unwrap())
+    };
+    wasmlet::sleep(Duration::ZERO);
+    hq.put("first").unwrap();
+    hq.put("second").unwrap();
+    lone.kill();
+    println!(
+        "lone getter killed after being handed: queue holds {:?}",
+        [hq.get_nowait(), hq.get_nowait()]
+    );
+
     // A getter that timed out consumes nothing.
     let tq = Queue::new();
     let err = tq.get_timeout(Duration::from_millis(5)).unwrap_err();

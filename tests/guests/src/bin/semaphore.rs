@@ -80,4 +80,19 @@ fn main() {
         survivor.wait().unwrap(),
         zero.counter()
     );
+
+    // A waiter granted the permit and killed before it ran gives it back.
+    let one = Semaphore::new(0);
+    let granted = {
+        let one = one.clone();
+        wasmlet::spawn(move || one.acquire().is_ok())
+    };
+    wasmlet::sleep(Duration::ZERO);
+    one.release();
+    granted.kill();
+    println!(
+        "waiter killed after the grant: counter {}, try_acquire {}",
+        one.counter(),
+        one.try_acquire()
+    );
 }
