@@ -132,8 +132,9 @@ impl<T> State<T> {
 ///
 /// Items come out in the order they were put; blocked getters are served,
 /// and blocked putters admitted, first come, first served. A getter that
-/// times out or is killed consumes nothing; a putter that times out takes
-/// its item back. [`Queue::bounded(0)`](Self::bounded) is a rendezvous
+/// times out or is killed consumes nothing (one killed after it was handed
+/// an item hands it to the next getter); a putter that times out takes its
+/// item back. [`Queue::bounded(0)`](Self::bounded) is a rendezvous
 /// channel: each `put` waits for a `get` to take its item.
 ///
 /// ```no_run
