@@ -37,7 +37,6 @@ struct Pool {
     free: Mutex<Free>,
 }
 
-#[derive(Default)]
 struct Free {
     /// Bases of free stacks whose pages may be resident, most recent last.
     warm: Vec<usize>,
@@ -50,7 +49,13 @@ impl FiberStacks {
     pub(crate) fn new(size: usize) -> FiberStacks {
         FiberStacks(Arc::new(Pool {
             size,
-            free: Mutex::new(Free::default()),
+            free: Mutex::new(Free {
+                // Full size at once (its pages are touched only as it
+                // fills): growing it while thousands of green threads end
+                // would stall the hub.
+                warm: Vec::with_capacity(KEEP_RESIDENT),
+                cold: Vec::new(),
+            }),
         }))
     }
 }
