@@ -288,7 +288,8 @@ impl Limit {
     }
 }
 
-/// A duration as the hub's nanoseconds, saturating.
+/// A duration as the hub's nanoseconds, saturating just below `u64::MAX`
+/// (which means "no timeout" to the hub).
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
 }
