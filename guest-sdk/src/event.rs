@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{keep, wait_in, WaitList, Waiter};
+use crate::waiter::{keep, wait_in, WaitList};
 
 /// What an [`Event`] carries once sent: the value, or the error sent with
 /// [`Event::send_error`].
@@ -142,9 +142,7 @@ impl<T: Clone> Event<T> {
             if let Some(outcome) = &state.sent {
                 return outcome.clone().map_err(EventError::Failed);
             }
-            let waiter = Waiter::new(None);
-            state.waiters.push(waiter.clone());
-            waiter
+            state.waiters.add(None)
         };
         let limit = Limit::new(own);
         wait_in(&self.state, |s| &mut s.waiters, keep, &waiter, &limit)

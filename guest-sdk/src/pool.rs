@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::error::GreenThreadError;
 use crate::greenthread::{getcurrent, spawn, spawn_n, GreenThread, Thread};
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{keep, wait_in, WaitList, Waiter};
+use crate::waiter::{keep, wait_in, WaitList};
 
 struct State {
     size: usize,
@@ -142,9 +142,7 @@ impl GreenPool {
             if state.members.contains(&getcurrent().id()) {
                 return Ok(Slot::Inline);
             }
-            let waiter = Waiter::new(None);
-            state.spawners.push(waiter.clone());
-            waiter
+            state.spawners.add(None)
         };
         let limit = Limit::new(None);
         wait_in(
@@ -182,9 +180,7 @@ impl GreenPool {
             if state.running == 0 {
                 return Ok(());
             }
-            let waiter = Waiter::new(None);
-            state.idle.push(waiter.clone());
-            waiter
+            state.idle.add(None)
         };
         wait_in(
             &self.state,

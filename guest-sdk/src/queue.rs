@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{keep, wait_in, WaitList, Waiter};
+use crate::waiter::{keep, wait_in, WaitList};
 
 /// A [`Queue`] could not take an item: it was full (a `*_nowait` call), or
 /// the call's time limit ran out first. The item is handed back.
@@ -241,9 +241,7 @@ impl<T> Queue<T> {
                     timed_out: None,
                 });
             }
-            let waiter = Waiter::new(Some(item));
-            state.putters.push(waiter.clone());
-            waiter
+            state.putters.add(Some(item))
         };
         let limit = Limit::new(wait.flatten());
         wait_in(&self.state, |s| &mut s.putters, keep, &waiter, &limit).map_err(|t| Full {
@@ -287,9 +285,7 @@ impl<T> Queue<T> {
             if wait.is_none() {
                 return Err(Empty { timed_out: None });
             }
-            let waiter = Waiter::new(None);
-            state.getters.push(waiter.clone());
-            waiter
+            state.getters.add(None)
         };
         let limit = Limit::new(wait.flatten());
         wait_in(
@@ -367,9 +363,7 @@ impl<T> Queue<T> {
             if state.unfinished == 0 {
                 return Ok(());
             }
-            let waiter = Waiter::new(None);
-            state.joiners.push(waiter.clone());
-            waiter
+            state.joiners.add(None)
         };
         wait_in(
             &self.state,

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{wait_in, WaitList, Waiter};
+use crate::waiter::{wait_in, WaitList};
 
 /// [`BoundedSemaphore::release`] past the semaphore's initial count: a bug
 /// in the caller (eventlet raises `ValueError`).
@@ -110,9 +110,7 @@ impl Semaphore {
             if wait.is_none() {
                 return Err(TimedOut::OWN);
             }
-            let waiter = Waiter::new(None);
-            state.waiters.push(waiter.clone());
-            waiter
+            state.waiters.add(None)
         };
         let limit = Limit::new(wait.flatten());
         wait_in(

@@ -34,7 +34,7 @@ pub(crate) struct Waiter<T> {
 
 impl<T> Waiter<T> {
     /// A waiter for the calling green thread, offering `slot`.
-    pub(crate) fn new(slot: Option<T>) -> Rc<Waiter<T>> {
+    fn new(slot: Option<T>) -> Rc<Waiter<T>> {
         Rc::new(Waiter {
             thread: hub::current(),
             slot: Cell::new(slot),
@@ -83,13 +83,17 @@ impl<T> WaitList<T> {
         self.waiters.is_empty()
     }
 
-    pub(crate) fn push(&mut self, waiter: Rc<Waiter<T>>) {
-        self.waiters.push_back(waiter);
+    /// Puts the calling green thread at the end of the list, offering
+    /// `slot`; the caller then waits as the waiter returned.
+    pub(crate) fn add(&mut self, slot: Option<T>) -> Rc<Waiter<T>> {
+        let waiter = Waiter::new(slot);
+        self.waiters.push_back(waiter.clone());
+        waiter
     }
 
-    /// Removes a waiter that gave up (timed out).
-    pub(crate) fn remove(&mut self, waiter: &Rc<Waiter<T>>) {
-        self.waiters.retain(|w| !Rc::ptr_eq(w, waiter));
+    /// Removes a waiter that gave up (timed out, or was killed).
+    fn remove(&mut self, waiter: &Waiter<T>) {
+        self.waiters.retain(|w| !ptr::eq(Rc::as_ptr(w), waiter));
     }
 
     /// Hands `value` to the first waiter still waiting and wakes it; gives
@@ -180,9 +184,7 @@ unsafe fn finish_wait<S, T>(wait: Abandoned) {
     };
     let mut state = state.borrow_mut();
     if !waiter.done.get() {
-        list(&mut state)
-            .waiters
-            .retain(|w| !ptr::eq(Rc::as_ptr(w), waiter));
+        list(&mut state).remove(waiter);
     } else if let Some(value) = waiter.take() {
         give_back(&mut state, value);
     }
