@@ -35,7 +35,7 @@ impl Thread {
     /// The green thread's number in messages: a guest's green threads are
     /// numbered from 1 (main) in the order they were spawned.
     pub fn number(&self) -> u64 {
-        self.id >> 32
+        self.id
     }
 
     /// Stops this green thread where it is suspended; see [`kill`].

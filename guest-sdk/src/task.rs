@@ -134,7 +134,7 @@ fn panic_hook(info: &PanicHookInfo<'_>) {
         return;
     }
     if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
-        let number = hub::current() >> 32;
+        let number = hub::current();
         eprintln!("green thread #{number} panicked{location}:\n{msg}");
     }
     // SAFETY: CURRENT points at this green thread's live task; only its
@@ -192,7 +192,7 @@ impl crate::abi::Guest for Exports {
                 Some(msg) => GreenThreadError::Panicked(msg),
                 None => {
                     if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
-                        let number = hub::current() >> 32;
+                        let number = hub::current();
                         eprintln!("green thread #{number} failed: {}", describe(trap));
                     }
                     GreenThreadError::Trapped(describe(trap))

@@ -4,22 +4,19 @@
 //! by name on every call, which made a green thread's `Instant::now()` cost
 //! about a microsecond once thousands of green threads had pushed the
 //! lookup's data out of the cache. The hub already holds each guest's
-//! memory, so it answers the call itself. Its monotonic clock is also the
+//! memory, so it answers the call itself (`host_functions::add_clock_to_linker`). Its monotonic clock is also the
 //! one WASI's `poll_oneoff` uses ([`MonotonicClock`], installed in every
 //! guest's WASI context), so absolute deadlines there agree with it.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::{Caller, Linker, Result};
 use wasmtime_wasi::HostMonotonicClock;
 
-use crate::hub::ThreadData;
-
 /// WASI errno values the clock can answer with.
-const ERRNO_SUCCESS: i32 = 0;
+pub(crate) const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_BADF: i32 = 8;
-const ERRNO_FAULT: i32 = 21;
+pub(crate) const ERRNO_FAULT: i32 = 21;
 const ERRNO_INVAL: i32 = 28;
 
 /// The instant every guest's monotonic clock counts from: a day before the
@@ -52,37 +49,16 @@ impl HostMonotonicClock for MonotonicClock {
     }
 }
 
-/// Replaces WASI's `clock_time_get` in `linker` (which must already hold
-/// WASI) with the hub's.
-pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
-    linker.allow_shadowing(true);
-    let defined = linker
-        .func_wrap(
-            "wasi_snapshot_preview1",
-            "clock_time_get",
-            |caller: Caller<'_, ThreadData>, id: i32, _precision: i64, out: i32| -> i32 {
-                let now = match id {
-                    0 => SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-                    1 => monotonic_ns(),
-                    // The CPU-time clocks, which WASI hosts do not offer.
-                    2 | 3 => return ERRNO_BADF,
-                    _ => return ERRNO_INVAL,
-                };
-                let guest = caller.data().guest;
-                let stored = caller
-                    .data()
-                    .core
-                    .with(|core| core.write_guest_memory(guest, out as u32, &now.to_le_bytes()));
-                if stored {
-                    ERRNO_SUCCESS
-                } else {
-                    ERRNO_FAULT
-                }
-            },
-        )
-        .map(|_| ());
-    linker.allow_shadowing(false);
-    defined
+/// WASI's `clock_time_get` for clock `id`: nanoseconds, or the errno to
+/// answer with.
+pub(crate) fn now(id: i32) -> Result<u64, i32> {
+    match id {
+        0 => Ok(SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))),
+        1 => Ok(monotonic_ns()),
+        // The CPU-time clocks, which WASI hosts do not offer.
+        2 | 3 => Err(ERRNO_BADF),
+        _ => Err(ERRNO_INVAL),
+    }
 }

@@ -1,29 +1,37 @@
 //! The hub's side of `wit/hub.wit`: the functions a guest imports from
 //! `wasmlet:runtime/hub@0.1.0`, as core wasm functions with the canonical
-//! ABI's flat signatures (a test checks them against the WIT).
+//! ABI's flat signatures (a test checks them against the WIT); and the WASI
+//! functions the hub answers itself.
 //!
 //! Each function reads which guest and green thread calls it from the store's
-//! [`ThreadData`], updates the hub's [`Core`](crate::hub::Core) and, where the
-//! call yields, returns a future that suspends the green thread's fiber once.
-//! Ids and pointers from the guest are never trusted: an unknown thread id is
-//! reported through the result, and a request the hub cannot meet traps the
-//! calling green thread alone.
+//! [`ThreadData`], updates the [`HubState`](crate::hub_state::HubState) and,
+//! where the call yields, returns a future that suspends the green thread's
+//! fiber once. Ids and pointers from the guest are never trusted: an unknown
+//! thread id is reported through the result, and a request the hub cannot
+//! meet traps the calling green thread alone.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use wasmtime::Result;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use crate::hub::{KillStatus, Suspend, ThreadData};
+use crate::abi::{timeout_of, KillStatus, SPAWN_LOCAL};
+use crate::hub_state::{self, HubState};
+use crate::store_data::ThreadData;
 
 /// The WIT interface's import module name.
 pub const HUB_MODULE: &str = "wasmlet:runtime/hub@0.1.0";
 
-/// `spawn-flags.local`.
-const SPAWN_LOCAL: u32 = 1;
-
-fn who(caller: &Caller<'_, ThreadData>) -> (usize, usize) {
-    (caller.data().guest, caller.data().thread)
+/// Runs `f` on the hub's state as the calling green thread `(guest, thread)`.
+fn as_caller<R>(
+    caller: &Caller<'_, ThreadData>,
+    f: impl FnOnce(&mut HubState, usize, usize) -> R,
+) -> Result<R> {
+    let (guest, thread) = (caller.data().guest, caller.data().thread);
+    hub_state::with(guest, |state| f(state, guest, thread))
 }
 
 /// Adds the hub interface (and a refusal of `wasi::thread-spawn`) to `linker`.
@@ -32,150 +40,119 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "spawn",
         |caller: Caller<'_, ThreadData>, task: u32, stack_size: u32, delay_ns: u64, flags: u32| {
-            let (guest, thread) = who(&caller);
-            caller.data().core.with(|core| {
-                core.spawn(
-                    guest,
-                    thread,
-                    task,
-                    stack_size,
-                    Duration::from_nanos(delay_ns),
-                    flags & SPAWN_LOCAL != 0,
-                )
-            })
+            as_caller(&caller, |s, guest, thread| {
+                let delay = Duration::from_nanos(delay_ns);
+                let local = flags & SPAWN_LOCAL != 0;
+                s.spawn(guest, thread, task, stack_size, delay, local)
+            })?
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "sleep",
         |mut caller: Caller<'_, ThreadData>, (ns,): (u64,)| {
-            let (guest, thread) = who(&caller);
-            caller
-                .data()
-                .core
-                .with(|core| core.sleep(guest, thread, Duration::from_nanos(ns)));
-            Box::new(async move { suspend(&mut caller).await })
+            Box::new(async move {
+                as_caller(&caller, |s, guest, thread| {
+                    s.sleep(guest, thread, Duration::from_nanos(ns))
+                })?;
+                suspend(&mut caller).await;
+                Ok(())
+            })
         },
     )?;
     linker.func_wrap(
         HUB_MODULE,
         "current",
-        |caller: Caller<'_, ThreadData>| -> u64 {
-            let (guest, thread) = who(&caller);
-            caller.data().core.with(|core| core.current(guest, thread))
+        |caller: Caller<'_, ThreadData>| -> Result<u64> {
+            as_caller(&caller, |s, guest, thread| s.sched.current(guest, thread))
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "kill",
         |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
-            let (guest, thread) = who(&caller);
-            let status = caller
-                .data()
-                .core
-                .with(|core| core.kill(guest, thread, target, error, false));
-            Box::new(async move { yield_if_killed(&mut caller, status).await })
+            Box::new(async move {
+                let status = as_caller(&caller, |s, guest, thread| {
+                    s.kill(guest, thread, target, error, false)
+                })?;
+                Ok(yield_if_killed(&mut caller, status).await)
+            })
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "cancel",
         |mut caller: Caller<'_, ThreadData>, (target,): (u64,)| {
-            let (guest, thread) = who(&caller);
-            let status = caller
-                .data()
-                .core
-                .with(|core| core.kill(guest, thread, target, 0, true));
-            Box::new(async move { yield_if_killed(&mut caller, status).await })
+            Box::new(async move {
+                let status = as_caller(&caller, |s, guest, thread| {
+                    s.kill(guest, thread, target, 0, true)
+                })?;
+                Ok(yield_if_killed(&mut caller, status).await)
+            })
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "join",
         |mut caller: Caller<'_, ThreadData>, (target, timeout_ns): (u64, u64)| {
-            let (guest, thread) = who(&caller);
-            let now = caller
-                .data()
-                .core
-                .with(|core| core.join(guest, thread, target, timeout_of(timeout_ns)));
             Box::new(async move {
-                match now {
-                    Some(status) => status as u32,
-                    None => {
-                        suspend(&mut caller).await;
-                        caller
-                            .data()
-                            .core
-                            .with(|core| core.join_result(guest, target))
-                            as u32
-                    }
+                let now = as_caller(&caller, |s, guest, thread| {
+                    s.join(guest, thread, target, timeout_of(timeout_ns))
+                })?;
+                if let Some(status) = now {
+                    return Ok(status as u32);
                 }
+                suspend(&mut caller).await;
+                as_caller(&caller, |s, guest, _| {
+                    s.sched.join_result(guest, target) as u32
+                })
             })
         },
     )?;
     linker.func_wrap(
         HUB_MODULE,
         "link",
-        |caller: Caller<'_, ThreadData>, target: u64, callback: u32| -> u64 {
-            let (guest, _) = who(&caller);
-            caller
-                .data()
-                .core
-                .with(|core| core.link(guest, target, callback))
+        |caller: Caller<'_, ThreadData>, target: u64, callback: u32| -> Result<u64> {
+            as_caller(&caller, |s, guest, _| s.sched.link(guest, target, callback))
         },
     )?;
     linker.func_wrap(
         HUB_MODULE,
         "unlink",
-        |caller: Caller<'_, ThreadData>, target: u64, link: u64| -> u32 {
-            let (guest, _) = who(&caller);
-            caller
-                .data()
-                .core
-                .with(|core| core.unlink(guest, target, link))
+        |caller: Caller<'_, ThreadData>, target: u64, link: u64| -> Result<u32> {
+            as_caller(&caller, |s, guest, _| s.sched.unlink(guest, target, link))
         },
     )?;
     linker.func_wrap(
         HUB_MODULE,
         "next-link",
-        |caller: Caller<'_, ThreadData>| -> u32 {
-            let (guest, thread) = who(&caller);
-            caller
-                .data()
-                .core
-                .with(|core| core.next_link(guest, thread))
+        |caller: Caller<'_, ThreadData>| -> Result<u32> {
+            as_caller(&caller, |s, guest, thread| s.sched.next_link(guest, thread))
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "park",
         |mut caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
-            let (guest, thread) = who(&caller);
-            let now = caller
-                .data()
-                .core
-                .with(|core| core.park(guest, thread, timeout_of(timeout_ns)));
             Box::new(async move {
-                match now {
-                    Some(unparked) => unparked as u32,
-                    None => {
-                        suspend(&mut caller).await;
-                        caller
-                            .data()
-                            .core
-                            .with(|core| core.park_result(guest, thread))
-                            as u32
-                    }
+                let now = as_caller(&caller, |s, guest, thread| {
+                    s.park(guest, thread, timeout_of(timeout_ns))
+                })?;
+                if let Some(unparked) = now {
+                    return Ok(unparked as u32);
                 }
+                suspend(&mut caller).await;
+                as_caller(&caller, |s, guest, thread| {
+                    s.sched.park_result(guest, thread) as u32
+                })
             })
         },
     )?;
     linker.func_wrap(
         HUB_MODULE,
         "unpark",
-        |caller: Caller<'_, ThreadData>, target: u64| -> u32 {
-            let (guest, _) = who(&caller);
-            caller.data().core.with(|core| core.unpark(guest, target)) as u32
+        |caller: Caller<'_, ThreadData>, target: u64| -> Result<u32> {
+            as_caller(&caller, |s, guest, _| s.sched.unpark(guest, target) as u32)
         },
     )?;
     // Rust's std::thread imports this. One OS thread runs all green threads,
@@ -193,9 +170,32 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     Ok(())
 }
 
-/// A WIT `timeout-ns`: `u64::MAX` means none.
-fn timeout_of(ns: u64) -> Option<Duration> {
-    (ns != u64::MAX).then(|| Duration::from_nanos(ns))
+/// Replaces WASI's `clock_time_get` in `linker` (which must already hold
+/// WASI) with the hub's: see [`crate::clock`].
+pub(crate) fn add_clock_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.allow_shadowing(true);
+    let defined = linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "clock_time_get",
+            |caller: Caller<'_, ThreadData>, id: i32, _precision: i64, out: i32| -> Result<i32> {
+                let now = match crate::clock::now(id) {
+                    Ok(now) => now,
+                    Err(errno) => return Ok(errno),
+                };
+                let stored = as_caller(&caller, |s, guest, _| {
+                    s.write_guest_memory(guest, out as u32, &now.to_le_bytes())
+                })?;
+                Ok(if stored {
+                    crate::clock::ERRNO_SUCCESS
+                } else {
+                    crate::clock::ERRNO_FAULT
+                })
+            },
+        )
+        .map(|_| ());
+    linker.allow_shadowing(false);
+    defined
 }
 
 async fn yield_if_killed(caller: &mut Caller<'_, ThreadData>, status: KillStatus) -> u32 {
@@ -210,6 +210,22 @@ async fn yield_if_killed(caller: &mut Caller<'_, ThreadData>, status: KillStatus
 /// had may have passed while it waited, and would otherwise pause it again at
 /// once.
 async fn suspend(caller: &mut Caller<'_, ThreadData>) {
-    Suspend::new().await;
+    Suspend(false).await;
     caller.as_context_mut().set_epoch_deadline(1);
+}
+
+/// A future that is pending once, then ready: how a hub function suspends its
+/// green thread after recording why it waits.
+struct Suspend(bool);
+
+impl Future for Suspend {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
 }

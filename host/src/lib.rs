@@ -23,15 +23,20 @@
 //! stack and TLS block in guest memory; [`guest`] holds a guest's options and
 //! its exit.
 
+mod abi;
 mod clock;
 mod config;
 mod fiber_stack;
 pub mod guest;
 mod host_functions;
 mod hub;
+mod hub_state;
+mod lifecycle;
 pub mod program;
 pub mod runtime;
+mod scheduler;
 mod shadow_stack;
+mod store_data;
 mod worker;
 
 pub use config::Config;

@@ -40,6 +40,11 @@ pub(crate) struct Layout {
     /// Whether the program can spawn green threads (it exports the SDK's
     /// entry points and the loader found its stack pointer and TLS base).
     pub can_spawn: bool,
+    /// Whether a green thread's worker (store and instance) may run the
+    /// guest's next green thread: only if the stack pointer and TLS base
+    /// are the instance's only mutable globals, which each green thread
+    /// sets for itself.
+    pub reuse_workers: bool,
 }
 
 impl Program {
@@ -64,6 +69,7 @@ impl Program {
             layout: std::sync::Arc::new(Layout {
                 tls_image: scan.tls_image,
                 can_spawn,
+                reuse_workers: true,
             }),
         })
     }

@@ -11,7 +11,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, Linker};
 
 use crate::config::Config;
 use crate::fiber_stack::FiberStacks;
-use crate::hub::ThreadData;
+use crate::store_data::ThreadData;
 
 /// The smallest fiber stack a runtime accepts.
 const MIN_FIBER_STACK: usize = 256 * 1024;
@@ -80,7 +80,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         crate::host_functions::add_to_linker(&mut linker)?;
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
-        crate::clock::add_to_linker(&mut linker)?;
+        crate::host_functions::add_clock_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         if let Some(slice) = config.time_slice {
             let engine = engine.clone();

@@ -14,21 +14,13 @@ use std::pin::Pin;
 
 use wasmtime::{format_err, Global, InstancePre, Result, Store, TypedFunc, Val};
 
-use crate::hub::{Ending, ThreadData};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT, TLS_BASE_EXPORT};
+use crate::scheduler::TaskCall;
+use crate::store_data::ThreadData;
 
 /// A green thread's wasm call. It owns the worker it runs on and hands it
 /// back when the call returns normally.
 pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<Box<Worker>>)>>>;
-
-/// What a spawned green thread's call runs. (The main green thread runs
-/// `_start` on an instance of its own: see [`run_main`].)
-pub(crate) enum Entry {
-    /// `wasmlet-run` of a spawned task.
-    Run { task: u32 },
-    /// `wasmlet-finish` of a killed, cancelled or trapped green thread.
-    Finish { task: u32, how: Ending, error: u32 },
-}
 
 /// Where a green thread's stacks are: the shadow stack's top and the TLS
 /// block, in guest memory.
@@ -93,7 +85,7 @@ impl Worker {
     pub(crate) async fn run(
         mut self: Box<Self>,
         stack: Stack,
-        entry: Entry,
+        entry: TaskCall,
     ) -> (Result<()>, Option<Box<Worker>>) {
         let result = self.call(stack, entry).await;
         match result {
@@ -103,15 +95,15 @@ impl Worker {
         }
     }
 
-    async fn call(&mut self, stack: Stack, entry: Entry) -> Result<()> {
+    async fn call(&mut self, stack: Stack, entry: TaskCall) -> Result<()> {
         let store = &mut self.store;
         self.stack_pointer
             .set(&mut *store, Val::I32(stack.top as i32))?;
         self.tls_base
             .set(&mut *store, Val::I32(stack.tls_base as i32))?;
         match entry {
-            Entry::Run { task } => self.run.call_async(store, task).await,
-            Entry::Finish { task, how, error } => {
+            TaskCall::Run { task } => self.run.call_async(store, task).await,
+            TaskCall::Finish { task, how, error } => {
                 self.finish
                     .call_async(store, (task, how as u32, error))
                     .await

@@ -1,0 +1,51 @@
+//! The WIT types of `wit/hub.wit` as the host sees them: plain enums with the
+//! canonical ABI's discriminants. Free of wasmtime, so the scheduler can use
+//! them; `tests/contract.rs` checks the host's functions against the WIT.
+
+/// A green thread's id (`thread-id` in the WIT): the guest's spawn count at
+/// its birth, main being 1. Never reused while the guest runs, never 0.
+pub(crate) type ThreadId = u64;
+
+/// How a green thread ended early (`ending` in the WIT), as handed to the
+/// guest's `wasmlet-finish`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Ending {
+    Killed = 0,
+    Cancelled,
+    TrapUnreachable,
+    TrapStackOverflow,
+    TrapShadowStackOverflow,
+    TrapMemoryOutOfBounds,
+    TrapIntegerDivideByZero,
+    TrapIntegerOverflow,
+    TrapBadConversion,
+    TrapIndirectCall,
+    TrapOther,
+}
+
+/// What `kill` and `cancel` did (`kill-status` in the WIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum KillStatus {
+    Killed = 0,
+    AlreadyStarted,
+    NotAlive,
+}
+
+/// What `join` found (`join-status` in the WIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum JoinStatus {
+    Ended = 0,
+    IsSelf,
+    TimedOut,
+}
+
+/// `spawn-flags.local`.
+pub(crate) const SPAWN_LOCAL: u32 = 1;
+
+/// A WIT `timeout-ns`: `u64::MAX` means none.
+pub(crate) fn timeout_of(ns: u64) -> Option<std::time::Duration> {
+    (ns != u64::MAX).then(|| std::time::Duration::from_nanos(ns))
+}

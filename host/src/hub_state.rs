@@ -1,0 +1,357 @@
+//! The hub's state, shared by the run loop ([`Hub`](crate::Hub)) and the
+//! host functions its green threads call: the [`Scheduler`] with each green
+//! thread's call and stack, each guest's wasm side, and what is to be dropped
+//! once the current green thread is off its fiber.
+//!
+//! Host functions reach it through [`with`]: `Hub::run` enters its state for
+//! its whole duration (a thread-local pointer), and host functions run only
+//! inside it, on the hub's thread.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use wasmtime::{format_err, Result};
+
+use crate::abi::{JoinStatus, KillStatus, ThreadId};
+use crate::config::Config;
+use crate::guest::{CapturedOutput, GuestError, GuestExit};
+use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
+use crate::program::{FINISH_EXPORT, RUN_EXPORT};
+use crate::scheduler::{Kill, Scheduler, Spawn, Suspension};
+use crate::worker::{ThreadFuture, Worker};
+
+/// How many times `Config::spare_instances` a guest may hold between two
+/// idle moments of the hub; past that, the worker of an ended green thread is
+/// dropped at once.
+const SURPLUS_FACTOR: usize = 16;
+
+/// One guest of a hub: its wasm side while it runs, then how it ended.
+pub(crate) struct GuestRecord {
+    pub live: Option<LiveGuest>,
+    pub exit: Option<GuestExit>,
+    pub output: Option<CapturedOutput>,
+}
+
+/// Things to drop after the current poll, on the hub's own stack: dropping a
+/// suspended green thread resumes its fiber to unwind it, which must not
+/// happen from inside another green thread's fiber.
+pub(crate) enum Grave {
+    Call(#[allow(dead_code)] ThreadFuture),
+    Worker(#[allow(dead_code)] Box<Worker>),
+    Guest(#[allow(dead_code)] Box<LiveGuest>),
+}
+
+/// Drops green threads' calls and workers before the guests (and WASI
+/// contexts) their stores point at.
+pub(crate) fn bury(graves: Vec<Grave>) {
+    let (stores, guests): (Vec<_>, Vec<_>) = graves
+        .into_iter()
+        .partition(|g| matches!(g, Grave::Call(_) | Grave::Worker(_)));
+    drop(stores);
+    drop(guests);
+}
+
+/// The state of one hub.
+pub(crate) struct HubState {
+    pub config: Config,
+    pub sched: Scheduler<ThreadSlot>,
+    pub guests: Vec<GuestRecord>,
+    pub graveyard: Vec<Grave>,
+}
+
+thread_local! {
+    /// The state of the hub whose `run` is on this thread's stack.
+    static ENTERED: Cell<*const RefCell<HubState>> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Makes `state` the one host functions on this thread reach, until the
+/// guard is dropped.
+pub(crate) fn enter(state: &RefCell<HubState>) -> Entered<'_> {
+    let previous = ENTERED.with(|e| e.replace(state));
+    Entered {
+        previous,
+        _state: state,
+    }
+}
+
+/// Undoes [`enter`] when dropped.
+pub(crate) struct Entered<'a> {
+    previous: *const RefCell<HubState>,
+    _state: &'a RefCell<HubState>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        ENTERED.with(|e| e.set(self.previous));
+    }
+}
+
+/// Runs `f` on the state of the hub that is running on this thread, for a
+/// green thread of `guest`.
+///
+/// # Errors
+/// If no hub is running here, its state is already borrowed, or the guest
+/// has ended (none of which a green thread calling a host function meets;
+/// the error traps the caller rather than panic in the host).
+pub(crate) fn with<R>(guest: usize, f: impl FnOnce(&mut HubState) -> R) -> Result<R> {
+    let state = ENTERED.with(Cell::get);
+    if state.is_null() {
+        return Err(format_err!("a hub function was called outside Hub::run"));
+    }
+    // SAFETY: `enter` stored a reference that its guard outlives, and the
+    // guard resets the pointer before the reference ends.
+    let state = unsafe { &*state };
+    let mut state = state
+        .try_borrow_mut()
+        .map_err(|_| format_err!("a hub function was called while the hub was busy"))?;
+    if !state.sched.is_live(guest) {
+        return Err(format_err!(
+            "a hub function was called by a guest that has ended"
+        ));
+    }
+    Ok(f(&mut state))
+}
+
+impl HubState {
+    pub fn new(config: Config) -> HubState {
+        HubState {
+            config,
+            sched: Scheduler::default(),
+            guests: Vec::new(),
+            graveyard: Vec::new(),
+        }
+    }
+
+    fn live(&mut self, guest: usize) -> &mut LiveGuest {
+        self.guests[guest]
+            .live
+            .as_mut()
+            .expect("a guest's green threads run only while it is live")
+    }
+
+    /// The green thread's call: its suspended one, or a new one for its
+    /// next entry.
+    pub fn take_call(&mut self, guest: usize, thread: usize) -> Result<ThreadFuture> {
+        let entry = self.sched.start(guest, thread);
+        let slot = self.sched.payload_mut(guest, thread);
+        if let Some(call) = slot.future.take() {
+            return Ok(call);
+        }
+        let stack = slot.stack;
+        let preempt = self.config.time_slice.is_some();
+        new_call(self.live(guest), guest, thread, entry, stack, preempt)
+    }
+
+    /// The green thread's call returned Pending.
+    pub fn suspended(&mut self, guest: usize, thread: usize, call: ThreadFuture) {
+        if !self.sched.is_live(guest) {
+            // It ended its own guest (killed main, exit): nothing to resume.
+            self.graveyard.push(Grave::Call(call));
+            return;
+        }
+        match self.sched.suspended(guest, thread) {
+            Suspension::Keep => self.sched.payload_mut(guest, thread).future = Some(call),
+            Suspension::Drop => self.graveyard.push(Grave::Call(call)),
+            Suspension::MainKilled => {
+                self.graveyard.push(Grave::Call(call));
+                self.end_guest(guest, GuestExit::failed(1, GuestError::MainKilled));
+            }
+        }
+    }
+
+    /// The green thread's call returned.
+    pub fn call_ended(&mut self, guest: usize, thread: usize, end: CallEnd) {
+        if !self.sched.is_live(guest) {
+            return;
+        }
+        if self.sched.is_main(guest, thread) {
+            let exit = match end {
+                CallEnd::Returned => GuestExit::code(0),
+                CallEnd::Exit(code) => GuestExit::code(code),
+                CallEnd::Failed { error, .. } => {
+                    GuestExit::failed(134, GuestError::Trap(format!("{error:?}")))
+                }
+            };
+            self.end_guest(guest, exit);
+            return;
+        }
+        let failure = match end {
+            CallEnd::Returned => None,
+            CallEnd::Exit(code) => {
+                self.end_guest(guest, GuestExit::code(code));
+                return;
+            }
+            CallEnd::Failed { how, trap, error } => {
+                let name = self.sched.name_of(guest, thread);
+                if !trap {
+                    // Not a trap of its own code (the SDK reports those) but
+                    // a hub function refusing it, e.g. memory full on spawn.
+                    tracing::warn!("{name} stopped: {}", error.root_cause());
+                }
+                Some((how, name, error))
+            }
+        };
+        let ending = failure.as_ref().map(|(how, ..)| *how);
+        match self.sched.ended(guest, thread, ending) {
+            None => {}
+            Some(slot) => {
+                if let Some((_, name, error)) = failure {
+                    tracing::warn!("{name} failed while ending: {error:?}");
+                }
+                self.bury_slot(guest, slot);
+            }
+        }
+    }
+
+    fn bury_slot(&mut self, guest: usize, slot: ThreadSlot) {
+        if let Some(call) = slot.future {
+            self.graveyard.push(Grave::Call(call));
+        }
+        if let (Some(stack), Some(live)) = (slot.stack, self.guests[guest].live.as_mut()) {
+            live.stacks.free(stack);
+        }
+    }
+
+    /// Ends the guest if none of its green threads can ever run again.
+    pub fn check_deadlock(&mut self, guest: usize) {
+        if let Some(report) = self.sched.deadlock(guest) {
+            self.end_guest(guest, GuestExit::failed(1, GuestError::Deadlock(report)));
+        }
+    }
+
+    /// Ends a live guest as deadlocked, whatever its state.
+    pub fn end_blocked(&mut self, guest: usize) {
+        let report = self.sched.blocked_report(guest);
+        self.end_guest(guest, GuestExit::failed(1, GuestError::Deadlock(report)));
+    }
+
+    pub fn end_guest(&mut self, guest: usize, exit: GuestExit) {
+        for slot in self.sched.end_guest(guest) {
+            if let Some(call) = slot.future {
+                self.graveyard.push(Grave::Call(call));
+            }
+        }
+        if let Some(mut live) = self.guests[guest].live.take() {
+            while let Some(worker) = live.spare.pop() {
+                self.graveyard.push(Grave::Worker(worker));
+            }
+            // After its stores: the WASI context they point at.
+            self.graveyard.push(Grave::Guest(Box::new(live)));
+        }
+        self.guests[guest].exit.get_or_insert(exit);
+    }
+
+    /// Keeps the worker of a green thread that ended normally for the
+    /// guest's next green thread.
+    pub fn keep_spare(&mut self, guest: usize, worker: Box<Worker>) {
+        let most = self.config.spare_instances.saturating_mul(SURPLUS_FACTOR);
+        match self.guests[guest].live.as_mut() {
+            Some(live) if live.layout.reuse_workers && live.spare.len() < most => {
+                live.spare.push(worker)
+            }
+            _ => self.graveyard.push(Grave::Worker(worker)),
+        }
+    }
+
+    /// Takes one worker past its guest's `Config::spare_instances`, to be
+    /// dropped.
+    pub fn surplus_spare(&mut self) -> Option<Box<Worker>> {
+        let keep = self.config.spare_instances;
+        self.guests
+            .iter_mut()
+            .filter_map(|g| g.live.as_mut())
+            .find(|live| live.spare.len() > keep)
+            .and_then(|live| live.spare.pop())
+    }
+
+    // ---- the hub functions (see wit/hub.wit) ----
+
+    pub fn spawn(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        task: u32,
+        stack_size: u32,
+        delay: Duration,
+        local: bool,
+    ) -> Result<ThreadId> {
+        let (default_stack, max) = (self.config.shadow_stack_size, self.config.max_green_threads);
+        if self.sched.alive() >= max as usize {
+            wasmtime::bail!(
+                "too many green threads alive at once: the hub holds at most {max} \
+                 (raise it with `wasmlet run --max-green-threads N` or \
+                 Config::max_green_threads)"
+            );
+        }
+        let live = self.live(guest);
+        if !live.layout.can_spawn {
+            wasmtime::bail!(
+                "this guest cannot spawn green threads: it does not export `{RUN_EXPORT}` and \
+                 `{FINISH_EXPORT}` (build it against the wasmlet guest SDK)"
+            );
+        }
+        let stack_size = if stack_size == 0 {
+            default_stack
+        } else {
+            stack_size
+        };
+        let stack = live.stacks.alloc(stack_size)?;
+        let slot = ThreadSlot {
+            future: None,
+            stack: Some(stack),
+        };
+        let spawn = Spawn { task, delay, local };
+        Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now()))
+    }
+
+    pub fn sleep(&mut self, guest: usize, thread: usize, duration: Duration) {
+        self.sched.sleep(guest, thread, duration, Instant::now());
+    }
+
+    /// Writes `bytes` into the guest's memory at `at`; false if out of
+    /// bounds.
+    pub fn write_guest_memory(&mut self, guest: usize, at: u32, bytes: &[u8]) -> bool {
+        self.live(guest).stacks.write_checked(at, bytes)
+    }
+
+    pub fn kill(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        target: ThreadId,
+        error: u32,
+        only_unstarted: bool,
+    ) -> KillStatus {
+        match self
+            .sched
+            .kill(guest, caller, target, error, only_unstarted)
+        {
+            Kill::Done(status) => status,
+            Kill::Target(key) => {
+                if let Some(call) = self.sched.payload_mut(guest, key).future.take() {
+                    self.graveyard.push(Grave::Call(call));
+                }
+                KillStatus::Killed
+            }
+            Kill::Main => {
+                self.end_guest(guest, GuestExit::failed(1, GuestError::MainKilled));
+                KillStatus::Killed
+            }
+        }
+    }
+
+    pub fn join(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        target: ThreadId,
+        timeout: Option<Duration>,
+    ) -> Option<JoinStatus> {
+        self.sched
+            .join(guest, caller, target, timeout, Instant::now())
+    }
+
+    pub fn park(&mut self, guest: usize, thread: usize, timeout: Option<Duration>) -> Option<bool> {
+        self.sched.park(guest, thread, timeout, Instant::now())
+    }
+}

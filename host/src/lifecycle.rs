@@ -1,0 +1,130 @@
+//! A green thread's life on wasm: the call that runs it (on a reused or new
+//! [`Worker`], or the main instance), and what its end means.
+//!
+//! ```text
+//!   spawn ──► queued ──► Run: wasmlet-run(task) ──returns──► worker kept (spare)
+//!                 │             │
+//!                 │             ├─ suspends (hub call) ──► resumed later
+//!                 │             └─ traps / is killed ──► instance dropped
+//!                 │                                         │
+//!                 └─ killed before it ran ──────────────────┴─► Finish:
+//!                        wasmlet-finish(task, how, error) on another instance,
+//!                        as the same green thread: records the result, runs
+//!                        the links
+//! ```
+
+use std::sync::Arc;
+
+use wasmtime::{format_err, InstancePre, Result, Trap};
+
+use crate::abi::Ending;
+use crate::program::Layout;
+use crate::scheduler::Entry;
+use crate::shadow_stack::{ShadowStacks, Slot};
+use crate::store_data::{ThreadData, WasiBox};
+use crate::worker::{run_main, Spares, Stack, ThreadFuture, Worker};
+
+/// What the hub keeps with each green thread's scheduling record.
+#[derive(Default)]
+pub(crate) struct ThreadSlot {
+    /// Its suspended call, while it has one.
+    pub future: Option<ThreadFuture>,
+    /// Its shadow stack and TLS block (None for main, which has the
+    /// module's own).
+    pub stack: Option<Slot>,
+}
+
+/// The wasm side of a guest while it runs.
+pub(crate) struct LiveGuest {
+    pub pre: InstancePre<ThreadData>,
+    pub layout: Arc<Layout>,
+    pub stacks: ShadowStacks,
+    /// Workers left by green threads that ended normally, for the next ones.
+    pub spare: Spares,
+    /// Dropped last: every store of the guest points at it.
+    pub wasi: WasiBox,
+}
+
+impl Drop for LiveGuest {
+    fn drop(&mut self) {
+        // The spare workers' stores point at `wasi`: drop them first.
+        while self.spare.pop().is_some() {}
+    }
+}
+
+/// The call that runs `entry` for green thread `thread` of guest `guest`
+/// (`stack` is its slot; every spawned green thread has one).
+pub(crate) fn new_call(
+    live: &mut LiveGuest,
+    guest: usize,
+    thread: usize,
+    entry: Entry,
+    stack: Option<Slot>,
+    preempt: bool,
+) -> Result<ThreadFuture> {
+    let data = ThreadData::new(guest, thread, live.wasi.ptr());
+    let call = match entry {
+        Entry::Main => return Ok(Box::pin(run_main(live.pre.clone(), data, preempt))),
+        Entry::Task(call) => call,
+    };
+    let slot = stack.ok_or_else(|| format_err!("green thread #{thread} has no stack slot"))?;
+    let stack = Stack {
+        top: live.stacks.stack_top(&slot),
+        tls_base: slot.tls_base(),
+    };
+    if live.layout.reuse_workers {
+        if let Some(mut worker) = live.spare.pop() {
+            worker.assign(thread);
+            return Ok(Box::pin(worker.run(stack, call)));
+        }
+    }
+    let pre = live.pre.clone();
+    Ok(Box::pin(async move {
+        match Worker::new(&pre, data, preempt).await {
+            Ok(worker) => worker.run(stack, call).await,
+            Err(error) => (Err(error), None),
+        }
+    }))
+}
+
+/// How a green thread's call ended.
+pub(crate) enum CallEnd {
+    /// It returned.
+    Returned,
+    /// The guest called `exit(code)`.
+    Exit(i32),
+    /// It trapped, or a hub function refused it (`trap` false).
+    Failed {
+        how: Ending,
+        trap: bool,
+        error: wasmtime::Error,
+    },
+}
+
+impl CallEnd {
+    pub(crate) fn of(result: Result<()>) -> CallEnd {
+        let error = match result {
+            Ok(()) => return CallEnd::Returned,
+            Err(error) => error,
+        };
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return CallEnd::Exit(exit.0);
+        }
+        let trap = error.downcast_ref::<Trap>();
+        let how = match trap {
+            Some(Trap::UnreachableCodeReached) => Ending::TrapUnreachable,
+            Some(Trap::StackOverflow) => Ending::TrapStackOverflow,
+            Some(Trap::MemoryOutOfBounds) => Ending::TrapMemoryOutOfBounds,
+            Some(Trap::IntegerDivisionByZero) => Ending::TrapIntegerDivideByZero,
+            Some(Trap::IntegerOverflow) => Ending::TrapIntegerOverflow,
+            Some(Trap::BadConversionToInteger) => Ending::TrapBadConversion,
+            Some(Trap::IndirectCallToNull | Trap::BadSignature) => Ending::TrapIndirectCall,
+            _ => Ending::TrapOther,
+        };
+        CallEnd::Failed {
+            how,
+            trap: trap.is_some(),
+            error,
+        }
+    }
+}

@@ -1,0 +1,792 @@
+//! The hub's scheduling rules, free of wasmtime: which green thread runs
+//! next, what each one waits for, and what wakes it.
+//!
+//! The [`Scheduler`] knows green threads only as records with a state; what
+//! runs them (a wasmtime store, a fiber, a stack slot) is the hub's payload
+//! `P`, which the scheduler keeps with each record and hands back when the
+//! record goes. So every rule here is tested without wasm (the unit tests
+//! below, and `model_tests`, a property test against a small model of
+//! eventlet's semantics), and the end-to-end tests check the wiring.
+//!
+//! The rules:
+//! - **Guests take turns** one switch at a time (a round robin of guests that
+//!   have a runnable green thread), so no guest starves another.
+//! - **Within a guest, a FIFO run queue**: `spawn` and every wake-up queue at
+//!   the back; a green thread paused by preemption, and a green thread that
+//!   was killed (its ending runs next), queue at the front.
+//! - **Timers** fire in (deadline, order set) order; each belongs to one wait
+//!   of one green thread's life (its id and a wait token), so a timer never
+//!   wakes a later wait, or a later green thread that got the same key.
+//! - **A guest deadlocks** when none of its green threads is queued and none
+//!   waits on a timer: nothing can wake any of them again.
+//!
+//! Invariants (checked by `debug_check` in tests):
+//! - a green thread is in its guest's run queue exactly when its state is
+//!   [`State::Queued`], and at most once;
+//! - a guest is in the round robin exactly when its run queue is not empty;
+//! - `timed` counts the guest's green threads whose state has a timer;
+//! - `alive` counts the records of every live guest.
+
+mod timers;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use slab::Slab;
+
+use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
+use timers::{Timer, Timers};
+
+/// What a green thread is doing, from the hub's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// In its guest's run queue.
+    Queued,
+    /// Being run right now (or, between a call and its suspension, about to
+    /// say what it waits for).
+    Running,
+    /// Waiting for its timer (`sleep`).
+    Sleeping,
+    /// Spawned with a delay; waiting for its timer to start.
+    Delayed,
+    /// Waiting for the green thread `target` to end, with or without a timer.
+    Joining { target: ThreadId, timed: bool },
+    /// Waiting for `unpark`, with or without a timer.
+    Parked { timed: bool },
+}
+
+impl State {
+    fn has_timer(self) -> bool {
+        matches!(
+            self,
+            State::Sleeping
+                | State::Delayed
+                | State::Parked { timed: true }
+                | State::Joining { timed: true, .. }
+        )
+    }
+}
+
+/// What a green thread's next run executes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// The guest's `_start` (the main green thread).
+    Main,
+    /// A spawned green thread's task.
+    Task(TaskCall),
+}
+
+/// What runs of a spawned green thread's task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskCall {
+    /// The task (a guest pointer), from its beginning.
+    Run { task: u32 },
+    /// The guest's ending of a task that was killed, cancelled or trapped;
+    /// `error` is the kill's error (a guest pointer, 0 for none).
+    Finish { task: u32, how: Ending, error: u32 },
+}
+
+/// A `spawn` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Spawn {
+    /// The guest's task pointer, handed back to its `wasmlet-run`.
+    pub task: u32,
+    /// Queued at once if zero, else when a timer of this length fires.
+    pub delay: Duration,
+    /// `spawn_after_local`: cancelled if the spawner has ended before it
+    /// starts.
+    pub local: bool,
+}
+
+/// What the hub does after `kill`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// Nothing more: this is the status.
+    Done(KillStatus),
+    /// The target (this key) was killed: its suspended call, if any, must be
+    /// dropped. The status is `killed`; caller and target are queued.
+    Target(usize),
+    /// The main green thread was killed: the guest ends.
+    Main,
+}
+
+/// What the hub does with a green thread that has just suspended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Suspension {
+    /// Keep its call, to be resumed when it is next run.
+    Keep,
+    /// It killed itself: drop its call; its ending is queued.
+    Drop,
+    /// The main green thread killed itself: the guest ends.
+    MainKilled,
+}
+
+/// One green thread's record.
+struct Thread<P> {
+    id: ThreadId,
+    state: State,
+    /// Guest pointer to its task (0 for main).
+    task: u32,
+    /// Set once it is killed, cancelled or trapped: its next run is its
+    /// ending, and it can no longer be killed. Never set on main.
+    ending: Option<(Ending, u32)>,
+    /// Its task has begun (for `cancel`).
+    started: bool,
+    /// It killed itself: the hub ends it once it has suspended.
+    self_killed: bool,
+    /// `(link id, callback)`, in link order.
+    links: VecDeque<(u64, u32)>,
+    /// Keys of the green threads joining it.
+    joiners: Vec<usize>,
+    /// Bumped whenever it stops waiting, so that the timer of an ended wait
+    /// is recognised as stale.
+    wait_token: u64,
+    /// An `unpark` came while it was not parked.
+    permit: bool,
+    /// Its last park ended by `unpark` (not by its timer).
+    unparked: bool,
+    /// For `spawn_after_local`: the spawner, which must be alive when it starts.
+    spawner: Option<ThreadId>,
+    payload: P,
+}
+
+/// The green threads of one live guest.
+struct Guest<P> {
+    threads: Slab<Thread<P>>,
+    keys: FxHashMap<ThreadId, usize>,
+    main: usize,
+    next_id: ThreadId,
+    next_link: u64,
+    run_queue: VecDeque<usize>,
+    /// In the scheduler's round robin.
+    in_ready: bool,
+    /// Green threads waiting on a timer: while none do and none is queued,
+    /// nothing can wake the guest again.
+    timed: usize,
+}
+
+impl<P> Guest<P> {
+    fn key_of(&self, id: ThreadId) -> Option<usize> {
+        self.keys.get(&id).copied()
+    }
+
+    fn name_of(&self, key: usize) -> String {
+        if key == self.main {
+            "main green thread".into()
+        } else {
+            format!("green thread #{}", self.threads[key].id)
+        }
+    }
+}
+
+/// The scheduling state of one hub: its guests' green threads, their run
+/// queues, the round robin of guests and the timers. `P` is what the hub
+/// keeps with each green thread (its suspended call and stack).
+pub(crate) struct Scheduler<P> {
+    guests: Vec<Option<Guest<P>>>,
+    /// Guests with a runnable green thread, in turn order.
+    ready: VecDeque<usize>,
+    timers: Timers,
+    /// Green threads alive over all guests.
+    alive: usize,
+}
+
+impl<P> Default for Scheduler<P> {
+    fn default() -> Self {
+        Scheduler {
+            guests: Vec::new(),
+            ready: VecDeque::new(),
+            timers: Timers::default(),
+            alive: 0,
+        }
+    }
+}
+
+impl<P> Scheduler<P> {
+    /// Adds a guest whose main green thread (id 1) is queued; returns the
+    /// guest's key.
+    pub fn add_guest(&mut self, main_payload: P) -> usize {
+        let mut guest = Guest {
+            threads: Slab::new(),
+            keys: FxHashMap::default(),
+            main: 0,
+            next_id: 1,
+            next_link: 1,
+            run_queue: VecDeque::new(),
+            in_ready: false,
+            timed: 0,
+        };
+        guest.main = insert(&mut guest, 0, State::Queued, main_payload);
+        self.guests.push(Some(guest));
+        self.alive += 1;
+        let key = self.guests.len() - 1;
+        let main = self.guest(key).main;
+        self.enqueue(key, main, false);
+        key
+    }
+
+    /// Green threads alive over all guests.
+    pub fn alive(&self) -> usize {
+        self.alive
+    }
+
+    /// True while the guest has not ended.
+    pub fn is_live(&self, guest: usize) -> bool {
+        self.guests.get(guest).is_some_and(Option::is_some)
+    }
+
+    /// Keys of the guests that have not ended.
+    pub fn live_guests(&self) -> Vec<usize> {
+        (0..self.guests.len())
+            .filter(|&g| self.is_live(g))
+            .collect()
+    }
+
+    pub fn is_main(&self, guest: usize, thread: usize) -> bool {
+        self.guest_ref(guest).main == thread
+    }
+
+    /// The hub's payload of a green thread.
+    pub fn payload_mut(&mut self, guest: usize, thread: usize) -> &mut P {
+        &mut self.guest(guest).threads[thread].payload
+    }
+
+    /// How messages name a green thread.
+    pub fn name_of(&self, guest: usize, thread: usize) -> String {
+        self.guest_ref(guest).name_of(thread)
+    }
+
+    fn guest(&mut self, guest: usize) -> &mut Guest<P> {
+        self.guests[guest]
+            .as_mut()
+            .expect("a guest's green threads run only while it is live")
+    }
+
+    fn guest_ref(&self, guest: usize) -> &Guest<P> {
+        self.guests[guest]
+            .as_ref()
+            .expect("a guest's green threads run only while it is live")
+    }
+
+    // ---- the run queue ----
+
+    /// Moves a waiting (or running) green thread to the run queue. One that
+    /// is queued already keeps its place.
+    fn make_runnable(&mut self, guest: usize, thread: usize, front: bool) {
+        if self.guest(guest).threads[thread].state == State::Queued {
+            return;
+        }
+        self.stop_waiting(guest, thread);
+        self.guest(guest).threads[thread].state = State::Queued;
+        self.enqueue(guest, thread, front);
+    }
+
+    /// Ends the wait the green thread is in (if any): its timer goes stale
+    /// and a join leaves its target's joiners.
+    fn stop_waiting(&mut self, guest: usize, thread: usize) {
+        let g = self.guest(guest);
+        let t = &mut g.threads[thread];
+        t.wait_token += 1;
+        let state = t.state;
+        if let State::Joining { target, .. } = state {
+            if let Some(key) = g.key_of(target) {
+                g.threads[key].joiners.retain(|&j| j != thread);
+            }
+        }
+        if state.has_timer() {
+            g.timed -= 1;
+            if self.timers.note_stale(1) {
+                let guests = &self.guests;
+                self.timers.retain(|timer| timer_is_live(guests, timer));
+            }
+        }
+    }
+
+    fn enqueue(&mut self, guest: usize, thread: usize, front: bool) {
+        let g = self.guest(guest);
+        if front {
+            g.run_queue.push_front(thread);
+        } else {
+            g.run_queue.push_back(thread);
+        }
+        if !g.in_ready {
+            g.in_ready = true;
+            self.ready.push_back(guest);
+        }
+    }
+
+    /// The next green thread to run: the next guest's turn, its queue's head.
+    pub fn next_runnable(&mut self) -> Option<(usize, usize)> {
+        while let Some(guest) = self.ready.pop_front() {
+            let Some(g) = self.guests[guest].as_mut() else {
+                continue;
+            };
+            g.in_ready = false;
+            if let Some(thread) = g.run_queue.pop_front() {
+                debug_assert_eq!(g.threads[thread].state, State::Queued);
+                if !g.run_queue.is_empty() {
+                    g.in_ready = true;
+                    self.ready.push_back(guest);
+                }
+                return Some((guest, thread));
+            }
+        }
+        None
+    }
+
+    /// Marks the green thread as running and says what its next run executes
+    /// (when it has no suspended call to resume).
+    pub fn start(&mut self, guest: usize, thread: usize) -> Entry {
+        let g = self.guest(guest);
+        let is_main = thread == g.main;
+        let spawner_gone = {
+            let t = &g.threads[thread];
+            !t.started && t.ending.is_none() && t.spawner.is_some_and(|id| g.key_of(id).is_none())
+        };
+        let t = &mut g.threads[thread];
+        t.state = State::Running;
+        if is_main {
+            return Entry::Main;
+        }
+        if spawner_gone {
+            // spawn_after_local whose spawner has ended: it never runs.
+            t.ending = Some((Ending::Cancelled, 0));
+        }
+        match t.ending {
+            Some((how, error)) => Entry::Task(TaskCall::Finish {
+                task: t.task,
+                how,
+                error,
+            }),
+            None => {
+                t.started = true;
+                Entry::Task(TaskCall::Run { task: t.task })
+            }
+        }
+    }
+
+    /// The green thread suspended (its call returned Pending).
+    pub fn suspended(&mut self, guest: usize, thread: usize) -> Suspension {
+        let g = self.guest(guest);
+        let is_main = thread == g.main;
+        let t = &mut g.threads[thread];
+        if t.self_killed {
+            t.self_killed = false;
+            if is_main {
+                return Suspension::MainKilled;
+            }
+            self.make_runnable(guest, thread, true);
+            return Suspension::Drop;
+        }
+        if t.state == State::Running {
+            // Nothing recorded a wait: preemption paused it so other guests
+            // can run. It resumes before any other green thread of its guest,
+            // while the guest waits its turn behind the other guests.
+            self.make_runnable(guest, thread, true);
+        }
+        Suspension::Keep
+    }
+
+    /// A spawned green thread's call returned: normally (`failure` None) or
+    /// with a trap or a hub error. Returns the payload if the green thread is
+    /// gone; None if its ending (links, result) is queued to run first.
+    pub fn ended(&mut self, guest: usize, thread: usize, failure: Option<Ending>) -> Option<P> {
+        let t = &mut self.guest(guest).threads[thread];
+        if let Some(how) = failure {
+            if t.ending.is_none() {
+                t.ending = Some((how, 0));
+                self.make_runnable(guest, thread, true);
+                return None;
+            }
+        }
+        Some(self.remove(guest, thread))
+    }
+
+    fn remove(&mut self, guest: usize, thread: usize) -> P {
+        self.stop_waiting(guest, thread);
+        self.alive -= 1;
+        let g = self.guest(guest);
+        let t = g.threads.remove(thread);
+        g.keys.remove(&t.id);
+        for joiner in t.joiners {
+            let g = self.guest(guest);
+            let waiting = g.threads.get(joiner).is_some_and(
+                |j| matches!(j.state, State::Joining { target, .. } if target == t.id),
+            );
+            if waiting {
+                self.make_runnable(guest, joiner, false);
+            }
+        }
+        t.payload
+    }
+
+    /// Ends the guest: every green thread goes. Returns their payloads.
+    pub fn end_guest(&mut self, guest: usize) -> Vec<P> {
+        let Some(g) = self.guests[guest].take() else {
+            return Vec::new();
+        };
+        self.alive -= g.threads.len();
+        if self.timers.note_stale(g.timed) {
+            let guests = &self.guests;
+            self.timers.retain(|timer| timer_is_live(guests, timer));
+        }
+        g.threads.into_iter().map(|(_, t)| t.payload).collect()
+    }
+
+    /// If none of the guest's green threads can ever run again, the report
+    /// that names each and what it waits for.
+    pub fn deadlock(&self, guest: usize) -> Option<String> {
+        let g = self.guests[guest].as_ref()?;
+        if !g.run_queue.is_empty() || g.timed > 0 {
+            return None;
+        }
+        Some(self.blocked_report(guest))
+    }
+
+    /// Each green thread of a live guest and what it waits for, a line each.
+    pub fn blocked_report(&self, guest: usize) -> String {
+        let g = self.guest_ref(guest);
+        let mut report = String::new();
+        for (key, t) in g.threads.iter() {
+            let what = match t.state {
+                State::Joining { target, .. } => match g.key_of(target) {
+                    Some(k) => format!("waiting for {} to end", g.name_of(k)),
+                    None => format!("waiting for green thread #{target}"),
+                },
+                State::Parked { .. } => {
+                    "parked (waiting on an Event, Queue, Semaphore or other SDK primitive)".into()
+                }
+                other => format!("{other:?}"),
+            };
+            let _ = writeln!(report, "  {}: {what}", g.name_of(key));
+        }
+        report
+    }
+
+    // ---- timers ----
+
+    fn add_timer(&mut self, guest: usize, thread: usize, now: Instant, after: Duration) {
+        let g = self.guest(guest);
+        g.timed += 1;
+        let t = &g.threads[thread];
+        let (id, token) = (t.id, t.wait_token);
+        self.timers.push(now, after, guest, thread, id, token);
+    }
+
+    /// The earliest deadline of a live timer (stale ones are dropped).
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(timer) = self.timers.peek() {
+            if timer_is_live(&self.guests, timer) {
+                return Some(timer.deadline);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Wakes every green thread whose timer is due at `now`.
+    pub fn fire_due_timers(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.peek() {
+            if timer.deadline > now {
+                break;
+            }
+            let timer = self.timers.pop().expect("peeked");
+            if !timer_is_live(&self.guests, &timer) {
+                continue;
+            }
+            let t = &mut self.guest(timer.guest).threads[timer.thread];
+            if matches!(t.state, State::Parked { .. }) {
+                t.unparked = false;
+            }
+            self.make_runnable(timer.guest, timer.thread, false);
+        }
+    }
+
+    // ---- the hub functions (see wit/hub.wit) ----
+
+    /// Starts a green thread as `spawn` says; `caller` is the spawner.
+    pub fn spawn(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        spawn: Spawn,
+        payload: P,
+        now: Instant,
+    ) -> ThreadId {
+        let Spawn { task, delay, local } = spawn;
+        let g = self.guest(guest);
+        let spawner = local.then(|| g.threads[caller].id);
+        let state = if delay.is_zero() {
+            State::Queued
+        } else {
+            State::Delayed
+        };
+        let key = insert(g, task, state, payload);
+        g.threads[key].spawner = spawner;
+        let id = g.threads[key].id;
+        // Room for every green thread in the run queue and for a timer each,
+        // made here: growing them when thousands of green threads wake or
+        // sleep at once stalls the hub for milliseconds (the copy, and the
+        // page faults of fresh memory).
+        let (queued, threads) = (g.run_queue.len(), g.threads.len());
+        g.run_queue.reserve(threads.saturating_sub(queued));
+        if delay.is_zero() {
+            self.enqueue(guest, key, false);
+        } else {
+            self.add_timer(guest, key, now, delay);
+        }
+        self.alive += 1;
+        self.timers.reserve_total(self.alive);
+        id
+    }
+
+    /// Suspends the caller for `duration`; zero queues it behind every
+    /// green thread already runnable.
+    pub fn sleep(&mut self, guest: usize, thread: usize, duration: Duration, now: Instant) {
+        if duration.is_zero() {
+            self.make_runnable(guest, thread, false);
+            return;
+        }
+        self.guest(guest).threads[thread].state = State::Sleeping;
+        self.add_timer(guest, thread, now, duration);
+    }
+
+    pub fn current(&self, guest: usize, thread: usize) -> ThreadId {
+        self.guest_ref(guest).threads[thread].id
+    }
+
+    /// Kills `target` (with `only_unstarted`: only if it has not started).
+    /// The caller yields when it kills: it is queued behind the target.
+    pub fn kill(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        target: ThreadId,
+        error: u32,
+        only_unstarted: bool,
+    ) -> Kill {
+        let g = self.guest(guest);
+        let Some(key) = g.key_of(target) else {
+            return Kill::Done(KillStatus::NotAlive);
+        };
+        let is_main = key == g.main;
+        let t = &mut g.threads[key];
+        if t.ending.is_some() {
+            return Kill::Done(KillStatus::NotAlive);
+        }
+        if only_unstarted && (t.started || is_main) {
+            return Kill::Done(KillStatus::AlreadyStarted);
+        }
+        if key == caller {
+            // It cannot be dropped while it runs: the hub ends it once it
+            // has suspended.
+            if !is_main {
+                t.ending = Some((Ending::Killed, error));
+            }
+            t.self_killed = true;
+            return Kill::Done(KillStatus::Killed);
+        }
+        if is_main {
+            return Kill::Main;
+        }
+        t.ending = Some((Ending::Killed, error));
+        // A queued target keeps its place, which is ahead of the caller.
+        self.make_runnable(guest, key, true);
+        self.make_runnable(guest, caller, false);
+        Kill::Target(key)
+    }
+
+    /// Starts the caller waiting for `target` to end; `Some(status)` if it
+    /// need not wait.
+    pub fn join(
+        &mut self,
+        guest: usize,
+        caller: usize,
+        target: ThreadId,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Option<JoinStatus> {
+        let g = self.guest(guest);
+        let Some(key) = g.key_of(target) else {
+            return Some(JoinStatus::Ended);
+        };
+        if key == caller {
+            return Some(JoinStatus::IsSelf);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return Some(JoinStatus::TimedOut);
+        }
+        g.threads[key].joiners.push(caller);
+        g.threads[caller].state = State::Joining {
+            target,
+            timed: timeout.is_some(),
+        };
+        if let Some(timeout) = timeout {
+            self.add_timer(guest, caller, now, timeout);
+        }
+        None
+    }
+
+    /// What a `join` that waited finds when it resumes.
+    pub fn join_result(&self, guest: usize, target: ThreadId) -> JoinStatus {
+        match self.guest_ref(guest).key_of(target) {
+            Some(_) => JoinStatus::TimedOut,
+            None => JoinStatus::Ended,
+        }
+    }
+
+    /// Adds a link to `target`; its id, or 0 if the target has ended.
+    pub fn link(&mut self, guest: usize, target: ThreadId, callback: u32) -> u64 {
+        let g = self.guest(guest);
+        let Some(key) = g.key_of(target) else {
+            return 0;
+        };
+        let id = g.next_link;
+        g.next_link += 1;
+        g.threads[key].links.push_back((id, callback));
+        id
+    }
+
+    /// Removes a pending link; its callback, or 0 if there is none.
+    pub fn unlink(&mut self, guest: usize, target: ThreadId, link: u64) -> u32 {
+        let g = self.guest(guest);
+        let Some(key) = g.key_of(target) else {
+            return 0;
+        };
+        let links = &mut g.threads[key].links;
+        match links.iter().position(|(id, _)| *id == link) {
+            Some(at) => links.remove(at).map_or(0, |(_, cb)| cb),
+            None => 0,
+        }
+    }
+
+    /// The caller's next link in link order, or 0.
+    pub fn next_link(&mut self, guest: usize, thread: usize) -> u32 {
+        self.guest(guest).threads[thread]
+            .links
+            .pop_front()
+            .map_or(0, |(_, cb)| cb)
+    }
+
+    /// Parks the caller; `Some(result)` if it need not wait.
+    pub fn park(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Option<bool> {
+        let t = &mut self.guest(guest).threads[thread];
+        if t.permit {
+            t.permit = false;
+            return Some(true);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return Some(false);
+        }
+        t.unparked = false;
+        t.state = State::Parked {
+            timed: timeout.is_some(),
+        };
+        if let Some(timeout) = timeout {
+            self.add_timer(guest, thread, now, timeout);
+        }
+        None
+    }
+
+    /// True if the caller's last park ended by `unpark`.
+    pub fn park_result(&self, guest: usize, thread: usize) -> bool {
+        self.guest_ref(guest).threads[thread].unparked
+    }
+
+    /// Wakes `target` if it is parked, else keeps a permit for its next park.
+    /// False if it has ended or is ending (its wait never returns).
+    pub fn unpark(&mut self, guest: usize, target: ThreadId) -> bool {
+        let g = self.guest(guest);
+        let Some(key) = g.key_of(target) else {
+            return false;
+        };
+        let t = &mut g.threads[key];
+        if matches!(t.state, State::Parked { .. }) {
+            t.unparked = true;
+            self.make_runnable(guest, key, false);
+            return true;
+        }
+        if t.ending.is_some() {
+            return false;
+        }
+        t.permit = true;
+        true
+    }
+
+    /// Checks the invariants in the module docs (tests only: it walks
+    /// everything).
+    #[cfg(test)]
+    pub fn debug_check(&self) {
+        let mut alive = 0;
+        for (key, g) in self.guests.iter().enumerate() {
+            let Some(g) = g else { continue };
+            alive += g.threads.len();
+            assert_eq!(
+                g.in_ready,
+                !g.run_queue.is_empty(),
+                "guest {key} round robin"
+            );
+            assert_eq!(
+                self.ready.iter().filter(|&&r| r == key).count(),
+                usize::from(g.in_ready)
+            );
+            for (k, t) in g.threads.iter() {
+                let queued = g.run_queue.iter().filter(|&&q| q == k).count();
+                assert_eq!(queued, usize::from(t.state == State::Queued), "thread {k}");
+                assert_eq!(g.keys.get(&t.id), Some(&k));
+            }
+            let timed = g
+                .threads
+                .iter()
+                .filter(|(_, t)| t.state.has_timer())
+                .count();
+            assert_eq!(g.timed, timed);
+        }
+        assert_eq!(self.alive, alive);
+    }
+}
+
+/// Inserts a new green thread record with the guest's next id.
+fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
+    let id = g.next_id;
+    g.next_id += 1;
+    let key = g.threads.insert(Thread {
+        id,
+        state,
+        task,
+        ending: None,
+        started: false,
+        self_killed: false,
+        links: VecDeque::new(),
+        joiners: Vec::new(),
+        wait_token: 0,
+        permit: false,
+        unparked: false,
+        spawner: None,
+        payload,
+    });
+    g.keys.insert(id, key);
+    key
+}
+
+/// True if the timer's green thread is still in the wait that set it.
+fn timer_is_live<P>(guests: &[Option<Guest<P>>], timer: &Timer) -> bool {
+    guests
+        .get(timer.guest)
+        .and_then(Option::as_ref)
+        .and_then(|g| g.threads.get(timer.thread))
+        .is_some_and(|t| t.id == timer.id && t.wait_token == timer.token && t.state.has_timer())
+}

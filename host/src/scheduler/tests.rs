@@ -1,0 +1,444 @@
+//! One rule, one test: the scheduler's rules without wasm.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A hub's scheduler with one guest, whose main green thread is running.
+struct Hub {
+    s: Scheduler<()>,
+    now: Instant,
+    main: usize,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        let mut s = Scheduler::default();
+        let g = s.add_guest(());
+        assert_eq!(g, 0);
+        let (_, main) = s.next_runnable().unwrap();
+        assert_eq!(s.start(0, main), Entry::Main);
+        Hub {
+            s,
+            now: Instant::now(),
+            main,
+        }
+    }
+
+    fn spawn(&mut self, caller: usize, delay: Duration, local: bool) -> ThreadId {
+        let spawn = Spawn {
+            task: 100,
+            delay,
+            local,
+        };
+        let id = self.s.spawn(0, caller, spawn, (), self.now);
+        self.s.debug_check();
+        id
+    }
+
+    fn key(&self, id: ThreadId) -> usize {
+        self.s.guests[0].as_ref().unwrap().key_of(id).unwrap()
+    }
+
+    fn state(&self, id: ThreadId) -> Option<State> {
+        let g = self.s.guests[0].as_ref().unwrap();
+        g.key_of(id).map(|k| g.threads[k].state)
+    }
+
+    /// Runs the next runnable green thread up to its start; its key.
+    fn next(&mut self) -> Option<usize> {
+        self.s.fire_due_timers(self.now);
+        let (_, key) = self.s.next_runnable()?;
+        self.s.start(0, key);
+        self.s.debug_check();
+        Some(key)
+    }
+
+    /// The ids of green threads in the order they run, each suspending with
+    /// `then` (e.g. ending).
+    fn run_all(&mut self, mut then: impl FnMut(&mut Self, usize)) -> Vec<ThreadId> {
+        let mut order = Vec::new();
+        while let Some(key) = self.next() {
+            order.push(self.s.current(0, key));
+            then(self, key);
+            self.s.debug_check();
+        }
+        order
+    }
+
+    fn end(&mut self, key: usize) {
+        assert!(self.s.ended(0, key, None).is_some());
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+}
+
+#[test]
+fn spawned_threads_run_in_fifo_order_after_the_spawner_yields() {
+    let mut h = Hub::new();
+    let ids: Vec<_> = (0..3)
+        .map(|_| h.spawn(h.main, Duration::ZERO, false))
+        .collect();
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    let order = h.run_all(|h, key| {
+        if key != h.main {
+            h.end(key);
+        }
+    });
+    assert_eq!(order, [ids[0], ids[1], ids[2], 1]);
+}
+
+#[test]
+fn ids_count_spawns_from_main_and_are_never_reused() {
+    let mut h = Hub::new();
+    assert_eq!(h.s.current(0, h.main), 1);
+    let first = h.spawn(h.main, Duration::ZERO, false);
+    let key = h.key(first);
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.next();
+    h.end(key);
+    let second = h.spawn(h.main, Duration::ZERO, false);
+    assert_eq!((first, second), (2, 3));
+    assert_eq!(h.key(second), key, "the key is reused, the id is not");
+    assert_eq!(h.s.join_result(0, first), JoinStatus::Ended);
+    assert_eq!(h.s.link(0, first, 7), 0, "a stale id reaches nothing");
+}
+
+#[test]
+fn timers_fire_in_deadline_order_and_ties_in_the_order_set() {
+    let mut h = Hub::new();
+    let ids: Vec<_> = (0..4)
+        .map(|_| h.spawn(h.main, Duration::ZERO, false))
+        .collect();
+    h.s.sleep(0, h.main, Duration::from_secs(10), h.now);
+    let delays = [20, 10, 20, 10];
+    let mut started = 0;
+    h.run_all(|h, key| {
+        h.s.sleep(0, key, delays[started] * MS, h.now);
+        started += 1;
+    });
+    h.advance(30 * MS);
+    let order = h.run_all(|h, key| h.end(key));
+    assert_eq!(order, [ids[1], ids[3], ids[0], ids[2]]);
+}
+
+#[test]
+fn a_timer_belongs_to_one_wait_of_one_thread() {
+    let mut h = Hub::new();
+    let victim = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    let key = h.next().unwrap();
+    h.s.sleep(0, key, 200 * MS, h.now);
+    // main kills it while it sleeps; its ending runs and it goes.
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Target(key));
+    assert_eq!(h.next(), Some(key));
+    h.end(key);
+    // A new thread gets the same key and sleeps 2 s.
+    let heir = h.spawn(h.main, Duration::ZERO, false);
+    assert_eq!(h.key(heir), key);
+    assert_eq!(h.next(), Some(h.main));
+    h.s.sleep(0, h.main, Duration::from_secs(10), h.now);
+    assert_eq!(h.next(), Some(key));
+    h.s.sleep(0, key, Duration::from_secs(2), h.now);
+    h.advance(300 * MS);
+    assert_eq!(h.next(), None, "the dead thread's timer woke its heir");
+    assert_eq!(h.state(heir), Some(State::Sleeping));
+}
+
+#[test]
+fn a_wait_that_ends_early_leaves_no_timer_behind_for_long() {
+    let mut h = Hub::new();
+    let n = 5000;
+    for _ in 0..n {
+        assert_eq!(
+            h.s.park(0, h.main, Some(Duration::from_secs(3600)), h.now),
+            None
+        );
+        assert!(h.s.unpark(0, 1));
+        assert_eq!(h.next(), Some(h.main));
+        assert!(h.s.park_result(0, h.main));
+    }
+    assert!(
+        h.s.timers.len() < 2500,
+        "{} timers kept for {n} ended waits",
+        h.s.timers.len()
+    );
+    assert_eq!(h.s.next_deadline(), None);
+}
+
+#[test]
+fn kill_queues_the_target_first_and_the_killer_last() {
+    let mut h = Hub::new();
+    let sleeper = h.spawn(h.main, Duration::ZERO, false);
+    let bystander = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    let key = h.next().unwrap();
+    h.s.sleep(0, key, Duration::from_secs(60), h.now);
+    let b = h.next().unwrap();
+    h.s.sleep(0, b, Duration::ZERO, h.now);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, sleeper, 0, false), Kill::Target(key));
+    let order = h.run_all(|h, key| {
+        if key != h.main {
+            h.end(key)
+        }
+    });
+    assert_eq!(order, [sleeper, bystander, 1]);
+}
+
+#[test]
+fn a_killed_thread_runs_its_ending_with_the_kill_error() {
+    let mut h = Hub::new();
+    let target = h.spawn(h.main, Duration::ZERO, false);
+    let key = h.key(target);
+    assert_eq!(h.s.kill(0, h.main, target, 42, false), Kill::Target(key));
+    assert_eq!(h.next(), Some(key));
+    let g = h.s.guests[0].as_ref().unwrap();
+    assert!(
+        !g.threads[key].started,
+        "a target that had not started never runs"
+    );
+    assert_eq!(
+        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        Some((Ending::Killed, 42))
+    );
+    assert_eq!(
+        h.s.kill(0, h.main, target, 0, false),
+        Kill::Done(KillStatus::NotAlive)
+    );
+}
+
+#[test]
+fn cancel_kills_only_a_thread_that_has_not_started() {
+    let mut h = Hub::new();
+    let started = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    let key = h.next().unwrap();
+    h.s.sleep(0, key, Duration::from_secs(1), h.now);
+    assert_eq!(h.next(), Some(h.main));
+    let kill = h.s.kill(0, h.main, started, 0, true);
+    assert_eq!(kill, Kill::Done(KillStatus::AlreadyStarted));
+    let pending = h.spawn(h.main, Duration::ZERO, false);
+    assert_eq!(
+        h.s.kill(0, h.main, pending, 0, true),
+        Kill::Target(h.key(pending))
+    );
+    assert_eq!(
+        h.s.kill(0, h.main, 1, 0, true),
+        Kill::Done(KillStatus::AlreadyStarted)
+    );
+}
+
+#[test]
+fn killing_main_ends_the_guest_and_killing_itself_drops_the_call() {
+    let mut h = Hub::new();
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    let key = h.next().unwrap();
+    assert_eq!(h.s.kill(0, key, 1, 0, false), Kill::Main);
+    assert_eq!(
+        h.s.kill(0, key, t, 0, false),
+        Kill::Done(KillStatus::Killed)
+    );
+    assert_eq!(h.s.suspended(0, key), Suspension::Drop);
+    assert_eq!(h.state(t), Some(State::Queued), "its ending is queued");
+    assert_eq!(h.next(), Some(key));
+}
+
+#[test]
+fn links_run_in_link_order_and_unlink_removes_a_pending_one() {
+    let mut h = Hub::new();
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    let ids: Vec<u64> = (1..=3).map(|cb| h.s.link(0, t, cb)).collect();
+    assert!(ids.iter().all(|&id| id != 0));
+    assert_eq!(h.s.unlink(0, t, ids[1]), 2);
+    assert_eq!(h.s.unlink(0, t, ids[1]), 0, "only once");
+    let key = h.key(t);
+    assert_eq!(h.s.next_link(0, key), 1);
+    let added = h.s.link(0, t, 4);
+    assert_ne!(added, 0, "a link added while links run");
+    assert_eq!(h.s.next_link(0, key), 3);
+    assert_eq!(h.s.next_link(0, key), 4);
+    assert_eq!(h.s.next_link(0, key), 0);
+}
+
+#[test]
+fn join_wakes_when_the_target_ends_and_times_out_otherwise() {
+    let mut h = Hub::new();
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    let key = h.key(t);
+    assert_eq!(
+        h.s.join(0, h.main, 1, None, h.now),
+        Some(JoinStatus::IsSelf)
+    );
+    assert_eq!(
+        h.s.join(0, h.main, t, Some(Duration::ZERO), h.now),
+        Some(JoinStatus::TimedOut)
+    );
+    assert_eq!(h.s.join(0, h.main, t, Some(10 * MS), h.now), None);
+    assert_eq!(h.next(), Some(key));
+    h.s.sleep(0, key, Duration::from_secs(1), h.now);
+    h.advance(10 * MS);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.join_result(0, t), JoinStatus::TimedOut);
+    assert!(h.s.guests[0].as_ref().unwrap().threads[key]
+        .joiners
+        .is_empty());
+    assert_eq!(h.s.join(0, h.main, t, None, h.now), None);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.next(), Some(key));
+    h.end(key);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.join_result(0, t), JoinStatus::Ended);
+}
+
+#[test]
+fn an_unpark_before_the_park_is_kept_and_one_for_an_ending_thread_fails() {
+    let mut h = Hub::new();
+    assert!(h.s.unpark(0, 1));
+    assert_eq!(h.s.park(0, h.main, None, h.now), Some(true));
+    assert_eq!(
+        h.s.park(0, h.main, Some(Duration::ZERO), h.now),
+        Some(false)
+    );
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    let key = h.next().unwrap();
+    assert_eq!(h.s.park(0, key, None, h.now), None);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, t, 0, false), Kill::Target(key));
+    assert!(!h.s.unpark(0, t), "its park never returns");
+    assert!(!h.s.unpark(0, 999), "no such thread");
+}
+
+#[test]
+fn a_timed_park_reports_whether_it_was_unparked() {
+    let mut h = Hub::new();
+    assert_eq!(h.s.park(0, h.main, Some(5 * MS), h.now), None);
+    h.advance(5 * MS);
+    assert_eq!(h.next(), Some(h.main));
+    assert!(!h.s.park_result(0, h.main));
+}
+
+#[test]
+fn a_preempted_thread_resumes_before_the_rest_of_its_guest() {
+    let mut h = Hub::new();
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    // main is paused by preemption: it suspends while still Running.
+    assert_eq!(h.s.suspended(0, h.main), Suspension::Keep);
+    let order = h.run_all(|h, key| {
+        if key != h.main {
+            h.end(key);
+        } else {
+            h.s.sleep(0, key, Duration::from_secs(1), h.now);
+        }
+    });
+    assert_eq!(order, [1, t]);
+}
+
+#[test]
+fn guests_take_turns_one_switch_at_a_time() {
+    let mut s: Scheduler<()> = Scheduler::default();
+    let a = s.add_guest(());
+    let b = s.add_guest(());
+    let now = Instant::now();
+    let spawn = Spawn {
+        task: 1,
+        delay: Duration::ZERO,
+        local: false,
+    };
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let (g, key) = s.next_runnable().unwrap();
+        s.start(g, key);
+        if order.len() < 2 {
+            s.spawn(g, key, spawn, (), now);
+        }
+        order.push(g);
+        s.sleep(g, key, Duration::ZERO, now);
+        s.debug_check();
+    }
+    assert_eq!(order, [a, b, a]);
+}
+
+#[test]
+fn spawn_after_local_is_cancelled_when_its_spawner_has_ended() {
+    for delay in [Duration::ZERO, 5 * MS] {
+        let mut h = Hub::new();
+        let spawner = h.spawn(h.main, Duration::ZERO, false);
+        h.s.sleep(0, h.main, Duration::from_secs(1), h.now);
+        let key = h.next().unwrap();
+        let local = h.spawn(key, delay, true);
+        let plain = h.spawn(key, delay, false);
+        h.end(key);
+        assert_eq!(h.s.join_result(0, spawner), JoinStatus::Ended);
+        h.advance(5 * MS);
+        let entries: Vec<Entry> = std::iter::from_fn(|| {
+            h.s.fire_due_timers(h.now);
+            let (_, key) = h.s.next_runnable()?;
+            Some(h.s.start(0, key))
+        })
+        .collect();
+        assert_eq!(
+            entries,
+            [
+                Entry::Task(TaskCall::Finish {
+                    task: 100,
+                    how: Ending::Cancelled,
+                    error: 0
+                }),
+                Entry::Task(TaskCall::Run { task: 100 }),
+            ],
+            "delay {delay:?}"
+        );
+        let _ = (local, plain);
+    }
+}
+
+#[test]
+fn a_guest_deadlocks_when_nothing_is_queued_and_no_timer_is_pending() {
+    let mut h = Hub::new();
+    let a = h.spawn(h.main, Duration::ZERO, false);
+    let b = h.spawn(h.main, Duration::ZERO, false);
+    assert_eq!(h.s.join(0, h.main, a, None, h.now), None);
+    let ka = h.next().unwrap();
+    assert_eq!(h.s.join(0, ka, b, None, h.now), None);
+    assert_eq!(h.s.deadlock(0), None, "b is still queued");
+    let kb = h.next().unwrap();
+    assert_eq!(h.s.park(0, kb, Some(MS), h.now), None);
+    assert_eq!(h.s.deadlock(0), None, "b's park has a timer");
+    h.advance(MS);
+    assert_eq!(h.next(), Some(kb));
+    assert_eq!(h.s.join(0, kb, a, None, h.now), None);
+    let report = h.s.deadlock(0).expect("deadlocked");
+    assert!(
+        report.contains("main green thread: waiting for green thread #2 to end"),
+        "{report}"
+    );
+    assert!(
+        report.contains("green thread #2: waiting for green thread #3 to end"),
+        "{report}"
+    );
+    assert!(
+        report.contains("green thread #3: waiting for green thread #2 to end"),
+        "{report}"
+    );
+}
+
+#[test]
+fn ending_a_guest_frees_its_threads_and_timers() {
+    let mut h = Hub::new();
+    for _ in 0..10 {
+        h.spawn(h.main, Duration::from_secs(5), false);
+    }
+    assert_eq!(h.s.alive(), 11);
+    assert_eq!(h.s.end_guest(0).len(), 11);
+    assert_eq!(h.s.alive(), 0);
+    assert_eq!(h.s.next_deadline(), None);
+    assert_eq!(h.s.next_runnable(), None);
+}
