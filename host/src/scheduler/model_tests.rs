@@ -1,1 +1,640 @@
+//! A property test: random programs of green threads (spawn, sleep, kill,
+//! cancel, join, link, unlink, park, unpark, return, with timers expiring as
+//! time jumps) run against the [`Scheduler`] and against [`Model`], a small
+//! executable model of eventlet's semantics written for clarity, not speed
+//! (threads by id in a list, eager timer removal, linear scans). The same
+//! observable events must come out in the same order: which green thread
+//! runs and with what entry, what each hub call returns, links in order,
+//! deadlock.
 
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// One step of a green thread's program, taken each time it runs.
+#[derive(Clone, Debug)]
+enum Op {
+    Return,
+    Sleep(u64),
+    Spawn { delay: u64, local: bool },
+    Kill { target: usize, cancel: bool },
+    Join { target: usize, timeout: Option<u64> },
+    Link { target: usize },
+    Unlink { link: usize },
+    Park { timeout: Option<u64> },
+    Unpark { target: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let ticks = 0u64..4;
+    let timeout = proptest::option::of(0u64..4);
+    prop_oneof![
+        1 => Just(Op::Return),
+        2 => ticks.clone().prop_map(Op::Sleep),
+        3 => (ticks, any::<bool>()).prop_map(|(delay, local)| Op::Spawn { delay, local }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(target, cancel)| Op::Kill { target, cancel }),
+        2 => (any::<usize>(), timeout.clone()).prop_map(|(target, timeout)| Op::Join { target, timeout }),
+        1 => any::<usize>().prop_map(|target| Op::Link { target }),
+        1 => any::<usize>().prop_map(|link| Op::Unlink { link }),
+        2 => timeout.prop_map(|timeout| Op::Park { timeout }),
+        2 => any::<usize>().prop_map(|target| Op::Unpark { target }),
+    ]
+}
+
+/// What both implementations offer, by thread id; time in ticks (ms).
+trait Sched {
+    fn next(&mut self, now: u64) -> Option<(ThreadId, Entry)>;
+    fn spawn(&mut self, caller: ThreadId, delay: u64, local: bool, now: u64) -> ThreadId;
+    fn sleep(&mut self, t: ThreadId, ticks: u64, now: u64);
+    fn kill(&mut self, caller: ThreadId, target: ThreadId, cancel: bool) -> Kill;
+    fn suspended(&mut self, t: ThreadId) -> Suspension;
+    fn join(
+        &mut self,
+        caller: ThreadId,
+        target: ThreadId,
+        timeout: Option<u64>,
+        now: u64,
+    ) -> Option<JoinStatus>;
+    fn join_result(&mut self, target: ThreadId) -> JoinStatus;
+    fn link(&mut self, target: ThreadId, cb: u32) -> u64;
+    fn unlink(&mut self, target: ThreadId, link: u64) -> u32;
+    fn next_link(&mut self, t: ThreadId) -> u32;
+    fn park(&mut self, t: ThreadId, timeout: Option<u64>, now: u64) -> Option<bool>;
+    fn park_result(&mut self, t: ThreadId) -> bool;
+    fn unpark(&mut self, target: ThreadId) -> bool;
+    fn ended(&mut self, t: ThreadId);
+    fn deadlocked(&mut self) -> bool;
+    fn next_deadline(&mut self) -> Option<u64>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Runs(ThreadId, Entry),
+    Spawned(ThreadId),
+    Kill(Kill),
+    Join(Option<JoinStatus>),
+    JoinResult(JoinStatus),
+    Linked(bool),
+    Unlinked(u32),
+    LinkRuns(ThreadId, u32),
+    Park(Option<bool>),
+    ParkResult(bool),
+    Unpark(bool),
+    GuestEnds,
+    Deadlock,
+}
+
+enum Pending {
+    Yield,
+    Sleep,
+    Join(ThreadId),
+    Park,
+}
+
+/// Runs `program` (the ops each green thread takes, one per run, in the
+/// order threads run) and returns the events.
+fn drive(s: &mut dyn Sched, program: &[Op]) -> Vec<Event> {
+    let mut log = Vec::new();
+    let mut ops = program.iter().cloned();
+    let mut pending: HashMap<ThreadId, Pending> = HashMap::new();
+    let mut ids: Vec<ThreadId> = vec![1];
+    let mut links: Vec<(ThreadId, u64)> = Vec::new();
+    let mut now = 0;
+    let mut next_cb = 1;
+    for _ in 0..400 {
+        let Some((id, entry)) = s.next(now) else {
+            if s.deadlocked() {
+                log.push(Event::Deadlock);
+                break;
+            }
+            match s.next_deadline() {
+                Some(deadline) => {
+                    now = now.max(deadline);
+                    continue;
+                }
+                None => break,
+            }
+        };
+        log.push(Event::Runs(id, entry));
+        let finish = |s: &mut dyn Sched, log: &mut Vec<Event>| loop {
+            let cb = s.next_link(id);
+            log.push(Event::LinkRuns(id, cb));
+            if cb == 0 {
+                s.ended(id);
+                break;
+            }
+        };
+        if let Entry::Task(TaskCall::Finish { .. }) = entry {
+            pending.remove(&id);
+            finish(s, &mut log);
+            continue;
+        }
+        match pending.remove(&id) {
+            Some(Pending::Join(target)) => log.push(Event::JoinResult(s.join_result(target))),
+            Some(Pending::Park) => log.push(Event::ParkResult(s.park_result(id))),
+            Some(Pending::Yield | Pending::Sleep) | None => {}
+        }
+        let pick = |i: usize| ids[i % ids.len()];
+        let suspends = match ops.next().unwrap_or(Op::Return) {
+            Op::Return => {
+                if id == 1 {
+                    log.push(Event::GuestEnds);
+                    break;
+                }
+                finish(s, &mut log);
+                continue;
+            }
+            Op::Sleep(ticks) => {
+                s.sleep(id, ticks, now);
+                Pending::Sleep
+            }
+            Op::Spawn { delay, local } => {
+                let new = s.spawn(id, delay, local, now);
+                ids.push(new);
+                log.push(Event::Spawned(new));
+                s.sleep(id, 0, now);
+                Pending::Yield
+            }
+            Op::Kill { target, cancel } => {
+                let target = pick(target);
+                let kill = s.kill(id, target, cancel);
+                log.push(Event::Kill(kill));
+                match kill {
+                    Kill::Main => {
+                        log.push(Event::GuestEnds);
+                        break;
+                    }
+                    Kill::Target(_) => {
+                        pending.remove(&target);
+                    }
+                    Kill::Done(_) => s.sleep(id, 0, now),
+                }
+                Pending::Yield
+            }
+            Op::Join { target, timeout } => {
+                let target = pick(target);
+                let now_status = s.join(id, target, timeout, now);
+                log.push(Event::Join(now_status));
+                if now_status.is_some() {
+                    s.sleep(id, 0, now);
+                    Pending::Yield
+                } else {
+                    Pending::Join(target)
+                }
+            }
+            Op::Link { target } => {
+                let target = pick(target);
+                let link = s.link(target, next_cb);
+                next_cb += 1;
+                log.push(Event::Linked(link != 0));
+                if link != 0 {
+                    links.push((target, link));
+                }
+                s.sleep(id, 0, now);
+                Pending::Yield
+            }
+            Op::Unlink { link } => {
+                if !links.is_empty() {
+                    let (target, link) = links[link % links.len()];
+                    log.push(Event::Unlinked(s.unlink(target, link)));
+                }
+                s.sleep(id, 0, now);
+                Pending::Yield
+            }
+            Op::Park { timeout } => {
+                let at_once = s.park(id, timeout, now);
+                log.push(Event::Park(at_once));
+                if at_once.is_some() {
+                    s.sleep(id, 0, now);
+                    Pending::Yield
+                } else {
+                    Pending::Park
+                }
+            }
+            Op::Unpark { target } => {
+                log.push(Event::Unpark(s.unpark(pick(target))));
+                s.sleep(id, 0, now);
+                Pending::Yield
+            }
+        };
+        match s.suspended(id) {
+            Suspension::Keep => {
+                pending.insert(id, suspends);
+            }
+            Suspension::Drop => {}
+            Suspension::MainKilled => {
+                log.push(Event::GuestEnds);
+                break;
+            }
+        }
+    }
+    log
+}
+
+/// The real scheduler, addressed by id.
+struct Real {
+    s: Scheduler<()>,
+    base: Instant,
+}
+
+impl Real {
+    fn key(&self, id: ThreadId) -> usize {
+        self.s.guests[0]
+            .as_ref()
+            .unwrap()
+            .key_of(id)
+            .expect("a live thread")
+    }
+    fn at(&self, now: u64) -> Instant {
+        self.base + Duration::from_millis(now)
+    }
+}
+
+impl Sched for Real {
+    fn next(&mut self, now: u64) -> Option<(ThreadId, Entry)> {
+        self.s.debug_check();
+        self.s.fire_due_timers(self.at(now));
+        let (_, key) = self.s.next_runnable()?;
+        Some((self.s.current(0, key), self.s.start(0, key)))
+    }
+    fn spawn(&mut self, caller: ThreadId, delay: u64, local: bool, now: u64) -> ThreadId {
+        let spawn = Spawn {
+            task: 9,
+            delay: Duration::from_millis(delay),
+            local,
+        };
+        let (key, at) = (self.key(caller), self.at(now));
+        self.s.spawn(0, key, spawn, (), at)
+    }
+    fn sleep(&mut self, t: ThreadId, ticks: u64, now: u64) {
+        let (key, at) = (self.key(t), self.at(now));
+        self.s.sleep(0, key, Duration::from_millis(ticks), at)
+    }
+    fn kill(&mut self, caller: ThreadId, target: ThreadId, cancel: bool) -> Kill {
+        let key = self.key(caller);
+        self.s.kill(0, key, target, 0, cancel)
+    }
+    fn suspended(&mut self, t: ThreadId) -> Suspension {
+        let key = self.key(t);
+        self.s.suspended(0, key)
+    }
+    fn join(
+        &mut self,
+        caller: ThreadId,
+        target: ThreadId,
+        timeout: Option<u64>,
+        now: u64,
+    ) -> Option<JoinStatus> {
+        let (key, at) = (self.key(caller), self.at(now));
+        self.s
+            .join(0, key, target, timeout.map(Duration::from_millis), at)
+    }
+    fn join_result(&mut self, target: ThreadId) -> JoinStatus {
+        self.s.join_result(0, target)
+    }
+    fn link(&mut self, target: ThreadId, cb: u32) -> u64 {
+        self.s.link(0, target, cb)
+    }
+    fn unlink(&mut self, target: ThreadId, link: u64) -> u32 {
+        self.s.unlink(0, target, link)
+    }
+    fn next_link(&mut self, t: ThreadId) -> u32 {
+        let key = self.key(t);
+        self.s.next_link(0, key)
+    }
+    fn park(&mut self, t: ThreadId, timeout: Option<u64>, now: u64) -> Option<bool> {
+        let (key, at) = (self.key(t), self.at(now));
+        self.s.park(0, key, timeout.map(Duration::from_millis), at)
+    }
+    fn park_result(&mut self, t: ThreadId) -> bool {
+        let key = self.key(t);
+        self.s.park_result(0, key)
+    }
+    fn unpark(&mut self, target: ThreadId) -> bool {
+        self.s.unpark(0, target)
+    }
+    fn ended(&mut self, t: ThreadId) {
+        let key = self.key(t);
+        assert!(self.s.ended(0, key, None).is_some());
+    }
+    fn deadlocked(&mut self) -> bool {
+        self.s.deadlock(0).is_some()
+    }
+    fn next_deadline(&mut self) -> Option<u64> {
+        let deadline = self.s.next_deadline()?;
+        Some((deadline - self.base).as_millis() as u64)
+    }
+}
+
+/// eventlet's semantics, plainly.
+#[derive(Default)]
+struct Model {
+    /// Every green thread ever spawned; index = id - 1.
+    threads: Vec<M>,
+    queue: VecDeque<ThreadId>,
+    /// (deadline, order set, thread): exactly the pending waits' timers.
+    timers: Vec<(u64, u64, ThreadId)>,
+    seq: u64,
+    /// (order joined, joiner, target).
+    joins: Vec<(u64, ThreadId, ThreadId)>,
+    next_link: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum MState {
+    Queued,
+    Running,
+    Sleeping,
+    Delayed,
+    Joining,
+    Parked,
+    Dead,
+}
+
+struct M {
+    state: MState,
+    ending: Option<Ending>,
+    started: bool,
+    self_killed: bool,
+    links: Vec<(u64, u32)>,
+    permit: bool,
+    unparked: bool,
+    spawner: Option<ThreadId>,
+}
+
+impl Model {
+    fn new() -> Model {
+        let mut m = Model {
+            next_link: 1,
+            ..Model::default()
+        };
+        m.add(MState::Queued, None);
+        m.queue.push_back(1);
+        m
+    }
+    fn add(&mut self, state: MState, spawner: Option<ThreadId>) -> ThreadId {
+        self.threads.push(M {
+            state,
+            ending: None,
+            started: false,
+            self_killed: false,
+            links: Vec::new(),
+            permit: false,
+            unparked: false,
+            spawner,
+        });
+        self.threads.len() as ThreadId
+    }
+    fn t(&mut self, id: ThreadId) -> &mut M {
+        &mut self.threads[id as usize - 1]
+    }
+    fn alive(&self, id: ThreadId) -> bool {
+        (id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.threads.get(i))
+            .is_some_and(|t| t.state != MState::Dead)
+    }
+    fn timer(&mut self, id: ThreadId, now: u64, ticks: u64) {
+        self.seq += 1;
+        self.timers.push((now + ticks, self.seq, id));
+    }
+    fn stop_waiting(&mut self, id: ThreadId) {
+        self.timers.retain(|t| t.2 != id);
+        self.joins.retain(|j| j.1 != id);
+    }
+    fn wake(&mut self, id: ThreadId, front: bool) {
+        if self.t(id).state == MState::Queued {
+            return;
+        }
+        self.stop_waiting(id);
+        self.t(id).state = MState::Queued;
+        if front {
+            self.queue.push_front(id);
+        } else {
+            self.queue.push_back(id);
+        }
+    }
+}
+
+impl Sched for Model {
+    fn next(&mut self, now: u64) -> Option<(ThreadId, Entry)> {
+        self.timers.sort();
+        while let Some(&(deadline, _, id)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            if self.t(id).state == MState::Parked {
+                self.t(id).unparked = false;
+            }
+            self.wake(id, false);
+        }
+        let id = self.queue.pop_front()?;
+        let spawner_gone = self.t(id).spawner.is_some_and(|s| !self.alive(s));
+        let t = self.t(id);
+        t.state = MState::Running;
+        if id == 1 {
+            return Some((id, Entry::Main));
+        }
+        if !t.started && t.ending.is_none() && spawner_gone {
+            t.ending = Some(Ending::Cancelled);
+        }
+        let entry = match t.ending {
+            Some(how) => TaskCall::Finish {
+                task: 9,
+                how,
+                error: 0,
+            },
+            None => {
+                t.started = true;
+                TaskCall::Run { task: 9 }
+            }
+        };
+        Some((id, Entry::Task(entry)))
+    }
+    fn spawn(&mut self, caller: ThreadId, delay: u64, local: bool, now: u64) -> ThreadId {
+        let state = if delay == 0 {
+            MState::Queued
+        } else {
+            MState::Delayed
+        };
+        let id = self.add(state, local.then_some(caller));
+        if delay == 0 {
+            self.queue.push_back(id);
+        } else {
+            self.timer(id, now, delay);
+        }
+        id
+    }
+    fn sleep(&mut self, t: ThreadId, ticks: u64, now: u64) {
+        if ticks == 0 {
+            self.wake(t, false);
+        } else {
+            self.t(t).state = MState::Sleeping;
+            self.timer(t, now, ticks);
+        }
+    }
+    fn kill(&mut self, caller: ThreadId, target: ThreadId, cancel: bool) -> Kill {
+        if !self.alive(target) || self.t(target).ending.is_some() {
+            return Kill::Done(KillStatus::NotAlive);
+        }
+        if cancel && (self.t(target).started || target == 1) {
+            return Kill::Done(KillStatus::AlreadyStarted);
+        }
+        if target == caller {
+            if target != 1 {
+                self.t(target).ending = Some(Ending::Killed);
+            }
+            self.t(target).self_killed = true;
+            return Kill::Done(KillStatus::Killed);
+        }
+        if target == 1 {
+            return Kill::Main;
+        }
+        self.t(target).ending = Some(Ending::Killed);
+        self.wake(target, true);
+        self.wake(caller, false);
+        Kill::Target(0)
+    }
+    fn suspended(&mut self, t: ThreadId) -> Suspension {
+        if std::mem::take(&mut self.t(t).self_killed) {
+            if t == 1 {
+                return Suspension::MainKilled;
+            }
+            self.wake(t, true);
+            return Suspension::Drop;
+        }
+        Suspension::Keep
+    }
+    fn join(
+        &mut self,
+        caller: ThreadId,
+        target: ThreadId,
+        timeout: Option<u64>,
+        now: u64,
+    ) -> Option<JoinStatus> {
+        if !self.alive(target) {
+            return Some(JoinStatus::Ended);
+        }
+        if target == caller {
+            return Some(JoinStatus::IsSelf);
+        }
+        if timeout == Some(0) {
+            return Some(JoinStatus::TimedOut);
+        }
+        self.seq += 1;
+        self.joins.push((self.seq, caller, target));
+        self.t(caller).state = MState::Joining;
+        if let Some(ticks) = timeout {
+            self.timer(caller, now, ticks);
+        }
+        None
+    }
+    fn join_result(&mut self, target: ThreadId) -> JoinStatus {
+        if self.alive(target) {
+            JoinStatus::TimedOut
+        } else {
+            JoinStatus::Ended
+        }
+    }
+    fn link(&mut self, target: ThreadId, cb: u32) -> u64 {
+        if !self.alive(target) {
+            return 0;
+        }
+        let id = self.next_link;
+        self.next_link += 1;
+        self.t(target).links.push((id, cb));
+        id
+    }
+    fn unlink(&mut self, target: ThreadId, link: u64) -> u32 {
+        if !self.alive(target) {
+            return 0;
+        }
+        let links = &mut self.t(target).links;
+        match links.iter().position(|l| l.0 == link) {
+            Some(at) => links.remove(at).1,
+            None => 0,
+        }
+    }
+    fn next_link(&mut self, t: ThreadId) -> u32 {
+        let links = &mut self.t(t).links;
+        if links.is_empty() {
+            0
+        } else {
+            links.remove(0).1
+        }
+    }
+    fn park(&mut self, t: ThreadId, timeout: Option<u64>, now: u64) -> Option<bool> {
+        if std::mem::take(&mut self.t(t).permit) {
+            return Some(true);
+        }
+        if timeout == Some(0) {
+            return Some(false);
+        }
+        self.t(t).unparked = false;
+        self.t(t).state = MState::Parked;
+        if let Some(ticks) = timeout {
+            self.timer(t, now, ticks);
+        }
+        None
+    }
+    fn park_result(&mut self, t: ThreadId) -> bool {
+        self.t(t).unparked
+    }
+    fn unpark(&mut self, target: ThreadId) -> bool {
+        if !self.alive(target) {
+            return false;
+        }
+        if self.t(target).state == MState::Parked {
+            self.t(target).unparked = true;
+            self.wake(target, false);
+            return true;
+        }
+        if self.t(target).ending.is_some() {
+            return false;
+        }
+        self.t(target).permit = true;
+        true
+    }
+    fn ended(&mut self, t: ThreadId) {
+        self.stop_waiting(t);
+        self.t(t).state = MState::Dead;
+        let mut joiners: Vec<_> = self.joins.iter().filter(|j| j.2 == t).copied().collect();
+        joiners.sort();
+        for (_, joiner, _) in joiners {
+            self.wake(joiner, false);
+        }
+    }
+    fn deadlocked(&mut self) -> bool {
+        self.queue.is_empty() && self.timers.is_empty()
+    }
+    fn next_deadline(&mut self) -> Option<u64> {
+        self.timers.iter().map(|t| t.0).min()
+    }
+}
+
+/// `Kill::Target` carries a key, which the model has no notion of.
+fn comparable(mut log: Vec<Event>) -> Vec<Event> {
+    for event in &mut log {
+        if let Event::Kill(Kill::Target(key)) = event {
+            *key = 0;
+        }
+    }
+    log
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_scheduler_behaves_like_the_model(program in proptest::collection::vec(op(), 0..120)) {
+        let mut real = Real { s: Scheduler::default(), base: Instant::now() };
+        real.s.add_guest(());
+        let mut model = Model::new();
+        let real_log = comparable(drive(&mut real, &program));
+        let model_log = drive(&mut model, &program);
+        prop_assert_eq!(real_log, model_log);
+    }
+}
