@@ -170,3 +170,37 @@ fn a_deadlock_ends_the_guest_naming_the_blocked_threads() {
         "{error}"
     );
 }
+
+#[test]
+fn unbounded_recursion_in_a_spawned_thread_ends_it_with_a_clear_trap() {
+    let r = run("overflow", &["recurse"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "recurse: Err(\"green thread trapped: shadow stack overflow: spawn it with a larger Builder::stack_size\")",
+            "main goes on",
+        ]
+    );
+}
+
+#[test]
+fn a_frame_larger_than_the_stack_traps_before_it_touches_a_neighbour() {
+    let r = run("overflow", &["big-frame"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "big frame: Err(\"green thread trapped: shadow stack overflow: spawn it with a larger Builder::stack_size\")",
+            "neighbour intact: Ok(true)",
+        ]
+    );
+}
+
+#[test]
+fn unbounded_recursion_in_main_ends_the_guest_with_a_shadow_stack_overflow() {
+    let r = run("overflow", &["main"]);
+    assert_eq!(r.code, 134, "{}", r.stdout);
+    let error = r.error.unwrap_or_default();
+    assert!(error.contains("shadow stack overflow"), "{error}");
+}

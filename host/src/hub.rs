@@ -26,7 +26,7 @@ use wasmtime::{format_err, Result};
 
 use crate::guest::{CapturedOutput, GuestExit, GuestOptions};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
-use crate::lifecycle::{CallEnd, LiveGuest, ThreadSlot};
+use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
 use crate::runtime::Runtime;
 use crate::shadow_stack::ShadowStacks;
@@ -227,7 +227,7 @@ impl Hub {
             Ok(call) => call,
             Err(error) => {
                 let graves = self.with(|state| {
-                    state.call_ended(guest, thread, CallEnd::of(Err(error)));
+                    state.call_ended(guest, thread, Err(error));
                     std::mem::take(&mut state.graveyard)
                 });
                 bury(graves);
@@ -243,7 +243,7 @@ impl Hub {
                     if let Some(worker) = worker {
                         state.keep_spare(guest, worker);
                     }
-                    state.call_ended(guest, thread, CallEnd::of(result));
+                    state.call_ended(guest, thread, result);
                 }
             }
             state.check_deadlock(guest);

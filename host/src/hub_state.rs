@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{format_err, Result};
 
-use crate::abi::{JoinStatus, KillStatus, ThreadId};
+use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
 use crate::config::Config;
 use crate::guest::{CapturedOutput, GuestError, GuestExit};
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
@@ -160,16 +160,23 @@ impl HubState {
     }
 
     /// The green thread's call returned.
-    pub fn call_ended(&mut self, guest: usize, thread: usize, end: CallEnd) {
-        if !self.sched.is_live(guest) {
+    pub fn call_ended(&mut self, guest: usize, thread: usize, result: Result<()>) {
+        let Some(live) = self.guests[guest].live.as_ref() else {
             return;
-        }
+        };
+        let end = CallEnd::of(result, live.layout.overflow_func);
         if self.sched.is_main(guest, thread) {
             let exit = match end {
                 CallEnd::Returned => GuestExit::code(0),
                 CallEnd::Exit(code) => GuestExit::code(code),
-                CallEnd::Failed { error, .. } => {
-                    GuestExit::failed(134, GuestError::Trap(format!("{error:?}")))
+                CallEnd::Failed { how, error, .. } => {
+                    let what = if how == Ending::TrapShadowStackOverflow {
+                        "shadow stack overflow (the main green thread's stack is the module's \
+                         own: link the guest with a larger `-z stack-size`): "
+                    } else {
+                        ""
+                    };
+                    GuestExit::failed(134, GuestError::Trap(format!("{what}{error:?}")))
                 }
             };
             self.end_guest(guest, exit);

@@ -36,6 +36,7 @@ pub mod program;
 pub mod runtime;
 mod scheduler;
 mod shadow_stack;
+mod stack_check;
 mod store_data;
 mod worker;
 

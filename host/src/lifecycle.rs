@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::{format_err, InstancePre, Result, Trap};
+use wasmtime::{format_err, InstancePre, Result, Trap, WasmBacktrace};
 
 use crate::abi::Ending;
 use crate::program::Layout;
@@ -64,12 +64,16 @@ pub(crate) fn new_call(
 ) -> Result<ThreadFuture> {
     let data = ThreadData::new(guest, thread, live.wasi.ptr());
     let call = match entry {
-        Entry::Main => return Ok(Box::pin(run_main(live.pre.clone(), data, preempt))),
+        Entry::Main => {
+            let top = live.layout.main_stack_top;
+            return Ok(Box::pin(run_main(live.pre.clone(), data, preempt, top)));
+        }
         Entry::Task(call) => call,
     };
     let slot = stack.ok_or_else(|| format_err!("green thread #{thread} has no stack slot"))?;
     let stack = Stack {
         top: live.stacks.stack_top(&slot),
+        bottom: live.stacks.stack_bottom(&slot),
         tls_base: slot.tls_base(),
     };
     if live.layout.reuse_workers {
@@ -102,7 +106,10 @@ pub(crate) enum CallEnd {
 }
 
 impl CallEnd {
-    pub(crate) fn of(result: Result<()>) -> CallEnd {
+    /// Classifies a call's result; `overflow_func` is the guest's stack
+    /// check function (see `stack_check`), in which a shadow-stack overflow
+    /// traps.
+    pub(crate) fn of(result: Result<()>, overflow_func: Option<u32>) -> CallEnd {
         let error = match result {
             Ok(()) => return CallEnd::Returned,
             Err(error) => error,
@@ -111,7 +118,16 @@ impl CallEnd {
             return CallEnd::Exit(exit.0);
         }
         let trap = error.downcast_ref::<Trap>();
+        let in_overflow_check = || {
+            let frame = error
+                .downcast_ref::<WasmBacktrace>()
+                .and_then(|trace| trace.frames().first());
+            overflow_func.is_some() && frame.map(|f| f.func_index()) == overflow_func
+        };
         let how = match trap {
+            Some(Trap::UnreachableCodeReached) if in_overflow_check() => {
+                Ending::TrapShadowStackOverflow
+            }
             Some(Trap::UnreachableCodeReached) => Ending::TrapUnreachable,
             Some(Trap::StackOverflow) => Ending::TrapStackOverflow,
             Some(Trap::MemoryOutOfBounds) => Ending::TrapMemoryOutOfBounds,

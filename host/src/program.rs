@@ -9,15 +9,15 @@
 
 use std::borrow::Cow;
 
-use wasmparser::{DataKind, ExternalKind, KnownCustom, Name, Parser, Payload, TypeRef};
+use wasmparser::{
+    CompositeInnerType, DataKind, KnownCustom, Name, Operator, Parser, Payload, TypeRef,
+};
 use wasmtime::error::Context;
-use wasmtime::{bail, Result};
+use wasmtime::{bail, format_err, Result};
+
+use crate::stack_check::{self, Shape};
 use wasmtime::{Engine, Module};
 
-/// Export name the loader gives the `__stack_pointer` global.
-pub(crate) const STACK_POINTER_EXPORT: &str = "wasmlet:stack-pointer";
-/// Export name the loader gives the `__tls_base` global.
-pub(crate) const TLS_BASE_EXPORT: &str = "wasmlet:tls-base";
 /// The guest export that runs a spawned task (see `wit/hub.wit`).
 pub(crate) const RUN_EXPORT: &str = "wasmlet-run";
 /// The guest export that ends a killed, cancelled or trapped task.
@@ -45,6 +45,13 @@ pub(crate) struct Layout {
     /// are the instance's only mutable globals, which each green thread
     /// sets for itself.
     pub reuse_workers: bool,
+    /// The function the stack check traps in (see `stack_check`), if the
+    /// module was rewritten.
+    pub overflow_func: Option<u32>,
+    /// The main green thread's initial stack pointer: the top of the
+    /// module's own shadow stack, which the linker places first in memory
+    /// (`--stack-first`, Rust's default for wasm).
+    pub main_stack_top: u32,
 }
 
 impl Program {
@@ -52,24 +59,30 @@ impl Program {
     /// Errors say what is wrong with the file and what to do about it.
     pub fn from_bytes(engine: &Engine, bytes: &[u8]) -> Result<Program> {
         let scan = scan(bytes)?;
-        let bytes: Cow<[u8]> = match (&scan.stack_pointer, &scan.tls_base) {
+        let (bytes, overflow_func): (Cow<[u8]>, _) = match (scan.stack_pointer, scan.tls_base) {
             (Some(sp), Some(tls)) => {
-                let globals = [(STACK_POINTER_EXPORT, *sp), (TLS_BASE_EXPORT, *tls)];
-                Cow::Owned(add_exports(bytes, &globals)?)
+                let rewritten = stack_check::rewrite(bytes, &scan.shape, sp, tls)
+                    .map_err(|e| format_err!("this file is not a valid WebAssembly module: {e}"))?;
+                (Cow::Owned(rewritten.bytes), Some(rewritten.overflow_func))
             }
-            _ => Cow::Borrowed(bytes),
+            _ => (Cow::Borrowed(bytes), None),
         };
         let module = Module::new(engine, &bytes).context("compiling the guest module")?;
-        let can_spawn = scan.stack_pointer.is_some()
-            && scan.tls_base.is_some()
+        let can_spawn = overflow_func.is_some()
             && scan.exports.iter().any(|e| e == RUN_EXPORT)
             && scan.exports.iter().any(|e| e == FINISH_EXPORT);
+        // Globals other than the two each green thread sets for itself would
+        // carry one green thread's state into the next on a reused worker.
+        let own = [scan.stack_pointer, scan.tls_base];
+        let reuse_workers = scan.mutable_globals.iter().all(|g| own.contains(&Some(*g)));
         Ok(Program {
             module,
             layout: std::sync::Arc::new(Layout {
                 tls_image: scan.tls_image,
                 can_spawn,
-                reuse_workers: true,
+                reuse_workers,
+                overflow_func,
+                main_stack_top: scan.stack_pointer_init,
             }),
         })
     }
@@ -85,9 +98,14 @@ impl Program {
 #[derive(Default)]
 struct Scan {
     stack_pointer: Option<u32>,
+    /// The stack pointer's initial value.
+    stack_pointer_init: u32,
     tls_base: Option<u32>,
     tls_image: Vec<u8>,
     exports: Vec<String>,
+    shape: Shape,
+    /// Indices of the mutable globals the module defines.
+    mutable_globals: Vec<u32>,
 }
 
 /// Reads what the hub needs from the module and rejects what it cannot run.
@@ -110,13 +128,49 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
     let mut segments: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut segment_names: Vec<(u32, String)> = Vec::new();
     let mut global_names: Vec<(u32, String)> = Vec::new();
+    let mut initial_values: Vec<(u32, u32)> = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.context("this file is not a valid WebAssembly module")? {
+            Payload::TypeSection(types) => {
+                for group in types {
+                    for ty in group.context("reading the type section")?.into_types() {
+                        let params = match &ty.composite_type.inner {
+                            CompositeInnerType::Func(f) => f.params().len() as u32,
+                            _ => 0,
+                        };
+                        scan.shape.type_params.push(params);
+                    }
+                }
+            }
             Payload::ImportSection(imports) => {
                 for import in imports.into_imports() {
                     let import = import.context("reading the import section")?;
-                    if let TypeRef::Memory(ty) = import.ty {
-                        shared_memory_import = Some(ty.shared);
+                    match import.ty {
+                        TypeRef::Memory(ty) => shared_memory_import = Some(ty.shared),
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => scan.shape.imported_funcs += 1,
+                        TypeRef::Global(_) => scan.shape.globals += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::FunctionSection(functions) => {
+                for ty in functions {
+                    scan.shape
+                        .func_types
+                        .push(ty.context("reading the function section")?);
+                }
+            }
+            Payload::GlobalSection(globals) => {
+                for global in globals {
+                    let global = global.context("reading the global section")?;
+                    let index = scan.shape.globals;
+                    scan.shape.globals += 1;
+                    if global.ty.mutable {
+                        scan.mutable_globals.push(index);
+                    }
+                    let mut init = global.init_expr.get_operators_reader();
+                    if let Ok(Operator::I32Const { value }) = init.read() {
+                        initial_values.push((index, value as u32));
                     }
                 }
             }
@@ -184,6 +238,12 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
     };
     scan.stack_pointer = global("__stack_pointer");
     scan.tls_base = global("__tls_base");
+    if let Some(sp) = scan.stack_pointer {
+        scan.stack_pointer_init = initial_values
+            .iter()
+            .find(|(i, _)| *i == sp)
+            .map_or(0, |(_, v)| *v);
+    }
     for (index, name) in &segment_names {
         if name == ".tdata" || name == ".tbss" {
             if let Some((_, data)) = segments.iter().find(|(i, _)| i == index) {
@@ -200,40 +260,4 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
         );
     }
     Ok(scan)
-}
-
-/// Returns `bytes` with extra exports of the given globals and functions.
-/// Every other section is copied byte for byte.
-fn add_exports(bytes: &[u8], globals: &[(&str, u32)]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len() + 64);
-    out.extend_from_slice(&bytes[..8]);
-    for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload?;
-        let Some((id, range)) = payload.as_section() else {
-            continue;
-        };
-        if let Payload::ExportSection(exports) = payload {
-            let mut section = wasm_encoder::ExportSection::new();
-            for export in exports {
-                let export = export?;
-                let kind = match export.kind {
-                    ExternalKind::Func | ExternalKind::FuncExact => wasm_encoder::ExportKind::Func,
-                    ExternalKind::Table => wasm_encoder::ExportKind::Table,
-                    ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
-                    ExternalKind::Global => wasm_encoder::ExportKind::Global,
-                    ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
-                };
-                section.export(export.name, kind, export.index);
-            }
-            for (name, index) in globals {
-                section.export(name, wasm_encoder::ExportKind::Global, *index);
-            }
-            wasm_encoder::Section::append_to(&section, &mut out);
-            continue;
-        }
-        out.push(id);
-        wasm_encoder::Encode::encode(&((range.end - range.start) as u32), &mut out);
-        out.extend_from_slice(&bytes[range]);
-    }
-    Ok(out)
 }

@@ -4,9 +4,10 @@
 //! The hub grows the guest's memory itself for these slots, so the guest's
 //! allocator never hands them out (wasi-libc's malloc copes with a
 //! `memory.grow` it did not make by starting a new segment). A slot is the
-//! green thread's TLS block, then a canary, then its shadow stack, which grows
-//! down towards the canary; a slot freed by an ended green thread is reused
-//! by the next one of the same size.
+//! green thread's TLS block, then its shadow stack, which grows down towards
+//! it; the loader's stack check (`stack_check`) traps a frame that would go
+//! past the stack's bottom before it writes anything. A slot freed by an
+//! ended green thread is reused by the next one of the same size.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,6 @@ const WASM_PAGE: u64 = 64 * 1024;
 /// Slots and TLS blocks are aligned to this; it covers any Rust
 /// `#[repr(align)]` a thread-local is likely to use.
 const ALIGN: u32 = 128;
-const CANARY: [u8; 16] = *b"wasmlet-canary!!";
 /// Memory is grown at least this much at a time, so that small slots do not
 /// each cost a `grow`.
 const MIN_GROW_PAGES: u64 = 16;
@@ -75,16 +75,13 @@ impl ShadowStacks {
         }
     }
 
-    /// A slot with a shadow stack of at least `stack_size` bytes, its TLS
-    /// block initialised and its canary set.
+    /// A slot with a shadow stack of at least `stack_size` bytes and its TLS
+    /// block initialised.
     pub fn alloc(&mut self, stack_size: u32) -> Result<Slot> {
         if stack_size > MAX_STACK_SIZE {
             bail!("shadow stack of {stack_size} bytes asked for; the most is {MAX_STACK_SIZE}");
         }
-        let size = round_up(
-            self.tls_size as u64 + CANARY.len() as u64 + stack_size as u64,
-            ALIGN as u64,
-        );
+        let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
         let size32 = size as u32;
         let base = match self.free.get_mut(&size32).and_then(|l| l.bases.pop()) {
             Some(base) => base,
@@ -102,7 +99,6 @@ impl ShadowStacks {
         };
         let slot = Slot { base, size: size32 };
         self.write(slot.base, &self.layout.tls_image);
-        self.write(slot.base + self.tls_size, &CANARY);
         Ok(slot)
     }
 
@@ -111,16 +107,10 @@ impl ShadowStacks {
         slot.base + slot.size
     }
 
-    /// False if the shadow stack has run over its end (into the canary).
-    pub fn intact(&self, slot: &Slot) -> bool {
-        let at = (slot.base + self.tls_size) as usize;
-        let data = self.memory.data();
-        data[at..at + CANARY.len()]
-            .iter()
-            .zip(CANARY)
-            // SAFETY: reads of shared memory while no guest code runs (the
-            // hub's thread is here).
-            .all(|(cell, want)| unsafe { *cell.get() } == want)
+    /// The lowest address the shadow stack on `slot` may use: just above
+    /// its TLS block.
+    pub fn stack_bottom(&self, slot: &Slot) -> u32 {
+        slot.base + self.tls_size
     }
 
     pub fn free(&mut self, slot: Slot) {
@@ -152,8 +142,16 @@ impl ShadowStacks {
             self.end = new_pages * WASM_PAGE;
         }
         let base = self.next;
+        // A slot must end below 4 GiB: its top is a 32-bit stack pointer.
+        if base + size >= 1 << 32 {
+            bail!(
+                "the guest's memory is full (4 GiB): no room for another green thread's {} KiB \
+                 shadow stack; spawn with a smaller Builder::stack_size",
+                size >> 10
+            );
+        }
         self.next += size;
-        u32::try_from(base).map_err(|_| format_err!("guest memory above 4 GiB"))
+        Ok(base as u32)
     }
 
     /// Writes `bytes` at guest address `at` for a host function; false (and

@@ -14,8 +14,11 @@ use std::pin::Pin;
 
 use wasmtime::{format_err, Global, InstancePre, Result, Store, TypedFunc, Val};
 
-use crate::program::{FINISH_EXPORT, RUN_EXPORT, STACK_POINTER_EXPORT, TLS_BASE_EXPORT};
+use crate::program::{FINISH_EXPORT, RUN_EXPORT};
 use crate::scheduler::TaskCall;
+use crate::stack_check::{
+    RED_ZONE, STACK_LIMIT_EXPORT, STACK_POINTER_EXPORT, STACK_SPAN_EXPORT, TLS_BASE_EXPORT,
+};
 use crate::store_data::ThreadData;
 
 /// A green thread's wasm call. It owns the worker it runs on and hands it
@@ -26,8 +29,19 @@ pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<B
 /// block, in guest memory.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stack {
+    /// The initial stack pointer.
     pub top: u32,
+    /// The lowest address the shadow stack may use.
+    pub bottom: u32,
     pub tls_base: u32,
+}
+
+impl Stack {
+    /// The stack check's `(limit, span)` for this stack (see `stack_check`).
+    fn check(&self) -> (u32, u32) {
+        let limit = self.bottom.saturating_add(RED_ZONE).min(self.top);
+        (limit, self.top - limit)
+    }
 }
 
 /// A store and instance of one guest, with the exports a green thread needs
@@ -38,6 +52,8 @@ pub(crate) struct Worker {
     store: Store<ThreadData>,
     stack_pointer: Global,
     tls_base: Global,
+    stack_limit: Global,
+    stack_span: Global,
     run: TypedFunc<u32, ()>,
     finish: TypedFunc<(u32, u32, u32), ()>,
 }
@@ -51,6 +67,9 @@ impl Worker {
     ) -> Result<Box<Worker>> {
         let mut store = Store::new(pre.module().engine(), data);
         if preempt {
+            // A deadline before instantiation, so that a start function that
+            // never returns is paused like any other code.
+            store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
         }
         let instance = pre.instantiate_async(&mut store).await?;
@@ -61,6 +80,8 @@ impl Worker {
         };
         let stack_pointer = global(STACK_POINTER_EXPORT)?;
         let tls_base = global(TLS_BASE_EXPORT)?;
+        let stack_limit = global(STACK_LIMIT_EXPORT)?;
+        let stack_span = global(STACK_SPAN_EXPORT)?;
         let run = instance.get_typed_func(&mut store, RUN_EXPORT)?;
         let finish = instance.get_typed_func(&mut store, FINISH_EXPORT)?;
         Ok(Box::new(Worker {
@@ -68,6 +89,8 @@ impl Worker {
             store,
             stack_pointer,
             tls_base,
+            stack_limit,
+            stack_span,
             run,
             finish,
         }))
@@ -101,6 +124,9 @@ impl Worker {
             .set(&mut *store, Val::I32(stack.top as i32))?;
         self.tls_base
             .set(&mut *store, Val::I32(stack.tls_base as i32))?;
+        let (limit, span) = stack.check();
+        self.stack_limit.set(&mut *store, Val::I32(limit as i32))?;
+        self.stack_span.set(&mut *store, Val::I32(span as i32))?;
         match entry {
             TaskCall::Run { task } => self.run.call_async(store, task).await,
             TaskCall::Finish { task, how, error } => {
@@ -112,18 +138,34 @@ impl Worker {
     }
 }
 
-/// The main green thread's life: its own store and instance, `_start`.
+/// The main green thread's life: its own store and instance, `_start`, on
+/// the module's own shadow stack, whose top is `stack_top` (checked if the
+/// loader added the stack check).
 pub(crate) async fn run_main(
     pre: InstancePre<ThreadData>,
     data: ThreadData,
     preempt: bool,
+    stack_top: u32,
 ) -> (Result<()>, Option<Box<Worker>>) {
     let result = async {
         let mut store = Store::new(pre.module().engine(), data);
         if preempt {
+            store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
         }
         let instance = pre.instantiate_async(&mut store).await?;
+        let limit = instance.get_global(&mut store, STACK_LIMIT_EXPORT);
+        let span = instance.get_global(&mut store, STACK_SPAN_EXPORT);
+        if let (Some(limit), Some(span)) = (limit, span) {
+            let (low, size) = Stack {
+                top: stack_top,
+                bottom: 0,
+                tls_base: 0,
+            }
+            .check();
+            limit.set(&mut store, Val::I32(low as i32))?;
+            span.set(&mut store, Val::I32(size as i32))?;
+        }
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };

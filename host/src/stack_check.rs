@@ -1,0 +1,231 @@
+//! The loader's rewrite of a guest module: exports for the globals the hub
+//! sets per green thread, and an exact shadow-stack check.
+//!
+//! Every green thread's shadow stack is a slot of the guest's one memory,
+//! right above its TLS block and below the next slot:
+//!
+//! ```text
+//!   lower addresses                                        higher addresses
+//!   ┌───────────┬────────────────────────────────────────┬──────────────────
+//!   │ TLS block │ red zone │      shadow stack ◄── grows │ next slot ...
+//!   └───────────┴──────────┴─────────────────────────────┴──────────────────
+//!               ▲          ▲                              ▲
+//!            bottom      limit                           top (initial SP)
+//! ```
+//!
+//! A frame that ran past `bottom` would write over the thread's TLS block and
+//! then another green thread's live frames, and a canary checked later
+//! misses a frame that jumps over it. So every `global.set` of
+//! `__stack_pointer` (a frame's prologue, epilogue and `alloca`) is rewritten
+//! to check the new value first:
+//!
+//! ```text
+//!   local.tee $scratch
+//!   global.get $limit   i32.sub
+//!   global.get $span    i32.gt_u        ;; (new - limit) >u (top - limit)
+//!   if  call $overflow  end             ;; $overflow: `unreachable`
+//!   local.get $scratch
+//!   global.set $__stack_pointer
+//! ```
+//!
+//! One unsigned compare catches both a stack pointer below `limit` and one
+//! that wrapped around below 0. The trap comes before the frame writes
+//! anything, in `$overflow`, which is how the hub tells it from other traps.
+//! `limit` sits [`RED_ZONE`] above the bottom because LLVM lets a leaf
+//! function with a frame of up to 128 bytes use them below the stack pointer
+//! without moving it. Until the hub sets them, `limit` is 0 and `span` is
+//! `u32::MAX`: no check.
+
+use std::convert::Infallible;
+
+use wasm_encoder::reencode::{utils, Error, Reencode};
+use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, ValType};
+use wasmparser::Operator;
+
+/// Bytes a leaf function may use below the stack pointer (LLVM's
+/// `RedZoneSize` for WebAssembly).
+pub(crate) const RED_ZONE: u32 = 128;
+
+/// Export name the loader gives the `__stack_pointer` global.
+pub(crate) const STACK_POINTER_EXPORT: &str = "wasmlet:stack-pointer";
+/// Export name the loader gives the `__tls_base` global.
+pub(crate) const TLS_BASE_EXPORT: &str = "wasmlet:tls-base";
+/// Export name of the added global holding the lowest stack pointer allowed.
+pub(crate) const STACK_LIMIT_EXPORT: &str = "wasmlet:stack-limit";
+/// Export name of the added global holding `top - limit`.
+pub(crate) const STACK_SPAN_EXPORT: &str = "wasmlet:stack-span";
+
+/// What the rewrite needs to know of the module (read by the loader's scan).
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    /// Parameter count of each function type, by type index (0 for other
+    /// types).
+    pub type_params: Vec<u32>,
+    /// Functions imported (they come first in the function index space).
+    pub imported_funcs: u32,
+    /// Type index of each function the module defines.
+    pub func_types: Vec<u32>,
+    /// Globals, imported and defined.
+    pub globals: u32,
+}
+
+/// The rewritten module and the index of its overflow function.
+pub(crate) struct Rewritten {
+    pub bytes: Vec<u8>,
+    pub overflow_func: u32,
+}
+
+/// Rewrites `bytes`: exports `sp` and `tls` (global indices) and adds the
+/// stack check. Errors only on a module the scan accepted but the rewrite
+/// cannot read, which the caller reports as malformed.
+pub(crate) fn rewrite(
+    bytes: &[u8],
+    shape: &Shape,
+    sp: u32,
+    tls: u32,
+) -> Result<Rewritten, Error<Infallible>> {
+    let overflow_func = shape.imported_funcs + shape.func_types.len() as u32;
+    let mut check = StackCheck {
+        shape,
+        sp,
+        tls,
+        limit: shape.globals,
+        span: shape.globals + 1,
+        overflow_func,
+        overflow_type: shape.type_params.len() as u32,
+        next_func: 0,
+    };
+    let mut module = wasm_encoder::Module::new();
+    check.parse_core_module(&mut module, wasmparser::Parser::new(0), bytes)?;
+    Ok(Rewritten {
+        bytes: module.finish(),
+        overflow_func,
+    })
+}
+
+struct StackCheck<'a> {
+    shape: &'a Shape,
+    sp: u32,
+    tls: u32,
+    limit: u32,
+    span: u32,
+    overflow_func: u32,
+    overflow_type: u32,
+    /// The defined function whose body comes next.
+    next_func: usize,
+}
+
+impl Reencode for StackCheck<'_> {
+    type Error = Infallible;
+
+    fn parse_type_section(
+        &mut self,
+        types: &mut wasm_encoder::TypeSection,
+        section: wasmparser::TypeSectionReader<'_>,
+    ) -> Result<(), Error> {
+        utils::parse_type_section(self, types, section)?;
+        types.ty().function([], []);
+        Ok(())
+    }
+
+    fn parse_function_section(
+        &mut self,
+        functions: &mut wasm_encoder::FunctionSection,
+        section: wasmparser::FunctionSectionReader<'_>,
+    ) -> Result<(), Error> {
+        utils::parse_function_section(self, functions, section)?;
+        functions.function(self.overflow_type);
+        Ok(())
+    }
+
+    fn parse_global_section(
+        &mut self,
+        globals: &mut wasm_encoder::GlobalSection,
+        section: wasmparser::GlobalSectionReader<'_>,
+    ) -> Result<(), Error> {
+        utils::parse_global_section(self, globals, section)?;
+        let ty = GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        };
+        globals.global(ty, &ConstExpr::i32_const(0));
+        globals.global(ty, &ConstExpr::i32_const(-1));
+        Ok(())
+    }
+
+    fn parse_export_section(
+        &mut self,
+        exports: &mut wasm_encoder::ExportSection,
+        section: wasmparser::ExportSectionReader<'_>,
+    ) -> Result<(), Error> {
+        utils::parse_export_section(self, exports, section)?;
+        exports.export(STACK_POINTER_EXPORT, ExportKind::Global, self.sp);
+        exports.export(TLS_BASE_EXPORT, ExportKind::Global, self.tls);
+        exports.export(STACK_LIMIT_EXPORT, ExportKind::Global, self.limit);
+        exports.export(STACK_SPAN_EXPORT, ExportKind::Global, self.span);
+        Ok(())
+    }
+
+    fn parse_code_section(
+        &mut self,
+        code: &mut wasm_encoder::CodeSection,
+        section: wasmparser::CodeSectionReader<'_>,
+    ) -> Result<(), Error> {
+        utils::parse_code_section(self, code, section)?;
+        let mut overflow = Function::new([]);
+        overflow.instruction(&Instruction::Unreachable);
+        overflow.instruction(&Instruction::End);
+        code.function(&overflow);
+        Ok(())
+    }
+
+    fn parse_function_body(
+        &mut self,
+        code: &mut wasm_encoder::CodeSection,
+        func: wasmparser::FunctionBody<'_>,
+    ) -> Result<(), Error> {
+        let ty = self.shape.func_types.get(self.next_func).copied();
+        self.next_func += 1;
+        let params = ty
+            .and_then(|ty| self.shape.type_params.get(ty as usize))
+            .copied()
+            .unwrap_or(0);
+        let mut locals = Vec::new();
+        let mut count = params;
+        for pair in func.get_locals_reader()? {
+            let (n, ty) = pair?;
+            count = count.saturating_add(n);
+            locals.push((n, self.val_type(ty)?));
+        }
+        let scratch = count;
+        locals.push((1, ValType::I32));
+        let mut f = Function::new(locals);
+        let mut reader = func.get_operators_reader()?;
+        while !reader.eof() {
+            match reader.read()? {
+                Operator::GlobalSet { global_index } if global_index == self.sp => {
+                    for instruction in [
+                        Instruction::LocalTee(scratch),
+                        Instruction::GlobalGet(self.limit),
+                        Instruction::I32Sub,
+                        Instruction::GlobalGet(self.span),
+                        Instruction::I32GtU,
+                        Instruction::If(wasm_encoder::BlockType::Empty),
+                        Instruction::Call(self.overflow_func),
+                        Instruction::End,
+                        Instruction::LocalGet(scratch),
+                        Instruction::GlobalSet(self.sp),
+                    ] {
+                        f.instruction(&instruction);
+                    }
+                }
+                op => {
+                    f.instruction(&self.instruction(op)?);
+                }
+            }
+        }
+        code.function(&f);
+        Ok(())
+    }
+}
