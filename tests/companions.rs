@@ -149,3 +149,16 @@ fn timeouts_interrupt_each_blocking_call_and_nest() {
         ]
     );
 }
+
+#[test]
+fn a_timeout_cancelled_by_another_thread_lets_its_owner_wait_on() {
+    let r = run("timeout_cancelled", &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "get under a cancelled timeout: (Ok(\"late item\"), false)",
+            "sleep under a cancelled timeout (slept it all, fired): (true, false)",
+        ]
+    );
+}

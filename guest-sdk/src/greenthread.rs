@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::abi::wasmlet::runtime::hub::{self, JoinStatus, KillStatus};
 use crate::error::GreenThreadError;
@@ -421,17 +421,23 @@ pub fn spawn_after_local<T: 'static>(
 /// wasmlet::sleep(std::time::Duration::from_millis(1));
 /// ```
 pub fn sleep(duration: Duration) {
-    let ns = nanos(duration);
     let limit = Limit::new(None);
     if limit.unbounded() {
-        hub::sleep(ns);
+        hub::sleep(nanos(duration));
         return;
     }
-    let bounded = limit.timeout_ns();
-    hub::sleep(ns.min(bounded));
-    if bounded <= ns {
-        // A Timeout's deadline came first (or with it): it fires.
-        let _ = limit.check();
+    let end = Instant::now().checked_add(duration);
+    loop {
+        let rest = end.map_or(u64::MAX - 1, |end| {
+            nanos(end.saturating_duration_since(Instant::now()))
+        });
+        let bounded = limit.timeout_ns();
+        hub::sleep(rest.min(bounded));
+        // A Timeout's deadline came first (or with it): it fires, unless it
+        // was cancelled meanwhile, and then the sleep goes on.
+        if bounded > rest || limit.check().is_err() || rest == 0 {
+            return;
+        }
     }
 }
 

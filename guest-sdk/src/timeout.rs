@@ -220,41 +220,56 @@ pub(crate) fn forget_all() {
 }
 
 /// The earliest limit on one blocking call: its own deadline, if any, or the
-/// calling green thread's earliest pending [`Timeout`].
+/// calling green thread's earliest pending [`Timeout`]. If that timeout is
+/// cancelled (by another green thread holding it) while the call waits, the
+/// limit moves to the next one: the call neither fires it nor gives up.
 pub(crate) struct Limit {
-    deadline: Option<Instant>,
+    /// The call's own deadline.
+    own: Option<Instant>,
+    deadline: Cell<Option<Instant>>,
     /// The timeout whose deadline it is (None: the call's own).
-    by: Option<Rc<State>>,
+    by: Cell<Option<Rc<State>>>,
 }
 
 impl Limit {
     /// The limit for a call that may wait `own` at most (None: for ever).
     pub(crate) fn new(own: Option<Duration>) -> Limit {
-        let mut limit = Limit {
-            deadline: own.map(|d| {
+        let limit = Limit {
+            own: own.map(|d| {
                 let now = Instant::now();
                 now.checked_add(d).unwrap_or(now + FAR_FUTURE)
             }),
-            by: None,
+            deadline: Cell::new(None),
+            by: Cell::new(None),
         };
+        limit.refresh();
+        limit
+    }
+
+    /// Finds the earliest of the call's own deadline and the pending
+    /// timeouts'.
+    fn refresh(&self) {
+        let mut deadline = self.own;
+        let mut by = None;
         prune();
         if PENDING.with(|cell| !cell.get().is_null()) {
             with_pending(|list| {
                 for state in list.iter() {
-                    if limit.deadline.is_none_or(|d| state.deadline < d) {
-                        limit.deadline = Some(state.deadline);
-                        limit.by = Some(state.clone());
+                    if deadline.is_none_or(|d| state.deadline < d) {
+                        deadline = Some(state.deadline);
+                        by = Some(state.clone());
                     }
                 }
             });
         }
-        limit
+        self.deadline.set(deadline);
+        self.by.set(by);
     }
 
     /// What to hand the hub as `timeout-ns`: `u64::MAX` for none, 0 once the
     /// limit has passed.
     pub(crate) fn timeout_ns(&self) -> u64 {
-        match self.deadline {
+        match self.deadline.get() {
             None => u64::MAX,
             Some(deadline) => nanos(deadline.saturating_duration_since(Instant::now())),
         }
@@ -262,28 +277,33 @@ impl Limit {
 
     /// True if the call may wait for ever.
     pub(crate) fn unbounded(&self) -> bool {
-        self.deadline.is_none()
+        self.deadline.get().is_none()
     }
 
     /// After a wait that ended without what it waited for: the error if the
     /// limit has passed (firing the timeout that set it), else `Ok` (an early
-    /// wake-up: wait again).
+    /// wake-up, or the timeout was cancelled meanwhile: wait again).
     pub(crate) fn check(&self) -> Result<(), TimedOut> {
-        let Some(deadline) = self.deadline else {
+        let Some(deadline) = self.deadline.get() else {
             return Ok(());
         };
         if Instant::now() < deadline {
             return Ok(());
         }
-        match &self.by {
+        let by = self.by.take();
+        match &by {
             None => Err(TimedOut::OWN),
             Some(state) if state.status.get() == Status::Pending => {
                 state.status.set(Status::Fired);
                 prune();
                 Err(TimedOut { timeout: state.id })
             }
-            // Cancelled meanwhile (by another green thread holding it).
-            Some(_) => Ok(()),
+            Some(_) => {
+                // Cancelled meanwhile (by another green thread holding it):
+                // the next limit applies, or none.
+                self.refresh();
+                Ok(())
+            }
         }
     }
 }
