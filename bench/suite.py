@@ -90,11 +90,18 @@ def machine():
         "cpu": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "eventlet": metadata.version("eventlet"),
-        "gevent": metadata.version("gevent"),
+        "eventlet": installed("eventlet"),
+        "gevent": installed("gevent"),
         "wasmtime": "48.0.8",
         "wasmlet_commit": rev,
     }
+
+
+def installed(package):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def fmt(value):
@@ -125,13 +132,19 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small counts, one repetition")
     parser.add_argument("--reps", type=int, help="repetitions per figure (default 5; 1 with --quick)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="comma-separated systems to run (default: all three)")
     args = parser.parse_args()
     reps = args.reps or (1 if args.quick else 5)
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        raise SystemExit(f"unknown systems {unknown}; choose from {SYSTEMS}")
 
     runs = {s: {} for s in SYSTEMS}
     for workload, full, quick, flags, what in WORKLOADS:
         count = quick if args.quick else full
-        for system in SYSTEMS:
+        for system in systems:
             for rep in range(reps):
                 print(f"  {system:8} {workload:10} {count:>7,} {what} ({rep + 1}/{reps})",
                       file=sys.stderr, flush=True)
@@ -189,6 +202,7 @@ def main():
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
         "repetitions": reps,
+        "systems": systems,
         "machine": info,
         "workloads": {w: {"count": q if args.quick else f, "what": what, "wasmlet_flags": fl}
                       for w, f, q, fl, what in WORKLOADS},
