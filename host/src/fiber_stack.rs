@@ -4,22 +4,35 @@
 //! wasmtime's own stacks each get an `mmap` and a guard page, and every guard
 //! page splits a mapping in two: Linux allows 65,530 mappings per process
 //! (`vm.max_map_count`), so those stacks run out near 32,000 green threads.
-//! These stacks come 256 to a mapping, without guard pages, so 100,000 green
-//! threads need a few hundred mappings. Only the pages a green thread touches
-//! take memory.
+//! These stacks come 256 to a mapping, so 100,000 green threads need a few
+//! hundred mappings. Only the pages a green thread touches take memory.
 //!
-//! Without a guard page, what stops a green thread from running off its
-//! stack is wasmtime's own limit on wasm stack use (`max_wasm_stack`): wasm
-//! code that recurses too deep traps with a stack overflow before it gets
-//! there. The rest of the stack, a quarter and at least 128 KiB (see
-//! `Runtime::new`), is for the host functions the green thread calls, whose
-//! depth does not depend on the guest.
+//! Below every stack is a guard page, installed with `MADV_GUARD_INSTALL`
+//! (Linux 6.13+), which makes the page fault on access without splitting the
+//! mapping:
+//!
+//! ```text
+//!   one mapping of 256 × (page + size)
+//!   ┌───────┬──────────────────────┬───────┬──────────────────────┬─────
+//!   │ guard │ stack 0   ◄── grows  │ guard │ stack 1   ◄── grows  │ ...
+//!   └───────┴──────────────────────┴───────┴──────────────────────┴─────
+//!           ▲ range().start        ▲ top()
+//! ```
+//!
+//! wasm code never reaches it: wasmtime's limit on wasm stack use
+//! (`max_wasm_stack`) traps deep recursion first, and the rest of the stack,
+//! a quarter and at least 128 KiB (see `Runtime::new`), is for the host
+//! functions the green thread calls. The guard is for a host function that
+//! overruns that reserve: it faults instead of writing into the neighbouring
+//! fiber's saved state. On a kernel without `MADV_GUARD_INSTALL` the stacks
+//! have no guard (a warning says so once).
 
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use rustix::mm::{madvise, mmap_anonymous, Advice, MapFlags, ProtFlags};
+use std::sync::Once;
 use wasmtime::{Result, StackCreator, StackMemory};
 
 /// Stacks per mapping.
@@ -34,6 +47,8 @@ pub(crate) struct FiberStacks(Arc<Pool>);
 
 struct Pool {
     size: usize,
+    /// The page size: each stack's guard.
+    page: usize,
     free: Mutex<Free>,
 }
 
@@ -49,6 +64,7 @@ impl FiberStacks {
     pub(crate) fn new(size: usize) -> FiberStacks {
         FiberStacks(Arc::new(Pool {
             size,
+            page: rustix::param::page_size(),
             free: Mutex::new(Free {
                 // Full size at once (its pages are touched only as it
                 // fills): growing it while thousands of green threads end
@@ -61,6 +77,12 @@ impl FiberStacks {
 }
 
 impl Pool {
+    /// Bytes from one stack's guard to the next's.
+    fn stride(&self) -> usize {
+        self.page + self.size
+    }
+
+    /// Hands out the base (lowest address, above its guard) of a free stack.
     fn take(&self) -> Result<usize> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(base) = free.warm.pop().or_else(|| free.cold.pop()) {
@@ -70,7 +92,7 @@ impl Pool {
         let chunk = unsafe {
             mmap_anonymous(
                 std::ptr::null_mut(),
-                self.size * STACKS_PER_CHUNK,
+                self.stride() * STACKS_PER_CHUNK,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::PRIVATE | MapFlags::NORESERVE,
             )
@@ -81,10 +103,13 @@ impl Pool {
                 self.size / 1024
             )
         })? as usize;
+        for i in 0..STACKS_PER_CHUNK {
+            install_guard(chunk + i * self.stride(), self.page);
+        }
         // Handed out lowest first.
-        free.cold
-            .extend((1..STACKS_PER_CHUNK).rev().map(|i| chunk + i * self.size));
-        Ok(chunk)
+        let base = |i: usize| chunk + i * self.stride() + self.page;
+        free.cold.extend((1..STACKS_PER_CHUNK).rev().map(base));
+        Ok(base(0))
     }
 
     fn give_back(&self, base: usize) {
@@ -93,8 +118,9 @@ impl Pool {
             free.warm.push(base);
             return;
         }
-        // SAFETY: the stack is no longer used by any fiber; its pages may go.
-        // A failure only leaves them resident.
+        // SAFETY: the stack is no longer used by any fiber; its pages may go
+        // (its guard stays: guard markers survive MADV_DONTNEED). A failure
+        // only leaves them resident.
         let _ = unsafe { madvise(base as *mut _, self.size, Advice::LinuxDontNeed) };
         free.cold.push(base);
     }
@@ -143,12 +169,91 @@ unsafe impl StackMemory for FiberStack {
     }
 
     fn guard_range(&self) -> Range<*mut u8> {
-        std::ptr::null_mut()..std::ptr::null_mut()
+        let page = self.pool.page;
+        // SAFETY: the guard page is the page below the stack, in the same
+        // mapping (see `Pool::take`).
+        let start = unsafe { self.base.as_ptr().sub(page) };
+        start..self.base.as_ptr()
+    }
+}
+
+/// Makes the page at `at` fault on any access, without splitting its mapping.
+fn install_guard(at: usize, page: usize) {
+    /// `MADV_GUARD_INSTALL` (Linux 6.13+; not yet in the libc crate).
+    const MADV_GUARD_INSTALL: libc::c_int = 102;
+    // SAFETY: `at` is a page of a private anonymous mapping of ours that no
+    // stack uses: making it fault affects nothing else.
+    let failed = unsafe { libc::madvise(at as *mut libc::c_void, page, MADV_GUARD_INSTALL) } != 0;
+    if failed {
+        static WARN: Once = Once::new();
+        WARN.call_once(|| {
+            tracing::warn!(
+                "this kernel cannot install guard pages without splitting mappings \
+                 (MADV_GUARD_INSTALL needs Linux 6.13); green threads' fiber stacks have none"
+            )
+        });
     }
 }
 
 impl Drop for FiberStack {
     fn drop(&mut self) {
         self.pool.give_back(self.base.as_ptr() as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: usize = 256 * 1024;
+
+    /// Writes just below a stack from a child process (this test, run again
+    /// with a variable set): the guard must kill it with SIGSEGV.
+    #[test]
+    fn the_page_below_each_stack_faults() {
+        if std::env::var_os("WASMLET_GUARD_PROBE").is_some() {
+            let stacks = FiberStacks::new(SIZE);
+            let stacks: Vec<_> = (0..3)
+                .map(|_| stacks.new_stack(SIZE, false).unwrap())
+                .collect();
+            let stack = &stacks[1];
+            let usable = stack.range().start as *mut u8;
+            // SAFETY: the lowest byte of the stack: ours to write.
+            unsafe { usable.write_volatile(1) };
+            // SAFETY: deliberately the byte below it, in its guard page: the
+            // process must die here.
+            unsafe { usable.sub(1).write_volatile(1) };
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "fiber_stack::tests::the_page_below_each_stack_faults",
+            ])
+            .env("WASMLET_GUARD_PROBE", "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "writing into the guard page did not fault: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    #[test]
+    fn stacks_of_one_mapping_do_not_overlap_and_keep_their_size() {
+        let stacks = FiberStacks::new(SIZE);
+        let taken: Vec<_> = (0..10)
+            .map(|_| stacks.new_stack(SIZE, false).unwrap())
+            .collect();
+        for pair in taken.windows(2) {
+            let (a, b) = (pair[0].range(), pair[1].range());
+            assert_eq!(a.len(), SIZE);
+            assert!(a.end <= b.start || b.end <= a.start);
+            assert_eq!(b.start - a.start, SIZE + rustix::param::page_size());
+        }
     }
 }
