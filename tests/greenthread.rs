@@ -204,3 +204,39 @@ fn unbounded_recursion_in_main_ends_the_guest_with_a_shadow_stack_overflow() {
     let error = r.error.unwrap_or_default();
     assert!(error.contains("shadow stack overflow"), "{error}");
 }
+
+#[test]
+fn the_sdk_panic_hook_chains_to_the_guests_own() {
+    let r = run("hooks", &["user-hook"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "user hook saw: boom",
+            "wait: Err(\"green thread panicked: boom\")"
+        ]
+    );
+    assert_eq!(r.stderr, "", "the default hook stayed quiet");
+}
+
+#[test]
+fn a_trap_while_a_finished_task_is_dropped_does_not_drop_it_twice() {
+    let r = run("hooks", &["drop-bomb"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.trim(),
+        "[\"round 0\", \"round 1\", \"round 2\"], heap ok: true"
+    );
+    // The panic is the green thread's own (its task is still current while
+    // it is dropped), not main's.
+    for number in [2, 4, 6] {
+        let line = format!("green thread #{number} panicked at src/bin/hooks.rs");
+        assert!(r.stderr.contains(&line), "{line}\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("main"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("failed"),
+        "its ending ran on a spent task: {}",
+        r.stderr
+    );
+}

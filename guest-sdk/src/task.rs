@@ -2,6 +2,13 @@
 //! `spawn`, the two exports through which the hub runs it (`wasmlet-run`,
 //! `wasmlet-finish`), its links, and the panic hook that records a panic's
 //! message before the trap ends the green thread.
+//!
+//! A task is reached only through raw pointers (the hub's copy, and
+//! `CURRENT` for the panic hook), never through a `Box` while the green
+//! thread may still trap: a trap ends the call wherever it is, and the
+//! hub's `wasmlet-finish` then takes the task over. The task's `body` is
+//! taken out before it is dropped, so a trap while dropping it (a `Drop`
+//! that panics) leaves a task that `wasmlet-finish` knows is spent.
 
 use std::cell::Cell;
 use std::error::Error;
@@ -28,7 +35,8 @@ pub(crate) struct Task {
     /// Set by the panic hook: a panic traps, and `wasmlet-finish` (running on a
     /// fresh instance) still finds the message here.
     panic: Option<String>,
-    body: Box<dyn Body>,
+    /// None once the run has finished with it (being dropped).
+    body: Option<Box<dyn Body>>,
 }
 
 /// A link callback as handed to the hub: a thin pointer to a boxed closure.
@@ -45,14 +53,53 @@ thread_local! {
 static HUB_EXCEPTIONS: AtomicBool = AtomicBool::new(true);
 static HOOK: Once = Once::new();
 
+thread_local! {
+    /// Set while the SDK's hook calls the hook it chains to for a green
+    /// thread's panic, which the SDK reports itself (or not, as
+    /// `hub_exceptions` says): std's default hook then stays quiet (see
+    /// [`quiet_default_hook`]); a guest's own hook runs as usual.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs before `main` (from `.init_array`, which wasi-libc's start code runs
+/// first): wraps std's default panic hook so that it can be told to stay
+/// quiet, before any guest code can install a hook of its own.
+#[used]
+#[link_section = ".init_array"]
+static INSTALL_QUIET_DEFAULT: extern "C" fn() = quiet_default_hook;
+
+extern "C" fn quiet_default_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !QUIET.with(Cell::get) {
+            default(info);
+        }
+    }));
+}
+
+/// Installs the SDK's panic hook, chained to the one in place (the guest's
+/// own, if it set one before its first spawn; else std's default).
+fn install_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let green = panic_hook(info);
+        QUIET.with(|q| q.set(green));
+        previous(info);
+        QUIET.with(|q| q.set(false));
+    }));
+}
+
 pub(crate) fn set_hub_exceptions(on: bool) {
     HUB_EXCEPTIONS.store(on, Ordering::Relaxed);
 }
 
 /// Hands `body` to the hub as a new green thread.
 pub(crate) fn start(body: Box<dyn Body>, stack_size: u32, delay_ns: u64, local: bool) -> u64 {
-    HOOK.call_once(|| std::panic::set_hook(Box::new(panic_hook)));
-    let task = Box::into_raw(Box::new(Task { panic: None, body }));
+    HOOK.call_once(install_hook);
+    let task = Box::into_raw(Box::new(Task {
+        panic: None,
+        body: Some(body),
+    }));
     let flags = if local {
         hub::SpawnFlags::LOCAL
     } else {
@@ -116,7 +163,11 @@ fn describe(how: Ending) -> &'static str {
     }
 }
 
-fn panic_hook(info: &PanicHookInfo<'_>) {
+/// Records a green thread's panic message for its `wasmlet-finish`, and
+/// reports the panic unless `hub_exceptions(false)`; true if the panic was a
+/// green thread's (std's default hook then stays quiet). A panic of main is
+/// left to the hook it chains to.
+fn panic_hook(info: &PanicHookInfo<'_>) -> bool {
     let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = info.payload().downcast_ref::<String>() {
@@ -130,17 +181,18 @@ fn panic_hook(info: &PanicHookInfo<'_>) {
         .unwrap_or_default();
     let task = CURRENT.with(Cell::get);
     if task.is_null() {
-        eprintln!("main green thread panicked{location}:\n{msg}");
-        return;
+        return false;
     }
     if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
         let number = hub::current();
         eprintln!("green thread #{number} panicked{location}:\n{msg}");
     }
-    // SAFETY: CURRENT points at this green thread's live task; only its
-    // `panic` field is written, never aliased by a reference (run() borrows
-    // only `body`).
+    // SAFETY: CURRENT points at this green thread's live task, which only
+    // raw pointers reach (see the module docs); only its `panic` field is
+    // written, and no reference to that field is live: `wasmlet-run` and
+    // `wasmlet-finish` borrow only `body`.
     unsafe { ptr::addr_of_mut!((*task).panic).write(Some(msg)) };
+    true
 }
 
 extern "C" {
@@ -161,11 +213,16 @@ impl crate::abi::Guest for Exports {
         unsafe { __wasi_init_tp() };
         let task = task as usize as *mut Task;
         CURRENT.with(|c| c.set(task));
-        // SAFETY: the hub hands back the pointer `start` gave it, once, and
-        // no other green thread touches a task it did not spawn... except
-        // through this green thread's own TLS (the panic hook, disjoint field).
-        unsafe { (*ptr::addr_of_mut!((*task).body)).run() };
+        // SAFETY: the hub hands back the pointer `start` gave it, once; only
+        // the `body` field is borrowed (the panic hook writes `panic`).
+        if let Some(body) = unsafe { &mut *ptr::addr_of_mut!((*task).body) } {
+            body.run();
+        }
         run_links();
+        // SAFETY: as above. Taken out first: if dropping it traps, the
+        // task `wasmlet-finish` gets is marked spent, not dropped twice.
+        let body = unsafe { (*ptr::addr_of_mut!((*task).body)).take() };
+        drop(body);
         CURRENT.with(|c| c.set(ptr::null_mut()));
         // SAFETY: as above; nothing refers to the task any more.
         drop(unsafe { Box::from_raw(task) });
@@ -174,33 +231,53 @@ impl crate::abi::Guest for Exports {
     fn wasmlet_finish(task: u32, how: Ending, error: u32) {
         // SAFETY: see `__wasi_init_tp`.
         unsafe { __wasi_init_tp() };
-        // SAFETY: the hub hands back the pointer `start` gave it: the run that
-        // would have freed it was dropped (or never started).
-        let mut task = unsafe { Box::from_raw(task as usize as *mut Task) };
+        // The hub hands back the pointer `start` gave it: the run that would
+        // have freed it was dropped (or never started). Kept raw while this
+        // call may trap: a panic below reaches it through CURRENT.
+        let task = task as usize as *mut Task;
+        CURRENT.with(|c| c.set(task));
         // Its Timeouts belonged to the frames that were dropped; a wait it
         // was in hands back what it was given.
         crate::timeout::forget_all();
         crate::waiter::finish_abandoned_wait();
-        let error = match how {
-            Ending::Killed if error != 0 => {
-                // SAFETY: a kill error the hub kept for this thread.
-                GreenThreadError::KilledWith(unsafe { kill_error_from_raw(error) })
-            }
-            Ending::Killed => GreenThreadError::Killed,
-            Ending::Cancelled => GreenThreadError::Cancelled,
-            trap => match task.panic.take() {
-                Some(msg) => GreenThreadError::Panicked(msg),
-                None => {
-                    if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
-                        let number = hub::current();
-                        eprintln!("green thread #{number} failed: {}", describe(trap));
-                    }
-                    GreenThreadError::Trapped(describe(trap))
-                }
-            },
+        // SAFETY: the task is this green thread's (see above); no reference
+        // to these fields is live.
+        let (panic, body) = unsafe {
+            (
+                (*ptr::addr_of_mut!((*task).panic)).take(),
+                (*ptr::addr_of_mut!((*task).body)).take(),
+            )
         };
-        task.body.fail(error);
-        run_links();
+        // A body already taken: the run finished it and trapped while
+        // dropping it; its result and links are done.
+        if let Some(mut body) = body {
+            let error = match how {
+                Ending::Killed if error != 0 => {
+                    // SAFETY: a kill error the hub kept for this thread.
+                    GreenThreadError::KilledWith(unsafe { kill_error_from_raw(error) })
+                }
+                Ending::Killed => GreenThreadError::Killed,
+                Ending::Cancelled => GreenThreadError::Cancelled,
+                trap => match panic {
+                    Some(msg) => GreenThreadError::Panicked(msg),
+                    None => {
+                        if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
+                            let number = hub::current();
+                            eprintln!("green thread #{number} failed: {}", describe(trap));
+                        }
+                        GreenThreadError::Trapped(describe(trap))
+                    }
+                },
+            };
+            body.fail(error);
+            run_links();
+        } else if how == Ending::Killed && error != 0 {
+            // SAFETY: a kill error the hub kept for this thread, unused.
+            drop(unsafe { kill_error_from_raw(error) });
+        }
+        CURRENT.with(|c| c.set(ptr::null_mut()));
+        // SAFETY: nothing refers to the task any more.
+        drop(unsafe { Box::from_raw(task) });
     }
 }
 
