@@ -144,7 +144,9 @@ impl Hub {
         let _entered = hub_state::enter(&state);
         loop {
             let next = self.with(|state| {
-                state.sched.fire_due_timers(Instant::now());
+                if state.sched.has_timers() {
+                    state.sched.fire_due_timers(Instant::now());
+                }
                 state.sched.next_runnable()
             });
             match next {

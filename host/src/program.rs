@@ -10,7 +10,8 @@
 use std::borrow::Cow;
 
 use wasmparser::{
-    CompositeInnerType, DataKind, KnownCustom, Name, Operator, Parser, Payload, TypeRef,
+    CompositeInnerType, DataKind, ExternalKind, KnownCustom, Name, Operator, Parser, Payload,
+    TypeRef,
 };
 use wasmtime::error::Context;
 use wasmtime::{bail, format_err, Result};
@@ -68,9 +69,11 @@ impl Program {
             _ => (Cow::Borrowed(bytes), None),
         };
         let module = Module::new(engine, &bytes).context("compiling the guest module")?;
+        // The loader added `wasmlet:run-on` and `wasmlet:finish-on` if the
+        // module has the SDK's two exports (see `stack_check`).
         let can_spawn = overflow_func.is_some()
-            && scan.exports.iter().any(|e| e == RUN_EXPORT)
-            && scan.exports.iter().any(|e| e == FINISH_EXPORT);
+            && scan.shape.run_func.is_some()
+            && scan.shape.finish_func.is_some();
         // Globals other than the two each green thread sets for itself would
         // carry one green thread's state into the next on a reused worker.
         let own = [scan.stack_pointer, scan.tls_base];
@@ -177,8 +180,15 @@ fn scan(bytes: &[u8]) -> Result<Scan> {
             Payload::MemorySection(memories) => defines_memory = memories.count() > 0,
             Payload::ExportSection(exports) => {
                 for export in exports {
-                    scan.exports
-                        .push(export.context("reading the export section")?.name.into());
+                    let export = export.context("reading the export section")?;
+                    if export.kind == ExternalKind::Func {
+                        if export.name == RUN_EXPORT {
+                            scan.shape.run_func = Some(export.index);
+                        } else if export.name == FINISH_EXPORT {
+                            scan.shape.finish_func = Some(export.index);
+                        }
+                    }
+                    scan.exports.push(export.name.into());
                 }
             }
             Payload::DataSection(data) => {

@@ -28,6 +28,13 @@
 //!   global.set $__stack_pointer
 //! ```
 //!
+//! The hub starts a green thread on a worker through two more functions the
+//! loader adds, `wasmlet:run-on(task, sp, tls, limit, span)` and
+//! `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`, which set the
+//! four globals and call the SDK's `wasmlet-run` / `wasmlet-finish`: four
+//! `global.set` instructions instead of four calls of wasmtime's
+//! `Global::set`, which type-checks each (that cost a spawn 8%).
+//!
 //! One unsigned compare catches both a stack pointer below `limit` and one
 //! that wrapped around below 0. The trap comes before the frame writes
 //! anything, in `$overflow`, which is how the hub tells it from other traps.
@@ -54,6 +61,10 @@ pub(crate) const TLS_BASE_EXPORT: &str = "wasmlet:tls-base";
 pub(crate) const STACK_LIMIT_EXPORT: &str = "wasmlet:stack-limit";
 /// Export name of the added global holding `top - limit`.
 pub(crate) const STACK_SPAN_EXPORT: &str = "wasmlet:stack-span";
+/// Export name of the added `run-on(task, sp, tls, limit, span)`.
+pub(crate) const RUN_ON_EXPORT: &str = "wasmlet:run-on";
+/// Export name of the added `finish-on(task, how, error, sp, tls, limit, span)`.
+pub(crate) const FINISH_ON_EXPORT: &str = "wasmlet:finish-on";
 
 /// What the rewrite needs to know of the module (read by the loader's scan).
 #[derive(Debug, Default)]
@@ -67,6 +78,9 @@ pub(crate) struct Shape {
     pub func_types: Vec<u32>,
     /// Globals, imported and defined.
     pub globals: u32,
+    /// The SDK's `wasmlet-run` and `wasmlet-finish` exports, if present.
+    pub run_func: Option<u32>,
+    pub finish_func: Option<u32>,
 }
 
 /// The rewritten module and the index of its overflow function.
@@ -85,6 +99,8 @@ pub(crate) fn rewrite(
     tls: u32,
 ) -> Result<Rewritten, Error<Infallible>> {
     let overflow_func = shape.imported_funcs + shape.func_types.len() as u32;
+    let types = shape.type_params.len() as u32;
+    let entries = shape.run_func.zip(shape.finish_func);
     let mut check = StackCheck {
         shape,
         sp,
@@ -92,7 +108,8 @@ pub(crate) fn rewrite(
         limit: shape.globals,
         span: shape.globals + 1,
         overflow_func,
-        overflow_type: shape.type_params.len() as u32,
+        new_types: types,
+        entries,
         next_func: 0,
     };
     let mut module = wasm_encoder::Module::new();
@@ -110,7 +127,11 @@ struct StackCheck<'a> {
     limit: u32,
     span: u32,
     overflow_func: u32,
-    overflow_type: u32,
+    /// Index of the first added type: `() -> ()`, then the two entries'.
+    new_types: u32,
+    /// The SDK's `wasmlet-run` and `wasmlet-finish`, if both exist: then
+    /// `run-on` and `finish-on` are added after the overflow function.
+    entries: Option<(u32, u32)>,
     /// The defined function whose body comes next.
     next_func: usize,
 }
@@ -125,6 +146,8 @@ impl Reencode for StackCheck<'_> {
     ) -> Result<(), Error> {
         utils::parse_type_section(self, types, section)?;
         types.ty().function([], []);
+        types.ty().function([ValType::I32; 5], []);
+        types.ty().function([ValType::I32; 7], []);
         Ok(())
     }
 
@@ -134,7 +157,11 @@ impl Reencode for StackCheck<'_> {
         section: wasmparser::FunctionSectionReader<'_>,
     ) -> Result<(), Error> {
         utils::parse_function_section(self, functions, section)?;
-        functions.function(self.overflow_type);
+        functions.function(self.new_types);
+        if self.entries.is_some() {
+            functions.function(self.new_types + 1);
+            functions.function(self.new_types + 2);
+        }
         Ok(())
     }
 
@@ -164,6 +191,10 @@ impl Reencode for StackCheck<'_> {
         exports.export(TLS_BASE_EXPORT, ExportKind::Global, self.tls);
         exports.export(STACK_LIMIT_EXPORT, ExportKind::Global, self.limit);
         exports.export(STACK_SPAN_EXPORT, ExportKind::Global, self.span);
+        if self.entries.is_some() {
+            exports.export(RUN_ON_EXPORT, ExportKind::Func, self.overflow_func + 1);
+            exports.export(FINISH_ON_EXPORT, ExportKind::Func, self.overflow_func + 2);
+        }
         Ok(())
     }
 
@@ -177,6 +208,25 @@ impl Reencode for StackCheck<'_> {
         overflow.instruction(&Instruction::Unreachable);
         overflow.instruction(&Instruction::End);
         code.function(&overflow);
+        if let Some((run, finish)) = self.entries {
+            // (task, sp, tls, limit, span) and (task, how, error, sp, tls,
+            // limit, span): set the globals, then call the entry with the
+            // leading arguments.
+            for (entry, args) in [(run, 1), (finish, 3)] {
+                let mut f = Function::new([]);
+                let globals = [self.sp, self.tls, self.limit, self.span];
+                for (i, global) in globals.into_iter().enumerate() {
+                    f.instruction(&Instruction::LocalGet(args + i as u32));
+                    f.instruction(&Instruction::GlobalSet(global));
+                }
+                for arg in 0..args {
+                    f.instruction(&Instruction::LocalGet(arg));
+                }
+                f.instruction(&Instruction::Call(entry));
+                f.instruction(&Instruction::End);
+                code.function(&f);
+            }
+        }
         Ok(())
     }
 

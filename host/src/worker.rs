@@ -12,12 +12,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use wasmtime::{format_err, Global, InstancePre, Result, Store, TypedFunc, Val};
+use wasmtime::{InstancePre, Result, Store, TypedFunc, Val};
 
-use crate::program::{FINISH_EXPORT, RUN_EXPORT};
 use crate::scheduler::TaskCall;
 use crate::stack_check::{
-    RED_ZONE, STACK_LIMIT_EXPORT, STACK_POINTER_EXPORT, STACK_SPAN_EXPORT, TLS_BASE_EXPORT,
+    FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
 };
 use crate::store_data::ThreadData;
 
@@ -27,7 +26,7 @@ pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<B
 
 /// Where a green thread's stacks are: the shadow stack's top and the TLS
 /// block, in guest memory.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stack {
     /// The initial stack pointer.
     pub top: u32,
@@ -50,12 +49,10 @@ pub(crate) struct Worker {
     /// The next worker down in a [`Spares`] stack.
     below: Option<Box<Worker>>,
     store: Store<ThreadData>,
-    stack_pointer: Global,
-    tls_base: Global,
-    stack_limit: Global,
-    stack_span: Global,
-    run: TypedFunc<u32, ()>,
-    finish: TypedFunc<(u32, u32, u32), ()>,
+    /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `stack_check`).
+    run: TypedFunc<(u32, u32, u32, u32, u32), ()>,
+    /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`.
+    finish: TypedFunc<(u32, u32, u32, u32, u32, u32, u32), ()>,
 }
 
 impl Worker {
@@ -73,24 +70,11 @@ impl Worker {
             store.epoch_deadline_async_yield_and_update(1);
         }
         let instance = pre.instantiate_async(&mut store).await?;
-        let mut global = |name: &str| {
-            instance
-                .get_global(&mut store, name)
-                .ok_or_else(|| format_err!("the guest module lost its `{name}` export"))
-        };
-        let stack_pointer = global(STACK_POINTER_EXPORT)?;
-        let tls_base = global(TLS_BASE_EXPORT)?;
-        let stack_limit = global(STACK_LIMIT_EXPORT)?;
-        let stack_span = global(STACK_SPAN_EXPORT)?;
-        let run = instance.get_typed_func(&mut store, RUN_EXPORT)?;
-        let finish = instance.get_typed_func(&mut store, FINISH_EXPORT)?;
+        let run = instance.get_typed_func(&mut store, RUN_ON_EXPORT)?;
+        let finish = instance.get_typed_func(&mut store, FINISH_ON_EXPORT)?;
         Ok(Box::new(Worker {
             below: None,
             store,
-            stack_pointer,
-            tls_base,
-            stack_limit,
-            stack_span,
             run,
             finish,
         }))
@@ -119,20 +103,17 @@ impl Worker {
     }
 
     async fn call(&mut self, stack: Stack, entry: TaskCall) -> Result<()> {
-        let store = &mut self.store;
-        self.stack_pointer
-            .set(&mut *store, Val::I32(stack.top as i32))?;
-        self.tls_base
-            .set(&mut *store, Val::I32(stack.tls_base as i32))?;
         let (limit, span) = stack.check();
-        self.stack_limit.set(&mut *store, Val::I32(limit as i32))?;
-        self.stack_span.set(&mut *store, Val::I32(span as i32))?;
+        let (sp, tls) = (stack.top, stack.tls_base);
+        let store = &mut self.store;
         match entry {
-            TaskCall::Run { task } => self.run.call_async(store, task).await,
+            TaskCall::Run { task } => {
+                let args = (task, sp, tls, limit, span);
+                self.run.call_async(store, args).await
+            }
             TaskCall::Finish { task, how, error } => {
-                self.finish
-                    .call_async(store, (task, how as u32, error))
-                    .await
+                let args = (task, how as u32, error, sp, tls, limit, span);
+                self.finish.call_async(store, args).await
             }
         }
     }

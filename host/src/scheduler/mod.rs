@@ -189,6 +189,10 @@ impl<P> Guest<P> {
 /// The scheduling state of one hub: its guests' green threads, their run
 /// queues, the round robin of guests and the timers. `P` is what the hub
 /// keeps with each green thread (its suspended call and stack).
+///
+/// Functions that may set a timer take the time as `now: impl FnOnce() ->
+/// Instant`: reading the clock costs as much as the rest of a switch, so it
+/// is read only when a timer is set.
 pub(crate) struct Scheduler<P> {
     guests: Vec<Option<Guest<P>>>,
     /// Guests with a runnable green thread, in turn order.
@@ -472,12 +476,18 @@ impl<P> Scheduler<P> {
 
     // ---- timers ----
 
-    fn add_timer(&mut self, guest: usize, thread: usize, now: Instant, after: Duration) {
+    fn add_timer(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        now: impl FnOnce() -> Instant,
+        after: Duration,
+    ) {
         let g = self.guest(guest);
         g.timed += 1;
         let t = &g.threads[thread];
         let (id, token) = (t.id, t.wait_token);
-        self.timers.push(now, after, guest, thread, id, token);
+        self.timers.push(now(), after, guest, thread, id, token);
     }
 
     /// The earliest deadline of a live timer (stale ones are dropped).
@@ -489,6 +499,12 @@ impl<P> Scheduler<P> {
             self.timers.pop();
         }
         None
+    }
+
+    /// True if any timer is set (live or stale): only then is the clock
+    /// worth reading for [`Scheduler::fire_due_timers`].
+    pub fn has_timers(&self) -> bool {
+        self.timers.len() > 0
     }
 
     /// Wakes every green thread whose timer is due at `now`.
@@ -518,7 +534,7 @@ impl<P> Scheduler<P> {
         caller: usize,
         spawn: Spawn,
         payload: P,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> ThreadId {
         let Spawn { task, delay, local } = spawn;
         let g = self.guest(guest);
@@ -549,7 +565,13 @@ impl<P> Scheduler<P> {
 
     /// Suspends the caller for `duration`; zero queues it behind every
     /// green thread already runnable.
-    pub fn sleep(&mut self, guest: usize, thread: usize, duration: Duration, now: Instant) {
+    pub fn sleep(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        duration: Duration,
+        now: impl FnOnce() -> Instant,
+    ) {
         if duration.is_zero() {
             self.make_runnable(guest, thread, false);
             return;
@@ -611,7 +633,7 @@ impl<P> Scheduler<P> {
         caller: usize,
         target: ThreadId,
         timeout: Option<Duration>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Option<JoinStatus> {
         let g = self.guest(guest);
         let Some(key) = g.key_of(target) else {
@@ -681,7 +703,7 @@ impl<P> Scheduler<P> {
         guest: usize,
         thread: usize,
         timeout: Option<Duration>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Option<bool> {
         let t = &mut self.guest(guest).threads[thread];
         if t.permit {

@@ -267,11 +267,12 @@ impl Sched for Real {
             local,
         };
         let (key, at) = (self.key(caller), self.at(now));
-        self.s.spawn(0, key, spawn, (), at)
+        self.s.spawn(0, key, spawn, (), move || at)
     }
     fn sleep(&mut self, t: ThreadId, ticks: u64, now: u64) {
         let (key, at) = (self.key(t), self.at(now));
-        self.s.sleep(0, key, Duration::from_millis(ticks), at)
+        self.s
+            .sleep(0, key, Duration::from_millis(ticks), move || at)
     }
     fn kill(&mut self, caller: ThreadId, target: ThreadId, cancel: bool) -> Kill {
         let key = self.key(caller);
@@ -289,8 +290,13 @@ impl Sched for Real {
         now: u64,
     ) -> Option<JoinStatus> {
         let (key, at) = (self.key(caller), self.at(now));
-        self.s
-            .join(0, key, target, timeout.map(Duration::from_millis), at)
+        self.s.join(
+            0,
+            key,
+            target,
+            timeout.map(Duration::from_millis),
+            move || at,
+        )
     }
     fn join_result(&mut self, target: ThreadId) -> JoinStatus {
         self.s.join_result(0, target)
@@ -307,7 +313,8 @@ impl Sched for Real {
     }
     fn park(&mut self, t: ThreadId, timeout: Option<u64>, now: u64) -> Option<bool> {
         let (key, at) = (self.key(t), self.at(now));
-        self.s.park(0, key, timeout.map(Duration::from_millis), at)
+        self.s
+            .park(0, key, timeout.map(Duration::from_millis), move || at)
     }
     fn park_result(&mut self, t: ThreadId) -> bool {
         let key = self.key(t);

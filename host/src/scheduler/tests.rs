@@ -6,6 +6,11 @@ use super::*;
 
 const MS: Duration = Duration::from_millis(1);
 
+/// The clock, stopped at `t`.
+fn at(t: Instant) -> impl FnOnce() -> Instant {
+    move || t
+}
+
 /// A hub's scheduler with one guest, whose main green thread is running.
 struct Hub {
     s: Scheduler<()>,
@@ -33,7 +38,7 @@ impl Hub {
             delay,
             local,
         };
-        let id = self.s.spawn(0, caller, spawn, (), self.now);
+        let id = self.s.spawn(0, caller, spawn, (), at(self.now));
         self.s.debug_check();
         id
     }
@@ -83,7 +88,7 @@ fn spawned_threads_run_in_fifo_order_after_the_spawner_yields() {
     let ids: Vec<_> = (0..3)
         .map(|_| h.spawn(h.main, Duration::ZERO, false))
         .collect();
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let order = h.run_all(|h, key| {
         if key != h.main {
             h.end(key);
@@ -98,7 +103,7 @@ fn ids_count_spawns_from_main_and_are_never_reused() {
     assert_eq!(h.s.current(0, h.main), 1);
     let first = h.spawn(h.main, Duration::ZERO, false);
     let key = h.key(first);
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     h.next();
     h.end(key);
     let second = h.spawn(h.main, Duration::ZERO, false);
@@ -114,11 +119,11 @@ fn timers_fire_in_deadline_order_and_ties_in_the_order_set() {
     let ids: Vec<_> = (0..4)
         .map(|_| h.spawn(h.main, Duration::ZERO, false))
         .collect();
-    h.s.sleep(0, h.main, Duration::from_secs(10), h.now);
+    h.s.sleep(0, h.main, Duration::from_secs(10), at(h.now));
     let delays = [20, 10, 20, 10];
     let mut started = 0;
     h.run_all(|h, key| {
-        h.s.sleep(0, key, delays[started] * MS, h.now);
+        h.s.sleep(0, key, delays[started] * MS, at(h.now));
         started += 1;
     });
     h.advance(30 * MS);
@@ -130,9 +135,9 @@ fn timers_fire_in_deadline_order_and_ties_in_the_order_set() {
 fn a_timer_belongs_to_one_wait_of_one_thread() {
     let mut h = Hub::new();
     let victim = h.spawn(h.main, Duration::ZERO, false);
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
-    h.s.sleep(0, key, 200 * MS, h.now);
+    h.s.sleep(0, key, 200 * MS, at(h.now));
     // main kills it while it sleeps; its ending runs and it goes.
     assert_eq!(h.next(), Some(h.main));
     assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Target(key));
@@ -142,9 +147,9 @@ fn a_timer_belongs_to_one_wait_of_one_thread() {
     let heir = h.spawn(h.main, Duration::ZERO, false);
     assert_eq!(h.key(heir), key);
     assert_eq!(h.next(), Some(h.main));
-    h.s.sleep(0, h.main, Duration::from_secs(10), h.now);
+    h.s.sleep(0, h.main, Duration::from_secs(10), at(h.now));
     assert_eq!(h.next(), Some(key));
-    h.s.sleep(0, key, Duration::from_secs(2), h.now);
+    h.s.sleep(0, key, Duration::from_secs(2), at(h.now));
     h.advance(300 * MS);
     assert_eq!(h.next(), None, "the dead thread's timer woke its heir");
     assert_eq!(h.state(heir), Some(State::Sleeping));
@@ -156,7 +161,7 @@ fn a_wait_that_ends_early_leaves_no_timer_behind_for_long() {
     let n = 5000;
     for _ in 0..n {
         assert_eq!(
-            h.s.park(0, h.main, Some(Duration::from_secs(3600)), h.now),
+            h.s.park(0, h.main, Some(Duration::from_secs(3600)), at(h.now)),
             None
         );
         assert!(h.s.unpark(0, 1));
@@ -176,11 +181,11 @@ fn kill_queues_the_target_first_and_the_killer_last() {
     let mut h = Hub::new();
     let sleeper = h.spawn(h.main, Duration::ZERO, false);
     let bystander = h.spawn(h.main, Duration::ZERO, false);
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
-    h.s.sleep(0, key, Duration::from_secs(60), h.now);
+    h.s.sleep(0, key, Duration::from_secs(60), at(h.now));
     let b = h.next().unwrap();
-    h.s.sleep(0, b, Duration::ZERO, h.now);
+    h.s.sleep(0, b, Duration::ZERO, at(h.now));
     assert_eq!(h.next(), Some(h.main));
     assert_eq!(h.s.kill(0, h.main, sleeper, 0, false), Kill::Target(key));
     let order = h.run_all(|h, key| {
@@ -217,9 +222,9 @@ fn a_killed_thread_runs_its_ending_with_the_kill_error() {
 fn cancel_kills_only_a_thread_that_has_not_started() {
     let mut h = Hub::new();
     let started = h.spawn(h.main, Duration::ZERO, false);
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
-    h.s.sleep(0, key, Duration::from_secs(1), h.now);
+    h.s.sleep(0, key, Duration::from_secs(1), at(h.now));
     assert_eq!(h.next(), Some(h.main));
     let kill = h.s.kill(0, h.main, started, 0, true);
     assert_eq!(kill, Kill::Done(KillStatus::AlreadyStarted));
@@ -238,7 +243,7 @@ fn cancel_kills_only_a_thread_that_has_not_started() {
 fn killing_main_ends_the_guest_and_killing_itself_drops_the_call() {
     let mut h = Hub::new();
     let t = h.spawn(h.main, Duration::ZERO, false);
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
     assert_eq!(h.s.kill(0, key, 1, 0, false), Kill::Main);
     assert_eq!(
@@ -273,23 +278,23 @@ fn join_wakes_when_the_target_ends_and_times_out_otherwise() {
     let t = h.spawn(h.main, Duration::ZERO, false);
     let key = h.key(t);
     assert_eq!(
-        h.s.join(0, h.main, 1, None, h.now),
+        h.s.join(0, h.main, 1, None, at(h.now)),
         Some(JoinStatus::IsSelf)
     );
     assert_eq!(
-        h.s.join(0, h.main, t, Some(Duration::ZERO), h.now),
+        h.s.join(0, h.main, t, Some(Duration::ZERO), at(h.now)),
         Some(JoinStatus::TimedOut)
     );
-    assert_eq!(h.s.join(0, h.main, t, Some(10 * MS), h.now), None);
+    assert_eq!(h.s.join(0, h.main, t, Some(10 * MS), at(h.now)), None);
     assert_eq!(h.next(), Some(key));
-    h.s.sleep(0, key, Duration::from_secs(1), h.now);
+    h.s.sleep(0, key, Duration::from_secs(1), at(h.now));
     h.advance(10 * MS);
     assert_eq!(h.next(), Some(h.main));
     assert_eq!(h.s.join_result(0, t), JoinStatus::TimedOut);
     assert!(h.s.guests[0].as_ref().unwrap().threads[key]
         .joiners
         .is_empty());
-    assert_eq!(h.s.join(0, h.main, t, None, h.now), None);
+    assert_eq!(h.s.join(0, h.main, t, None, at(h.now)), None);
     h.advance(Duration::from_secs(1));
     assert_eq!(h.next(), Some(key));
     h.end(key);
@@ -301,15 +306,15 @@ fn join_wakes_when_the_target_ends_and_times_out_otherwise() {
 fn an_unpark_before_the_park_is_kept_and_one_for_an_ending_thread_fails() {
     let mut h = Hub::new();
     assert!(h.s.unpark(0, 1));
-    assert_eq!(h.s.park(0, h.main, None, h.now), Some(true));
+    assert_eq!(h.s.park(0, h.main, None, at(h.now)), Some(true));
     assert_eq!(
-        h.s.park(0, h.main, Some(Duration::ZERO), h.now),
+        h.s.park(0, h.main, Some(Duration::ZERO), at(h.now)),
         Some(false)
     );
     let t = h.spawn(h.main, Duration::ZERO, false);
-    h.s.sleep(0, h.main, Duration::ZERO, h.now);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
-    assert_eq!(h.s.park(0, key, None, h.now), None);
+    assert_eq!(h.s.park(0, key, None, at(h.now)), None);
     assert_eq!(h.next(), Some(h.main));
     assert_eq!(h.s.kill(0, h.main, t, 0, false), Kill::Target(key));
     assert!(!h.s.unpark(0, t), "its park never returns");
@@ -319,7 +324,7 @@ fn an_unpark_before_the_park_is_kept_and_one_for_an_ending_thread_fails() {
 #[test]
 fn a_timed_park_reports_whether_it_was_unparked() {
     let mut h = Hub::new();
-    assert_eq!(h.s.park(0, h.main, Some(5 * MS), h.now), None);
+    assert_eq!(h.s.park(0, h.main, Some(5 * MS), at(h.now)), None);
     h.advance(5 * MS);
     assert_eq!(h.next(), Some(h.main));
     assert!(!h.s.park_result(0, h.main));
@@ -335,7 +340,7 @@ fn a_preempted_thread_resumes_before_the_rest_of_its_guest() {
         if key != h.main {
             h.end(key);
         } else {
-            h.s.sleep(0, key, Duration::from_secs(1), h.now);
+            h.s.sleep(0, key, Duration::from_secs(1), at(h.now));
         }
     });
     assert_eq!(order, [1, t]);
@@ -357,10 +362,10 @@ fn guests_take_turns_one_switch_at_a_time() {
         let (g, key) = s.next_runnable().unwrap();
         s.start(g, key);
         if order.len() < 2 {
-            s.spawn(g, key, spawn, (), now);
+            s.spawn(g, key, spawn, (), at(now));
         }
         order.push(g);
-        s.sleep(g, key, Duration::ZERO, now);
+        s.sleep(g, key, Duration::ZERO, at(now));
         s.debug_check();
     }
     assert_eq!(order, [a, b, a]);
@@ -371,7 +376,7 @@ fn spawn_after_local_is_cancelled_when_its_spawner_has_ended() {
     for delay in [Duration::ZERO, 5 * MS] {
         let mut h = Hub::new();
         let spawner = h.spawn(h.main, Duration::ZERO, false);
-        h.s.sleep(0, h.main, Duration::from_secs(1), h.now);
+        h.s.sleep(0, h.main, Duration::from_secs(1), at(h.now));
         let key = h.next().unwrap();
         let local = h.spawn(key, delay, true);
         let plain = h.spawn(key, delay, false);
@@ -405,16 +410,16 @@ fn a_guest_deadlocks_when_nothing_is_queued_and_no_timer_is_pending() {
     let mut h = Hub::new();
     let a = h.spawn(h.main, Duration::ZERO, false);
     let b = h.spawn(h.main, Duration::ZERO, false);
-    assert_eq!(h.s.join(0, h.main, a, None, h.now), None);
+    assert_eq!(h.s.join(0, h.main, a, None, at(h.now)), None);
     let ka = h.next().unwrap();
-    assert_eq!(h.s.join(0, ka, b, None, h.now), None);
+    assert_eq!(h.s.join(0, ka, b, None, at(h.now)), None);
     assert_eq!(h.s.deadlock(0), None, "b is still queued");
     let kb = h.next().unwrap();
-    assert_eq!(h.s.park(0, kb, Some(MS), h.now), None);
+    assert_eq!(h.s.park(0, kb, Some(MS), at(h.now)), None);
     assert_eq!(h.s.deadlock(0), None, "b's park has a timer");
     h.advance(MS);
     assert_eq!(h.next(), Some(kb));
-    assert_eq!(h.s.join(0, kb, a, None, h.now), None);
+    assert_eq!(h.s.join(0, kb, a, None, at(h.now)), None);
     let report = h.s.deadlock(0).expect("deadlocked");
     assert!(
         report.contains("main green thread: waiting for green thread #2 to end"),

@@ -74,7 +74,6 @@ impl Timers {
         self.heap.pop().map(|t| t.0)
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
     }
