@@ -43,6 +43,9 @@ impl Stack {
     }
 }
 
+/// `wasmlet:finish-on`'s parameters: task, how, error, then as `run-on`.
+type FinishArgs = (u32, u32, u32, u32, u32, u32, u32);
+
 /// A store and instance of one guest, with the exports a green thread needs
 /// looked up once.
 pub(crate) struct Worker {
@@ -52,7 +55,7 @@ pub(crate) struct Worker {
     /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `stack_check`).
     run: TypedFunc<(u32, u32, u32, u32, u32), ()>,
     /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`.
-    finish: TypedFunc<(u32, u32, u32, u32, u32, u32, u32), ()>,
+    finish: TypedFunc<FinishArgs, ()>,
 }
 
 impl Worker {
