@@ -240,3 +240,17 @@ fn a_trap_while_a_finished_task_is_dropped_does_not_drop_it_twice() {
         r.stderr
     );
 }
+
+#[test]
+fn thread_local_destructors_run_when_a_green_thread_ends_or_is_killed() {
+    let r = run("tls_dtors", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "after 50 normal ends: 50",
+            "after 10 kills: 60",
+            "after 10 that never touched it: 60"
+        ]
+    );
+}

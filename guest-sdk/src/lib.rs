@@ -46,6 +46,7 @@ mod pool;
 mod queue;
 mod semaphore;
 mod task;
+mod thread_keys;
 mod timeout;
 mod waiter;
 

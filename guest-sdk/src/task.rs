@@ -95,7 +95,10 @@ pub(crate) fn set_hub_exceptions(on: bool) {
 
 /// Hands `body` to the hub as a new green thread.
 pub(crate) fn start(body: Box<dyn Body>, stack_size: u32, delay_ns: u64, local: bool) -> u64 {
-    HOOK.call_once(install_hook);
+    HOOK.call_once(|| {
+        install_hook();
+        crate::thread_keys::locate_table();
+    });
     let task = Box::into_raw(Box::new(Task {
         panic: None,
         body: Some(body),
@@ -211,6 +214,7 @@ impl crate::abi::Guest for Exports {
     fn wasmlet_run(task: u32) {
         // SAFETY: see `__wasi_init_tp`.
         unsafe { __wasi_init_tp() };
+        crate::thread_keys::give_table();
         let task = task as usize as *mut Task;
         CURRENT.with(|c| c.set(task));
         // SAFETY: the hub hands back the pointer `start` gave it, once; only
@@ -223,14 +227,17 @@ impl crate::abi::Guest for Exports {
         // task `wasmlet-finish` gets is marked spent, not dropped twice.
         let body = unsafe { (*ptr::addr_of_mut!((*task).body)).take() };
         drop(body);
+        crate::thread_keys::run_destructors();
         CURRENT.with(|c| c.set(ptr::null_mut()));
         // SAFETY: as above; nothing refers to the task any more.
         drop(unsafe { Box::from_raw(task) });
     }
 
     fn wasmlet_finish(task: u32, how: Ending, error: u32) {
-        // SAFETY: see `__wasi_init_tp`.
+        // SAFETY: see `__wasi_init_tp`. Its thread-locals are still in its
+        // TLS block; so is its key table, which this points it at again.
         unsafe { __wasi_init_tp() };
+        crate::thread_keys::give_table();
         // The hub hands back the pointer `start` gave it: the run that would
         // have freed it was dropped (or never started). Kept raw while this
         // call may trap: a panic below reaches it through CURRENT.
@@ -275,6 +282,8 @@ impl crate::abi::Guest for Exports {
             // SAFETY: a kill error the hub kept for this thread, unused.
             drop(unsafe { kill_error_from_raw(error) });
         }
+        // The frames that used its thread-locals are gone: drop them.
+        crate::thread_keys::run_destructors();
         CURRENT.with(|c| c.set(ptr::null_mut()));
         // SAFETY: nothing refers to the task any more.
         drop(unsafe { Box::from_raw(task) });
