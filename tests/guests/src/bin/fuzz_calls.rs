@@ -1,0 +1,143 @@
+//! Issues random hub calls with random arguments, straight through the raw
+//! imports of `wit/hub.wit` (and WASI's clock), mixed with ordinary SDK
+//! green threads whose ids it aims at. Used by `tests/fuzz.rs`: whatever
+//! this does, the host must not panic, hang or leak; only this guest may
+//! fail.
+//!
+//! Usage: fuzz_calls SEED CALLS
+use std::time::Duration;
+
+#[link(wasm_import_module = "wasmlet:runtime/hub@0.1.0")]
+extern "C" {
+    fn spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
+    fn sleep(ns: u64);
+    fn current() -> u64;
+    fn kill(target: u64, error: u32) -> u32;
+    fn cancel(target: u64) -> u32;
+    fn join(target: u64, timeout_ns: u64) -> u32;
+    fn unlink(target: u64, link: u64) -> u32;
+    fn park(timeout_ns: u64) -> u32;
+    fn unpark(target: u64) -> u32;
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn clock_time_get(id: u32, precision: u64, out: u32) -> u32;
+}
+
+/// xorshift64*: the same calls for the same seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An id: a live green thread's, a nearby one, or anything.
+    fn id(&mut self, known: &[u64]) -> u64 {
+        match self.below(4) {
+            0 if !known.is_empty() => known[self.below(known.len() as u64) as usize],
+            1 => self.below(64),
+            2 => u64::MAX - self.below(4),
+            _ => self.next(),
+        }
+    }
+
+    /// A timeout the hub must honour: short, none (u64::MAX), or zero.
+    fn timeout(&mut self) -> u64 {
+        match self.below(5) {
+            0 => 0,
+            1 => u64::MAX,
+            _ => self.below(3_000_000),
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let calls: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
+    wasmlet::hub_exceptions(false);
+    let mut rng = Rng(seed.max(1));
+    let mut known: Vec<u64> = Vec::new();
+    let mut handles = Vec::new();
+    for _ in 0..calls {
+        // SAFETY (all calls below): the hub validates every argument; the
+        // worst a bad one may do is trap this green thread.
+        match rng.below(13) {
+            0 => {
+                let pause = rng.below(2_000_000);
+                let t = wasmlet::spawn(move || {
+                    wasmlet::sleep(Duration::from_nanos(pause));
+                    let _ = unsafe { park(pause) };
+                });
+                known.push(t.id());
+                handles.push(t);
+            }
+            1 => {
+                let stack = match rng.below(3) {
+                    0 => 0,
+                    1 => rng.next() as u32,
+                    _ => rng.below(1 << 20) as u32,
+                };
+                let delay = rng.below(2_000_000);
+                let flags = rng.next() as u32;
+                // From a helper green thread: a stack the hub cannot give
+                // traps the spawner, and main should go on.
+                let helper = wasmlet::spawn(move || unsafe { spawn(0, stack, delay, flags) });
+                known.push(helper.id());
+                if let Ok(id) = helper.wait() {
+                    known.push(id);
+                }
+            }
+            2 => unsafe { sleep(rng.below(1_000_000)) },
+            3 => known.push(unsafe { current() }),
+            4 => {
+                let target = rng.id(&known);
+                if target != 1 {
+                    let _ = unsafe { kill(target, 0) };
+                }
+            }
+            5 => {
+                let _ = unsafe { cancel(rng.id(&known)) };
+            }
+            6 => {
+                let _ = unsafe { join(rng.id(&known), rng.timeout().min(3_000_000)) };
+            }
+            7 => {
+                let _ = unsafe { unlink(rng.id(&known), rng.next()) };
+            }
+            8 => {
+                let _ = unsafe { park(rng.timeout().min(3_000_000)) };
+            }
+            9 => {
+                let _ = unsafe { unpark(rng.id(&known)) };
+            }
+            10 => {
+                let out = match rng.below(3) {
+                    0 => rng.next() as u32,
+                    1 => u32::MAX - rng.below(16) as u32,
+                    _ => &mut 0u64 as *mut u64 as u32,
+                };
+                let _ = unsafe { clock_time_get(rng.below(6) as u32, rng.next(), out) };
+            }
+            11 => {
+                if let Some(t) = handles.get(rng.below(handles.len() as u64 + 1) as usize) {
+                    let _ = t.thread().link(|_| ());
+                }
+            }
+            _ => wasmlet::sleep(Duration::ZERO),
+        }
+    }
+    for t in &handles {
+        t.kill();
+    }
+    println!("done {seed}");
+}
