@@ -105,3 +105,134 @@ fn bogus_ids_and_pointers_only_hurt_the_caller() {
         ]
     );
 }
+
+/// `bytes` with one more mutable global, as C or Zig code would have.
+fn with_extra_mutable_global(bytes: &[u8]) -> Vec<u8> {
+    use wasm_encoder::reencode::{utils, Reencode};
+    struct AddGlobal;
+    impl Reencode for AddGlobal {
+        type Error = std::convert::Infallible;
+        fn parse_global_section(
+            &mut self,
+            globals: &mut wasm_encoder::GlobalSection,
+            section: wasmparser::GlobalSectionReader<'_>,
+        ) -> Result<(), wasm_encoder::reencode::Error> {
+            utils::parse_global_section(self, globals, section)?;
+            let ty = wasm_encoder::GlobalType {
+                val_type: wasm_encoder::ValType::I32,
+                mutable: true,
+                shared: false,
+            };
+            globals.global(ty, &wasm_encoder::ConstExpr::i32_const(7));
+            Ok(())
+        }
+    }
+    let mut module = wasm_encoder::Module::new();
+    AddGlobal
+        .parse_core_module(&mut module, wasmparser::Parser::new(0), bytes)
+        .unwrap();
+    module.finish()
+}
+
+#[test]
+fn instances_are_reused_only_when_every_mutable_global_is_set_per_green_thread() {
+    let runtime = runtime();
+    let bytes = std::fs::read(guest("spawn_order")).unwrap();
+    let rust = Program::from_bytes(runtime.engine(), &bytes).unwrap();
+    assert!(rust.reuses_instances());
+    let other = Program::from_bytes(runtime.engine(), &with_extra_mutable_global(&bytes)).unwrap();
+    assert!(!other.reuses_instances());
+    // It still runs, on a fresh instance per green thread.
+    let mut hub = Hub::new(&runtime);
+    let id = hub.add_guest(&other, options(&[])).unwrap();
+    hub.run();
+    let r = finished(&hub, id);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("spawned all, run 0"), "{}", r.stdout);
+}
+
+/// A module whose start function (run while its main instance is made)
+/// spins for `seconds` of the monotonic clock.
+fn spinning_start_function(seconds: u64) -> Vec<u8> {
+    use wasm_encoder::*;
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types
+        .ty()
+        .function([ValType::I32, ValType::I64, ValType::I32], [ValType::I32]);
+    types.ty().function([], []);
+    module.section(&types);
+    let mut imports = ImportSection::new();
+    imports.import(
+        "wasi_snapshot_preview1",
+        "clock_time_get",
+        EntityType::Function(0),
+    );
+    let memory = MemoryType {
+        minimum: 1,
+        maximum: Some(1),
+        memory64: false,
+        shared: true,
+        page_size_log2: None,
+    };
+    imports.import("env", "memory", EntityType::Memory(memory));
+    module.section(&imports);
+    let mut functions = FunctionSection::new();
+    functions.function(1);
+    functions.function(1);
+    module.section(&functions);
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 2);
+    module.section(&exports);
+    module.section(&StartSection { function_index: 1 });
+    let mut code = CodeSection::new();
+    let mut spin = Function::new([(1, ValType::I64)]);
+    let now = |f: &mut Function| {
+        f.instruction(&Instruction::I32Const(1))
+            .instruction(&Instruction::I64Const(0))
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&Instruction::Call(0))
+            .instruction(&Instruction::Drop)
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&Instruction::I64Load(MemArg {
+                offset: 0,
+                align: 3,
+                memory_index: 0,
+            }));
+    };
+    now(&mut spin);
+    spin.instruction(&Instruction::I64Const((seconds * 1_000_000_000) as i64))
+        .instruction(&Instruction::I64Add)
+        .instruction(&Instruction::LocalSet(0))
+        .instruction(&Instruction::Loop(BlockType::Empty));
+    now(&mut spin);
+    spin.instruction(&Instruction::LocalGet(0))
+        .instruction(&Instruction::I64LtU)
+        .instruction(&Instruction::BrIf(0))
+        .instruction(&Instruction::End)
+        .instruction(&Instruction::End);
+    code.function(&spin);
+    let mut start = Function::new([]);
+    start.instruction(&Instruction::End);
+    code.function(&start);
+    module.section(&code);
+    module.finish()
+}
+
+#[test]
+fn a_start_function_that_spins_is_preempted_like_any_code() {
+    let runtime = runtime();
+    let spinner = Program::from_bytes(runtime.engine(), &spinning_start_function(3)).unwrap();
+    let neighbour = Program::from_file(runtime.engine(), guest("lateness")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let a = hub.add_guest(&spinner, options(&[])).unwrap();
+    let b = hub.add_guest(&neighbour, options(&["20"])).unwrap();
+    hub.run();
+    let (a, b) = (finished(&hub, a), finished(&hub, b));
+    assert_eq!(a.code, 0, "{:?}", a.error);
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    // Unpreempted, the neighbour's first sleep would end 3 s late; a time
+    // slice is 10 ms. Half the spin is the line.
+    let late_ms: f64 = b.stdout.trim().parse().unwrap();
+    assert!(late_ms < 1500.0, "the neighbour was {late_ms} ms late");
+}

@@ -90,6 +90,16 @@ impl Program {
         })
     }
 
+    /// Whether a green thread that ends normally hands its instance to the
+    /// next green thread of its guest (much faster spawns). Only for modules
+    /// whose mutable globals are the stack pointer and the TLS base, which
+    /// every green thread sets for itself: another mutable global (in code
+    /// from C or Zig, say) would carry one green thread's state into the
+    /// next, so such modules get a fresh instance per green thread.
+    pub fn reuses_instances(&self) -> bool {
+        self.layout.reuse_workers
+    }
+
     /// [`Program::from_bytes`] on a file.
     pub fn from_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Program> {
         let path = path.as_ref();

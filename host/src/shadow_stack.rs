@@ -179,3 +179,53 @@ impl ShadowStacks {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::Layout;
+
+    /// A guest memory whose last 64 KiB page is still free to grow into.
+    fn nearly_full_memory() -> SharedMemory {
+        let mut config = wasmtime::Config::new();
+        config.wasm_threads(true).shared_memory(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let pages = (1u64 << 32) / WASM_PAGE;
+        let ty = wasmtime::MemoryType::shared((pages - 1) as u32, pages as u32);
+        SharedMemory::new(&engine, ty).unwrap()
+    }
+
+    fn layout() -> std::sync::Arc<Layout> {
+        std::sync::Arc::new(Layout {
+            tls_image: Vec::new(),
+            can_spawn: true,
+            reuse_workers: true,
+            overflow_func: None,
+            main_stack_top: 0,
+        })
+    }
+
+    #[test]
+    fn a_slot_never_ends_at_4_gib_where_its_top_would_wrap_to_0() {
+        let mut stacks = ShadowStacks::new(nearly_full_memory(), layout());
+        let error = stacks.alloc(64 * 1024).unwrap_err().to_string();
+        assert!(error.contains("memory is full"), "{error}");
+        let slot = stacks.alloc(64 * 1024 - ALIGN).unwrap();
+        assert_eq!(stacks.stack_top(&slot) as u64, (1 << 32) - ALIGN as u64);
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_by_the_next_of_its_size() {
+        let mut config = wasmtime::Config::new();
+        config.wasm_threads(true).shared_memory(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let memory = SharedMemory::new(&engine, wasmtime::MemoryType::shared(1, 1000)).unwrap();
+        let mut stacks = ShadowStacks::new(memory, layout());
+        let a = stacks.alloc(8192).unwrap();
+        let b = stacks.alloc(8192).unwrap();
+        assert_ne!(a, b);
+        stacks.free(a);
+        assert_eq!(stacks.alloc(8192).unwrap(), a);
+        assert!(stacks.stack_bottom(&b) < stacks.stack_top(&b));
+    }
+}
