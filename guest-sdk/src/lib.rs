@@ -37,7 +37,11 @@
 //!   blocks on it blocks the whole hub. (`RefCell` borrows are fine: a conflict
 //!   panics instead of hanging.)
 //! - A killed green thread stops where it is suspended; its stack frames are
-//!   not unwound (wasm has no unwinding here), so values they owned leak.
+//!   not unwound (wasm has no unwinding here), so values they owned leak. Its
+//!   `thread_local!` values are dropped, as when a green thread ends normally.
+//! - A shadow-stack overflow traps the green thread at the overflowing frame
+//!   (`Trapped("shadow stack overflow ...")`); give deep recursion a larger
+//!   [`Builder::stack_size`].
 
 mod error;
 mod event;
