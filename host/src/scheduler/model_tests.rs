@@ -1,5 +1,5 @@
 //! A property test: random programs of green threads (spawn, sleep, kill,
-//! cancel, join, link, unlink, park, unpark, return, with timers expiring as
+//! cancel, join, link, unlink, park, unpark, return, trap, with timers expiring as
 //! time jumps) run against the [`Scheduler`] and against [`Model`], a small
 //! executable model of eventlet's semantics written for clarity, not speed
 //! (threads by id in a list, eager timer removal, linear scans). The same
@@ -18,6 +18,7 @@ use super::*;
 #[derive(Clone, Debug)]
 enum Op {
     Return,
+    Trap,
     Sleep(u64),
     Spawn { delay: u64, local: bool },
     Kill { target: usize, cancel: bool },
@@ -33,6 +34,7 @@ fn op() -> impl Strategy<Value = Op> {
     let timeout = proptest::option::of(0u64..4);
     prop_oneof![
         1 => Just(Op::Return),
+        1 => Just(Op::Trap),
         2 => ticks.clone().prop_map(Op::Sleep),
         3 => (ticks, any::<bool>()).prop_map(|(delay, local)| Op::Spawn { delay, local }),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(target, cancel)| Op::Kill { target, cancel }),
@@ -66,6 +68,8 @@ trait Sched {
     fn park_result(&mut self, t: ThreadId) -> bool;
     fn unpark(&mut self, target: ThreadId) -> bool;
     fn ended(&mut self, t: ThreadId);
+    /// The thread's call trapped: its ending runs next.
+    fn trapped(&mut self, t: ThreadId);
     fn deadlocked(&mut self) -> bool;
     fn next_deadline(&mut self) -> Option<u64>;
 }
@@ -145,6 +149,14 @@ fn drive(s: &mut dyn Sched, program: &[Op]) -> Vec<Event> {
                     break;
                 }
                 finish(s, &mut log);
+                continue;
+            }
+            Op::Trap => {
+                if id == 1 {
+                    log.push(Event::GuestEnds);
+                    break;
+                }
+                s.trapped(id);
                 continue;
             }
             Op::Sleep(ticks) => {
@@ -326,6 +338,10 @@ impl Sched for Real {
     fn ended(&mut self, t: ThreadId) {
         let key = self.key(t);
         assert!(self.s.ended(0, key, None).is_some());
+    }
+    fn trapped(&mut self, t: ThreadId) {
+        let key = self.key(t);
+        assert!(self.s.ended(0, key, Some(Ending::TrapOther)).is_none());
     }
     fn deadlocked(&mut self) -> bool {
         self.s.deadlock(0).is_some()
@@ -613,6 +629,10 @@ impl Sched for Model {
         for (_, joiner, _) in joiners {
             self.wake(joiner, false);
         }
+    }
+    fn trapped(&mut self, t: ThreadId) {
+        self.t(t).ending = Some(Ending::TrapOther);
+        self.wake(t, true);
     }
     fn deadlocked(&mut self) -> bool {
         self.queue.is_empty() && self.timers.is_empty()
