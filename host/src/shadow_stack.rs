@@ -9,7 +9,7 @@
 //! past the stack's bottom before it writes anything. A slot freed by an
 //! ended green thread is reused by the next one of the same size.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use wasmtime::SharedMemory;
 use wasmtime::{bail, format_err, Result};
@@ -44,7 +44,8 @@ pub(crate) struct ShadowStacks {
     layout: std::sync::Arc<crate::program::Layout>,
     /// TLS block size rounded up to [`ALIGN`].
     tls_size: u32,
-    free: HashMap<u32, FreeList>,
+    /// Free slots by size (sizes are few and small: no need for SipHash).
+    free: FxHashMap<u32, FreeList>,
     /// The unused rest of the memory the hub last grew.
     next: u64,
     end: u64,
@@ -69,7 +70,7 @@ impl ShadowStacks {
             memory,
             layout,
             tls_size,
-            free: HashMap::new(),
+            free: FxHashMap::default(),
             next: 0,
             end: 0,
         }
