@@ -101,6 +101,14 @@ fn bogus_ids_and_pointers_only_hurt_the_caller() {
             "spawned garbage task: true",
             "join it: 0",
             "huge stack: green thread trapped: wasm trap",
+            "wait32, other value: 1",
+            "wait32, zero timeout: 2",
+            "wait64, 1 ms: 2",
+            "notify, nobody waits: 0",
+            "bad futex address: green thread trapped: wasm trap",
+            "bad futex address: green thread trapped: wasm trap",
+            "bad futex address: green thread trapped: out of bounds memory access",
+            "bad futex address: green thread trapped: out of bounds memory access",
             "still fine",
         ]
     );

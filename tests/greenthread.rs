@@ -254,3 +254,86 @@ fn thread_local_destructors_run_when_a_green_thread_ends_or_is_killed() {
         ]
     );
 }
+
+/// std's blocking primitives wait green: `memory.atomic.wait` is a hub call.
+fn std_sync(mode: &str) -> Vec<String> {
+    let r = run("std_sync", &[mode]);
+    assert_eq!(r.code, 0, "{mode}: {}\n{:?}", r.stderr, r.error);
+    r.stdout.lines().map(String::from).collect()
+}
+
+#[test]
+fn a_std_mutex_held_across_a_yield_makes_only_its_waiter_wait() {
+    assert_eq!(
+        std_sync("mutex"),
+        [
+            "holder locked",
+            "waiter wants it",
+            "bystander ran while the lock was held",
+            "holder unlocks",
+            "waiter got it",
+            "total 11"
+        ]
+    );
+}
+
+#[test]
+fn a_std_condvar_waits_green_and_times_out() {
+    assert_eq!(
+        std_sync("condvar"),
+        [
+            "notifying",
+            "woken by notify",
+            "wait_timeout timed out: true"
+        ]
+    );
+}
+
+#[test]
+fn std_thread_park_and_unpark_work_between_green_threads() {
+    assert_eq!(
+        std_sync("park"),
+        ["unparking", "unparked", "park_timeout returned"]
+    );
+}
+
+#[test]
+fn a_std_channel_blocks_only_its_receiver() {
+    assert_eq!(std_sync("mpsc"), ["consumer got [0, 1, 2, 3, 4]"]);
+}
+
+#[test]
+fn std_oncelock_barrier_and_rwlock_wait_green() {
+    assert_eq!(
+        std_sync("once-barrier-rwlock"),
+        [
+            "OnceLock: one value for all: true",
+            "Barrier: all three passed, 1 leader",
+            "RwLock: readers saw [42, 42, 42]"
+        ]
+    );
+}
+
+#[test]
+fn threads_deadlocked_on_std_mutexes_are_reported_not_frozen() {
+    let r = run("std_sync", &["deadlock"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let error = r.error.unwrap_or_default();
+    assert!(error.starts_with("deadlock"), "{error}");
+    assert_eq!(error.matches("waiting on a std lock").count(), 2, "{error}");
+    assert!(
+        error.contains("main green thread: waiting for green thread #2 to end"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_futex_wait_that_nothing_notifies_is_a_reported_deadlock() {
+    let r = run("std_sync", &["park-forever"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let error = r.error.unwrap_or_default();
+    assert!(
+        error.contains("main green thread: waiting on a std lock"),
+        "{error}"
+    );
+}

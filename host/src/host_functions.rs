@@ -155,6 +155,38 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, _| s.sched.unpark(guest, target) as u32)
         },
     )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "wait32",
+        |mut caller: Caller<'_, ThreadData>,
+         (address, expected, timeout_ns, offset): (u32, u32, i64, u32)| {
+            Box::new(async move {
+                let address = address as u64 + offset as u64;
+                futex_wait(&mut caller, address, expected as u64, 4, timeout_ns).await
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        HUB_MODULE,
+        "wait64",
+        |mut caller: Caller<'_, ThreadData>,
+         (address, expected, timeout_ns, offset): (u32, u64, i64, u32)| {
+            Box::new(async move {
+                let address = address as u64 + offset as u64;
+                futex_wait(&mut caller, address, expected, 8, timeout_ns).await
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "notify",
+        |caller: Caller<'_, ThreadData>, address: u32, count: u32, offset: u32| -> Result<u32> {
+            let address = address as u64 + offset as u64;
+            Ok(as_caller(&caller, |s, guest, _| {
+                s.futex_notify(guest, address, count)
+            })??)
+        },
+    )?;
     // Rust's std::thread imports this. One OS thread runs all green threads,
     // so it is refused (std then reports an error to the caller).
     linker.func_wrap(
@@ -196,6 +228,28 @@ pub(crate) fn add_clock_to_linker(linker: &mut Linker<ThreadData>) -> Result<()>
         .map(|_| ());
     linker.allow_shadowing(false);
     defined
+}
+
+/// `wait32`/`wait64`: a futex wait of the calling green thread, with the
+/// instruction's results and traps (a negative timeout waits for ever).
+async fn futex_wait(
+    caller: &mut Caller<'_, ThreadData>,
+    address: u64,
+    expected: u64,
+    width: u64,
+    timeout_ns: i64,
+) -> Result<u32> {
+    let timeout = u64::try_from(timeout_ns).ok().map(Duration::from_nanos);
+    let now = as_caller(caller, |s, guest, thread| {
+        s.futex_wait(guest, thread, address, expected, width, timeout)
+    })??;
+    if let Some(result) = now {
+        return Ok(result);
+    }
+    suspend(caller).await;
+    as_caller(caller, |s, guest, thread| {
+        s.sched.futex_result(guest, thread)
+    })
 }
 
 async fn yield_if_killed(caller: &mut Caller<'_, ThreadData>, status: KillStatus) -> u32 {

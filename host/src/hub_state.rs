@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::guest::{CapturedOutput, GuestError, GuestExit};
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
-use crate::scheduler::{Kill, Scheduler, Spawn, Suspension};
+use crate::scheduler::{Kill, Scheduler, Spawn, Suspension, FUTEX_NOT_EQUAL};
 use crate::worker::{ThreadFuture, Worker};
 
 /// How many times `Config::spare_instances` a guest may hold between two
@@ -354,6 +354,43 @@ impl HubState {
     ) -> Option<JoinStatus> {
         self.sched
             .join(guest, caller, target, timeout, Instant::now)
+    }
+
+    /// A futex wait (what `memory.atomic.wait32/64` becomes): `Some(result)`
+    /// if the caller need not wait.
+    ///
+    /// # Errors
+    /// The trap the instruction would raise: an unaligned or out-of-bounds
+    /// address.
+    pub fn futex_wait(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        address: u64,
+        expected: u64,
+        width: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Option<u32>, wasmtime::Trap> {
+        if self.live(guest).stacks.load_atomic(address, width)? != expected {
+            return Ok(Some(FUTEX_NOT_EQUAL));
+        }
+        Ok(self
+            .sched
+            .futex_wait(guest, thread, address, timeout, Instant::now))
+    }
+
+    /// Wakes up to `count` futex waiters on `address`.
+    ///
+    /// # Errors
+    /// The trap `memory.atomic.notify` would raise.
+    pub fn futex_notify(
+        &mut self,
+        guest: usize,
+        address: u64,
+        count: u32,
+    ) -> Result<u32, wasmtime::Trap> {
+        self.live(guest).stacks.check_atomic(address, 4)?;
+        Ok(self.sched.futex_notify(guest, address, count))
     }
 
     pub fn park(&mut self, guest: usize, thread: usize, timeout: Option<Duration>) -> Option<bool> {

@@ -33,10 +33,10 @@ mod hub;
 mod hub_state;
 mod lifecycle;
 pub mod program;
+mod rewrite;
 pub mod runtime;
 mod scheduler;
 mod shadow_stack;
-mod stack_check;
 mod store_data;
 mod worker;
 

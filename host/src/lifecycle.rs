@@ -107,7 +107,7 @@ pub(crate) enum CallEnd {
 
 impl CallEnd {
     /// Classifies a call's result; `overflow_func` is the guest's stack
-    /// check function (see `stack_check`), in which a shadow-stack overflow
+    /// check function (see `rewrite`), in which a shadow-stack overflow
     /// traps.
     pub(crate) fn of(result: Result<()>, overflow_func: Option<u32>) -> CallEnd {
         let error = match result {

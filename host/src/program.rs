@@ -16,7 +16,7 @@ use wasmparser::{
 use wasmtime::error::Context;
 use wasmtime::{bail, format_err, Result};
 
-use crate::stack_check::{self, Shape};
+use crate::rewrite::{self, Shape};
 use wasmtime::{Engine, Module};
 
 /// The guest export that runs a spawned task (see `wit/hub.wit`).
@@ -46,7 +46,7 @@ pub(crate) struct Layout {
     /// are the instance's only mutable globals, which each green thread
     /// sets for itself.
     pub reuse_workers: bool,
-    /// The function the stack check traps in (see `stack_check`), if the
+    /// The function the stack check traps in (see `rewrite`), if the
     /// module was rewritten.
     pub overflow_func: Option<u32>,
     /// The main green thread's initial stack pointer: the top of the
@@ -62,7 +62,7 @@ impl Program {
         let scan = scan(bytes)?;
         let (bytes, overflow_func): (Cow<[u8]>, _) = match (scan.stack_pointer, scan.tls_base) {
             (Some(sp), Some(tls)) => {
-                let rewritten = stack_check::rewrite(bytes, &scan.shape, sp, tls)
+                let rewritten = rewrite::rewrite(bytes, &scan.shape, sp, tls)
                     .map_err(|e| format_err!("this file is not a valid WebAssembly module: {e}"))?;
                 (Cow::Owned(rewritten.bytes), Some(rewritten.overflow_func))
             }
@@ -70,7 +70,7 @@ impl Program {
         };
         let module = Module::new(engine, &bytes).context("compiling the guest module")?;
         // The loader added `wasmlet:run-on` and `wasmlet:finish-on` if the
-        // module has the SDK's two exports (see `stack_check`).
+        // module has the SDK's two exports (see `rewrite`).
         let can_spawn = overflow_func.is_some()
             && scan.shape.run_func.is_some()
             && scan.shape.finish_func.is_some();

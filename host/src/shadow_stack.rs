@@ -5,7 +5,7 @@
 //! allocator never hands them out (wasi-libc's malloc copes with a
 //! `memory.grow` it did not make by starting a new segment). A slot is the
 //! green thread's TLS block, then its shadow stack, which grows down towards
-//! it; the loader's stack check (`stack_check`) traps a frame that would go
+//! it; the loader's stack check (`rewrite`) traps a frame that would go
 //! past the stack's bottom before it writes anything. A slot freed by an
 //! ended green thread is reused by the next one of the same size.
 
@@ -164,6 +164,38 @@ impl ShadowStacks {
         }
         self.write(at, bytes);
         true
+    }
+
+    /// Checks an atomic access of `width` bytes (4 or 8) at `at` as wasm
+    /// does: the trap it would raise, if any.
+    pub fn check_atomic(&self, at: u64, width: u64) -> Result<(), wasmtime::Trap> {
+        if !at.is_multiple_of(width) {
+            return Err(wasmtime::Trap::HeapMisaligned);
+        }
+        if at + width > self.memory.data_size() as u64 {
+            return Err(wasmtime::Trap::MemoryOutOfBounds);
+        }
+        Ok(())
+    }
+
+    /// The `width`-byte (4 or 8) value at `at`, read atomically, for a futex
+    /// wait; the trap wasm would raise if unaligned or out of bounds.
+    pub fn load_atomic(&self, at: u64, width: u64) -> Result<u64, wasmtime::Trap> {
+        self.check_atomic(at, width)?;
+        let cell = &self.memory.data()[at as usize];
+        let ptr = std::cell::UnsafeCell::raw_get(cell);
+        // SAFETY: in bounds and aligned to `width` (checked above); the
+        // memory is shared, so it is read atomically, as the instruction does.
+        let value = unsafe {
+            if width == 8 {
+                (*ptr.cast::<std::sync::atomic::AtomicU64>())
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            } else {
+                (*ptr.cast::<std::sync::atomic::AtomicU32>())
+                    .load(std::sync::atomic::Ordering::SeqCst) as u64
+            }
+        };
+        Ok(value)
     }
 
     fn write(&self, at: u32, bytes: &[u8]) {

@@ -14,10 +14,10 @@ use std::pin::Pin;
 
 use wasmtime::{InstancePre, Result, Store, TypedFunc, Val};
 
-use crate::scheduler::TaskCall;
-use crate::stack_check::{
+use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
 };
+use crate::scheduler::TaskCall;
 use crate::store_data::ThreadData;
 
 /// A green thread's wasm call. It owns the worker it runs on and hands it
@@ -36,7 +36,7 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
-    /// The stack check's `(limit, span)` for this stack (see `stack_check`).
+    /// The stack check's `(limit, span)` for this stack (see `rewrite`).
     fn check(&self) -> (u32, u32) {
         let limit = self.bottom.saturating_add(RED_ZONE).min(self.top);
         (limit, self.top - limit)
@@ -52,7 +52,7 @@ pub(crate) struct Worker {
     /// The next worker down in a [`Spares`] stack.
     below: Option<Box<Worker>>,
     store: Store<ThreadData>,
-    /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `stack_check`).
+    /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `rewrite`).
     run: TypedFunc<(u32, u32, u32, u32, u32), ()>,
     /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`.
     finish: TypedFunc<FinishArgs, ()>,

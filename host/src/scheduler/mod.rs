@@ -60,6 +60,9 @@ pub(crate) enum State {
     Joining { target: ThreadId, timed: bool },
     /// Waiting for `unpark`, with or without a timer.
     Parked { timed: bool },
+    /// Waiting for a `notify` on a guest address (a futex: what
+    /// `memory.atomic.wait` becomes), with or without a timer.
+    Futex { address: u64, timed: bool },
 }
 
 impl State {
@@ -70,6 +73,7 @@ impl State {
                 | State::Delayed
                 | State::Parked { timed: true }
                 | State::Joining { timed: true, .. }
+                | State::Futex { timed: true, .. }
         )
     }
 }
@@ -92,6 +96,11 @@ pub(crate) enum TaskCall {
     /// `error` is the kill's error (a guest pointer, 0 for none).
     Finish { task: u32, how: Ending, error: u32 },
 }
+
+/// `memory.atomic.wait`'s results.
+pub(crate) const FUTEX_WOKEN: u32 = 0;
+pub(crate) const FUTEX_NOT_EQUAL: u32 = 1;
+pub(crate) const FUTEX_TIMED_OUT: u32 = 2;
 
 /// A `spawn` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +159,8 @@ struct Thread<P> {
     wait_token: u64,
     /// An `unpark` came while it was not parked.
     permit: bool,
-    /// Its last park ended by `unpark` (not by its timer).
+    /// Its last park (or futex wait) ended by `unpark` (or `notify`), not by
+    /// its timer.
     unparked: bool,
     /// For `spawn_after_local`: the spawner, which must be alive when it starts.
     spawner: Option<ThreadId>,
@@ -165,6 +175,9 @@ struct Guest<P> {
     next_id: ThreadId,
     next_link: u64,
     run_queue: VecDeque<usize>,
+    /// The green threads waiting on each futex address, in the order they
+    /// started waiting.
+    futexes: FxHashMap<u64, VecDeque<usize>>,
     /// In the scheduler's round robin.
     in_ready: bool,
     /// Green threads waiting on a timer: while none do and none is queued,
@@ -224,6 +237,7 @@ impl<P> Scheduler<P> {
             next_id: 1,
             next_link: 1,
             run_queue: VecDeque::new(),
+            futexes: FxHashMap::default(),
             in_ready: false,
             timed: 0,
         };
@@ -302,6 +316,14 @@ impl<P> Scheduler<P> {
         if let State::Joining { target, .. } = state {
             if let Some(key) = g.key_of(target) {
                 g.threads[key].joiners.retain(|&j| j != thread);
+            }
+        }
+        if let State::Futex { address, .. } = state {
+            if let Some(waiters) = g.futexes.get_mut(&address) {
+                waiters.retain(|&w| w != thread);
+                if waiters.is_empty() {
+                    g.futexes.remove(&address);
+                }
             }
         }
         if state.has_timer() {
@@ -467,6 +489,10 @@ impl<P> Scheduler<P> {
                 State::Parked { .. } => {
                     "parked (waiting on an Event, Queue, Semaphore or other SDK primitive)".into()
                 }
+                State::Futex { address, .. } => format!(
+                    "waiting on a std lock, condition variable or other futex \
+                     (memory.atomic.wait at {address:#x})"
+                ),
                 other => format!("{other:?}"),
             };
             let _ = writeln!(report, "  {}: {what}", g.name_of(key));
@@ -518,7 +544,7 @@ impl<P> Scheduler<P> {
                 continue;
             }
             let t = &mut self.guest(timer.guest).threads[timer.thread];
-            if matches!(t.state, State::Parked { .. }) {
+            if matches!(t.state, State::Parked { .. } | State::Futex { .. }) {
                 t.unparked = false;
             }
             self.make_runnable(timer.guest, timer.thread, false);
@@ -746,6 +772,62 @@ impl<P> Scheduler<P> {
         }
         t.permit = true;
         true
+    }
+
+    /// Starts the caller waiting on the futex at `address` (its value was
+    /// what the caller expected); `Some(2)` ("timed out") if it need not.
+    pub fn futex_wait(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        address: u64,
+        timeout: Option<Duration>,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u32> {
+        if timeout == Some(Duration::ZERO) {
+            return Some(FUTEX_TIMED_OUT);
+        }
+        let g = self.guest(guest);
+        g.futexes.entry(address).or_default().push_back(thread);
+        let t = &mut g.threads[thread];
+        t.unparked = false;
+        t.state = State::Futex {
+            address,
+            timed: timeout.is_some(),
+        };
+        if let Some(timeout) = timeout {
+            self.add_timer(guest, thread, now, timeout);
+        }
+        None
+    }
+
+    /// What a futex wait that waited returns: woken (0) or timed out (2).
+    pub fn futex_result(&self, guest: usize, thread: usize) -> u32 {
+        if self.guest_ref(guest).threads[thread].unparked {
+            FUTEX_WOKEN
+        } else {
+            FUTEX_TIMED_OUT
+        }
+    }
+
+    /// Wakes up to `count` green threads waiting on the futex at `address`,
+    /// first come first served; how many it woke.
+    pub fn futex_notify(&mut self, guest: usize, address: u64, count: u32) -> u32 {
+        let mut woken = 0;
+        while woken < count {
+            let g = self.guest(guest);
+            let Some(waiters) = g.futexes.get_mut(&address) else {
+                break;
+            };
+            let Some(thread) = waiters.pop_front() else {
+                g.futexes.remove(&address);
+                break;
+            };
+            g.threads[thread].unparked = true;
+            self.make_runnable(guest, thread, false);
+            woken += 1;
+        }
+        woken
     }
 
     /// Checks the invariants in the module docs (tests only: it walks

@@ -447,3 +447,59 @@ fn ending_a_guest_frees_its_threads_and_timers() {
     assert_eq!(h.s.next_deadline(), None);
     assert_eq!(h.s.next_runnable(), None);
 }
+
+#[test]
+fn futex_waiters_are_woken_first_come_first_served_up_to_the_count() {
+    let mut h = Hub::new();
+    let ids: Vec<_> = (0..3)
+        .map(|_| h.spawn(h.main, Duration::ZERO, false))
+        .collect();
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    for _ in 0..3 {
+        let key = h.next().unwrap();
+        assert_eq!(h.s.futex_wait(0, key, 0x100, None, at(h.now)), None);
+    }
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.futex_notify(0, 0x200, 5), 0, "another address");
+    assert_eq!(h.s.futex_notify(0, 0x100, 2), 2);
+    h.s.sleep(0, h.main, Duration::from_secs(1), at(h.now));
+    let order = h.run_all(|h, key| {
+        assert_eq!(h.s.futex_result(0, key), FUTEX_WOKEN);
+        h.end(key);
+    });
+    assert_eq!(order, [ids[0], ids[1]]);
+    assert_eq!(
+        h.state(ids[2]).unwrap(),
+        State::Futex {
+            address: 0x100,
+            timed: false
+        }
+    );
+    let report = h.s.blocked_report(0);
+    assert!(report.contains("memory.atomic.wait at 0x100"), "{report}");
+}
+
+#[test]
+fn a_timed_futex_wait_times_out_and_a_killed_waiter_leaves_the_queue() {
+    let mut h = Hub::new();
+    assert_eq!(
+        h.s.futex_wait(0, h.main, 8, Some(Duration::ZERO), at(h.now)),
+        Some(FUTEX_TIMED_OUT)
+    );
+    assert_eq!(h.s.futex_wait(0, h.main, 8, Some(MS), at(h.now)), None);
+    h.advance(MS);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.futex_result(0, h.main), FUTEX_TIMED_OUT);
+    let victim = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    assert_eq!(h.s.futex_wait(0, key, 8, None, at(h.now)), None);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Target(key));
+    assert_eq!(
+        h.s.futex_notify(0, 8, 1),
+        0,
+        "the killed waiter left the queue"
+    );
+    h.s.debug_check();
+}

@@ -22,6 +22,12 @@ extern "C" {
     fn raw_next_link() -> u32;
     #[link_name = "park"]
     fn raw_park(timeout_ns: u64) -> u32;
+    #[link_name = "wait32"]
+    fn raw_wait32(address: u32, expected: u32, timeout_ns: i64, offset: u32) -> u32;
+    #[link_name = "wait64"]
+    fn raw_wait64(address: u32, expected: u64, timeout_ns: i64, offset: u32) -> u32;
+    #[link_name = "notify"]
+    fn raw_notify(address: u32, count: u32, offset: u32) -> u32;
 }
 
 fn main() {
@@ -46,6 +52,24 @@ fn main() {
     // An absurd stack size traps the green thread that asks, not the guest.
     let asker = wasmlet::spawn(|| unsafe { raw_spawn(0, u32::MAX, 0, 0) });
     println!("huge stack: {}", asker.wait().unwrap_err());
+    // Futex waits and notifies, as the loader's rewrite calls them.
+    let word = Box::leak(Box::new(7u64));
+    let at = word as *mut u64 as u32;
+    unsafe {
+        println!("wait32, other value: {}", raw_wait32(at, 8, -1, 0));
+        println!("wait32, zero timeout: {}", raw_wait32(at, 7, 0, 0));
+        println!("wait64, 1 ms: {}", raw_wait64(at, 7, 1_000_000, 0));
+        println!("notify, nobody waits: {}", raw_notify(at, u32::MAX, 0));
+    }
+    let traps = [
+        wasmlet::spawn(move || unsafe { raw_wait32(at + 1, 0, -1, 0) }),
+        wasmlet::spawn(move || unsafe { raw_wait64(at, 0, -1, 4) }),
+        wasmlet::spawn(|| unsafe { raw_wait32(0xffff_fffc, 0, -1, 8) }),
+        wasmlet::spawn(|| unsafe { raw_notify(0xffff_fff0, 1, 0x100) }),
+    ];
+    for t in traps {
+        println!("bad futex address: {}", t.wait().unwrap_err());
+    }
     let fine = wasmlet::spawn(|| "still fine");
     println!("{}", fine.wait().unwrap());
 }

@@ -18,6 +18,8 @@ extern "C" {
     fn unlink(target: u64, link: u64) -> u32;
     fn park(timeout_ns: u64) -> u32;
     fn unpark(target: u64) -> u32;
+    fn wait32(address: u32, expected: u32, timeout_ns: i64, offset: u32) -> u32;
+    fn notify(address: u32, count: u32, offset: u32) -> u32;
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -71,7 +73,28 @@ fn main() {
     for _ in 0..calls {
         // SAFETY (all calls below): the hub validates every argument; the
         // worst a bad one may do is trap this green thread.
-        match rng.below(13) {
+        match rng.below(15) {
+            13 | 14 => {
+                // A futex call from a helper (a bad address traps it), on a
+                // word of the heap, a stray address, or one with an offset.
+                let word = Box::leak(Box::new(0u32)) as *mut u32 as u32;
+                let address = match rng.below(3) {
+                    0 => word,
+                    1 => rng.next() as u32,
+                    _ => word.wrapping_sub(rng.below(64) as u32),
+                };
+                let offset = rng.below(128) as u32;
+                let (timeout, count) = (rng.below(2_000_000) as i64, rng.next() as u32);
+                let wait = rng.below(2) == 0;
+                let helper = wasmlet::spawn(move || unsafe {
+                    if wait {
+                        wait32(address, 0, timeout, offset)
+                    } else {
+                        notify(address, count, offset)
+                    }
+                });
+                known.push(helper.id());
+            }
             0 => {
                 let pause = rng.below(2_000_000);
                 let t = wasmlet::spawn(move || {

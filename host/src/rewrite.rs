@@ -1,5 +1,21 @@
-//! The loader's rewrite of a guest module: exports for the globals the hub
-//! sets per green thread, and an exact shadow-stack check.
+//! The loader's rewrite of a guest module: an exact shadow-stack check, entry
+//! points that set the globals the hub sets per green thread, and green
+//! futexes.
+//!
+//! ## Green futexes
+//!
+//! `memory.atomic.wait32/64` parks the OS thread that runs it, and wasmtime
+//! has no hook to make it yield: one green thread waiting on a contended std
+//! lock would stop every green thread of every guest on the hub. So the
+//! rewrite turns each `memory.atomic.wait32`, `memory.atomic.wait64` and
+//! `memory.atomic.notify` into a call of the hub's `wait32`, `wait64` and
+//! `notify` (added as imports), with the instruction's static offset as one
+//! more argument: the operands are already in place, and the hub checks and
+//! traps as the instruction would. Adding imports shifts every defined
+//! function's index by three; the rewrite renumbers all references (calls,
+//! `ref.func`, exports, elements, the start function, the name section).
+//!
+//! ## Stack checks
 //!
 //! Every green thread's shadow stack is a slot of the guest's one memory,
 //! right above its TLS block and below the next slot:
@@ -43,8 +59,6 @@
 //! without moving it. Until the hub sets them, `limit` is 0 and `span` is
 //! `u32::MAX`: no check.
 
-use std::convert::Infallible;
-
 use wasm_encoder::reencode::{utils, Error, Reencode};
 use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, ValType};
 use wasmparser::Operator;
@@ -65,6 +79,9 @@ pub(crate) const STACK_SPAN_EXPORT: &str = "wasmlet:stack-span";
 pub(crate) const RUN_ON_EXPORT: &str = "wasmlet:run-on";
 /// Export name of the added `finish-on(task, how, error, sp, tls, limit, span)`.
 pub(crate) const FINISH_ON_EXPORT: &str = "wasmlet:finish-on";
+
+/// The futex imports the rewrite adds, after the module's own imports.
+const FUTEX_IMPORTS: u32 = 3;
 
 /// What the rewrite needs to know of the module (read by the loader's scan).
 #[derive(Debug, Default)]
@@ -97,8 +114,8 @@ pub(crate) fn rewrite(
     shape: &Shape,
     sp: u32,
     tls: u32,
-) -> Result<Rewritten, Error<Infallible>> {
-    let overflow_func = shape.imported_funcs + shape.func_types.len() as u32;
+) -> Result<Rewritten, Error<RewriteError>> {
+    let overflow_func = shape.imported_funcs + FUTEX_IMPORTS + shape.func_types.len() as u32;
     let types = shape.type_params.len() as u32;
     let entries = shape.run_func.zip(shape.finish_func);
     let mut check = StackCheck {
@@ -120,6 +137,46 @@ pub(crate) fn rewrite(
     })
 }
 
+impl StackCheck<'_> {
+    /// The call that replaces a futex instruction: its offset as the last
+    /// argument, then the `which`-th futex import.
+    fn futex(
+        &mut self,
+        f: &mut Function,
+        memarg: wasmparser::MemArg,
+        which: u32,
+    ) -> Result<(), Error<RewriteError>> {
+        let offset = u32::try_from(memarg.offset)
+            .map_err(|_| Error::UserError(RewriteError::Offset(memarg.offset)))?;
+        if memarg.memory != 0 {
+            return Err(Error::UserError(RewriteError::Memory(memarg.memory)));
+        }
+        f.instruction(&Instruction::I32Const(offset as i32));
+        f.instruction(&Instruction::Call(self.shape.imported_funcs + which));
+        Ok(())
+    }
+}
+
+/// Why the rewrite refused a module (scan accepted it).
+#[derive(Debug)]
+pub(crate) enum RewriteError {
+    /// A futex instruction with an offset past 32 bits (memory64).
+    Offset(u64),
+    /// A futex instruction on a memory other than the guest's one.
+    Memory(u32),
+}
+
+impl std::fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RewriteError::Offset(o) => write!(f, "an atomic wait or notify with offset {o}"),
+            RewriteError::Memory(m) => write!(f, "an atomic wait or notify on memory {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RewriteError {}
+
 struct StackCheck<'a> {
     shape: &'a Shape,
     sp: u32,
@@ -127,7 +184,8 @@ struct StackCheck<'a> {
     limit: u32,
     span: u32,
     overflow_func: u32,
-    /// Index of the first added type: `() -> ()`, then the two entries'.
+    /// Index of the first added type: `() -> ()`, then the two entries',
+    /// then `wait32`'s, `wait64`'s and `notify`'s.
     new_types: u32,
     /// The SDK's `wasmlet-run` and `wasmlet-finish`, if both exist: then
     /// `run-on` and `finish-on` are added after the overflow function.
@@ -137,25 +195,51 @@ struct StackCheck<'a> {
 }
 
 impl Reencode for StackCheck<'_> {
-    type Error = Infallible;
+    type Error = RewriteError;
 
     fn parse_type_section(
         &mut self,
         types: &mut wasm_encoder::TypeSection,
         section: wasmparser::TypeSectionReader<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<RewriteError>> {
         utils::parse_type_section(self, types, section)?;
         types.ty().function([], []);
         types.ty().function([ValType::I32; 5], []);
         types.ty().function([ValType::I32; 7], []);
+        let (i32, i64) = (ValType::I32, ValType::I64);
+        types.ty().function([i32, i32, i64, i32], [i32]);
+        types.ty().function([i32, i64, i64, i32], [i32]);
+        types.ty().function([i32, i32, i32], [i32]);
         Ok(())
+    }
+
+    fn parse_import_section(
+        &mut self,
+        imports: &mut wasm_encoder::ImportSection,
+        section: wasmparser::ImportSectionReader<'_>,
+    ) -> Result<(), Error<RewriteError>> {
+        utils::parse_import_section(self, imports, section)?;
+        for (i, name) in ["wait32", "wait64", "notify"].into_iter().enumerate() {
+            let ty = wasm_encoder::EntityType::Function(self.new_types + 3 + i as u32);
+            imports.import(crate::host_functions::HUB_MODULE, name, ty);
+        }
+        Ok(())
+    }
+
+    fn function_index(&mut self, func: u32) -> Result<u32, Error<RewriteError>> {
+        // The futex imports come right after the module's own.
+        Ok(if func >= self.shape.imported_funcs {
+            func + FUTEX_IMPORTS
+        } else {
+            func
+        })
     }
 
     fn parse_function_section(
         &mut self,
         functions: &mut wasm_encoder::FunctionSection,
         section: wasmparser::FunctionSectionReader<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<RewriteError>> {
         utils::parse_function_section(self, functions, section)?;
         functions.function(self.new_types);
         if self.entries.is_some() {
@@ -169,7 +253,7 @@ impl Reencode for StackCheck<'_> {
         &mut self,
         globals: &mut wasm_encoder::GlobalSection,
         section: wasmparser::GlobalSectionReader<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<RewriteError>> {
         utils::parse_global_section(self, globals, section)?;
         let ty = GlobalType {
             val_type: ValType::I32,
@@ -185,7 +269,7 @@ impl Reencode for StackCheck<'_> {
         &mut self,
         exports: &mut wasm_encoder::ExportSection,
         section: wasmparser::ExportSectionReader<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<RewriteError>> {
         utils::parse_export_section(self, exports, section)?;
         exports.export(STACK_POINTER_EXPORT, ExportKind::Global, self.sp);
         exports.export(TLS_BASE_EXPORT, ExportKind::Global, self.tls);
@@ -202,13 +286,14 @@ impl Reencode for StackCheck<'_> {
         &mut self,
         code: &mut wasm_encoder::CodeSection,
         section: wasmparser::CodeSectionReader<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<RewriteError>> {
         utils::parse_code_section(self, code, section)?;
         let mut overflow = Function::new([]);
         overflow.instruction(&Instruction::Unreachable);
         overflow.instruction(&Instruction::End);
         code.function(&overflow);
         if let Some((run, finish)) = self.entries {
+            let (run, finish) = (self.function_index(run)?, self.function_index(finish)?);
             // (task, sp, tls, limit, span) and (task, how, error, sp, tls,
             // limit, span): set the globals, then call the entry with the
             // leading arguments.
@@ -234,7 +319,7 @@ impl Reencode for StackCheck<'_> {
         &mut self,
         code: &mut wasm_encoder::CodeSection,
         func: wasmparser::FunctionBody<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<RewriteError>> {
         let ty = self.shape.func_types.get(self.next_func).copied();
         self.next_func += 1;
         let params = ty
@@ -270,6 +355,9 @@ impl Reencode for StackCheck<'_> {
                         f.instruction(&instruction);
                     }
                 }
+                Operator::MemoryAtomicWait32 { memarg } => self.futex(&mut f, memarg, 0)?,
+                Operator::MemoryAtomicWait64 { memarg } => self.futex(&mut f, memarg, 1)?,
+                Operator::MemoryAtomicNotify { memarg } => self.futex(&mut f, memarg, 2)?,
                 op => {
                     f.instruction(&self.instruction(op)?);
                 }
