@@ -337,3 +337,18 @@ fn a_futex_wait_that_nothing_notifies_is_a_reported_deadlock() {
         "{error}"
     );
 }
+
+#[test]
+fn std_thread_sleep_suspends_only_its_green_thread() {
+    let r = run("thread_sleep", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "the sleeper slept its time: true",
+            "every tick under 150 ms: true",
+            "sleep(0) returns: true",
+            "killed in its sleep: Err(\"green thread was killed (GreenletExit)\"), at once: true",
+        ]
+    );
+}

@@ -35,8 +35,8 @@
 //! - Do not use `std::thread`: all green threads share one OS thread.
 //! - std's locks, condition variables, channels and `thread::park` wait
 //!   green (the loader turns `memory.atomic.wait` into a hub call), so a
-//!   `std::sync` lock may be held across a yield. `std::thread::sleep` and
-//!   stdin reads still block the hub's OS thread.
+//!   `std::sync` lock may be held across a yield. `std::thread::sleep` is a
+//!   green sleep too. Reads of stdin still block the hub's OS thread.
 //! - A killed green thread stops where it is suspended; its stack frames are
 //!   not unwound (wasm has no unwinding here), so values they owned leak. Its
 //!   `thread_local!` values are dropped, as when a green thread ends normally.

@@ -1,10 +1,11 @@
-//! The guests' clocks: WASI's `clock_time_get`, answered by the hub.
+//! The guests' clocks: WASI's `clock_time_get`, answered by the hub (and the
+//! clocks `poll_oneoff`'s deadlines are read on).
 //!
 //! wasmtime-wasi's own `clock_time_get` looks the guest's memory export up
 //! by name on every call, which made a green thread's `Instant::now()` cost
 //! about a microsecond once thousands of green threads had pushed the
 //! lookup's data out of the cache. The hub already holds each guest's
-//! memory, so it answers the call itself (`host_functions::add_clock_to_linker`). Its monotonic clock is also the
+//! memory, so it answers the call itself (`host_functions::add_wasi_overrides`). Its monotonic clock is also the
 //! one WASI's `poll_oneoff` uses ([`MonotonicClock`], installed in every
 //! guest's WASI context), so absolute deadlines there agree with it.
 
@@ -17,7 +18,7 @@ use wasmtime_wasi::HostMonotonicClock;
 pub(crate) const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_BADF: i32 = 8;
 pub(crate) const ERRNO_FAULT: i32 = 21;
-const ERRNO_INVAL: i32 = 28;
+pub(crate) const ERRNO_INVAL: i32 = 28;
 
 /// The instant every guest's monotonic clock counts from: a day before the
 /// clock was first read (any origin will do; this one makes a clock that
@@ -31,7 +32,7 @@ fn origin() -> Instant {
 }
 
 /// Nanoseconds since [`origin`].
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -49,13 +50,18 @@ impl HostMonotonicClock for MonotonicClock {
     }
 }
 
+/// Nanoseconds since the Unix epoch.
+pub(crate) fn realtime_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// WASI's `clock_time_get` for clock `id`: nanoseconds, or the errno to
 /// answer with.
 pub(crate) fn now(id: i32) -> Result<u64, i32> {
     match id {
-        0 => Ok(SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))),
+        0 => Ok(realtime_ns()),
         1 => Ok(monotonic_ns()),
         // The CPU-time clocks, which WASI hosts do not offer.
         2 | 3 => Err(ERRNO_BADF),

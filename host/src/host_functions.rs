@@ -202,11 +202,59 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     Ok(())
 }
 
-/// Replaces WASI's `clock_time_get` in `linker` (which must already hold
-/// WASI) with the hub's: see [`crate::clock`].
-pub(crate) fn add_clock_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
+/// Most subscriptions one `poll_oneoff` may pass (each is copied out of the
+/// guest's memory); more is refused with `EINVAL`.
+const MAX_SUBSCRIPTIONS: u32 = 4096;
+
+/// Replaces WASI's `clock_time_get` and `poll_oneoff` in `linker` (which
+/// must already hold WASI) with the hub's: see [`crate::clock`] and
+/// [`crate::poll`].
+pub(crate) fn add_wasi_overrides(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.allow_shadowing(true);
-    let defined = linker
+    let defined = add_poll_oneoff(linker).and_then(|()| add_clock_time_get(linker));
+    linker.allow_shadowing(false);
+    defined
+}
+
+fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
+    use crate::clock::{monotonic_ns, realtime_ns, ERRNO_FAULT, ERRNO_INVAL, ERRNO_SUCCESS};
+    use crate::poll::{self, SUBSCRIPTION_SIZE};
+    linker.func_wrap_async(
+        "wasi_snapshot_preview1",
+        "poll_oneoff",
+        |mut caller: Caller<'_, ThreadData>, (subs, out, n, nevents): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                let n = n as u32;
+                if n == 0 || n > MAX_SUBSCRIPTIONS {
+                    return Ok(ERRNO_INVAL);
+                }
+                let len = n as usize * SUBSCRIPTION_SIZE;
+                let bytes = as_caller(&caller, |s, guest, _| {
+                    s.read_guest_memory(guest, subs as u32, len)
+                })?;
+                let Some(bytes) = bytes else {
+                    return Ok(ERRNO_FAULT);
+                };
+                let subscriptions = poll::parse(&bytes, monotonic_ns(), realtime_ns());
+                let wait = poll::wait(&subscriptions, monotonic_ns());
+                if !wait.is_zero() {
+                    as_caller(&caller, |s, guest, thread| s.sleep(guest, thread, wait))?;
+                    suspend(&mut caller).await;
+                }
+                let (events, count) = poll::events(&subscriptions, monotonic_ns());
+                let written = as_caller(&caller, |s, guest, _| {
+                    s.write_guest_memory(guest, out as u32, &events)
+                        && s.write_guest_memory(guest, nevents as u32, &count.to_le_bytes())
+                })?;
+                Ok(if written { ERRNO_SUCCESS } else { ERRNO_FAULT })
+            })
+        },
+    )?;
+    Ok(())
+}
+
+fn add_clock_time_get(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker
         .func_wrap(
             "wasi_snapshot_preview1",
             "clock_time_get",
@@ -225,9 +273,7 @@ pub(crate) fn add_clock_to_linker(linker: &mut Linker<ThreadData>) -> Result<()>
                 })
             },
         )
-        .map(|_| ());
-    linker.allow_shadowing(false);
-    defined
+        .map(|_| ())
 }
 
 /// `wait32`/`wait64`: a futex wait of the calling green thread, with the

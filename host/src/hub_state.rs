@@ -319,6 +319,12 @@ impl HubState {
         self.live(guest).stacks.write_checked(at, bytes)
     }
 
+    /// Reads `len` bytes of the guest's memory at `at`; None if out of
+    /// bounds.
+    pub fn read_guest_memory(&mut self, guest: usize, at: u32, len: usize) -> Option<Vec<u8>> {
+        self.live(guest).stacks.read_checked(at, len)
+    }
+
     pub fn kill(
         &mut self,
         guest: usize,

@@ -32,6 +32,7 @@ mod host_functions;
 mod hub;
 mod hub_state;
 mod lifecycle;
+mod poll;
 pub mod program;
 mod rewrite;
 pub mod runtime;

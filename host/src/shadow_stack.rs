@@ -166,6 +166,24 @@ impl ShadowStacks {
         true
     }
 
+    /// Copies `len` bytes at guest address `at` for a host function; None if
+    /// that is outside the guest's memory.
+    pub fn read_checked(&self, at: u32, len: usize) -> Option<Vec<u8>> {
+        let end = (at as usize).checked_add(len)?;
+        let cells = self.memory.data().get(at as usize..end)?;
+        let mut out = vec![0u8; len];
+        // SAFETY: in bounds (the slice above); no guest code runs while the
+        // hub's thread is here.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                std::cell::UnsafeCell::raw_get(cells.as_ptr()).cast_const(),
+                out.as_mut_ptr(),
+                len,
+            )
+        };
+        Some(out)
+    }
+
     /// Checks an atomic access of `width` bytes (4 or 8) at `at` as wasm
     /// does: the trap it would raise, if any.
     pub fn check_atomic(&self, at: u64, width: u64) -> Result<(), wasmtime::Trap> {
