@@ -239,3 +239,19 @@ fn a_missing_file_and_bad_flags_are_reported() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_spawn_bomb_is_logged_once_not_once_per_refused_spawn() {
+    let out = cli_with(&["--max-green-threads", "50"], &guest("bomb"), &["10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("stopped: too many green threads").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("more green threads of this guest were stopped the same way"),
+        "{err}"
+    );
+}

@@ -127,6 +127,8 @@ impl Hub {
                 live: Some(live),
                 exit: None,
                 output,
+                unlogged_refusals: 0,
+                refusal_logged: false,
             });
             key
         });

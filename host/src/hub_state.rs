@@ -30,6 +30,11 @@ pub(crate) struct GuestRecord {
     pub live: Option<LiveGuest>,
     pub exit: Option<GuestExit>,
     pub output: Option<CapturedOutput>,
+    /// Green threads the hub stopped (a refused spawn, say) since the first,
+    /// which was logged: a spawn bomb must not flood the log.
+    pub unlogged_refusals: u64,
+    /// Whether the first refusal was logged.
+    pub refusal_logged: bool,
 }
 
 /// Things to drop after the current poll, on the hub's own stack: dropping a
@@ -190,8 +195,15 @@ impl HubState {
                 let name = self.sched.name_of(guest, thread);
                 if !trap {
                     // Not a trap of its own code (the SDK reports those) but
-                    // a hub function refusing it, e.g. memory full on spawn.
-                    tracing::warn!("{name} stopped: {}", error.root_cause());
+                    // a hub function refusing it, e.g. memory full on spawn:
+                    // logged once per guest, the rest counted.
+                    let record = &mut self.guests[guest];
+                    if record.refusal_logged {
+                        record.unlogged_refusals += 1;
+                    } else {
+                        record.refusal_logged = true;
+                        tracing::warn!("{name} stopped: {}", error.root_cause());
+                    }
                 }
                 Some((how, name, error))
             }
@@ -243,7 +255,15 @@ impl HubState {
             // After its stores: the WASI context they point at.
             self.graveyard.push(Grave::Guest(Box::new(live)));
         }
-        self.guests[guest].exit.get_or_insert(exit);
+        let record = &mut self.guests[guest];
+        if record.unlogged_refusals > 0 {
+            tracing::warn!(
+                "{} more green threads of this guest were stopped the same way",
+                record.unlogged_refusals
+            );
+            record.unlogged_refusals = 0;
+        }
+        record.exit.get_or_insert(exit);
     }
 
     /// Keeps the worker of a green thread that ended normally for the
