@@ -244,3 +244,51 @@ fn a_start_function_that_spins_is_preempted_like_any_code() {
     let late_ms: f64 = b.stdout.trim().parse().unwrap();
     assert!(late_ms < 1500.0, "the neighbour was {late_ms} ms late");
 }
+
+#[test]
+fn another_thread_can_kill_a_spinning_guest_through_a_handle() {
+    let runtime = runtime();
+    let spinner = Program::from_file(runtime.engine(), guest("spinner")).unwrap();
+    let fine = Program::from_file(runtime.engine(), guest("spawn_order")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    // It would spin for 60 s without a yield.
+    let s = hub
+        .add_guest(&spinner, options(&["60000", "/nonexistent"]))
+        .unwrap();
+    let f = hub.add_guest(&fine, options(&[])).unwrap();
+    fn send_and_sync<T: Send + Sync>(t: T) -> T {
+        t
+    }
+    let handle = send_and_sync(hub.handle());
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        handle.kill_guest(s, "runaway plugin");
+        // A second kill, of a guest that has ended or is ending, does nothing.
+        handle.kill_guest(s, "again");
+    });
+    hub.run();
+    killer.join().unwrap();
+    let (s, f) = (finished(&hub, s), finished(&hub, f));
+    assert_eq!(s.code, 137);
+    assert_eq!(
+        s.error.as_deref(),
+        Some("killed by the host: runaway plugin")
+    );
+    assert_eq!(s.stdout, "", "it never got to the end of its spin");
+    assert_eq!(f.code, 0);
+    assert!(f.stdout.starts_with("spawned all, run 0"), "{}", f.stdout);
+}
+
+#[test]
+fn a_guest_killed_before_the_hub_runs_never_runs() {
+    let runtime = runtime();
+    let program = Program::from_file(runtime.engine(), guest("spawn_order")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let a = hub.add_guest(&program, options(&[])).unwrap();
+    let b = hub.add_guest(&program, options(&[])).unwrap();
+    hub.kill_guest(a, "not wanted");
+    hub.run();
+    let (a, b) = (finished(&hub, a), finished(&hub, b));
+    assert_eq!((a.code, a.stdout.as_str()), (137, ""));
+    assert_eq!(b.code, 0);
+}

@@ -119,4 +119,8 @@ pub enum GuestError {
     /// Another green thread killed the main green thread.
     #[error("the main green thread was killed")]
     MainKilled,
+    /// The embedder ended the guest ([`Hub::kill_guest`](crate::Hub::kill_guest)
+    /// or a [`HubHandle`](crate::HubHandle)), for this reason.
+    #[error("killed by the host: {0}")]
+    Killed(String),
 }

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,8 @@ use wasmtime::error::Context as _;
 use wasmtime::Store;
 use wasmtime::{format_err, Result};
 
-use crate::guest::{CapturedOutput, GuestExit, GuestOptions};
+use crate::control::{Command, Control, HubHandle};
+use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestOptions};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
 use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
@@ -42,7 +44,7 @@ const SPIN_BELOW: Duration = Duration::from_micros(100);
 
 /// Names a guest added to a [`Hub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GuestId(usize);
+pub struct GuestId(pub(crate) usize);
 
 /// Runs guests' green threads on the calling OS thread.
 ///
@@ -69,6 +71,8 @@ pub struct GuestId(usize);
 /// ```
 pub struct Hub {
     runtime: Runtime,
+    /// Commands from [`HubHandle`]s on other threads.
+    control: Arc<Control>,
     /// Shared with the host functions while `run` is on the stack (see
     /// `hub_state::enter`); the `Rc` keeps `Hub` on its thread.
     state: Rc<RefCell<HubState>>,
@@ -79,6 +83,7 @@ impl Hub {
     pub fn new(runtime: &Runtime) -> Hub {
         Hub {
             runtime: runtime.clone(),
+            control: Control::new(),
             state: Rc::new(RefCell::new(HubState::new(runtime.config().clone()))),
         }
     }
@@ -145,6 +150,7 @@ impl Hub {
         let state = self.state.clone();
         let _entered = hub_state::enter(&state);
         loop {
+            self.obey_handles();
             let next = self.with(|state| {
                 if state.sched.has_timers() {
                     state.sched.fire_due_timers(Instant::now());
@@ -173,6 +179,38 @@ impl Hub {
             std::mem::take(&mut state.graveyard)
         });
         bury(graves);
+    }
+
+    /// Ends `guest` at once: its green threads are dropped where they are
+    /// suspended (no links run), and [`Hub::exit`] reports
+    /// [`GuestError::Killed`](crate::GuestError::Killed) with `reason` and
+    /// exit code 137. Killing a guest that has ended does nothing. From
+    /// another thread, use a [`HubHandle`].
+    pub fn kill_guest(&mut self, guest: GuestId, reason: impl Into<String>) {
+        let reason = reason.into();
+        let graves = self.with(|state| {
+            if state.sched.is_live(guest.0) {
+                let exit = GuestExit::failed(137, GuestError::Killed(reason));
+                state.end_guest(guest.0, exit);
+            }
+            std::mem::take(&mut state.graveyard)
+        });
+        bury(graves);
+    }
+
+    /// A `Send + Sync` handle through which other threads can control this
+    /// hub while it runs.
+    pub fn handle(&self) -> HubHandle {
+        HubHandle::new(self.control.clone())
+    }
+
+    /// Carries out what handles on other threads asked for.
+    fn obey_handles(&mut self) {
+        for command in self.control.take() {
+            match command {
+                Command::Kill { guest, reason } => self.kill_guest(guest, reason),
+            }
+        }
     }
 
     /// Drops surplus spare workers, one at a time, until `deadline` is near.
@@ -281,7 +319,8 @@ fn wait_until(deadline: Instant) {
         return;
     }
     if deadline - now >= SPIN_BELOW {
-        std::thread::sleep(deadline - now);
+        // A handle's command unparks the hub early (see `control`).
+        std::thread::park_timeout(deadline - now);
         return;
     }
     while Instant::now() < deadline {

@@ -26,6 +26,7 @@
 mod abi;
 mod clock;
 mod config;
+mod control;
 mod fiber_stack;
 pub mod guest;
 mod host_functions;
@@ -42,6 +43,7 @@ mod store_data;
 mod worker;
 
 pub use config::Config;
+pub use control::HubHandle;
 pub use guest::{GuestError, GuestExit, GuestOptions};
 pub use host_functions::HUB_MODULE;
 pub use hub::{GuestId, Hub};

@@ -1,0 +1,98 @@
+//! Embedder control from other OS threads: a [`HubHandle`] queues commands
+//! that the hub's run loop carries out between two green-thread steps.
+//!
+//! A guest that spins is paused by preemption at least every time slice, so a
+//! command reaches the run loop within one slice; an idle hub sleeps in
+//! `park_timeout`, which the handle interrupts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+
+use crate::hub::GuestId;
+
+/// What another thread asked the hub to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// End the guest, with this reason.
+    Kill { guest: GuestId, reason: String },
+}
+
+/// The commands waiting for a hub, shared with its handles.
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// Set when `commands` may hold something: the run loop's check is one
+    /// relaxed load.
+    pending: AtomicBool,
+    commands: Mutex<Vec<Command>>,
+    /// The hub's thread, woken when a command comes in.
+    hub_thread: Thread,
+}
+
+impl Control {
+    pub(crate) fn new() -> Arc<Control> {
+        Arc::new(Control {
+            pending: AtomicBool::new(false),
+            commands: Mutex::new(Vec::new()),
+            hub_thread: std::thread::current(),
+        })
+    }
+
+    /// The commands sent since the last call (none, cheaply, most of the
+    /// time).
+    pub(crate) fn take(&self) -> Vec<Command> {
+        if !self.pending.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.commands.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn send(&self, command: Command) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(command);
+        self.pending.store(true, Ordering::Release);
+        self.hub_thread.unpark();
+    }
+}
+
+/// A handle through which any thread can control a [`Hub`](crate::Hub):
+/// `Send + Sync`, cheap to clone.
+///
+/// ```no_run
+/// use wasmlet_host::{Config, GuestOptions, Hub, Program, Runtime};
+///
+/// let runtime = Runtime::new(Config::default())?;
+/// let program = Program::from_file(runtime.engine(), "plugin.wasm")?;
+/// let mut hub = Hub::new(&runtime);
+/// let guest = hub.add_guest(&program, GuestOptions::default())?;
+/// let handle = hub.handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_secs(5));
+///     handle.kill_guest(guest, "took longer than 5 s");
+/// });
+/// hub.run();
+/// # Ok::<(), wasmtime::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct HubHandle {
+    control: Arc<Control>,
+}
+
+impl HubHandle {
+    pub(crate) fn new(control: Arc<Control>) -> HubHandle {
+        HubHandle { control }
+    }
+
+    /// Ends `guest` (see [`Hub::kill_guest`](crate::Hub::kill_guest)) as
+    /// soon as the hub's run loop gets the command: within one time slice
+    /// even while the guest spins. Killing a guest that has ended does
+    /// nothing.
+    pub fn kill_guest(&self, guest: GuestId, reason: impl Into<String>) {
+        self.control.send(Command::Kill {
+            guest,
+            reason: reason.into(),
+        });
+    }
+}
