@@ -41,7 +41,9 @@ impl Control {
     /// The commands sent since the last call (none, cheaply, most of the
     /// time).
     pub(crate) fn take(&self) -> Vec<Command> {
-        if !self.pending.swap(false, Ordering::Acquire) {
+        // A plain load first: an atomic swap on every step of the run loop
+        // would cost more than the rest of the check.
+        if !self.pending.load(Ordering::Relaxed) || !self.pending.swap(false, Ordering::Acquire) {
             return Vec::new();
         }
         std::mem::take(&mut *self.commands.lock().unwrap_or_else(|e| e.into_inner()))
