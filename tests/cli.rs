@@ -74,7 +74,7 @@ fn args_env_and_preopened_dirs_reach_the_guest() {
     let dir = std::env::temp_dir().join(format!("wasmlet-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("input.txt"), "hello from the host\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
         .arg("run")
         .arg("--env")
         .arg("GREETING=hi there")
@@ -82,13 +82,22 @@ fn args_env_and_preopened_dirs_reach_the_guest() {
         .arg(format!("{}::/data", dir.display()))
         .arg(guest("environment"))
         .args(["--", "one", "two words"])
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // The CLI passes its stdin on to the guest.
+    use std::io::Write as _;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed by the user\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "args: [\"one\", \"two words\"]\nGREETING=hi there\nfile: hello from the host\n\
-         green thread wrote: Ok(true)\n"
+         green thread wrote: Ok(true)\nstdin: Ok(\"typed by the user\")\n"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("from-thread.txt")).unwrap(),

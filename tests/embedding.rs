@@ -292,3 +292,45 @@ fn a_guest_killed_before_the_hub_runs_never_runs() {
     assert_eq!((a.code, a.stdout.as_str()), (137, ""));
     assert_eq!(b.code, 0);
 }
+
+#[test]
+fn an_embedded_guest_reads_no_stdin_unless_its_options_say_so() {
+    // The embedder is this test, run again as a child process whose stdin
+    // and stdout the parent holds (the guest's output passes through).
+    if let Ok(mode) = std::env::var("WASMLET_STDIN_PROBE") {
+        let runtime = runtime();
+        let program = Program::from_file(runtime.engine(), guest("environment")).unwrap();
+        let mut hub = Hub::new(&runtime);
+        let options = wasmlet_host::GuestOptions {
+            args: vec!["guest".into()],
+            inherit_stdin: mode == "inherit",
+            ..Default::default()
+        };
+        hub.add_guest(&program, options).unwrap();
+        hub.run();
+        return;
+    }
+    for (mode, expected) in [
+        ("default", "stdin: Ok(\"\")"),
+        ("inherit", "stdin: Ok(\"from the embedder's input\")"),
+    ] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "an_embedded_guest_reads_no_stdin_unless_its_options_say_so",
+            ])
+            .arg("--nocapture")
+            .env("WASMLET_STDIN_PROBE", mode)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"from the embedder's input\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(expected), "{mode}: {stdout}");
+    }
+}

@@ -28,8 +28,13 @@ pub struct GuestOptions {
     /// Host directories the guest may open, and the path it sees each at.
     pub dirs: Vec<(PathBuf, String)>,
     /// Keep the guest's stdout and stderr (see [`Hub::output`](crate::Hub::output))
-    /// instead of passing them through to the host's. Stdin is then empty.
+    /// instead of passing them through to the host's.
     pub capture_output: bool,
+    /// Let the guest read the host process's stdin. Off by default: a
+    /// plugin has no business reading its embedder's input, and a read
+    /// would block the hub's OS thread until input comes. The `wasmlet` CLI
+    /// turns it on.
+    pub inherit_stdin: bool,
 }
 
 /// Most bytes kept of a captured stream.
@@ -65,6 +70,9 @@ impl GuestOptions {
                 .preopened_dir(host, guest, FsPerms::ReadWrite)
                 .with_context(|| format!("opening directory {} for the guest", host.display()))?;
         }
+        if self.inherit_stdin {
+            builder.inherit_stdin();
+        }
         let output = if self.capture_output {
             let output = CapturedOutput {
                 stdout: MemoryOutputPipe::new(CAPTURE_LIMIT),
@@ -75,7 +83,7 @@ impl GuestOptions {
                 .stderr(output.stderr.clone());
             Some(output)
         } else {
-            builder.inherit_stdio();
+            builder.inherit_stdout().inherit_stderr();
             None
         };
         Ok((builder.build_p1(), output))

@@ -110,6 +110,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         env: args.env,
         dirs: args.dirs,
         capture_output: false,
+        inherit_stdin: true,
     };
     let mut hub = Hub::new(&runtime);
     let guest = hub.add_guest(&program, options)?;

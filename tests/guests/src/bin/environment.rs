@@ -12,4 +12,7 @@ fn main() {
         std::fs::write("/data/from-thread.txt", "written by a green thread").is_ok()
     });
     println!("green thread wrote: {:?}", gt.wait());
+    let mut input = String::new();
+    let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input);
+    println!("stdin: {:?}", read.map(|_| input.trim().to_string()));
 }
