@@ -264,3 +264,28 @@ fn a_spawn_bomb_is_logged_once_not_once_per_refused_spawn() {
         "{err}"
     );
 }
+
+#[test]
+fn time_limit_ends_a_guest_that_runs_too_long() {
+    let out = cli_with(
+        &["--time-limit", "0.2"],
+        &guest("spinner"),
+        &["60000", "/none"],
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exceeded its time limit of 0.200 s"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli_with(
+        &["--time-limit", "soon"],
+        &guest("spinner"),
+        &["1", "/none"],
+    );
+    assert!(
+        stderr(&out).contains("expected a number of seconds"),
+        "{}",
+        stderr(&out)
+    );
+}

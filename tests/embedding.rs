@@ -334,3 +334,43 @@ fn an_embedded_guest_reads_no_stdin_unless_its_options_say_so() {
         assert!(stdout.contains(expected), "{mode}: {stdout}");
     }
 }
+
+#[test]
+fn a_guest_past_its_own_green_thread_limit_is_refused_while_its_neighbour_spawns_on() {
+    let runtime = runtime();
+    let waves = Program::from_file(runtime.engine(), guest("waves")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut capped = options(&["200", "100"]);
+    capped.max_green_threads = Some(50);
+    let a = hub.add_guest(&waves, capped).unwrap();
+    let b = hub.add_guest(&waves, options(&["200", "100"])).unwrap();
+    hub.run();
+    let (a, b) = (finished(&hub, a), finished(&hub, b));
+    assert_eq!(a.code, 134);
+    let error = a.error.unwrap_or_default();
+    assert!(
+        error.contains("this guest: it may have at most 50 (its GuestOptions::max_green_threads)"),
+        "{error}"
+    );
+    assert_eq!(b.code, 0, "{}", b.stderr);
+}
+
+#[test]
+fn a_guest_past_its_time_limit_is_ended_even_while_it_spins() {
+    let runtime = runtime();
+    let spinner = Program::from_file(runtime.engine(), guest("spinner")).unwrap();
+    let fine = Program::from_file(runtime.engine(), guest("spawn_order")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut limited = options(&["60000", "/nonexistent"]);
+    limited.time_limit = Some(std::time::Duration::from_millis(200));
+    let s = hub.add_guest(&spinner, limited).unwrap();
+    let f = hub.add_guest(&fine, options(&[])).unwrap();
+    hub.run();
+    let (s, f) = (finished(&hub, s), finished(&hub, f));
+    assert_eq!(s.code, 137);
+    assert_eq!(
+        s.error.as_deref(),
+        Some("the guest exceeded its time limit of 0.200 s")
+    );
+    assert_eq!(f.code, 0);
+}

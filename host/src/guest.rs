@@ -35,6 +35,14 @@ pub struct GuestOptions {
     /// would block the hub's OS thread until input comes. The `wasmlet` CLI
     /// turns it on.
     pub inherit_stdin: bool,
+    /// Most green threads of this guest alive at once (under the hub's
+    /// `Config::max_green_threads`, which counts every guest's): a spawn
+    /// past it traps the spawner, saying so. None: only the hub's limit.
+    pub max_green_threads: Option<u32>,
+    /// How long the guest may run, from when it is added: past it, the hub
+    /// ends it (within one time slice even while it spins) with
+    /// [`GuestError::LimitExceeded`] and exit code 137. None: no limit.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// Most bytes kept of a captured stream.
@@ -127,6 +135,10 @@ pub enum GuestError {
     /// Another green thread killed the main green thread.
     #[error("the main green thread was killed")]
     MainKilled,
+    /// The guest went past one of its limits (see [`GuestOptions`]): which,
+    /// and its figure.
+    #[error("the guest exceeded its {0}")]
+    LimitExceeded(String),
     /// The embedder ended the guest ([`Hub::kill_guest`](crate::Hub::kill_guest)
     /// or a [`HubHandle`](crate::HubHandle)), for this reason.
     #[error("killed by the host: {0}")]

@@ -101,6 +101,7 @@ impl Hub {
     /// provide.
     pub fn add_guest(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
         let (wasi, output) = options.build_wasi()?;
+        let (max_green_threads, time_limit) = (options.max_green_threads, options.time_limit);
         let wasi = WasiBox::new(wasi);
         let memory_ty = program
             .module
@@ -134,7 +135,16 @@ impl Hub {
                 output,
                 unlogged_refusals: 0,
                 refusal_logged: false,
+                max_green_threads,
             });
+            if let Some(limit) = time_limit {
+                let when = Instant::now().checked_add(limit);
+                if let Some(when) = when {
+                    state
+                        .time_limits
+                        .push(std::cmp::Reverse((when, key, limit)));
+                }
+            }
             key
         });
         Ok(GuestId(guest))
@@ -151,6 +161,13 @@ impl Hub {
         let _entered = hub_state::enter(&state);
         loop {
             self.obey_handles();
+            let next_limit = self.with(|state| {
+                if state.time_limits.is_empty() {
+                    None
+                } else {
+                    state.enforce_time_limits(Instant::now())
+                }
+            });
             let next = self.with(|state| {
                 if state.sched.has_timers() {
                     state.sched.fire_due_timers(Instant::now());
@@ -160,7 +177,13 @@ impl Hub {
             match next {
                 Some((guest, thread)) => self.step(guest, thread),
                 None => {
-                    let deadline = self.with(|state| state.sched.next_deadline());
+                    let timer = self.with(|state| state.sched.next_deadline());
+                    // A time limit wakes the hub only while its guest waits
+                    // on a timer; a guest waiting on nothing has deadlocked.
+                    let deadline = match (timer, next_limit) {
+                        (Some(t), Some(l)) => Some(t.min(l)),
+                        (t, _) => t,
+                    };
                     // Idle until the next timer: first drop surplus spare
                     // workers while there is time.
                     self.drop_surplus_spares(deadline);

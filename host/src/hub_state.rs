@@ -8,6 +8,8 @@
 //! inside it, on the hub's thread.
 
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use wasmtime::{format_err, Result};
@@ -35,6 +37,8 @@ pub(crate) struct GuestRecord {
     pub unlogged_refusals: u64,
     /// Whether the first refusal was logged.
     pub refusal_logged: bool,
+    /// `GuestOptions::max_green_threads`.
+    pub max_green_threads: Option<u32>,
 }
 
 /// Things to drop after the current poll, on the hub's own stack: dropping a
@@ -60,6 +64,9 @@ pub(crate) struct HubState {
     pub sched: Scheduler<ThreadSlot>,
     pub guests: Vec<GuestRecord>,
     pub graveyard: Vec<Grave>,
+    /// Guests' time limits: (when, guest, the limit as given), earliest
+    /// first.
+    pub time_limits: BinaryHeap<Reverse<(Instant, usize, Duration)>>,
 }
 
 thread_local! {
@@ -122,6 +129,7 @@ impl HubState {
             sched: Scheduler::default(),
             guests: Vec::new(),
             graveyard: Vec::new(),
+            time_limits: BinaryHeap::new(),
         }
     }
 
@@ -152,7 +160,7 @@ impl HubState {
             self.graveyard.push(Grave::Call(call));
             return;
         }
-        match self.sched.suspended(guest, thread) {
+        match self.sched.suspended(guest, thread, Instant::now) {
             Suspension::Keep => self.sched.payload_mut(guest, thread).future = Some(call),
             Suspension::Drop => self.graveyard.push(Grave::Call(call)),
             Suspension::MainKilled => {
@@ -266,6 +274,25 @@ impl HubState {
         record.exit.get_or_insert(exit);
     }
 
+    /// Ends every guest whose time limit has passed at `now`; the next time
+    /// limit still to come.
+    pub fn enforce_time_limits(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse((when, guest, limit))) = self.time_limits.peek().copied() {
+            if when > now {
+                return Some(when);
+            }
+            self.time_limits.pop();
+            if self.sched.is_live(guest) {
+                let what = format!("time limit of {:.3} s", limit.as_secs_f64());
+                self.end_guest(
+                    guest,
+                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
+                );
+            }
+        }
+        None
+    }
+
     /// Keeps the worker of a green thread that ended normally for the
     /// guest's next green thread.
     pub fn keep_spare(&mut self, guest: usize, worker: Box<Worker>) {
@@ -307,6 +334,14 @@ impl HubState {
                  (raise it with `wasmlet run --max-green-threads N` or \
                  Config::max_green_threads)"
             );
+        }
+        if let Some(most) = self.guests[guest].max_green_threads {
+            if self.sched.alive_in(guest) >= most as usize {
+                wasmtime::bail!(
+                    "too many green threads alive at once in this guest: it may have at most \
+                     {most} (its GuestOptions::max_green_threads)"
+                );
+            }
         }
         let live = self.live(guest);
         if !live.layout.can_spawn {

@@ -1,7 +1,7 @@
 //! `wasmlet`: run a guest program's green threads on the hub.
 //!
 //! ```text
-//! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [-- ARGS...]
+//! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [--time-limit SECONDS] [-- ARGS...]
 //! ```
 //!
 //! The process exits with the guest's exit code: its `exit(n)`, 0 when `main`
@@ -54,6 +54,17 @@ struct RunArgs {
     /// Most green threads alive at once.
     #[arg(long, value_name = "N", default_value_t = Config::default().max_green_threads)]
     max_green_threads: u32,
+    /// End the guest (exit code 137) if it is still running after this many
+    /// seconds of wall-clock time.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    time_limit: Option<std::time::Duration>,
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("expected a number of seconds, got `{s}`"))
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -111,6 +122,8 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         dirs: args.dirs,
         capture_output: false,
         inherit_stdin: true,
+        max_green_threads: None,
+        time_limit: args.time_limit,
     };
     let mut hub = Hub::new(&runtime);
     let guest = hub.add_guest(&program, options)?;

@@ -255,6 +255,14 @@ impl<P> Scheduler<P> {
         self.alive
     }
 
+    /// Green threads alive in one guest (0 once it has ended).
+    pub fn alive_in(&self, guest: usize) -> usize {
+        self.guests
+            .get(guest)
+            .and_then(Option::as_ref)
+            .map_or(0, |g| g.threads.len())
+    }
+
     /// True while the guest has not ended.
     pub fn is_live(&self, guest: usize) -> bool {
         self.guests.get(guest).is_some_and(Option::is_some)
@@ -399,7 +407,17 @@ impl<P> Scheduler<P> {
     }
 
     /// The green thread suspended (its call returned Pending).
-    pub fn suspended(&mut self, guest: usize, thread: usize) -> Suspension {
+    ///
+    /// `now` is read only for a green thread that preemption paused: the
+    /// timers due by then fire first, so that the guests they wake take
+    /// their turn before the paused guest's next slice (a spinning guest
+    /// delays another guest's due timer by at most one time slice).
+    pub fn suspended(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        now: impl FnOnce() -> Instant,
+    ) -> Suspension {
         let g = self.guest(guest);
         let is_main = thread == g.main;
         let t = &mut g.threads[thread];
@@ -414,7 +432,9 @@ impl<P> Scheduler<P> {
         if t.state == State::Running {
             // Nothing recorded a wait: preemption paused it so other guests
             // can run. It resumes before any other green thread of its guest,
-            // while the guest waits its turn behind the other guests.
+            // while the guest waits its turn behind the other guests,
+            // including those its slice made due.
+            self.fire_due_timers(now());
             self.make_runnable(guest, thread, true);
         }
         Suspension::Keep

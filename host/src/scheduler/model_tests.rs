@@ -292,7 +292,7 @@ impl Sched for Real {
     }
     fn suspended(&mut self, t: ThreadId) -> Suspension {
         let key = self.key(t);
-        self.s.suspended(0, key)
+        self.s.suspended(0, key, || self.base)
     }
     fn join(
         &mut self,

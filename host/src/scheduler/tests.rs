@@ -250,7 +250,7 @@ fn killing_main_ends_the_guest_and_killing_itself_drops_the_call() {
         h.s.kill(0, key, t, 0, false),
         Kill::Done(KillStatus::Killed)
     );
-    assert_eq!(h.s.suspended(0, key), Suspension::Drop);
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Drop);
     assert_eq!(h.state(t), Some(State::Queued), "its ending is queued");
     assert_eq!(h.next(), Some(key));
 }
@@ -335,7 +335,7 @@ fn a_preempted_thread_resumes_before_the_rest_of_its_guest() {
     let mut h = Hub::new();
     let t = h.spawn(h.main, Duration::ZERO, false);
     // main is paused by preemption: it suspends while still Running.
-    assert_eq!(h.s.suspended(0, h.main), Suspension::Keep);
+    assert_eq!(h.s.suspended(0, h.main, at(h.now)), Suspension::Keep);
     let order = h.run_all(|h, key| {
         if key != h.main {
             h.end(key);
@@ -502,4 +502,35 @@ fn a_timed_futex_wait_times_out_and_a_killed_waiter_leaves_the_queue() {
         "the killed waiter left the queue"
     );
     h.s.debug_check();
+}
+
+#[test]
+fn a_guest_whose_timer_came_due_during_a_slice_runs_before_the_next_slice() {
+    let mut s: Scheduler<()> = Scheduler::default();
+    let now = Instant::now();
+    let spinner = s.add_guest(());
+    let sleeper = s.add_guest(());
+    let (_, spin) = s.next_runnable().unwrap();
+    s.start(spinner, spin);
+    s.sleep(spinner, spin, Duration::ZERO, at(now));
+    let (g, sleep) = s.next_runnable().unwrap();
+    assert_eq!(g, sleeper);
+    s.start(sleeper, sleep);
+    s.sleep(sleeper, sleep, MS, at(now));
+    // The spinner runs a whole slice, past the sleeper's deadline, and is
+    // paused by preemption.
+    let (g, spin) = s.next_runnable().unwrap();
+    assert_eq!(g, spinner);
+    s.start(spinner, spin);
+    assert_eq!(
+        s.suspended(spinner, spin, at(now + 10 * MS)),
+        Suspension::Keep
+    );
+    s.debug_check();
+    assert_eq!(
+        s.next_runnable(),
+        Some((sleeper, sleep)),
+        "the due sleeper goes first"
+    );
+    assert_eq!(s.next_runnable(), Some((spinner, spin)));
 }
