@@ -2,6 +2,9 @@
 //! canonical ABI's discriminants. Free of wasmtime, so the scheduler can use
 //! them; `tests/contract.rs` checks the host's functions against the WIT.
 
+/// The WIT interface's import module name.
+pub const HUB_MODULE: &str = "wasmlet:runtime/hub@0.1.0";
+
 /// A green thread's id (`thread-id` in the WIT): the guest's spawn count at
 /// its birth, main being 1. Never reused while the guest runs, never 0.
 pub(crate) type ThreadId = u64;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 
-use crate::hub::GuestId;
+use crate::guest::GuestId;
 
 /// What another thread asked the hub to do.
 #[derive(Debug)]

@@ -10,6 +10,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+/// Names a guest added to a [`Hub`](crate::Hub).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GuestId(pub(crate) usize);
+
 /// How a guest is started.
 ///
 /// ```

@@ -18,12 +18,9 @@ use std::time::Duration;
 use wasmtime::Result;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use crate::abi::{timeout_of, KillStatus, SPAWN_LOCAL};
+use crate::abi::{timeout_of, KillStatus, HUB_MODULE, SPAWN_LOCAL};
 use crate::hub_state::{self, HubState};
 use crate::store_data::ThreadData;
-
-/// The WIT interface's import module name.
-pub const HUB_MODULE: &str = "wasmlet:runtime/hub@0.1.0";
 
 /// Runs `f` on the hub's state as the calling green thread `(guest, thread)`.
 fn as_caller<R>(

@@ -26,7 +26,7 @@ use wasmtime::Store;
 use wasmtime::{format_err, Result};
 
 use crate::control::{Command, Control, HubHandle};
-use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestOptions};
+use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
 use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
@@ -41,10 +41,6 @@ const IDLE_MARGIN: Duration = Duration::from_millis(1);
 
 /// Gaps between timers shorter than this are spun through, not slept.
 const SPIN_BELOW: Duration = Duration::from_micros(100);
-
-/// Names a guest added to a [`Hub`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GuestId(pub(crate) usize);
 
 /// Runs guests' green threads on the calling OS thread.
 ///

@@ -17,11 +17,16 @@
 //! # Ok::<(), wasmtime::Error>(())
 //! ```
 //!
-//! Module map: [`program`] loads and checks `.wasm` files; [`runtime`] holds
-//! the engine and linker; `hub` is the scheduler; `host_functions` is the
-//! host side of `wit/hub.wit`; `shadow_stack` gives each green thread its
-//! stack and TLS block in guest memory; [`guest`] holds a guest's options and
-//! its exit.
+//! Module map, bottom up (no module uses one above it): `abi` (the WIT
+//! types), `scheduler` (the scheduling rules, free of wasmtime), `config`,
+//! `clock`, [`program`] (loading and checking modules) with `rewrite` (the
+//! loader's rewrite: stack checks, entry points, green futexes),
+//! `shadow_stack` and `fiber_stack` (green threads' stacks), `store_data`,
+//! `worker`, `lifecycle` (a green thread's call and its end), `hub_state`
+//! (what host functions share with the run loop), `poll` and
+//! `host_functions` (the host side of `wit/hub.wit` and of some WASI calls),
+//! [`runtime`], `control` ([`HubHandle`]) and `hub` ([`Hub`]: the embedding
+//! API and the run loop). [`guest`] holds a guest's options and its exit.
 
 mod abi;
 mod clock;
@@ -42,10 +47,11 @@ mod shadow_stack;
 mod store_data;
 mod worker;
 
+pub use abi::HUB_MODULE;
 pub use config::Config;
 pub use control::HubHandle;
+pub use guest::GuestId;
 pub use guest::{GuestError, GuestExit, GuestOptions};
-pub use host_functions::HUB_MODULE;
-pub use hub::{GuestId, Hub};
+pub use hub::Hub;
 pub use program::Program;
 pub use runtime::Runtime;

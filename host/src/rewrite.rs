@@ -221,7 +221,7 @@ impl Reencode for StackCheck<'_> {
         utils::parse_import_section(self, imports, section)?;
         for (i, name) in ["wait32", "wait64", "notify"].into_iter().enumerate() {
             let ty = wasm_encoder::EntityType::Function(self.new_types + 3 + i as u32);
-            imports.import(crate::host_functions::HUB_MODULE, name, ty);
+            imports.import(crate::abi::HUB_MODULE, name, ty);
         }
         Ok(())
     }
