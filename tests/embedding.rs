@@ -374,3 +374,30 @@ fn a_guest_past_its_time_limit_is_ended_even_while_it_spins() {
     );
     assert_eq!(f.code, 0);
 }
+
+#[test]
+fn a_guest_that_grows_its_memory_past_its_limit_ends_naming_the_limit() {
+    let runtime = runtime();
+    let hog = Program::from_file(runtime.engine(), guest("hog")).unwrap();
+    let fine = Program::from_file(runtime.engine(), guest("spawn_order")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut limited = options(&[]);
+    limited.max_memory = Some(64 << 20);
+    let h = hub.add_guest(&hog, limited).unwrap();
+    let f = hub.add_guest(&fine, options(&[])).unwrap();
+    hub.run();
+    let (h, f) = (finished(&hub, h), finished(&hub, f));
+    assert_eq!(h.code, 137, "{}", h.stderr);
+    assert_eq!(
+        h.error.as_deref(),
+        Some("the guest exceeded its linear memory limit of 64 MiB")
+    );
+    assert!(h.stdout.contains("holding 32 MiB"), "{}", h.stdout);
+    assert!(!h.stdout.contains("holding 64 MiB"), "{}", h.stdout);
+    assert_eq!(f.code, 0);
+    // A limit below what the module needs to start is refused at once.
+    let mut tiny = options(&[]);
+    tiny.max_memory = Some(64 * 1024);
+    let error = hub.add_guest(&hog, tiny).unwrap_err().to_string();
+    assert!(error.contains("more than its limit"), "{error}");
+}

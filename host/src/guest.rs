@@ -43,6 +43,12 @@ pub struct GuestOptions {
     /// `Config::max_green_threads`, which counts every guest's): a spawn
     /// past it traps the spawner, saying so. None: only the hub's limit.
     pub max_green_threads: Option<u32>,
+    /// Most bytes of linear memory the guest may grow to (rounded down to
+    /// whole 64 KiB pages; never above what the module declares). A guest
+    /// whose main green thread fails with its memory at this limit ends
+    /// with [`GuestError::LimitExceeded`] and exit code 137. None: the
+    /// module's own maximum.
+    pub max_memory: Option<u64>,
     /// How long the guest may run, from when it is added: past it, the hub
     /// ends it (within one time slice even while it spins) with
     /// [`GuestError::LimitExceeded`] and exit code 137. None: no limit.

@@ -98,12 +98,16 @@ impl Hub {
     pub fn add_guest(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
         let (wasi, output) = options.build_wasi()?;
         let (max_green_threads, time_limit) = (options.max_green_threads, options.time_limit);
+        let memory_limit = options
+            .max_memory
+            .map(|bytes| bytes / (64 * 1024) * (64 * 1024));
         let wasi = WasiBox::new(wasi);
         let memory_ty = program
             .module
             .imports()
             .find_map(|i| i.ty().memory().cloned())
             .ok_or_else(|| format_err!("the program imports no memory"))?;
+        let memory_ty = limit_memory(memory_ty, options.max_memory)?;
         let memory = wasmtime::SharedMemory::new(self.runtime.engine(), memory_ty)?;
         let mut linker = self.runtime.linker().clone();
         let scratch = Store::new(
@@ -132,6 +136,7 @@ impl Hub {
                 unlogged_refusals: 0,
                 refusal_logged: false,
                 max_green_threads,
+                memory_limit,
             });
             if let Some(limit) = time_limit {
                 let when = Instant::now().checked_add(limit);
@@ -325,6 +330,29 @@ impl Drop for Hub {
         });
         bury(graves);
     }
+}
+
+/// The guest's memory type with its maximum lowered to `max_bytes`.
+///
+/// # Errors
+/// If the module needs more memory to start than the limit allows.
+fn limit_memory(ty: wasmtime::MemoryType, max_bytes: Option<u64>) -> Result<wasmtime::MemoryType> {
+    const PAGE: u64 = 64 * 1024;
+    let Some(max_bytes) = max_bytes else {
+        return Ok(ty);
+    };
+    let limit = max_bytes / PAGE;
+    if limit < ty.minimum() {
+        wasmtime::bail!(
+            "the program needs {} MiB of memory to start, more than its limit of {} MiB \
+             (GuestOptions::max_memory)",
+            (ty.minimum() * PAGE) >> 20,
+            max_bytes >> 20
+        );
+    }
+    let maximum = ty.maximum().map_or(limit, |m| m.min(limit));
+    let (minimum, maximum) = (u32::try_from(ty.minimum())?, u32::try_from(maximum)?);
+    Ok(wasmtime::MemoryType::shared(minimum, maximum))
 }
 
 /// Blocks the hub's thread until `deadline`. A gap shorter than

@@ -39,6 +39,8 @@ pub(crate) struct GuestRecord {
     pub refusal_logged: bool,
     /// `GuestOptions::max_green_threads`.
     pub max_green_threads: Option<u32>,
+    /// `GuestOptions::max_memory`, in whole pages' bytes.
+    pub memory_limit: Option<u64>,
 }
 
 /// Things to drop after the current poll, on the hub's own stack: dropping a
@@ -180,6 +182,11 @@ impl HubState {
             let exit = match end {
                 CallEnd::Returned => GuestExit::code(0),
                 CallEnd::Exit(code) => GuestExit::code(code),
+                CallEnd::Failed { .. } if self.at_memory_limit(guest) => {
+                    let limit = self.guests[guest].memory_limit.unwrap_or(0);
+                    let what = format!("linear memory limit of {} MiB", limit >> 20);
+                    GuestExit::failed(137, GuestError::LimitExceeded(what))
+                }
                 CallEnd::Failed { how, error, .. } => {
                     let what = if how == Ending::TrapShadowStackOverflow {
                         "shadow stack overflow (the main green thread's stack is the module's \
@@ -234,6 +241,21 @@ impl HubState {
         }
         if let (Some(stack), Some(live)) = (slot.stack, self.guests[guest].live.as_mut()) {
             live.stacks.free(stack);
+        }
+    }
+
+    /// Whether the guest's memory has grown near its `max_memory`, so that
+    /// a failure of its main green thread (an allocation refused, which
+    /// aborts) is taken for the limit's doing. "Near" is within an eighth of
+    /// the limit (at least 2 MiB): the request that failed may have been
+    /// that large.
+    fn at_memory_limit(&self, guest: usize) -> bool {
+        let record = &self.guests[guest];
+        match (record.memory_limit, record.live.as_ref()) {
+            (Some(limit), Some(live)) => {
+                live.stacks.memory_size() + (limit / 8).max(2 << 20) > limit
+            }
+            _ => false,
         }
     }
 

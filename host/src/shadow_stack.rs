@@ -103,6 +103,11 @@ impl ShadowStacks {
         Ok(slot)
     }
 
+    /// The guest memory's size in bytes.
+    pub fn memory_size(&self) -> u64 {
+        self.memory.data_size() as u64
+    }
+
     /// The stack pointer a green thread on `slot` starts with.
     pub fn stack_top(&self, slot: &Slot) -> u32 {
         slot.base + slot.size

@@ -58,6 +58,9 @@ struct RunArgs {
     /// seconds of wall-clock time.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     time_limit: Option<std::time::Duration>,
+    /// Most linear memory the guest may grow to, in MiB.
+    #[arg(long, value_name = "MIB")]
+    max_memory: Option<u64>,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -124,6 +127,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         inherit_stdin: true,
         max_green_threads: None,
         time_limit: args.time_limit,
+        max_memory: args.max_memory.map(|mib| mib.saturating_mul(1 << 20)),
     };
     let mut hub = Hub::new(&runtime);
     let guest = hub.add_guest(&program, options)?;
