@@ -286,7 +286,11 @@ fn a_guest_killed_before_the_hub_runs_never_runs() {
     let mut hub = Hub::new(&runtime);
     let a = hub.add_guest(&program, options(&[])).unwrap();
     let b = hub.add_guest(&program, options(&[])).unwrap();
+    let usage = hub.usage(a).expect("live");
+    assert_eq!(usage.green_threads, 1);
+    assert!(usage.memory >= 64 * 1024, "{usage:?}");
     hub.kill_guest(a, "not wanted");
+    assert_eq!(hub.usage(a), None, "an ended guest uses nothing");
     hub.run();
     let (a, b) = (finished(&hub, a), finished(&hub, b));
     assert_eq!((a.code, a.stdout.as_str()), (137, ""));

@@ -108,6 +108,17 @@ impl GuestOptions {
     }
 }
 
+/// What a live guest uses now (see [`Hub::usage`](crate::Hub::usage)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestUsage {
+    /// Its green threads alive (main included).
+    pub green_threads: usize,
+    /// Its linear memory, in bytes.
+    pub memory: u64,
+    /// Spare instances it keeps for its next green threads.
+    pub spare_instances: usize,
+}
+
 /// How a guest ended.
 #[derive(Clone, Debug)]
 pub struct GuestExit {

@@ -26,7 +26,7 @@ use wasmtime::Store;
 use wasmtime::{format_err, Result};
 
 use crate::control::{Command, Control, HubHandle};
-use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions};
+use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
 use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
@@ -273,6 +273,28 @@ impl Hub {
     /// How the guest ended, once it has.
     pub fn exit(&self, guest: GuestId) -> Option<GuestExit> {
         self.with(|state| state.guests.get(guest.0).and_then(|g| g.exit.clone()))
+    }
+
+    /// What a live guest uses now; None once it has ended.
+    ///
+    /// ```no_run
+    /// # let runtime = wasmlet_host::Runtime::new(wasmlet_host::Config::default())?;
+    /// # let program = wasmlet_host::Program::from_file(runtime.engine(), "plugin.wasm")?;
+    /// let mut hub = wasmlet_host::Hub::new(&runtime);
+    /// let guest = hub.add_guest(&program, Default::default())?;
+    /// let usage = hub.usage(guest).unwrap();
+    /// assert_eq!(usage.green_threads, 1); // main, not started yet
+    /// # Ok::<(), wasmtime::Error>(())
+    /// ```
+    pub fn usage(&self, guest: GuestId) -> Option<GuestUsage> {
+        self.with(|state| {
+            let live = state.guests.get(guest.0)?.live.as_ref()?;
+            Some(GuestUsage {
+                green_threads: state.sched.alive_in(guest.0),
+                memory: live.stacks.memory_size(),
+                spare_instances: live.spare.len(),
+            })
+        })
     }
 
     /// What the guest wrote to stdout and stderr, if its options captured them.

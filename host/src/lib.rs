@@ -51,7 +51,7 @@ pub use abi::HUB_MODULE;
 pub use config::Config;
 pub use control::HubHandle;
 pub use guest::GuestId;
-pub use guest::{GuestError, GuestExit, GuestOptions};
+pub use guest::{GuestError, GuestExit, GuestOptions, GuestUsage};
 pub use hub::Hub;
 pub use program::Program;
 pub use runtime::Runtime;
