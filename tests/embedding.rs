@@ -109,6 +109,10 @@ fn bogus_ids_and_pointers_only_hurt_the_caller() {
             "bad futex address: green thread trapped: wasm trap",
             "bad futex address: green thread trapped: out of bounds memory access",
             "bad futex address: green thread trapped: out of bounds memory access",
+            "poll, no subscriptions: 28",
+            "poll, a billion: 28",
+            "poll, subscriptions out of memory: 21",
+            "poll, events out of memory: 21",
             "still fine",
         ]
     );

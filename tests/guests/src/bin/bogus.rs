@@ -30,6 +30,11 @@ extern "C" {
     fn raw_notify(address: u32, count: u32, offset: u32) -> u32;
 }
 
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn poll_oneoff(subscriptions: u32, events: u32, n: u32, nevents: u32) -> u32;
+}
+
 fn main() {
     wasmlet::hub_exceptions(false);
     unsafe {
@@ -69,6 +74,16 @@ fn main() {
     ];
     for t in traps {
         println!("bad futex address: {}", t.wait().unwrap_err());
+    }
+    // WASI poll_oneoff, answered by the hub: wild pointers and counts.
+    let mut nevents = 0u32;
+    let n_at = &mut nevents as *mut u32 as u32;
+    unsafe {
+        println!("poll, no subscriptions: {}", poll_oneoff(at, at, 0, n_at));
+        println!("poll, a billion: {}", poll_oneoff(at, at, 1_000_000_000, n_at));
+        println!("poll, subscriptions out of memory: {}", poll_oneoff(0xffff_fff0, at, 1, n_at));
+        let zeros = Box::leak(Box::new([0u8; 48])) as *mut [u8; 48] as u32;
+        println!("poll, events out of memory: {}", poll_oneoff(zeros, 0xffff_fff0, 1, n_at));
     }
     let fine = wasmlet::spawn(|| "still fine");
     println!("{}", fine.wait().unwrap());
