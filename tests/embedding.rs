@@ -409,3 +409,24 @@ fn a_guest_that_grows_its_memory_past_its_limit_ends_naming_the_limit() {
     let error = hub.add_guest(&hog, tiny).unwrap_err().to_string();
     assert!(error.contains("more than its limit"), "{error}");
 }
+
+#[test]
+fn a_handle_wakes_an_idle_hub_to_kill_a_sleeping_guest() {
+    let runtime = runtime();
+    let sleeper = Program::from_file(runtime.engine(), guest("sleeper")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let s = hub.add_guest(&sleeper, options(&["60000"])).unwrap();
+    let handle = hub.handle();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        handle.kill_guest(s, "shutting down");
+    });
+    let start = std::time::Instant::now();
+    hub.run();
+    killer.join().unwrap();
+    let s = finished(&hub, s);
+    assert_eq!(s.code, 137);
+    assert_eq!(s.stdout, "");
+    // Not woken, the hub would sleep out the guest's 60 s.
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}

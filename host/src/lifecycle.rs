@@ -41,15 +41,9 @@ pub(crate) struct LiveGuest {
     pub stacks: ShadowStacks,
     /// Workers left by green threads that ended normally, for the next ones.
     pub spare: Spares,
-    /// Dropped last: every store of the guest points at it.
+    /// Every store of the guest points at it, so it is the last field:
+    /// fields drop in declaration order, the spare workers' stores first.
     pub wasi: WasiBox,
-}
-
-impl Drop for LiveGuest {
-    fn drop(&mut self) {
-        // The spare workers' stores point at `wasi`: drop them first.
-        while self.spare.pop().is_some() {}
-    }
 }
 
 /// The call that runs `entry` for green thread `thread` of guest `guest`

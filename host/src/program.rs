@@ -4,8 +4,9 @@
 //! A `wasm32-wasip1-threads` module keeps its shadow-stack pointer and TLS
 //! base in two mutable globals that it does not export. Each green thread is
 //! its own instance and needs both pointed at its own memory before it runs,
-//! so the loader finds them through the name section and adds exports for
-//! them: guest authors need no special linker flags.
+//! so the loader finds them through the name section and rewrites the module
+//! (`rewrite`: entry points that set them, exact stack checks, green
+//! futexes): guest authors need no special linker flags.
 
 use std::borrow::Cow;
 

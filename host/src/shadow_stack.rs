@@ -8,6 +8,10 @@
 //! it; the loader's stack check (`rewrite`) traps a frame that would go
 //! past the stack's bottom before it writes anything. A slot freed by an
 //! ended green thread is reused by the next one of the same size.
+//!
+//! As the holder of the guest's memory, it also gives host functions their
+//! bounds-checked access to it (`read_checked`, `write_checked`, and the
+//! atomic loads of futex waits).
 
 use rustc_hash::FxHashMap;
 

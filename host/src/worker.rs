@@ -5,9 +5,10 @@
 //! would cost (a dozen allocations, the instance's tables filled in, the
 //! memory first touched; then as many frees). A green thread that ends
 //! normally leaves its instance in the state every fresh instance starts in,
-//! apart from the stack pointer and TLS base, which each green thread sets to
-//! its own slot anyway; so the hub keeps the worker and hands it to the
-//! guest's next green thread.
+//! apart from the stack pointer, the TLS base and the stack check's limit and
+//! span, which each green thread's entry (`wasmlet:run-on` /
+//! `wasmlet:finish-on`, see `rewrite`) sets for its own slot anyway; so the
+//! hub keeps the worker and hands it to the guest's next green thread.
 
 use std::future::Future;
 use std::pin::Pin;
