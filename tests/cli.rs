@@ -289,3 +289,76 @@ fn time_limit_ends_a_guest_that_runs_too_long() {
         stderr(&out)
     );
 }
+
+/// `wasmlet run stdio.wasm -- mode` with every stream piped.
+fn stdio_guest(mode: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run"])
+        .arg(guest("stdio"))
+        .args(["--", mode])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running wasmlet")
+}
+
+/// The number after `label` in the guest's stderr.
+fn ticks(stderr: &str, label: &str) -> u32 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {stderr}"))
+}
+
+#[test]
+fn a_stdin_read_waits_green_while_other_green_threads_run() {
+    use std::io::Write;
+    let mut child = stdio_guest("read");
+    // Nothing to read for a while: the neighbour must keep ticking.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "read: hello\n");
+    // A read that blocked the hub's thread would leave at most a tick or two.
+    assert!(ticks(&err, "ticks while reading:") >= 20, "{err}");
+}
+
+#[test]
+fn a_write_to_a_full_stdout_pipe_waits_green() {
+    use std::io::Read;
+    let mut child = stdio_guest("write");
+    // Nobody reads stdout for a while: the 4 MiB cannot all fit in the pipe.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(stdout.len(), 4 << 20, "every byte arrives, in order");
+    assert!(stdout.iter().all(|&b| b == b'x'));
+    assert!(ticks(&err, "ticks while writing:") >= 20, "{err}");
+}
+
+#[test]
+fn a_green_thread_waiting_on_stdin_can_be_killed_and_the_guest_ends() {
+    let mut child = stdio_guest("kill");
+    // stdin stays open and empty until the guest has ended (wait_with_output
+    // would close it).
+    let stdin = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reader: Err(\"green thread was killed (GreenletExit)\")\n"
+    );
+}

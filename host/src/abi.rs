@@ -1,6 +1,17 @@
 //! The WIT types of `wit/hub.wit` as the host sees them: plain enums with the
 //! canonical ABI's discriminants. Free of wasmtime, so the scheduler can use
 //! them; `tests/contract.rs` checks the host's functions against the WIT.
+//! Also the WASI errno values of the WASI functions the hub answers itself.
+
+/// WASI preview 1 errno values the hub answers with.
+pub(crate) mod errno {
+    pub const SUCCESS: i32 = 0;
+    pub const BADF: i32 = 8;
+    pub const FAULT: i32 = 21;
+    pub const INVAL: i32 = 28;
+    pub const IO: i32 = 29;
+    pub const PIPE: i32 = 64;
+}
 
 /// The WIT interface's import module name.
 pub const HUB_MODULE: &str = "wasmlet:runtime/hub@0.1.0";

@@ -5,8 +5,8 @@
 //! by name on every call, which made a green thread's `Instant::now()` cost
 //! about a microsecond once thousands of green threads had pushed the
 //! lookup's data out of the cache. The hub already holds each guest's
-//! memory, so it answers the call itself (`host_functions::add_wasi_overrides`). Its monotonic clock is also the
-//! one WASI's `poll_oneoff` uses ([`MonotonicClock`], installed in every
+//! memory, so it answers the call itself (`wasi_overrides`). Its monotonic clock is also
+//! the one WASI's `poll_oneoff` uses ([`MonotonicClock`], installed in every
 //! guest's WASI context), so absolute deadlines there agree with it.
 
 use std::sync::OnceLock;
@@ -14,11 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime_wasi::HostMonotonicClock;
 
-/// WASI errno values the clock can answer with.
-pub(crate) const ERRNO_SUCCESS: i32 = 0;
-const ERRNO_BADF: i32 = 8;
-pub(crate) const ERRNO_FAULT: i32 = 21;
-pub(crate) const ERRNO_INVAL: i32 = 28;
+use crate::abi::errno;
 
 /// The instant every guest's monotonic clock counts from: a day before the
 /// clock was first read (any origin will do; this one makes a clock that
@@ -64,7 +60,7 @@ pub(crate) fn now(id: i32) -> Result<u64, i32> {
         0 => Ok(realtime_ns()),
         1 => Ok(monotonic_ns()),
         // The CPU-time clocks, which WASI hosts do not offer.
-        2 | 3 => Err(ERRNO_BADF),
-        _ => Err(ERRNO_INVAL),
+        2 | 3 => Err(errno::BADF),
+        _ => Err(errno::INVAL),
     }
 }

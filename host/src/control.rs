@@ -3,10 +3,10 @@
 //!
 //! A guest that spins is paused by preemption at least every time slice, so a
 //! command reaches the run loop within one slice; an idle hub sleeps in
-//! `park_timeout`, which the handle interrupts.
+//! `park_timeout` or in its poller, both of which the handle interrupts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 use crate::guest::GuestId;
@@ -27,6 +27,8 @@ pub(crate) struct Control {
     commands: Mutex<Vec<Command>>,
     /// The hub's thread, woken when a command comes in.
     hub_thread: Thread,
+    /// The hub's poller, once it has one: the hub may be waiting in it.
+    poller: OnceLock<Arc<polling::Poller>>,
 }
 
 impl Control {
@@ -35,7 +37,14 @@ impl Control {
             pending: AtomicBool::new(false),
             commands: Mutex::new(Vec::new()),
             hub_thread: std::thread::current(),
+            poller: OnceLock::new(),
         })
+    }
+
+    /// Makes commands wake `poller` too (the hub waits in it while green
+    /// threads wait for host descriptors).
+    pub(crate) fn wake_poller_too(&self, poller: Arc<polling::Poller>) {
+        let _ = self.poller.set(poller);
     }
 
     /// The commands sent since the last call (none, cheaply, most of the
@@ -56,6 +65,10 @@ impl Control {
             .push(command);
         self.pending.store(true, Ordering::Release);
         self.hub_thread.unpark();
+        if let Some(poller) = self.poller.get() {
+            // Only fails if the poller is gone with its hub.
+            let _ = poller.notify();
+        }
     }
 }
 

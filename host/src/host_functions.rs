@@ -1,7 +1,8 @@
 //! The hub's side of `wit/hub.wit`: the functions a guest imports from
 //! `wasmlet:runtime/hub@0.1.0`, as core wasm functions with the canonical
-//! ABI's flat signatures (a test checks them against the WIT); and the WASI
-//! functions the hub answers itself.
+//! ABI's flat signatures (a test checks them against the WIT). The WASI
+//! functions the hub answers itself are in
+//! [`wasi_overrides`](crate::wasi_overrides).
 //!
 //! Each function reads which guest and green thread calls it from the store's
 //! [`ThreadData`], updates the [`HubState`](crate::hub_state::HubState) and,
@@ -23,7 +24,7 @@ use crate::hub_state::{self, HubState};
 use crate::store_data::ThreadData;
 
 /// Runs `f` on the hub's state as the calling green thread `(guest, thread)`.
-fn as_caller<R>(
+pub(crate) fn as_caller<R>(
     caller: &Caller<'_, ThreadData>,
     f: impl FnOnce(&mut HubState, usize, usize) -> R,
 ) -> Result<R> {
@@ -199,80 +200,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     Ok(())
 }
 
-/// Most subscriptions one `poll_oneoff` may pass (each is copied out of the
-/// guest's memory); more is refused with `EINVAL`.
-const MAX_SUBSCRIPTIONS: u32 = 4096;
-
-/// Replaces WASI's `clock_time_get` and `poll_oneoff` in `linker` (which
-/// must already hold WASI) with the hub's: see [`crate::clock`] and
-/// [`crate::poll`].
-pub(crate) fn add_wasi_overrides(linker: &mut Linker<ThreadData>) -> Result<()> {
-    linker.allow_shadowing(true);
-    let defined = add_poll_oneoff(linker).and_then(|()| add_clock_time_get(linker));
-    linker.allow_shadowing(false);
-    defined
-}
-
-fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
-    use crate::clock::{monotonic_ns, realtime_ns, ERRNO_FAULT, ERRNO_INVAL, ERRNO_SUCCESS};
-    use crate::poll::{self, SUBSCRIPTION_SIZE};
-    linker.func_wrap_async(
-        "wasi_snapshot_preview1",
-        "poll_oneoff",
-        |mut caller: Caller<'_, ThreadData>, (subs, out, n, nevents): (i32, i32, i32, i32)| {
-            Box::new(async move {
-                let n = n as u32;
-                if n == 0 || n > MAX_SUBSCRIPTIONS {
-                    return Ok(ERRNO_INVAL);
-                }
-                let len = n as usize * SUBSCRIPTION_SIZE;
-                let bytes = as_caller(&caller, |s, guest, _| {
-                    s.read_guest_memory(guest, subs as u32, len)
-                })?;
-                let Some(bytes) = bytes else {
-                    return Ok(ERRNO_FAULT);
-                };
-                let subscriptions = poll::parse(&bytes, monotonic_ns(), realtime_ns());
-                let wait = poll::wait(&subscriptions, monotonic_ns());
-                if !wait.is_zero() {
-                    as_caller(&caller, |s, guest, thread| s.sleep(guest, thread, wait))?;
-                    suspend(&mut caller).await;
-                }
-                let (events, count) = poll::events(&subscriptions, monotonic_ns());
-                let written = as_caller(&caller, |s, guest, _| {
-                    s.write_guest_memory(guest, out as u32, &events)
-                        && s.write_guest_memory(guest, nevents as u32, &count.to_le_bytes())
-                })?;
-                Ok(if written { ERRNO_SUCCESS } else { ERRNO_FAULT })
-            })
-        },
-    )?;
-    Ok(())
-}
-
-fn add_clock_time_get(linker: &mut Linker<ThreadData>) -> Result<()> {
-    linker
-        .func_wrap(
-            "wasi_snapshot_preview1",
-            "clock_time_get",
-            |caller: Caller<'_, ThreadData>, id: i32, _precision: i64, out: i32| -> Result<i32> {
-                let now = match crate::clock::now(id) {
-                    Ok(now) => now,
-                    Err(errno) => return Ok(errno),
-                };
-                let stored = as_caller(&caller, |s, guest, _| {
-                    s.write_guest_memory(guest, out as u32, &now.to_le_bytes())
-                })?;
-                Ok(if stored {
-                    crate::clock::ERRNO_SUCCESS
-                } else {
-                    crate::clock::ERRNO_FAULT
-                })
-            },
-        )
-        .map(|_| ())
-}
-
 /// `wait32`/`wait64`: a futex wait of the calling green thread, with the
 /// instruction's results and traps (a negative timeout waits for ever).
 async fn futex_wait(
@@ -306,7 +233,7 @@ async fn yield_if_killed(caller: &mut Caller<'_, ThreadData>, status: KillStatus
 /// waits). When it resumes it gets a fresh time slice: the epoch deadline it
 /// had may have passed while it waited, and would otherwise pause it again at
 /// once.
-async fn suspend(caller: &mut Caller<'_, ThreadData>) {
+pub(crate) async fn suspend(caller: &mut Caller<'_, ThreadData>) {
     Suspend(false).await;
     caller.as_context_mut().set_epoch_deadline(1);
 }

@@ -32,6 +32,7 @@ use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
 use crate::runtime::Runtime;
 use crate::shadow_stack::ShadowStacks;
+use crate::stdio::HostStdio;
 use crate::store_data::{ThreadData, WasiBox};
 use crate::worker::Spares;
 
@@ -41,6 +42,10 @@ const IDLE_MARGIN: Duration = Duration::from_millis(1);
 
 /// Gaps between timers shorter than this are spun through, not slept.
 const SPIN_BELOW: Duration = Duration::from_micros(100);
+
+/// While green threads are runnable and others wait for host descriptors,
+/// the poller is asked (without waiting) at least this often.
+const IO_CHECK_EVERY: Duration = Duration::from_micros(500);
 
 /// Runs guests' green threads on the calling OS thread.
 ///
@@ -77,10 +82,12 @@ pub struct Hub {
 impl Hub {
     /// A hub with no guests yet, scheduling on the calling OS thread.
     pub fn new(runtime: &Runtime) -> Hub {
+        let control = Control::new();
+        let state = HubState::new(runtime.config().clone(), control.clone());
         Hub {
             runtime: runtime.clone(),
-            control: Control::new(),
-            state: Rc::new(RefCell::new(HubState::new(runtime.config().clone()))),
+            control,
+            state: Rc::new(RefCell::new(state)),
         }
     }
 
@@ -98,6 +105,7 @@ impl Hub {
     pub fn add_guest(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
         let (wasi, output) = options.build_wasi()?;
         let (max_green_threads, time_limit) = (options.max_green_threads, options.time_limit);
+        let host_stdio = HostStdio::new(options.inherit_stdin, !options.capture_output);
         let memory_limit = options
             .max_memory
             .map(|bytes| bytes / (64 * 1024) * (64 * 1024));
@@ -137,6 +145,7 @@ impl Hub {
                 refusal_logged: false,
                 max_green_threads,
                 memory_limit,
+                host_stdio,
             });
             if let Some(limit) = time_limit {
                 let when = Instant::now().checked_add(limit);
@@ -160,6 +169,7 @@ impl Hub {
         let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
         let state = self.state.clone();
         let _entered = hub_state::enter(&state);
+        let mut next_io_check = Instant::now();
         loop {
             self.obey_handles();
             let next_limit = self.with(|state| {
@@ -176,7 +186,18 @@ impl Hub {
                 state.sched.next_runnable()
             });
             match next {
-                Some((guest, thread)) => self.step(guest, thread),
+                Some((guest, thread)) => {
+                    self.step(guest, thread);
+                    self.with(|state| {
+                        if state.io_waiting(false) {
+                            let now = Instant::now();
+                            if now >= next_io_check {
+                                state.poll_io(Some(Duration::ZERO));
+                                next_io_check = now + IO_CHECK_EVERY;
+                            }
+                        }
+                    });
+                }
                 None => {
                     let timer = self.with(|state| state.sched.next_deadline());
                     // A time limit wakes the hub only while its guest waits
@@ -188,6 +209,12 @@ impl Hub {
                     // Idle until the next timer: first drop surplus spare
                     // workers while there is time.
                     self.drop_surplus_spares(deadline);
+                    if self.with(|state| state.io_waiting(true)) {
+                        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                        self.with(|state| state.poll_io(timeout));
+                        next_io_check = Instant::now() + IO_CHECK_EVERY;
+                        continue;
+                    }
                     match deadline {
                         Some(deadline) => wait_until(deadline),
                         None => break,

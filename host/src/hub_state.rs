@@ -16,10 +16,13 @@ use wasmtime::{format_err, Result};
 
 use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
 use crate::config::Config;
+use crate::control::Control;
 use crate::guest::{CapturedOutput, GuestError, GuestExit};
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
+use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
-use crate::scheduler::{Kill, Scheduler, Spawn, Suspension, FUTEX_NOT_EQUAL};
+use crate::scheduler::{IoWaiter, Kill, Scheduler, Spawn, Suspension, FUTEX_NOT_EQUAL};
+use crate::stdio::HostStdio;
 use crate::worker::{ThreadFuture, Worker};
 
 /// How many times `Config::spare_instances` a guest may hold between two
@@ -41,6 +44,8 @@ pub(crate) struct GuestRecord {
     pub max_green_threads: Option<u32>,
     /// `GuestOptions::max_memory`, in whole pages' bytes.
     pub memory_limit: Option<u64>,
+    /// Which of its descriptors 0-2 are the host's own streams.
+    pub host_stdio: HostStdio,
 }
 
 /// Things to drop after the current poll, on the hub's own stack: dropping a
@@ -69,6 +74,10 @@ pub(crate) struct HubState {
     /// Guests' time limits: (when, guest, the limit as given), earliest
     /// first.
     pub time_limits: BinaryHeap<Reverse<(Instant, usize, Duration)>>,
+    /// Green threads waiting for host descriptors; made at the first wait.
+    pub poller: Option<Poller<IoWaiter>>,
+    /// Where handles' commands arrive (to wake the poller for them).
+    control: std::sync::Arc<Control>,
 }
 
 thread_local! {
@@ -125,14 +134,80 @@ pub(crate) fn with<R>(guest: usize, f: impl FnOnce(&mut HubState) -> R) -> Resul
 }
 
 impl HubState {
-    pub fn new(config: Config) -> HubState {
+    pub fn new(config: Config, control: std::sync::Arc<Control>) -> HubState {
         HubState {
             config,
             sched: Scheduler::default(),
             guests: Vec::new(),
             graveyard: Vec::new(),
             time_limits: BinaryHeap::new(),
+            poller: None,
+            control,
         }
+    }
+
+    /// Starts the green thread waiting for host descriptor `fd` to be ready
+    /// for `interest`. False if it need not wait: the descriptor cannot be
+    /// polled (a regular file is always ready).
+    ///
+    /// # Errors
+    /// If the hub's poller cannot be made or fails (out of descriptors):
+    /// the caller reports an I/O error.
+    pub fn io_wait(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+        interest: Interest,
+    ) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        if self.poller.is_none() {
+            let poller = Poller::new()?;
+            self.control.wake_poller_too(poller.notifier());
+            self.poller = Some(poller);
+        }
+        let poller = self.poller.as_mut().expect("made above");
+        let write = interest == Interest::Write;
+        let waiter = self.sched.io_wait(guest, thread, fd.as_raw_fd(), write);
+        let sched = &self.sched;
+        match poller.wait_for(fd, interest, waiter, |w| sched.io_waiter_is_live(w)) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.sched.io_wait_abandoned(guest, thread);
+                match e.raw_os_error() {
+                    Some(libc::EPERM) => Ok(false),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Wakes the green threads whose host descriptors became ready, waiting
+    /// for one up to `timeout` (None: until one is, or a handle calls).
+    pub fn poll_io(&mut self, timeout: Option<Duration>) {
+        let Some(poller) = self.poller.as_mut() else {
+            return;
+        };
+        let sched = &mut self.sched;
+        if let Err(e) = poller.poll(timeout, |waiter| sched.io_ready(waiter)) {
+            tracing::error!("the hub's poller failed: {e}");
+        }
+    }
+
+    /// True while a green thread waits for a host descriptor. With
+    /// `prune`, waiters that have left (killed, or their guest ended) are
+    /// dropped first, so that the hub does not wait for nobody.
+    pub fn io_waiting(&mut self, prune: bool) -> bool {
+        let Some(poller) = self.poller.as_mut() else {
+            return false;
+        };
+        if prune {
+            let sched = &self.sched;
+            if let Err(e) = poller.prune(|w| sched.io_waiter_is_live(w)) {
+                tracing::error!("the hub's poller failed: {e}");
+            }
+        }
+        poller.is_waiting()
     }
 
     fn live(&mut self, guest: usize) -> &mut LiveGuest {

@@ -39,12 +39,15 @@ mod hub;
 mod hub_state;
 mod lifecycle;
 mod poll;
+mod poller;
 pub mod program;
 mod rewrite;
 pub mod runtime;
 mod scheduler;
 mod shadow_stack;
+mod stdio;
 mod store_data;
+mod wasi_overrides;
 mod worker;
 
 pub use abi::HUB_MODULE;

@@ -80,7 +80,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         crate::host_functions::add_to_linker(&mut linker)?;
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
-        crate::host_functions::add_wasi_overrides(&mut linker)?;
+        crate::wasi_overrides::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         if let Some(slice) = config.time_slice {
             let engine = engine.clone();

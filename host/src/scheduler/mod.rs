@@ -17,14 +17,16 @@
 //! - **Timers** fire in (deadline, order set) order; each belongs to one wait
 //!   of one green thread's life (its id and a wait token), so a timer never
 //!   wakes a later wait, or a later green thread that got the same key.
-//! - **A guest deadlocks** when none of its green threads is queued and none
-//!   waits on a timer: nothing can wake any of them again.
+//! - **A guest deadlocks** when none of its green threads is queued, waits
+//!   on a timer or waits for a host descriptor: nothing can wake any of them
+//!   again.
 //!
 //! Invariants (checked by `debug_check` in tests):
 //! - a green thread is in its guest's run queue exactly when its state is
 //!   [`State::Queued`], and at most once;
 //! - a guest is in the round robin exactly when its run queue is not empty;
-//! - `timed` counts the guest's green threads whose state has a timer;
+//! - `timed` counts the guest's green threads whose state has a timer, and
+//!   `io` those waiting for a host descriptor;
 //! - `alive` counts the records of every live guest.
 
 mod timers;
@@ -63,6 +65,9 @@ pub(crate) enum State {
     /// Waiting for a `notify` on a guest address (a futex: what
     /// `memory.atomic.wait` becomes), with or without a timer.
     Futex { address: u64, timed: bool },
+    /// Waiting for a host descriptor to be ready (the hub's poller wakes
+    /// it): `write` for writable, else readable.
+    Io { fd: i32, write: bool },
 }
 
 impl State {
@@ -95,6 +100,16 @@ pub(crate) enum TaskCall {
     /// The guest's ending of a task that was killed, cancelled or trapped;
     /// `error` is the kill's error (a guest pointer, 0 for none).
     Finish { task: u32, how: Ending, error: u32 },
+}
+
+/// A green thread waiting in the hub's poller: woken only if it is still in
+/// that wait (it may have been killed, or its guest ended, meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IoWaiter {
+    guest: usize,
+    thread: usize,
+    id: ThreadId,
+    token: u64,
 }
 
 /// `memory.atomic.wait`'s results.
@@ -180,9 +195,11 @@ struct Guest<P> {
     futexes: FxHashMap<u64, VecDeque<usize>>,
     /// In the scheduler's round robin.
     in_ready: bool,
-    /// Green threads waiting on a timer: while none do and none is queued,
-    /// nothing can wake the guest again.
+    /// Green threads waiting on a timer: while none do, none waits for a
+    /// host descriptor and none is queued, nothing can wake the guest again.
     timed: usize,
+    /// Green threads waiting for a host descriptor.
+    io: usize,
 }
 
 impl<P> Guest<P> {
@@ -240,6 +257,7 @@ impl<P> Scheduler<P> {
             futexes: FxHashMap::default(),
             in_ready: false,
             timed: 0,
+            io: 0,
         };
         guest.main = insert(&mut guest, 0, State::Queued, main_payload);
         self.guests.push(Some(guest));
@@ -333,6 +351,9 @@ impl<P> Scheduler<P> {
                     g.futexes.remove(&address);
                 }
             }
+        }
+        if let State::Io { .. } = state {
+            g.io -= 1;
         }
         if state.has_timer() {
             g.timed -= 1;
@@ -490,7 +511,7 @@ impl<P> Scheduler<P> {
     /// that names each and what it waits for.
     pub fn deadlock(&self, guest: usize) -> Option<String> {
         let g = self.guests[guest].as_ref()?;
-        if !g.run_queue.is_empty() || g.timed > 0 {
+        if !g.run_queue.is_empty() || g.timed > 0 || g.io > 0 {
             return None;
         }
         Some(self.blocked_report(guest))
@@ -512,6 +533,10 @@ impl<P> Scheduler<P> {
                 State::Futex { address, .. } => format!(
                     "waiting on a std lock, condition variable or other futex \
                      (memory.atomic.wait at {address:#x})"
+                ),
+                State::Io { fd, write } => format!(
+                    "waiting for host descriptor {fd} to be {}",
+                    if write { "writable" } else { "readable" }
                 ),
                 other => format!("{other:?}"),
             };
@@ -850,6 +875,49 @@ impl<P> Scheduler<P> {
         woken
     }
 
+    /// Starts the caller waiting for host descriptor `fd` to be readable (or
+    /// writable); the waiter for the hub's poller to hand back.
+    pub fn io_wait(&mut self, guest: usize, thread: usize, fd: i32, write: bool) -> IoWaiter {
+        let g = self.guest(guest);
+        g.io += 1;
+        let t = &mut g.threads[thread];
+        t.state = State::Io { fd, write };
+        IoWaiter {
+            guest,
+            thread,
+            id: t.id,
+            token: t.wait_token,
+        }
+    }
+
+    /// The caller did not wait after all (its descriptor could not be
+    /// polled): it goes on running.
+    pub fn io_wait_abandoned(&mut self, guest: usize, thread: usize) {
+        self.stop_waiting(guest, thread);
+        self.guest(guest).threads[thread].state = State::Running;
+    }
+
+    /// True while the waiter's green thread is still in that wait.
+    pub fn io_waiter_is_live(&self, waiter: &IoWaiter) -> bool {
+        self.guests
+            .get(waiter.guest)
+            .and_then(Option::as_ref)
+            .and_then(|g| g.threads.get(waiter.thread))
+            .is_some_and(|t| {
+                t.id == waiter.id
+                    && t.wait_token == waiter.token
+                    && matches!(t.state, State::Io { .. })
+            })
+    }
+
+    /// The descriptor the waiter waits on is ready: queues its green thread
+    /// if it still waits.
+    pub fn io_ready(&mut self, waiter: IoWaiter) {
+        if self.io_waiter_is_live(&waiter) {
+            self.make_runnable(waiter.guest, waiter.thread, false);
+        }
+    }
+
     /// Checks the invariants in the module docs (tests only: it walks
     /// everything).
     #[cfg(test)]
@@ -878,6 +946,12 @@ impl<P> Scheduler<P> {
                 .filter(|(_, t)| t.state.has_timer())
                 .count();
             assert_eq!(g.timed, timed);
+            let io = g
+                .threads
+                .iter()
+                .filter(|(_, t)| matches!(t.state, State::Io { .. }))
+                .count();
+            assert_eq!(g.io, io);
         }
         assert_eq!(self.alive, alive);
     }

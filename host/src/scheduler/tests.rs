@@ -534,3 +534,49 @@ fn a_guest_whose_timer_came_due_during_a_slice_runs_before_the_next_slice() {
     );
     assert_eq!(s.next_runnable(), Some((spinner, spin)));
 }
+
+#[test]
+fn an_io_wait_is_not_a_deadlock_and_wakes_only_its_own_wait() {
+    let mut h = Hub::new();
+    let a = h.spawn(h.main, Duration::ZERO, false);
+    let waiter = h.s.io_wait(0, h.main, 0, false);
+    h.s.debug_check();
+    let ka = h.next().unwrap();
+    assert_eq!(h.s.park(0, ka, None, at(h.now)), None);
+    assert_eq!(
+        h.s.deadlock(0),
+        None,
+        "main waits for stdin, which may come"
+    );
+    assert!(h.s.io_waiter_is_live(&waiter));
+    let report = h.s.blocked_report(0);
+    assert!(
+        report.contains("main green thread: waiting for host descriptor 0 to be readable"),
+        "{report}"
+    );
+    h.s.io_ready(waiter);
+    h.s.debug_check();
+    assert_eq!(h.next(), Some(h.main));
+    assert!(!h.s.io_waiter_is_live(&waiter), "that wait is over");
+    // A stale readiness (the same waiter again) must not wake a later wait.
+    assert_eq!(h.s.park(0, h.main, None, at(h.now)), None);
+    h.s.io_ready(waiter);
+    h.s.debug_check();
+    assert!(
+        h.s.deadlock(0).is_some(),
+        "main parked, a parked: nothing left"
+    );
+    let _ = a;
+}
+
+#[test]
+fn killing_an_io_waiter_ends_its_wait() {
+    let mut h = Hub::new();
+    let a = h.spawn(h.main, Duration::ZERO, false);
+    let ka = h.next().unwrap();
+    let waiter = h.s.io_wait(0, ka, 1, true);
+    assert_eq!(h.state(a), Some(State::Io { fd: 1, write: true }));
+    assert_eq!(h.s.kill(0, h.main, a, 0, false), Kill::Target(ka));
+    h.s.debug_check();
+    assert!(!h.s.io_waiter_is_live(&waiter));
+}

@@ -1,0 +1,215 @@
+//! The host's stdin, stdout and stderr as a guest that inherits them sees
+//! them: reads and writes that never block the hub's OS thread.
+//!
+//! wasmtime-wasi reads and writes inherited streams with blocking calls, so
+//! one green thread reading an empty stdin (or writing to a full pipe)
+//! stalled every green thread of every guest. The hub answers `fd_read` and
+//! `fd_write` on those descriptors itself: it asks the kernel whether the
+//! host descriptor is ready (`poll` with no wait), reads or writes only
+//! then, and otherwise parks the green thread in the hub's
+//! [`Poller`](crate::poller::Poller) until it is.
+//!
+//! The descriptors are left in blocking mode (their open file description is
+//! shared with the embedder and the parent shell, which would see
+//! `EAGAIN` otherwise), so a transfer after readiness is kept within what
+//! cannot block: a read returns what is there, and a write to a pipe is at
+//! most `PIPE_BUF` bytes, which fits in the room `POLLOUT` promises. Another
+//! reader of the same stdin (the embedder) could take the bytes between the
+//! check and the read; that read then waits, as it would in any program.
+
+use std::os::fd::{BorrowedFd, RawFd};
+
+use crate::abi::errno;
+
+/// Most bytes one read takes: what a caller asks beyond it comes with its
+/// next read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Which of a guest's descriptors 0, 1 and 2 are still the host's own
+/// stdin, stdout and stderr (the guest may close or renumber them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HostStdio {
+    host: [Option<RawFd>; 3],
+}
+
+impl HostStdio {
+    /// The host streams a guest starts with: stdin if it inherits it, and
+    /// stdout and stderr unless they are captured.
+    pub fn new(stdin: bool, stdout_and_stderr: bool) -> HostStdio {
+        HostStdio {
+            host: [
+                stdin.then_some(0),
+                stdout_and_stderr.then_some(1),
+                stdout_and_stderr.then_some(2),
+            ],
+        }
+    }
+
+    /// The host descriptor behind the guest's `fd`, if it is one of them.
+    pub fn host_fd(&self, fd: u32) -> Option<RawFd> {
+        self.host.get(fd as usize).copied().flatten()
+    }
+
+    /// The guest closed `fd`.
+    pub fn closed(&mut self, fd: u32) {
+        if let Some(slot) = self.host.get_mut(fd as usize) {
+            *slot = None;
+        }
+    }
+
+    /// The guest moved `from` onto `to` (`fd_renumber`).
+    pub fn renumbered(&mut self, from: u32, to: u32) {
+        let moved = self.host_fd(from);
+        self.closed(from);
+        if let Some(slot) = self.host.get_mut(to as usize) {
+            *slot = moved;
+        }
+    }
+}
+
+/// What a transfer that must not block did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Attempt<T> {
+    /// Done: the bytes read (empty at end of input), or how many written.
+    Done(T),
+    /// The descriptor is not ready: wait for it in the poller.
+    NotReady,
+    /// It failed: the WASI errno.
+    Failed(i32),
+}
+
+/// Reads up to `max` bytes from `fd` if that cannot block.
+pub(crate) fn try_read(fd: BorrowedFd<'_>, max: usize) -> Attempt<Vec<u8>> {
+    match ready(fd, rustix::event::PollFlags::IN) {
+        Ok(true) => {}
+        Ok(false) => return Attempt::NotReady,
+        Err(errno) => return Attempt::Failed(errno),
+    }
+    let mut buf = vec![0; max.min(READ_CHUNK)];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Attempt::Done(buf);
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Attempt::NotReady,
+            Err(e) => return Attempt::Failed(wasi_errno(e)),
+        }
+    }
+}
+
+/// Writes a prefix of `bytes` to `fd` if that cannot block; how many bytes.
+pub(crate) fn try_write(fd: BorrowedFd<'_>, bytes: &[u8]) -> Attempt<usize> {
+    match ready(fd, rustix::event::PollFlags::OUT) {
+        Ok(true) => {}
+        Ok(false) => return Attempt::NotReady,
+        Err(errno) => return Attempt::Failed(errno),
+    }
+    // A regular file never blocks: it takes everything. Anything else takes
+    // at most PIPE_BUF bytes once it is writable.
+    let regular = rustix::fs::fstat(fd)
+        .is_ok_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_file());
+    let len = if regular {
+        bytes.len()
+    } else {
+        bytes.len().min(libc::PIPE_BUF)
+    };
+    loop {
+        match rustix::io::write(fd, &bytes[..len]) {
+            Ok(n) => return Attempt::Done(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Attempt::NotReady,
+            Err(e) => return Attempt::Failed(wasi_errno(e)),
+        }
+    }
+}
+
+/// Whether `fd` is ready for `flags` (or has an error or hang-up to
+/// report), without waiting.
+fn ready(fd: BorrowedFd<'_>, flags: rustix::event::PollFlags) -> Result<bool, i32> {
+    let mut fds = [rustix::event::PollFd::new(&fd, flags)];
+    loop {
+        match rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {
+                if fds[0].revents().contains(rustix::event::PollFlags::NVAL) {
+                    return Err(errno::BADF);
+                }
+                return Ok(true);
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(wasi_errno(e)),
+        }
+    }
+}
+
+fn wasi_errno(e: rustix::io::Errno) -> i32 {
+    match e {
+        rustix::io::Errno::BADF => errno::BADF,
+        rustix::io::Errno::PIPE => errno::PIPE,
+        rustix::io::Errno::INVAL => errno::INVAL,
+        _ => errno::IO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_read_with_nothing_to_read_does_not_block() {
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        assert_eq!(try_read(rx.as_fd(), 100), Attempt::NotReady);
+        tx.write_all(b"hello").unwrap();
+        assert_eq!(try_read(rx.as_fd(), 3), Attempt::Done(b"hel".to_vec()));
+        drop(tx);
+        assert_eq!(try_read(rx.as_fd(), 100), Attempt::Done(b"lo".to_vec()));
+        assert_eq!(
+            try_read(rx.as_fd(), 100),
+            Attempt::Done(Vec::new()),
+            "end of input"
+        );
+    }
+
+    #[test]
+    fn a_write_to_a_full_pipe_does_not_block() {
+        let (tx, mut rx) = UnixStream::pair().unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        let mut written = 0;
+        loop {
+            match try_write(tx.as_fd(), &chunk) {
+                Attempt::Done(n) => written += n,
+                Attempt::NotReady => break,
+                Attempt::Failed(e) => panic!("errno {e}"),
+            }
+            assert!(written < 64 << 20, "never full?");
+        }
+        let mut buf = vec![0; written];
+        rx.read_exact(&mut buf).unwrap();
+        assert!(matches!(try_write(tx.as_fd(), &chunk), Attempt::Done(_)));
+    }
+
+    #[test]
+    fn a_write_to_a_closed_pipe_fails_with_epipe() {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        drop(rx);
+        assert_eq!(try_write(tx.as_fd(), b"x"), Attempt::Failed(errno::PIPE));
+    }
+
+    #[test]
+    fn the_guest_can_move_and_close_its_standard_descriptors() {
+        let mut stdio = HostStdio::new(true, true);
+        assert_eq!(stdio.host_fd(0), Some(0));
+        stdio.renumbered(2, 1);
+        assert_eq!((stdio.host_fd(1), stdio.host_fd(2)), (Some(2), None));
+        stdio.closed(0);
+        stdio.renumbered(7, 0);
+        assert_eq!(stdio.host_fd(0), None, "a file moved onto 0 is WASI's own");
+        assert_eq!(HostStdio::new(false, false).host_fd(1), None);
+        assert_eq!(stdio.host_fd(u32::MAX), None);
+    }
+}

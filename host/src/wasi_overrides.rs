@@ -1,0 +1,343 @@
+//! The WASI functions the hub answers itself instead of wasmtime-wasi,
+//! because wasmtime-wasi's would block the hub's OS thread (and with it every
+//! green thread of every guest) or cost too much per call:
+//!
+//! | function | why | instead |
+//! |---|---|---|
+//! | `poll_oneoff` | sleeps the OS thread | clock subscriptions become a hub timer ([`crate::poll`]) |
+//! | `clock_time_get` | a memory-export lookup per call | the hub's clocks ([`crate::clock`]) |
+//! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::stdio`]) |
+//! | `fd_close`, `fd_renumber` | — | passed on, noting which descriptors are still the host's streams |
+//!
+//! Every other descriptor (files in preopened directories, captured output)
+//! is passed on to wasmtime-wasi unchanged.
+
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use wasmtime::{AsContextMut, Caller, Extern, Linker, Result};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
+
+use crate::abi::errno;
+use crate::host_functions::{as_caller, suspend};
+use crate::poller::Interest;
+use crate::stdio::{self, Attempt};
+use crate::store_data::ThreadData;
+
+const P1: &str = "wasi_snapshot_preview1";
+
+/// Most subscriptions one `poll_oneoff` may pass (each is copied out of the
+/// guest's memory); more is refused with `EINVAL`.
+const MAX_SUBSCRIPTIONS: u32 = 4096;
+
+/// Most buffers one `fd_read` or `fd_write` may pass (POSIX's `IOV_MAX`);
+/// more is refused with `EINVAL`.
+const MAX_IOVECS: u32 = 1024;
+
+/// Most bytes one `fd_write` to a host stream gathers from the guest: the
+/// rest is for the guest's next call (a write may be partial).
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// How long a green thread whose host stream can neither be polled nor
+/// transferred waits before it tries again (not met in practice: what epoll
+/// refuses is a regular file or `/dev/null`, which are always ready).
+const RETRY_UNPOLLABLE: Duration = Duration::from_millis(1);
+
+/// Replaces WASI's functions listed in the module docs in `linker` (which
+/// must already hold WASI) with the hub's.
+pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.allow_shadowing(true);
+    let defined = add_poll_oneoff(linker)
+        .and_then(|()| add_clock_time_get(linker))
+        .and_then(|()| add_stdio(linker));
+    linker.allow_shadowing(false);
+    defined
+}
+
+/// Calls wasmtime-wasi's own `$func` with the caller's WASI context and
+/// memory, as its linker functions do.
+macro_rules! wasi_p1 {
+    ($caller:expr, $func:ident($($arg:expr),* $(,)?)) => {{
+        let caller: &mut Caller<'_, ThreadData> = $caller;
+        let Some(Extern::SharedMemory(memory)) = caller.get_export("memory") else {
+            wasmtime::bail!("the guest exports no shared memory");
+        };
+        let fuel = caller.as_context_mut().hostcall_fuel();
+        let ctx = caller.data_mut().wasi();
+        ctx.set_hostcall_fuel(fuel);
+        let mut memory = wiggle::GuestMemory::Shared(memory.data());
+        wasmtime_wasi::runtime::in_tokio(p1::$func(ctx, &mut memory, $($arg),*))
+    }};
+}
+
+fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.func_wrap_async(
+        P1,
+        "fd_read",
+        |mut caller: Caller<'_, ThreadData>, (fd, iovs, iovs_len, nread): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                match host_stream(&caller, fd)? {
+                    Some(host) => read_host(&mut caller, host, iovs, iovs_len, nread).await,
+                    None => wasi_p1!(&mut caller, fd_read(fd, iovs, iovs_len, nread)),
+                }
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        P1,
+        "fd_write",
+        |mut caller: Caller<'_, ThreadData>,
+         (fd, iovs, iovs_len, nwritten): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                match host_stream(&caller, fd)? {
+                    Some(host) => write_host(&mut caller, host, iovs, iovs_len, nwritten).await,
+                    None => wasi_p1!(&mut caller, fd_write(fd, iovs, iovs_len, nwritten)),
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "fd_close",
+        |mut caller: Caller<'_, ThreadData>, fd: i32| -> Result<i32> {
+            let result = wasi_p1!(&mut caller, fd_close(fd))?;
+            if result == errno::SUCCESS {
+                as_caller(&caller, |s, guest, _| {
+                    s.guests[guest].host_stdio.closed(fd as u32)
+                })?;
+            }
+            Ok(result)
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "fd_renumber",
+        |mut caller: Caller<'_, ThreadData>, from: i32, to: i32| -> Result<i32> {
+            let result = wasi_p1!(&mut caller, fd_renumber(from, to))?;
+            if result == errno::SUCCESS {
+                as_caller(&caller, |s, guest, _| {
+                    s.guests[guest]
+                        .host_stdio
+                        .renumbered(from as u32, to as u32)
+                })?;
+            }
+            Ok(result)
+        },
+    )?;
+    Ok(())
+}
+
+/// The host descriptor behind the guest's `fd`, if it is one of the host's
+/// own streams.
+fn host_stream(caller: &Caller<'_, ThreadData>, fd: i32) -> Result<Option<BorrowedFd<'static>>> {
+    let host = as_caller(caller, |s, guest, _| {
+        s.guests[guest].host_stdio.host_fd(fd as u32)
+    })?;
+    // SAFETY: the host process's descriptors 0-2, which stay open while it
+    // runs. Were the embedder to close one, the calls on it would fail with
+    // EBADF (or reach whatever took its number, as they would in the
+    // embedder's own code): no memory is at stake.
+    Ok(host.map(|raw| unsafe { BorrowedFd::borrow_raw(raw) }))
+}
+
+/// The guest's iovec array: (address, length) pairs; Err(errno) if it is
+/// too long or out of its memory.
+fn iovecs(
+    caller: &Caller<'_, ThreadData>,
+    iovs: i32,
+    iovs_len: i32,
+) -> Result<Result<Vec<(u32, u32)>, i32>> {
+    let count = iovs_len as u32;
+    if count > MAX_IOVECS {
+        return Ok(Err(errno::INVAL));
+    }
+    let bytes = as_caller(caller, |s, guest, _| {
+        s.read_guest_memory(guest, iovs as u32, count as usize * 8)
+    })?;
+    let Some(bytes) = bytes else {
+        return Ok(Err(errno::FAULT));
+    };
+    Ok(Ok(bytes
+        .chunks_exact(8)
+        .map(|v| {
+            let word = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().expect("4 bytes"));
+            (word(0), word(4))
+        })
+        .collect()))
+}
+
+/// Parks the caller until `fd` is ready for `interest` (or briefly, if it
+/// cannot be polled). Err(errno) if the hub's poller fails.
+async fn wait_ready(
+    caller: &mut Caller<'_, ThreadData>,
+    fd: BorrowedFd<'static>,
+    interest: Interest,
+) -> Result<Result<(), i32>> {
+    let waits = as_caller(caller, |s, guest, thread| {
+        s.io_wait(guest, thread, fd, interest)
+    })?;
+    match waits {
+        Ok(true) => {}
+        Ok(false) => {
+            as_caller(caller, |s, guest, thread| {
+                s.sleep(guest, thread, RETRY_UNPOLLABLE)
+            })?;
+        }
+        Err(e) => {
+            tracing::warn!("a green thread could not wait for a host stream: {e}");
+            return Ok(Err(errno::IO));
+        }
+    }
+    suspend(caller).await;
+    Ok(Ok(()))
+}
+
+/// `fd_read` from a host stream: parks the caller until input is there.
+async fn read_host(
+    caller: &mut Caller<'_, ThreadData>,
+    fd: BorrowedFd<'static>,
+    iovs: i32,
+    iovs_len: i32,
+    nread: i32,
+) -> Result<i32> {
+    let iovecs = match iovecs(caller, iovs, iovs_len)? {
+        Ok(iovecs) => iovecs,
+        Err(errno) => return Ok(errno),
+    };
+    let want = iovecs
+        .iter()
+        .fold(0usize, |sum, &(_, len)| sum.saturating_add(len as usize));
+    let bytes = loop {
+        if want == 0 {
+            break Vec::new();
+        }
+        match stdio::try_read(fd, want) {
+            Attempt::Done(bytes) => break bytes,
+            Attempt::Failed(errno) => return Ok(errno),
+            Attempt::NotReady => {
+                if let Err(errno) = wait_ready(caller, fd, Interest::Read).await? {
+                    return Ok(errno);
+                }
+            }
+        }
+    };
+    let stored = as_caller(caller, |s, guest, _| {
+        let mut rest = &bytes[..];
+        for &(at, len) in &iovecs {
+            let (part, tail) = rest.split_at(rest.len().min(len as usize));
+            if !s.write_guest_memory(guest, at, part) {
+                return false;
+            }
+            rest = tail;
+        }
+        s.write_guest_memory(guest, nread as u32, &(bytes.len() as u32).to_le_bytes())
+    })?;
+    Ok(if stored { errno::SUCCESS } else { errno::FAULT })
+}
+
+/// `fd_write` to a host stream: parks the caller until the stream takes
+/// some of the bytes; may write fewer than given.
+async fn write_host(
+    caller: &mut Caller<'_, ThreadData>,
+    fd: BorrowedFd<'static>,
+    iovs: i32,
+    iovs_len: i32,
+    nwritten: i32,
+) -> Result<i32> {
+    let iovecs = match iovecs(caller, iovs, iovs_len)? {
+        Ok(iovecs) => iovecs,
+        Err(errno) => return Ok(errno),
+    };
+    let gathered = as_caller(caller, |s, guest, _| {
+        let mut bytes = Vec::new();
+        for &(at, len) in &iovecs {
+            let take = (len as usize).min(WRITE_CHUNK - bytes.len());
+            bytes.extend(s.read_guest_memory(guest, at, take)?);
+            if bytes.len() == WRITE_CHUNK {
+                break;
+            }
+        }
+        Some(bytes)
+    })?;
+    let Some(bytes) = gathered else {
+        return Ok(errno::FAULT);
+    };
+    let written = loop {
+        if bytes.is_empty() {
+            break 0;
+        }
+        match stdio::try_write(fd, &bytes) {
+            Attempt::Done(n) => break n,
+            Attempt::Failed(errno) => return Ok(errno),
+            Attempt::NotReady => {
+                if let Err(errno) = wait_ready(caller, fd, Interest::Write).await? {
+                    return Ok(errno);
+                }
+            }
+        }
+    };
+    let stored = as_caller(caller, |s, guest, _| {
+        s.write_guest_memory(guest, nwritten as u32, &(written as u32).to_le_bytes())
+    })?;
+    Ok(if stored { errno::SUCCESS } else { errno::FAULT })
+}
+
+fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
+    use crate::clock::{monotonic_ns, realtime_ns};
+    use crate::poll::{self, SUBSCRIPTION_SIZE};
+    linker.func_wrap_async(
+        P1,
+        "poll_oneoff",
+        |mut caller: Caller<'_, ThreadData>, (subs, out, n, nevents): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                let n = n as u32;
+                if n == 0 || n > MAX_SUBSCRIPTIONS {
+                    return Ok(errno::INVAL);
+                }
+                let len = n as usize * SUBSCRIPTION_SIZE;
+                let bytes = as_caller(&caller, |s, guest, _| {
+                    s.read_guest_memory(guest, subs as u32, len)
+                })?;
+                let Some(bytes) = bytes else {
+                    return Ok(errno::FAULT);
+                };
+                let subscriptions = poll::parse(&bytes, monotonic_ns(), realtime_ns());
+                let wait = poll::wait(&subscriptions, monotonic_ns());
+                if !wait.is_zero() {
+                    as_caller(&caller, |s, guest, thread| s.sleep(guest, thread, wait))?;
+                    suspend(&mut caller).await;
+                }
+                let (events, count) = poll::events(&subscriptions, monotonic_ns());
+                let written = as_caller(&caller, |s, guest, _| {
+                    s.write_guest_memory(guest, out as u32, &events)
+                        && s.write_guest_memory(guest, nevents as u32, &count.to_le_bytes())
+                })?;
+                Ok(if written {
+                    errno::SUCCESS
+                } else {
+                    errno::FAULT
+                })
+            })
+        },
+    )?;
+    Ok(())
+}
+
+fn add_clock_time_get(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker
+        .func_wrap(
+            P1,
+            "clock_time_get",
+            |caller: Caller<'_, ThreadData>, id: i32, _precision: i64, out: i32| -> Result<i32> {
+                let now = match crate::clock::now(id) {
+                    Ok(now) => now,
+                    Err(errno) => return Ok(errno),
+                };
+                let stored = as_caller(&caller, |s, guest, _| {
+                    s.write_guest_memory(guest, out as u32, &now.to_le_bytes())
+                })?;
+                Ok(if stored { errno::SUCCESS } else { errno::FAULT })
+            },
+        )
+        .map(|_| ())
+}
