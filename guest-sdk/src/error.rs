@@ -48,3 +48,35 @@ impl fmt::Display for GreenThreadError {
 }
 
 impl std::error::Error for GreenThreadError {}
+
+/// Why [`try_spawn`](crate::try_spawn) started no green thread: a limit the
+/// host set. [`spawn`](crate::spawn) traps the caller instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The hub holds as many green threads as it may (over all its guests).
+    HubFull,
+    /// This guest holds as many green threads as the host lets it.
+    GuestFull,
+    /// Another green thread would take this guest past its host-memory
+    /// limit.
+    HostMemory,
+    /// No shadow stack could be had: this guest's linear memory is full.
+    LinearMemory,
+    /// This program cannot spawn (it does not export the SDK's entry
+    /// points).
+    Unsupported,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpawnError::HubFull => "the hub holds as many green threads as it may",
+            SpawnError::GuestFull => "this guest holds as many green threads as it may",
+            SpawnError::HostMemory => "another green thread would pass the host memory limit",
+            SpawnError::LinearMemory => "no memory left for another green thread's stack",
+            SpawnError::Unsupported => "this program cannot spawn green threads",
+        })
+    }
+}
+
+impl std::error::Error for SpawnError {}

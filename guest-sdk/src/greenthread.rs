@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::abi::wasmlet::runtime::hub::{self, JoinStatus, KillStatus};
-use crate::error::GreenThreadError;
+use crate::error::{GreenThreadError, SpawnError};
 use crate::task::{self, Body};
 use crate::timeout::{nanos, Limit};
 
@@ -344,26 +344,51 @@ impl Builder {
         self.spawn_result(f, delay, true)
     }
 
+    /// [`try_spawn`] with these settings.
+    ///
+    /// # Errors
+    /// Why the host refused to start the green thread (`f` is dropped,
+    /// unrun).
+    pub fn try_spawn<T: 'static>(
+        &self,
+        f: impl FnOnce() -> T + 'static,
+    ) -> Result<GreenThread<T>, SpawnError> {
+        let (body, shared) = result_body(f);
+        let id = task::try_start(body, self.stack_size, 0, false)?;
+        Ok(GreenThread {
+            thread: Thread { id },
+            shared,
+        })
+    }
+
     fn spawn_result<T: 'static>(
         &self,
         f: impl FnOnce() -> T + 'static,
         delay: Duration,
         local: bool,
     ) -> GreenThread<T> {
-        let shared = Rc::new(Shared {
-            result: RefCell::new(None),
-            inline: false,
-        });
-        let body = Box::new(ResultBody {
-            f: Some(f),
-            shared: shared.clone(),
-        });
+        let (body, shared) = result_body(f);
         let id = task::start(body, self.stack_size, nanos(delay), local);
         GreenThread {
             thread: Thread { id },
             shared,
         }
     }
+}
+
+/// The task body of a green thread whose result is kept, and where.
+fn result_body<T: 'static>(
+    f: impl FnOnce() -> T + 'static,
+) -> (Box<dyn Body>, Rc<Shared<T>>) {
+    let shared = Rc::new(Shared {
+        result: RefCell::new(None),
+        inline: false,
+    });
+    let body = Box::new(ResultBody {
+        f: Some(f),
+        shared: shared.clone(),
+    });
+    (body, shared)
 }
 
 /// Starts `f` in a new green thread and returns its handle at once; `f` runs
@@ -375,6 +400,28 @@ impl Builder {
 /// ```
 pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> GreenThread<T> {
     Builder::new().spawn(f)
+}
+
+/// [`spawn`], but a refusal by the host (a limit it set: green threads,
+/// memory) is returned for the caller to handle instead of trapping it.
+///
+/// ```no_run
+/// let mut workers = Vec::new();
+/// loop {
+///     match wasmlet::try_spawn(|| wasmlet::sleep(std::time::Duration::from_secs(1))) {
+///         Ok(gt) => workers.push(gt),
+///         Err(full) => {
+///             eprintln!("{} workers, then: {full}", workers.len());
+///             break;
+///         }
+///     }
+/// }
+/// ```
+///
+/// # Errors
+/// Why the host refused to start the green thread (`f` is dropped, unrun).
+pub fn try_spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Result<GreenThread<T>, SpawnError> {
+    Builder::new().try_spawn(f)
 }
 
 /// Like [`spawn`], but with no result to wait for: cheaper, and what to use

@@ -55,11 +55,11 @@ mod thread_keys;
 mod timeout;
 mod waiter;
 
-pub use error::GreenThreadError;
+pub use error::{GreenThreadError, SpawnError};
 pub use event::{AlreadySent, Event, EventError};
 pub use greenthread::{
     getcurrent, hub_exceptions, kill, kill_with, sleep, spawn, spawn_after, spawn_after_local,
-    spawn_n, Builder, GreenThread, Link, Thread,
+    spawn_n, try_spawn, Builder, GreenThread, Link, Thread,
 };
 pub use pool::{GreenPile, GreenPool, Imap, StarCall};
 pub use queue::{Empty, Full, Queue, TaskDoneTooOften};

@@ -19,7 +19,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use crate::abi::wasmlet::runtime::hub::{self, Ending};
-use crate::error::GreenThreadError;
+use crate::error::{GreenThreadError, SpawnError};
+
+impl From<hub::SpawnRefusal> for SpawnError {
+    fn from(why: hub::SpawnRefusal) -> SpawnError {
+        match why {
+            hub::SpawnRefusal::HubFull => SpawnError::HubFull,
+            hub::SpawnRefusal::GuestFull => SpawnError::GuestFull,
+            hub::SpawnRefusal::HostMemory => SpawnError::HostMemory,
+            hub::SpawnRefusal::LinearMemory => SpawnError::LinearMemory,
+            hub::SpawnRefusal::Unsupported => SpawnError::Unsupported,
+        }
+    }
+}
 
 /// What a green thread runs, and what it leaves behind when it cannot finish.
 pub(crate) trait Body {
@@ -95,6 +107,32 @@ pub(crate) fn set_hub_exceptions(on: bool) {
 
 /// Hands `body` to the hub as a new green thread.
 pub(crate) fn start(body: Box<dyn Body>, stack_size: u32, delay_ns: u64, local: bool) -> u64 {
+    let (task, flags) = prepare(body, local);
+    hub::spawn(task as u32, stack_size, delay_ns, flags)
+}
+
+/// [`start`], but a refusal comes back instead of trapping the caller (the
+/// body is dropped, unrun).
+pub(crate) fn try_start(
+    body: Box<dyn Body>,
+    stack_size: u32,
+    delay_ns: u64,
+    local: bool,
+) -> Result<u64, SpawnError> {
+    let (task, flags) = prepare(body, local);
+    match hub::try_spawn(task as u32, stack_size, delay_ns, flags) {
+        0 => {
+            let why = hub::last_spawn_refusal();
+            // SAFETY: made by `prepare` just now, and the hub refused it, so
+            // nothing else holds it.
+            drop(unsafe { Box::from_raw(task) });
+            Err(SpawnError::from(why))
+        }
+        id => Ok(id),
+    }
+}
+
+fn prepare(body: Box<dyn Body>, local: bool) -> (*mut Task, hub::SpawnFlags) {
     HOOK.call_once(|| {
         install_hook();
         crate::thread_keys::locate_table();
@@ -108,7 +146,7 @@ pub(crate) fn start(body: Box<dyn Body>, stack_size: u32, delay_ns: u64, local: 
     } else {
         hub::SpawnFlags::empty()
     };
-    hub::spawn(task as u32, stack_size, delay_ns, flags)
+    (task, flags)
 }
 
 /// Boxes `f` for the hub's `link`.

@@ -10,6 +10,7 @@ pub(crate) mod errno {
     pub const FAULT: i32 = 21;
     pub const INVAL: i32 = 28;
     pub const IO: i32 = 29;
+    pub const MFILE: i32 = 33;
     pub const PIPE: i32 = 64;
 }
 
@@ -62,4 +63,15 @@ pub(crate) const SPAWN_LOCAL: u32 = 1;
 /// A WIT `timeout-ns`: `u64::MAX` means none.
 pub(crate) fn timeout_of(ns: u64) -> Option<std::time::Duration> {
     (ns != u64::MAX).then(|| std::time::Duration::from_nanos(ns))
+}
+
+/// Why `try-spawn` started no green thread (`spawn-refusal` in the WIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum SpawnRefusal {
+    HubFull = 0,
+    GuestFull,
+    HostMemory,
+    LinearMemory,
+    Unsupported,
 }

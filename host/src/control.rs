@@ -9,13 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
-use crate::guest::GuestId;
+use crate::guest::{GuestId, GuestUsage};
 
 /// What another thread asked the hub to do.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// End the guest, with this reason.
     Kill { guest: GuestId, reason: String },
+    /// Send the guest's usage back.
+    Usage {
+        guest: GuestId,
+        reply: std::sync::mpsc::Sender<Option<GuestUsage>>,
+    },
 }
 
 /// The commands waiting for a hub, shared with its handles.
@@ -109,5 +114,15 @@ impl HubHandle {
             guest,
             reason: reason.into(),
         });
+    }
+
+    /// What `guest` uses now (see [`Hub::usage`](crate::Hub::usage)), as
+    /// the hub's run loop reports it: within one time slice while
+    /// [`Hub::run`](crate::Hub::run) runs. None if the guest has ended, or
+    /// if no answer came within `timeout` (the hub is not running).
+    pub fn usage(&self, guest: GuestId, timeout: std::time::Duration) -> Option<GuestUsage> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.control.send(Command::Usage { guest, reply });
+        answer.recv_timeout(timeout).ok().flatten()
     }
 }

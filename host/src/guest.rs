@@ -23,7 +23,7 @@ pub struct GuestId(pub(crate) usize);
 ///     ..Default::default()
 /// };
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GuestOptions {
     /// The guest's `argv`, program name first.
     pub args: Vec<String>,
@@ -53,10 +53,62 @@ pub struct GuestOptions {
     /// ends it (within one time slice even while it spins) with
     /// [`GuestError::LimitExceeded`] and exit code 137. None: no limit.
     pub time_limit: Option<std::time::Duration>,
+    /// Most CPU time the guest's green threads may use, as the hub measures
+    /// it (see [`GuestUsage::cpu_time`]): past it, the hub ends the guest
+    /// (within one time slice even while it spins) with
+    /// [`GuestError::LimitExceeded`] and exit code 137. None: no limit.
+    /// Needs preemption (`Config::time_slice`), which measures it.
+    pub max_cpu_time: Option<std::time::Duration>,
+    /// Most host memory the guest's green threads and links may take. Each
+    /// live green thread is charged [`HOST_BYTES_PER_GREEN_THREAD`] (its
+    /// store and instance, the touched pages of its fiber stack, its timer
+    /// and scheduling record), each pending link [`HOST_BYTES_PER_LINK`]. A
+    /// spawn past it is refused (`try_spawn` reports it; `spawn` traps the
+    /// spawner); a link past it ends the guest with
+    /// [`GuestError::LimitExceeded`]. Default 512 MiB.
+    pub max_host_memory: u64,
+    /// Most files and directories the guest may have open at once that it
+    /// opened itself (its standard streams and preopened directories do not
+    /// count): an open past it fails with `EMFILE`, which the guest sees as
+    /// an error (`std::fs::File::open` returns it). The process's own
+    /// descriptor limit is shared by every guest and the embedder; this
+    /// keeps one guest from taking it all. Default 256.
+    pub max_descriptors: u32,
+    /// Most bytes kept of each captured stream (see `capture_output`): a
+    /// write past it traps the writing green thread, and a guest whose main
+    /// green thread fails that way ends with [`GuestError::LimitExceeded`].
+    /// Default 64 MiB.
+    pub max_output: usize,
 }
 
-/// Most bytes kept of a captured stream.
-const CAPTURE_LIMIT: usize = 64 << 20;
+/// Host memory charged to a guest per live green thread (see
+/// [`GuestOptions::max_host_memory`]): about 25 KB were measured for a
+/// sleeping green thread of a small guest (`bench/run`), more for larger
+/// modules.
+pub const HOST_BYTES_PER_GREEN_THREAD: u64 = 32 * 1024;
+
+/// Host memory charged to a guest per pending link (its record, with room
+/// to spare).
+pub const HOST_BYTES_PER_LINK: u64 = 32;
+
+impl Default for GuestOptions {
+    fn default() -> Self {
+        GuestOptions {
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+            capture_output: false,
+            inherit_stdin: false,
+            max_green_threads: None,
+            max_memory: None,
+            time_limit: None,
+            max_cpu_time: None,
+            max_host_memory: 512 << 20,
+            max_descriptors: 256,
+            max_output: 64 << 20,
+        }
+    }
+}
 
 /// A guest's captured stdout and stderr.
 #[derive(Clone)]
@@ -66,6 +118,11 @@ pub(crate) struct CapturedOutput {
 }
 
 impl CapturedOutput {
+    /// True if either stream is full.
+    pub(crate) fn full(&self, max: usize) -> bool {
+        self.stdout.contents().len() >= max || self.stderr.contents().len() >= max
+    }
+
     pub(crate) fn contents(&self) -> (Vec<u8>, Vec<u8>) {
         (
             self.stdout.contents().to_vec(),
@@ -93,8 +150,8 @@ impl GuestOptions {
         }
         let output = if self.capture_output {
             let output = CapturedOutput {
-                stdout: MemoryOutputPipe::new(CAPTURE_LIMIT),
-                stderr: MemoryOutputPipe::new(CAPTURE_LIMIT),
+                stdout: MemoryOutputPipe::new(self.max_output),
+                stderr: MemoryOutputPipe::new(self.max_output),
             };
             builder
                 .stdout(output.stdout.clone())
@@ -115,8 +172,19 @@ pub struct GuestUsage {
     pub green_threads: usize,
     /// Its linear memory, in bytes.
     pub memory: u64,
+    /// Host memory charged to it (see [`GuestOptions::max_host_memory`]).
+    pub host_memory: u64,
     /// Spare instances it keeps for its next green threads.
     pub spare_instances: usize,
+    /// Files and directories it has open that it opened itself.
+    pub descriptors: u32,
+    /// CPU time its green threads have used. The hub samples rather than
+    /// times each switch (reading the clock would cost a tenth of a switch):
+    /// every time slice, the guest running at that moment is charged the
+    /// slice, so the figure is exact to within a slice for a guest that
+    /// runs long, and right on average over many slices for one that runs
+    /// in short bursts. Zero when preemption is off (`Config::time_slice`).
+    pub cpu_time: std::time::Duration,
 }
 
 /// How a guest ended.
@@ -127,17 +195,24 @@ pub struct GuestExit {
     pub code: i32,
     /// Why it failed, if it did not end on its own.
     pub error: Option<Arc<GuestError>>,
+    /// The CPU time its green threads used (see [`GuestUsage::cpu_time`]).
+    pub cpu_time: std::time::Duration,
 }
 
 impl GuestExit {
     pub(crate) fn code(code: i32) -> GuestExit {
-        GuestExit { code, error: None }
+        GuestExit {
+            code,
+            error: None,
+            cpu_time: std::time::Duration::ZERO,
+        }
     }
 
     pub(crate) fn failed(code: i32, error: GuestError) -> GuestExit {
         GuestExit {
             code,
             error: Some(Arc::new(error)),
+            cpu_time: std::time::Duration::ZERO,
         }
     }
 }

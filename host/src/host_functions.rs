@@ -42,7 +42,32 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 let delay = Duration::from_nanos(delay_ns);
                 let local = flags & SPAWN_LOCAL != 0;
                 s.spawn(guest, thread, task, stack_size, delay, local)
+                    .map_err(|(_, why)| wasmtime::Error::msg(why))
             })?
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "try-spawn",
+        |caller: Caller<'_, ThreadData>, task: u32, stack_size: u32, delay_ns: u64, flags: u32| {
+            as_caller(&caller, |s, guest, thread| {
+                let delay = Duration::from_nanos(delay_ns);
+                let local = flags & SPAWN_LOCAL != 0;
+                match s.spawn(guest, thread, task, stack_size, delay, local) {
+                    Ok(id) => id,
+                    Err((refusal, _)) => {
+                        s.guests[guest].last_refusal = refusal;
+                        0
+                    }
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "last-spawn-refusal",
+        |caller: Caller<'_, ThreadData>| -> Result<u32> {
+            as_caller(&caller, |s, guest, _| s.guests[guest].last_refusal as u32)
         },
     )?;
     linker.func_wrap_async(
@@ -111,7 +136,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "link",
         |caller: Caller<'_, ThreadData>, target: u64, callback: u32| -> Result<u64> {
-            as_caller(&caller, |s, guest, _| s.sched.link(guest, target, callback))
+            as_caller(&caller, |s, guest, _| s.link(guest, target, callback))?
         },
     )?;
     linker.func_wrap(

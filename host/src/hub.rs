@@ -32,7 +32,6 @@ use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
 use crate::runtime::Runtime;
 use crate::shadow_stack::ShadowStacks;
-use crate::stdio::HostStdio;
 use crate::store_data::{ThreadData, WasiBox};
 use crate::worker::Spares;
 
@@ -77,6 +76,10 @@ pub struct Hub {
     /// Shared with the host functions while `run` is on the stack (see
     /// `hub_state::enter`); the `Rc` keeps `Hub` on its thread.
     state: Rc<RefCell<HubState>>,
+    /// The runtime's count of time slices, and the slice: CPU time is
+    /// charged to the guest that was running when a slice passed.
+    ticks: Arc<std::sync::atomic::AtomicU64>,
+    slice: Duration,
 }
 
 impl Hub {
@@ -88,6 +91,8 @@ impl Hub {
             runtime: runtime.clone(),
             control,
             state: Rc::new(RefCell::new(state)),
+            ticks: runtime.ticks(),
+            slice: runtime.config().time_slice.unwrap_or_default(),
         }
     }
 
@@ -104,11 +109,7 @@ impl Hub {
     /// provide.
     pub fn add_guest(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
         let (wasi, output) = options.build_wasi()?;
-        let (max_green_threads, time_limit) = (options.max_green_threads, options.time_limit);
-        let host_stdio = HostStdio::new(options.inherit_stdin, !options.capture_output);
-        let memory_limit = options
-            .max_memory
-            .map(|bytes| bytes / (64 * 1024) * (64 * 1024));
+        let time_limit = options.time_limit;
         let wasi = WasiBox::new(wasi);
         let memory_ty = program
             .module
@@ -137,16 +138,7 @@ impl Hub {
         let guest = self.with(|state| {
             let key = state.sched.add_guest(ThreadSlot::default());
             debug_assert_eq!(key, state.guests.len());
-            state.guests.push(GuestRecord {
-                live: Some(live),
-                exit: None,
-                output,
-                unlogged_refusals: 0,
-                refusal_logged: false,
-                max_green_threads,
-                memory_limit,
-                host_stdio,
-            });
+            state.guests.push(GuestRecord::new(live, output, &options));
             if let Some(limit) = time_limit {
                 let when = Instant::now().checked_add(limit);
                 if let Some(when) = when {
@@ -260,6 +252,10 @@ impl Hub {
         for command in self.control.take() {
             match command {
                 Command::Kill { guest, reason } => self.kill_guest(guest, reason),
+                Command::Usage { guest, reply } => {
+                    // The asker may have given up waiting.
+                    let _ = reply.send(self.usage(guest));
+                }
             }
         }
     }
@@ -314,13 +310,17 @@ impl Hub {
     /// # Ok::<(), wasmtime::Error>(())
     /// ```
     pub fn usage(&self, guest: GuestId) -> Option<GuestUsage> {
+        self.with(|state| state.usage(guest.0))
+    }
+
+    /// Takes what an ended guest wrote to stdout and stderr (if its options
+    /// captured them), freeing it: all a hub keeps of an ended guest
+    /// besides its [`GuestExit`]. None while the guest runs.
+    pub fn take_output(&mut self, guest: GuestId) -> Option<(Vec<u8>, Vec<u8>)> {
         self.with(|state| {
-            let live = state.guests.get(guest.0)?.live.as_ref()?;
-            Some(GuestUsage {
-                green_threads: state.sched.alive_in(guest.0),
-                memory: live.stacks.memory_size(),
-                spare_instances: live.spare.len(),
-            })
+            let record = state.guests.get_mut(guest.0)?;
+            record.exit.as_ref()?;
+            record.output.take().map(|o| o.contents())
         })
     }
 
@@ -349,7 +349,9 @@ impl Hub {
                 return;
             }
         };
+        let before = self.ticks.load(std::sync::atomic::Ordering::Relaxed);
         let poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        let ticks = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
         let graves = self.with(|state| {
             match poll {
                 Poll::Pending => state.suspended(guest, thread, call),
@@ -362,6 +364,9 @@ impl Hub {
                 }
             }
             state.check_deadlock(guest);
+            if ticks > 0 {
+                state.charge_cpu(guest, self.slice * ticks as u32);
+            }
             std::mem::take(&mut state.graveyard)
         });
         bury(graves);

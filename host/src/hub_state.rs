@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{format_err, Result};
 
-use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
+use crate::abi::{Ending, JoinStatus, KillStatus, SpawnRefusal, ThreadId};
 use crate::config::Config;
 use crate::control::Control;
-use crate::guest::{CapturedOutput, GuestError, GuestExit};
+use crate::guest::{
+    CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
+    HOST_BYTES_PER_LINK,
+};
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
 use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
@@ -46,6 +49,49 @@ pub(crate) struct GuestRecord {
     pub memory_limit: Option<u64>,
     /// Which of its descriptors 0-2 are the host's own streams.
     pub host_stdio: HostStdio,
+    /// `GuestOptions::max_host_memory`.
+    pub max_host_memory: u64,
+    /// `GuestOptions::max_descriptors`, and the descriptors it opened
+    /// itself that are open.
+    pub max_descriptors: u32,
+    pub opened: rustc_hash::FxHashSet<u32>,
+    /// CPU time charged to it, and `GuestOptions::max_cpu_time`.
+    pub cpu_time: Duration,
+    pub max_cpu_time: Option<Duration>,
+    /// `GuestOptions::max_output` (when its output is captured).
+    pub max_output: usize,
+    /// Why its latest `try-spawn` that returned 0 refused.
+    pub last_refusal: SpawnRefusal,
+}
+
+impl GuestRecord {
+    /// A record for a guest that starts with `live`; its limits as
+    /// `options` say.
+    pub fn new(
+        live: LiveGuest,
+        output: Option<CapturedOutput>,
+        options: &crate::GuestOptions,
+    ) -> GuestRecord {
+        GuestRecord {
+            live: Some(live),
+            exit: None,
+            output,
+            unlogged_refusals: 0,
+            refusal_logged: false,
+            max_green_threads: options.max_green_threads,
+            memory_limit: options
+                .max_memory
+                .map(|bytes| bytes / (64 * 1024) * (64 * 1024)),
+            host_stdio: HostStdio::new(options.inherit_stdin, !options.capture_output),
+            max_host_memory: options.max_host_memory,
+            max_descriptors: options.max_descriptors,
+            opened: Default::default(),
+            cpu_time: Duration::ZERO,
+            max_cpu_time: options.max_cpu_time,
+            max_output: options.max_output,
+            last_refusal: SpawnRefusal::HubFull,
+        }
+    }
 }
 
 /// Things to drop after the current poll, on the hub's own stack: dropping a
@@ -257,6 +303,11 @@ impl HubState {
             let exit = match end {
                 CallEnd::Returned => GuestExit::code(0),
                 CallEnd::Exit(code) => GuestExit::code(code),
+                CallEnd::Failed { .. } if self.at_output_limit(guest) => {
+                    let limit = self.guests[guest].max_output;
+                    let what = format!("captured output limit of {} MiB per stream", limit >> 20);
+                    GuestExit::failed(137, GuestError::LimitExceeded(what))
+                }
                 CallEnd::Failed { .. } if self.at_memory_limit(guest) => {
                     let limit = self.guests[guest].memory_limit.unwrap_or(0);
                     let what = format!("linear memory limit of {} MiB", limit >> 20);
@@ -334,6 +385,55 @@ impl HubState {
         }
     }
 
+    /// Whether a captured stream of the guest is full (a write past it
+    /// traps the writer).
+    fn at_output_limit(&self, guest: usize) -> bool {
+        let record = &self.guests[guest];
+        record
+            .output
+            .as_ref()
+            .is_some_and(|o| o.full(record.max_output))
+    }
+
+    /// Host memory charged to a live guest (see
+    /// `GuestOptions::max_host_memory`).
+    pub fn host_memory(&self, guest: usize) -> u64 {
+        let threads = self.sched.alive_in(guest) as u64;
+        let links = self.sched.links_in(guest) as u64;
+        threads * HOST_BYTES_PER_GREEN_THREAD + links * HOST_BYTES_PER_LINK
+    }
+
+    /// What a live guest uses now; None once it has ended (or for a key
+    /// that is no guest's).
+    pub fn usage(&self, guest: usize) -> Option<GuestUsage> {
+        let record = self.guests.get(guest)?;
+        let live = record.live.as_ref()?;
+        Some(GuestUsage {
+            green_threads: self.sched.alive_in(guest),
+            memory: live.stacks.memory_size(),
+            host_memory: self.host_memory(guest),
+            spare_instances: live.spare.len(),
+            descriptors: record.opened.len() as u32,
+            cpu_time: record.cpu_time,
+        })
+    }
+
+    /// Charges `cpu` to the guest's CPU time, and ends it if that passes its
+    /// limit.
+    pub fn charge_cpu(&mut self, guest: usize, cpu: Duration) {
+        let record = &mut self.guests[guest];
+        record.cpu_time += cpu;
+        if let Some(limit) = record.max_cpu_time {
+            if record.cpu_time > limit && self.sched.is_live(guest) {
+                let what = format!("CPU time limit of {:.3} s", limit.as_secs_f64());
+                self.end_guest(
+                    guest,
+                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
+                );
+            }
+        }
+    }
+
     /// Ends the guest if none of its green threads can ever run again.
     pub fn check_deadlock(&mut self, guest: usize) {
         if let Some(report) = self.sched.deadlock(guest) {
@@ -368,7 +468,8 @@ impl HubState {
             );
             record.unlogged_refusals = 0;
         }
-        record.exit.get_or_insert(exit);
+        let cpu_time = record.cpu_time;
+        record.exit.get_or_insert(GuestExit { cpu_time, ..exit });
     }
 
     /// Ends every guest whose time limit has passed at `now`; the next time
@@ -415,6 +516,7 @@ impl HubState {
 
     // ---- the hub functions (see wit/hub.wit) ----
 
+    /// Starts a green thread; why not, if it cannot.
     pub fn spawn(
         &mut self,
         guest: usize,
@@ -423,42 +525,98 @@ impl HubState {
         stack_size: u32,
         delay: Duration,
         local: bool,
-    ) -> Result<ThreadId> {
+    ) -> Result<ThreadId, (SpawnRefusal, String)> {
         let (default_stack, max) = (self.config.shadow_stack_size, self.config.max_green_threads);
         if self.sched.alive() >= max as usize {
-            wasmtime::bail!(
-                "too many green threads alive at once: the hub holds at most {max} \
-                 (raise it with `wasmlet run --max-green-threads N` or \
-                 Config::max_green_threads)"
-            );
+            return Err((
+                SpawnRefusal::HubFull,
+                format!(
+                    "too many green threads alive at once: the hub holds at most {max} \
+                     (raise it with `wasmlet run --max-green-threads N` or \
+                     Config::max_green_threads)"
+                ),
+            ));
         }
-        if let Some(most) = self.guests[guest].max_green_threads {
+        let record = &self.guests[guest];
+        if let Some(most) = record.max_green_threads {
             if self.sched.alive_in(guest) >= most as usize {
-                wasmtime::bail!(
-                    "too many green threads alive at once in this guest: it may have at most \
-                     {most} (its GuestOptions::max_green_threads)"
-                );
+                return Err((
+                    SpawnRefusal::GuestFull,
+                    format!(
+                        "too many green threads alive at once in this guest: it may have at \
+                         most {most} (its GuestOptions::max_green_threads)"
+                    ),
+                ));
             }
+        }
+        let most = record.max_host_memory;
+        if self.host_memory(guest) + HOST_BYTES_PER_GREEN_THREAD > most {
+            return Err((
+                SpawnRefusal::HostMemory,
+                format!(
+                    "another green thread would pass this guest's host memory limit of {} MiB \
+                     ({} green threads and {} links alive; raise it with \
+                     `wasmlet run --max-host-memory MIB` or GuestOptions::max_host_memory)",
+                    most >> 20,
+                    self.sched.alive_in(guest),
+                    self.sched.links_in(guest)
+                ),
+            ));
         }
         let live = self.live(guest);
         if !live.layout.can_spawn {
-            wasmtime::bail!(
-                "this guest cannot spawn green threads: it does not export `{RUN_EXPORT}` and \
-                 `{FINISH_EXPORT}` (build it against the wasmlet guest SDK)"
-            );
+            return Err((
+                SpawnRefusal::Unsupported,
+                format!(
+                    "this guest cannot spawn green threads: it does not export `{RUN_EXPORT}` \
+                     and `{FINISH_EXPORT}` (build it against the wasmlet guest SDK)"
+                ),
+            ));
         }
         let stack_size = if stack_size == 0 {
             default_stack
         } else {
             stack_size
         };
-        let stack = live.stacks.alloc(stack_size)?;
+        let stack = live
+            .stacks
+            .alloc(stack_size)
+            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))?;
         let slot = ThreadSlot {
             future: None,
             stack: Some(stack),
         };
         let spawn = Spawn { task, delay, local };
         Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
+    }
+
+    /// Adds a link (see `Scheduler::link`).
+    ///
+    /// # Errors
+    /// If the link would pass the guest's host memory limit: the guest is
+    /// ended, saying so.
+    pub fn link(&mut self, guest: usize, target: ThreadId, callback: u32) -> Result<u64> {
+        let most = self.guests[guest].max_host_memory;
+        if self.host_memory(guest) + HOST_BYTES_PER_LINK > most {
+            let what = format!(
+                "host memory limit of {} MiB ({} links pending)",
+                most >> 20,
+                self.sched.links_in(guest)
+            );
+            self.end_guest(
+                guest,
+                GuestExit::failed(137, GuestError::LimitExceeded(what.clone())),
+            );
+            wasmtime::bail!("the guest exceeded its {what}");
+        }
+        Ok(self.sched.link(guest, target, callback))
+    }
+
+    /// True if the guest may open another descriptor (it holds fewer than
+    /// its `max_descriptors`).
+    pub fn may_open(&self, guest: usize) -> bool {
+        let record = &self.guests[guest];
+        record.opened.len() < record.max_descriptors as usize
     }
 
     pub fn sleep(&mut self, guest: usize, thread: usize, duration: Duration) {

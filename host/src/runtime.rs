@@ -2,7 +2,7 @@
 //! `Linker` that gives guests the hub and WASI. Shared by every hub (one per
 //! OS thread) that runs its programs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use wasmtime::error::Context;
@@ -36,6 +36,8 @@ struct Inner {
     linker: Linker<ThreadData>,
     config: Config,
     stop_ticker: Arc<AtomicBool>,
+    /// Time slices the ticker has counted: the clock CPU time is sampled on.
+    ticks: Arc<AtomicU64>,
 }
 
 impl Drop for Inner {
@@ -82,14 +84,17 @@ impl Runtime {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
         crate::wasi_overrides::add_to_linker(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(AtomicU64::new(0));
         if let Some(slice) = config.time_slice {
             let engine = engine.clone();
             let stop = stop_ticker.clone();
+            let ticks = ticks.clone();
             std::thread::Builder::new()
                 .name("wasmlet-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(slice);
+                        ticks.fetch_add(1, Ordering::Relaxed);
                         engine.increment_epoch();
                     }
                 })
@@ -101,6 +106,7 @@ impl Runtime {
                 linker,
                 config,
                 stop_ticker,
+                ticks,
             }),
         })
     }
@@ -113,6 +119,12 @@ impl Runtime {
     /// The settings this runtime was built with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Time slices counted so far (stays 0 without preemption): a hub
+    /// charges a guest one slice for each that passes while it runs.
+    pub(crate) fn ticks(&self) -> Arc<AtomicU64> {
+        self.inner.ticks.clone()
     }
 
     pub(crate) fn linker(&self) -> &Linker<ThreadData> {

@@ -7,7 +7,8 @@
 //! | `poll_oneoff` | sleeps the OS thread | clock subscriptions become a hub timer ([`crate::poll`]) |
 //! | `clock_time_get` | a memory-export lookup per call | the hub's clocks ([`crate::clock`]) |
 //! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::stdio`]) |
-//! | `fd_close`, `fd_renumber` | — | passed on, noting which descriptors are still the host's streams |
+//! | `path_open` | nothing bounds how many a guest opens | refused with `EMFILE` past the guest's `max_descriptors` |
+//! | `fd_close`, `fd_renumber` | — | passed on, noting which descriptors are still the host's streams, and which the guest opened |
 //!
 //! Every other descriptor (files in preopened directories, captured output)
 //! is passed on to wasmtime-wasi unchanged.
@@ -49,7 +50,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.allow_shadowing(true);
     let defined = add_poll_oneoff(linker)
         .and_then(|()| add_clock_time_get(linker))
-        .and_then(|()| add_stdio(linker));
+        .and_then(|()| add_stdio(linker))
+        .and_then(|()| add_descriptors(linker));
     linker.allow_shadowing(false);
     defined
 }
@@ -96,6 +98,45 @@ fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
+    Ok(())
+}
+
+fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.func_wrap(
+        P1,
+        "path_open",
+        |mut caller: Caller<'_, ThreadData>,
+         dir: i32,
+         dirflags: i32,
+         path: i32,
+         path_len: i32,
+         oflags: i32,
+         rights: i64,
+         inheriting: i64,
+         fdflags: i32,
+         opened: i32|
+         -> Result<i32> {
+            if !as_caller(&caller, |s, guest, _| s.may_open(guest))? {
+                return Ok(errno::MFILE);
+            }
+            let result = wasi_p1!(
+                &mut caller,
+                path_open(
+                    dir, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened
+                )
+            )?;
+            if result == errno::SUCCESS {
+                as_caller(&caller, |s, guest, _| {
+                    // Where WASI wrote it: in bounds, or the call had failed.
+                    if let Some(fd) = s.read_guest_memory(guest, opened as u32, 4) {
+                        let fd = u32::from_le_bytes(fd.try_into().expect("4 bytes"));
+                        s.guests[guest].opened.insert(fd);
+                    }
+                })?;
+            }
+            Ok(result)
+        },
+    )?;
     linker.func_wrap(
         P1,
         "fd_close",
@@ -103,7 +144,9 @@ fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
             let result = wasi_p1!(&mut caller, fd_close(fd))?;
             if result == errno::SUCCESS {
                 as_caller(&caller, |s, guest, _| {
-                    s.guests[guest].host_stdio.closed(fd as u32)
+                    let record = &mut s.guests[guest];
+                    record.host_stdio.closed(fd as u32);
+                    record.opened.remove(&(fd as u32));
                 })?;
             }
             Ok(result)
@@ -116,9 +159,14 @@ fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
             let result = wasi_p1!(&mut caller, fd_renumber(from, to))?;
             if result == errno::SUCCESS {
                 as_caller(&caller, |s, guest, _| {
-                    s.guests[guest]
-                        .host_stdio
-                        .renumbered(from as u32, to as u32)
+                    let record = &mut s.guests[guest];
+                    record.host_stdio.renumbered(from as u32, to as u32);
+                    // `to` was closed and `from` moved onto it.
+                    let moved = record.opened.remove(&(from as u32));
+                    record.opened.remove(&(to as u32));
+                    if moved {
+                        record.opened.insert(to as u32);
+                    }
                 })?;
             }
             Ok(result)

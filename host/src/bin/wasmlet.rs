@@ -1,7 +1,9 @@
 //! `wasmlet`: run a guest program's green threads on the hub.
 //!
 //! ```text
-//! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [--time-limit SECONDS] [-- ARGS...]
+//! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [--time-limit SECONDS]
+//!                        [--max-cpu-time SECONDS] [--max-memory MIB] [--max-host-memory MIB]
+//!                        [--max-descriptors N] [--stats] [-- ARGS...]
 //! ```
 //!
 //! The process exits with the guest's exit code: its `exit(n)`, 0 when `main`
@@ -61,6 +63,22 @@ struct RunArgs {
     /// Most linear memory the guest may grow to, in MiB.
     #[arg(long, value_name = "MIB")]
     max_memory: Option<u64>,
+    /// End the guest (exit code 137) once its green threads have used this
+    /// many seconds of CPU time.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    max_cpu_time: Option<std::time::Duration>,
+    /// Most host memory the guest's green threads and links may take, in
+    /// MiB (each green thread is charged 32 KiB).
+    #[arg(long, value_name = "MIB", default_value_t = GuestOptions::default().max_host_memory >> 20)]
+    max_host_memory: u64,
+    /// Most files the guest may have open at once (beyond its standard
+    /// streams and directories); an open past it fails with EMFILE.
+    #[arg(long, value_name = "N", default_value_t = GuestOptions::default().max_descriptors)]
+    max_descriptors: u32,
+    /// When the guest ends, print what it used (CPU time, memory, green
+    /// threads) and the process's peak resident memory to stderr.
+    #[arg(long)]
+    stats: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -128,13 +146,40 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         max_green_threads: None,
         time_limit: args.time_limit,
         max_memory: args.max_memory.map(|mib| mib.saturating_mul(1 << 20)),
+        max_cpu_time: args.max_cpu_time,
+        max_host_memory: args.max_host_memory.saturating_mul(1 << 20),
+        max_descriptors: args.max_descriptors,
+        ..GuestOptions::default()
     };
     let mut hub = Hub::new(&runtime);
     let guest = hub.add_guest(&program, options)?;
+    let started = std::time::Instant::now();
     hub.run();
+    if args.stats {
+        print_stats(&hub, guest, started.elapsed());
+    }
     let exit = hub.exit(guest).expect("Hub::run ends every guest");
     if let Some(error) = &exit.error {
         eprintln!("wasmlet: {error}");
     }
     Ok(exit.code)
+}
+
+/// `--stats`: the guest's wall and CPU time, and the process's peak
+/// resident memory (Linux's `VmHWM`).
+fn print_stats(hub: &Hub, guest: wasmlet_host::GuestId, wall: std::time::Duration) {
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+    let cpu = hub.exit(guest).map_or(0.0, |e| e.cpu_time.as_secs_f64());
+    eprintln!(
+        "wasmlet: stats: wall time {:.3} s, cpu time {cpu:.3} s",
+        wall.as_secs_f64()
+    );
+    if let Some(kib) = peak {
+        eprintln!("wasmlet: stats: peak resident memory {} KiB", kib);
+    }
 }

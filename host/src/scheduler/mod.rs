@@ -26,7 +26,8 @@
 //!   [`State::Queued`], and at most once;
 //! - a guest is in the round robin exactly when its run queue is not empty;
 //! - `timed` counts the guest's green threads whose state has a timer, and
-//!   `io` those waiting for a host descriptor;
+//!   `io` those waiting for a host descriptor, and `links` their pending
+//!   links;
 //! - `alive` counts the records of every live guest.
 
 mod timers;
@@ -200,6 +201,8 @@ struct Guest<P> {
     timed: usize,
     /// Green threads waiting for a host descriptor.
     io: usize,
+    /// Links pending over all its green threads.
+    links: usize,
 }
 
 impl<P> Guest<P> {
@@ -258,6 +261,7 @@ impl<P> Scheduler<P> {
             in_ready: false,
             timed: 0,
             io: 0,
+            links: 0,
         };
         guest.main = insert(&mut guest, 0, State::Queued, main_payload);
         self.guests.push(Some(guest));
@@ -279,6 +283,14 @@ impl<P> Scheduler<P> {
             .get(guest)
             .and_then(Option::as_ref)
             .map_or(0, |g| g.threads.len())
+    }
+
+    /// Links pending in one guest (0 once it has ended).
+    pub fn links_in(&self, guest: usize) -> usize {
+        self.guests
+            .get(guest)
+            .and_then(Option::as_ref)
+            .map_or(0, |g| g.links)
     }
 
     /// True while the guest has not ended.
@@ -482,6 +494,7 @@ impl<P> Scheduler<P> {
         let g = self.guest(guest);
         let t = g.threads.remove(thread);
         g.keys.remove(&t.id);
+        g.links -= t.links.len();
         for joiner in t.joiners {
             let g = self.guest(guest);
             let waiting = g.threads.get(joiner).is_some_and(
@@ -743,6 +756,7 @@ impl<P> Scheduler<P> {
         };
         let id = g.next_link;
         g.next_link += 1;
+        g.links += 1;
         g.threads[key].links.push_back((id, callback));
         id
     }
@@ -755,17 +769,24 @@ impl<P> Scheduler<P> {
         };
         let links = &mut g.threads[key].links;
         match links.iter().position(|(id, _)| *id == link) {
-            Some(at) => links.remove(at).map_or(0, |(_, cb)| cb),
+            Some(at) => {
+                g.links -= 1;
+                links.remove(at).map_or(0, |(_, cb)| cb)
+            }
             None => 0,
         }
     }
 
     /// The caller's next link in link order, or 0.
     pub fn next_link(&mut self, guest: usize, thread: usize) -> u32 {
-        self.guest(guest).threads[thread]
-            .links
-            .pop_front()
-            .map_or(0, |(_, cb)| cb)
+        let g = self.guest(guest);
+        match g.threads[thread].links.pop_front() {
+            Some((_, callback)) => {
+                g.links -= 1;
+                callback
+            }
+            None => 0,
+        }
     }
 
     /// Parks the caller; `Some(result)` if it need not wait.
@@ -952,6 +973,8 @@ impl<P> Scheduler<P> {
                 .filter(|(_, t)| matches!(t.state, State::Io { .. }))
                 .count();
             assert_eq!(g.io, io);
+            let links: usize = g.threads.iter().map(|(_, t)| t.links.len()).sum();
+            assert_eq!(g.links, links);
         }
         assert_eq!(self.alive, alive);
     }

@@ -28,11 +28,29 @@ extern "C" {
     fn raw_wait64(address: u32, expected: u64, timeout_ns: i64, offset: u32) -> u32;
     #[link_name = "notify"]
     fn raw_notify(address: u32, count: u32, offset: u32) -> u32;
+    #[link_name = "try-spawn"]
+    fn raw_try_spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
+    #[link_name = "last-spawn-refusal"]
+    fn raw_last_spawn_refusal() -> u32;
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn poll_oneoff(subscriptions: u32, events: u32, n: u32, nevents: u32) -> u32;
+    fn fd_read(fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> u32;
+    fn fd_write(fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn path_open(
+        dir: u32,
+        dirflags: u32,
+        path: u32,
+        path_len: u32,
+        oflags: u32,
+        rights: u64,
+        inheriting: u64,
+        fdflags: u32,
+        opened: u32,
+    ) -> u32;
 }
 
 fn main() {
@@ -85,6 +103,32 @@ fn main() {
         let zeros = Box::leak(Box::new([0u8; 48])) as *mut [u8; 48] as u32;
         println!("poll, events out of memory: {}", poll_oneoff(zeros, 0xffff_fff0, 1, n_at));
     }
+    // try-spawn refuses instead of trapping.
+    unsafe {
+        let id = raw_try_spawn(0, u32::MAX, 0, 0);
+        println!("try-spawn, huge stack: {id}, refusal {}", raw_last_spawn_refusal());
+    }
+    // Reads and writes of the standard streams (the host's own, when run by
+    // the CLI) and opens, with buffers and counts out of memory.
+    // An errno or a trap of the caller alike (WASI traps where the hub
+    // answers EFAULT).
+    let wild_iov = Box::leak(Box::new([0xffff_fff0u32, 64])) as *mut [u32; 2] as u32;
+    let calls: [fn(u32, u32, u32) -> u32; 6] = [
+        |_, n_at, _| unsafe { fd_write(1, 0xffff_fff0, 1, n_at) },
+        |_, n_at, iov| unsafe { fd_write(1, iov, 1, n_at) },
+        |at, n_at, _| unsafe { fd_write(2, at, 1_000_000_000, n_at) },
+        |_, _, iov| unsafe { fd_write(1, iov, 1, 0xffff_fff0) },
+        |_, n_at, _| unsafe { fd_read(0, 0xffff_fff0, 1, n_at) },
+        |at, n_at, _| unsafe { fd_read(0, at, 1_000_000_000, n_at) },
+    ];
+    let refused = calls.map(|call| {
+        let gt = wasmlet::spawn(move || call(at, n_at, wild_iov));
+        gt.wait().map_or(true, |errno| errno != 0)
+    });
+    println!("stdio, wild buffers refused: {refused:?}");
+    // WASI itself traps the caller on a path out of memory.
+    let opener = wasmlet::spawn(move || unsafe { path_open(3, 0, 0xffff_fff0, 100, 0, 0, 0, 0, n_at) });
+    println!("open, wild path: {}", opener.wait().unwrap_err());
     let fine = wasmlet::spawn(|| "still fine");
     println!("{}", fine.wait().unwrap());
 }

@@ -3,7 +3,7 @@ fn main() {
     let mut kept: Vec<Vec<u8>> = Vec::new();
     loop {
         kept.push(vec![1; 1 << 20]);
-        if kept.len() % 16 == 0 {
+        if kept.len().is_multiple_of(16) {
             println!("holding {} MiB", kept.len());
         }
     }

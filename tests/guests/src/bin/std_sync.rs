@@ -33,8 +33,7 @@ fn main() {
                 *guard += 10;
                 say2("waiter got it");
             });
-            let (s2, say3) = (say.clone(), ());
-            let _ = say3;
+            let s2 = say.clone();
             let bystander = wasmlet::spawn(move || s2("bystander ran while the lock was held"));
             holder.wait().unwrap();
             waiter.wait().unwrap();

@@ -1,0 +1,105 @@
+//! What a hostile (or careless) guest does to its host's resources. Each
+//! mode pushes one limit:
+//!
+//! - `spawn`: `try_spawn`s sleepers until the host refuses, then shows the
+//!   refusal is an error it can handle (it finishes normally).
+//! - `links N`: links N callbacks to one sleeping green thread.
+//! - `files DIR`: opens DIR's `data` file until refused, then closes them all
+//!   and opens one again.
+//! - `timed-waits N`: N channel receives with a 1 h timeout that a
+//!   neighbour's send ends early (each leaves a timer the hub must free).
+//! - `spin`: spins for ever.
+//! - `block`: waits for ever on stdin, then on a futex, then in
+//!   `std::thread::sleep` (each in its own green thread).
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    wasmlet::hub_exceptions(false);
+    match arg(1) {
+        "spawn" => {
+            let mut sleepers = Vec::new();
+            let error = loop {
+                match wasmlet::try_spawn(|| wasmlet::sleep(Duration::from_millis(50))) {
+                    Ok(gt) => sleepers.push(gt),
+                    Err(e) => break e,
+                }
+            };
+            println!("refused after {} green threads: {error}", sleepers.len());
+            for gt in sleepers.drain(..) {
+                gt.wait().unwrap();
+            }
+            let again = wasmlet::try_spawn(|| 7).map(|gt| gt.wait().unwrap());
+            println!("once they ended: {again:?}");
+        }
+        "links" => {
+            let n: u64 = arg(2).parse().unwrap();
+            let target = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
+            for i in 0..n {
+                target.link(|_| {});
+                if i % 1_000_000 == 0 {
+                    eprintln!("{i} links");
+                }
+            }
+            println!("linked {n} times");
+        }
+        "files" => {
+            let path = format!("{}/data", arg(2));
+            let mut open = Vec::new();
+            let error = loop {
+                match std::fs::File::open(&path) {
+                    Ok(file) => open.push(file),
+                    Err(e) => break e,
+                }
+                if open.len() > 100_000 {
+                    panic!("never refused");
+                }
+            };
+            println!("refused after {} files: {error}", open.len());
+            open.clear();
+            println!("after closing them: {:?}", std::fs::File::open(&path).map(|_| "opened"));
+        }
+        "timed-waits" => {
+            let n: u64 = arg(2).parse().unwrap();
+            let (to_main, from_sender) = std::sync::mpsc::channel::<u64>();
+            let (to_sender, from_main) = std::sync::mpsc::channel::<u64>();
+            wasmlet::spawn_n(move || {
+                for i in 0..n {
+                    to_main.send(i).unwrap();
+                    // Waits with a timeout too, ended early by main's reply.
+                    from_main.recv_timeout(Duration::from_secs(3600)).unwrap();
+                }
+            });
+            let mut got = 0;
+            for _ in 0..n {
+                got += 1;
+                let _ = from_sender.recv_timeout(Duration::from_secs(3600)).unwrap();
+                to_sender.send(got).unwrap();
+            }
+            println!("{got} timed waits ended early");
+        }
+        "spin" => {
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins + 1);
+            }
+        }
+        "block" => {
+            wasmlet::spawn_n(|| {
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+            });
+            wasmlet::spawn_n(|| std::thread::sleep(Duration::from_secs(3600)));
+            let lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+            let held = lock.clone();
+            wasmlet::spawn_n(move || {
+                let _guard = held.lock().unwrap();
+                wasmlet::sleep(Duration::from_secs(3600));
+            });
+            wasmlet::sleep(Duration::from_millis(1));
+            let _blocked = lock.lock().unwrap();
+        }
+        other => panic!("unknown mode {other:?}"),
+    }
+}

@@ -1,0 +1,252 @@
+//! Hostile guests against their neighbours and the host: one test (at least)
+//! per row of issue 9's table, each of which once froze, slowed or starved
+//! the others. Rows tested elsewhere:
+//!
+//! | what the guest did | test |
+//! |---|---|
+//! | `thread::park`, a raw futex wait, a std lock held across a sleep | `greenthread::std_sync_primitives_wait_green`, [`every_way_to_block_at_once_leaves_the_hub_running`] |
+//! | `std::thread::sleep` | `greenthread::std_thread_sleep_suspends_only_its_green_thread` |
+//! | reading stdin, writing a full stdout | `cli::a_stdin_read_waits_green_while_other_green_threads_run`, `cli::a_write_to_a_full_stdout_pipe_waits_green` |
+//! | `loop {}` | `embedding::a_guest_that_never_yields_does_not_starve_another` |
+//! | `memory.fill` in a loop | [`bulk_memory_fills_in_a_loop_are_preempted_between_instructions`] |
+//! | spawning until refused | `embedding::a_guest_past_its_own_green_thread_limit_is_refused_while_its_neighbour_spawns_on`, [`a_refused_try_spawn_is_an_error_the_guest_handles`] |
+//! | opening files until refused | [`a_descriptor_hog_is_refused_at_its_own_limit_and_its_neighbour_opens_on`] |
+//! | `link` 100 M times | [`linking_without_end_stops_at_the_host_memory_limit`] |
+//! | 10 M timed waits that end early | [`timed_waits_that_end_early_hold_no_memory`] |
+//! | a spawn bomb | `cli::a_spawn_bomb_is_logged_once_not_once_per_refused_spawn` |
+//! | spinning for ever | `embedding::another_thread_can_kill_a_spinning_guest_through_a_handle`, [`a_spinning_guest_is_ended_at_its_cpu_time_limit`] |
+
+mod support;
+use support::{cli_with, finished, guest, options, runtime};
+
+use std::time::Duration;
+
+use wasmlet_host::{Hub, Program};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The peak resident memory `wasmlet run --stats` reported, in MiB.
+fn peak_mib(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmlet: stats: peak resident memory "))
+        .and_then(|rest| rest.strip_suffix(" KiB"))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| kib >> 10)
+        .unwrap_or_else(|| panic!("no peak in {stderr}"))
+}
+
+/// A guest whose `_start` fills its 64 MiB of memory with `memory.fill`,
+/// over and over, for ever.
+fn filling_module() -> Vec<u8> {
+    use wasm_encoder::*;
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    module.section(&types);
+    let mut imports = ImportSection::new();
+    let memory = MemoryType {
+        minimum: 1024,
+        maximum: Some(1024),
+        memory64: false,
+        shared: true,
+        page_size_log2: None,
+    };
+    imports.import("env", "memory", EntityType::Memory(memory));
+    module.section(&imports);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    module.section(&functions);
+    let mut exports = ExportSection::new();
+    exports.export("_start", ExportKind::Func, 0);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut fill = Function::new([]);
+    fill.instruction(&Instruction::Loop(BlockType::Empty))
+        .instruction(&Instruction::I32Const(0))
+        .instruction(&Instruction::I32Const(7))
+        .instruction(&Instruction::I32Const(64 << 20))
+        .instruction(&Instruction::MemoryFill(0))
+        .instruction(&Instruction::Br(0))
+        .instruction(&Instruction::End)
+        .instruction(&Instruction::End);
+    code.function(&fill);
+    module.section(&code);
+    module.finish()
+}
+
+#[test]
+fn bulk_memory_fills_in_a_loop_are_preempted_between_instructions() {
+    let runtime = runtime();
+    let filler = Program::from_bytes(runtime.engine(), &filling_module()).unwrap();
+    let neighbour = Program::from_file(runtime.engine(), guest("lateness")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut limited = options(&[]);
+    limited.time_limit = Some(Duration::from_secs(1));
+    let f = hub.add_guest(&filler, limited).unwrap();
+    let n = hub.add_guest(&neighbour, options(&["100"])).unwrap();
+    hub.run();
+    let (f, n) = (finished(&hub, f), finished(&hub, n));
+    assert_eq!(f.code, 137, "{:?}", f.error);
+    assert_eq!(n.code, 0, "{}", n.stderr);
+    // One fill of 64 MiB takes a few milliseconds, a time slice 10: the
+    // neighbour is late by about their sum. Unpreempted, it would wait for
+    // the filler's whole second.
+    let late_ms: f64 = n.stdout.trim().parse().unwrap();
+    assert!(late_ms < 500.0, "the neighbour was {late_ms} ms late");
+}
+
+#[test]
+fn a_refused_try_spawn_is_an_error_the_guest_handles() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut capped = options(&["spawn"]);
+    capped.max_green_threads = Some(100);
+    let a = hub.add_guest(&hostile, capped).unwrap();
+    let mut small = options(&["spawn"]);
+    // 32 green threads' worth, main included.
+    small.max_host_memory = 1 << 20;
+    let b = hub.add_guest(&hostile, small).unwrap();
+    hub.run();
+    let (a, b) = (finished(&hub, a), finished(&hub, b));
+    assert_eq!(a.code, 0, "{:?} {}", a.error, a.stderr);
+    assert_eq!(
+        a.stdout,
+        "refused after 99 green threads: this guest holds as many green threads as it may\n\
+         once they ended: Ok(7)\n"
+    );
+    assert_eq!(b.code, 0, "{:?} {}", b.error, b.stderr);
+    assert_eq!(
+        b.stdout,
+        "refused after 31 green threads: another green thread would pass the host memory \
+         limit\nonce they ended: Ok(7)\n"
+    );
+    // Refusals the guest handles are not the host's to log.
+    assert_eq!(a.stderr, "");
+}
+
+#[test]
+fn a_descriptor_hog_is_refused_at_its_own_limit_and_its_neighbour_opens_on() {
+    let dir = std::env::temp_dir().join(format!("wasmlet-fds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data"), b"x").unwrap();
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let guest_with_dir = |max: u32| {
+        let mut o = options(&["files", "/d"]);
+        o.dirs = vec![(dir.clone(), "/d".into())];
+        o.max_descriptors = max;
+        o
+    };
+    let hog = hub.add_guest(&hostile, guest_with_dir(100)).unwrap();
+    let neighbour = hub.add_guest(&hostile, guest_with_dir(20)).unwrap();
+    hub.run();
+    let (hog, neighbour) = (finished(&hub, hog), finished(&hub, neighbour));
+    for (run, most) in [(hog, 100), (neighbour, 20)] {
+        assert_eq!(run.code, 0, "{:?} {}", run.error, run.stderr);
+        assert_eq!(
+            run.stdout,
+            format!(
+                "refused after {most} files: No file descriptors available (os error 33)\n\
+                 after closing them: Ok(\"opened\")\n"
+            )
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn linking_without_end_stops_at_the_host_memory_limit() {
+    let out = cli_with(
+        &["--stats", "--max-host-memory", "64"],
+        &guest("hostile"),
+        &["links", "100000000"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("the guest exceeded its host memory limit of 64 MiB"),
+        "{err}"
+    );
+    // 100 M links held 1.5 GiB before; the limit's worth of links (their
+    // deque doubling as it grows) stays within a few times 64 MiB.
+    assert!(peak_mib(&err) < 400, "{err}");
+}
+
+#[test]
+fn timed_waits_that_end_early_hold_no_memory() {
+    // Each round trip leaves two timers set for an hour; a million of
+    // them held about 100 MiB until their deadlines before.
+    let out = cli_with(&["--stats"], &guest("hostile"), &["timed-waits", "1000000"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1000000 timed waits ended early\n"
+    );
+    assert!(peak_mib(&err) < 64, "{err}");
+}
+
+#[test]
+fn a_spinning_guest_is_ended_at_its_cpu_time_limit() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let neighbour = Program::from_file(runtime.engine(), guest("lateness")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut limited = options(&["spin"]);
+    limited.max_cpu_time = Some(Duration::from_millis(300));
+    let s = hub.add_guest(&hostile, limited).unwrap();
+    let n = hub.add_guest(&neighbour, options(&["100"])).unwrap();
+    // Another thread watches the spinner's CPU time grow.
+    let handle = hub.handle();
+    let watcher = std::thread::spawn(move || {
+        let mut seen = Duration::ZERO;
+        while let Some(usage) = handle.usage(s, Duration::from_secs(5)) {
+            seen = seen.max(usage.cpu_time);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    });
+    hub.run();
+    let seen = watcher.join().unwrap();
+    let neighbour_cpu = hub.exit(n).unwrap().cpu_time;
+    let (s, n) = (finished(&hub, s), finished(&hub, n));
+    assert_eq!(s.code, 137);
+    assert_eq!(
+        s.error.as_deref(),
+        Some("the guest exceeded its CPU time limit of 0.300 s")
+    );
+    assert!(
+        neighbour_cpu < Duration::from_millis(300),
+        "{neighbour_cpu:?}"
+    );
+    assert!(seen > Duration::ZERO, "the handle saw its CPU time");
+    assert_eq!(n.code, 0, "{}", n.stderr);
+}
+
+#[test]
+fn every_way_to_block_at_once_leaves_the_hub_running() {
+    use std::process::{Command, Stdio};
+    // A green thread in each: a stdin read (stdin open and empty), an hour's
+    // `std::thread::sleep`, and a std lock whose holder sleeps an hour. The
+    // hub stays free to enforce the time limit.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run", "--time-limit", "0.5"])
+        .arg(guest("hostile"))
+        .args(["--", "block"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(err.contains("time limit of 0.500 s"), "{err}");
+}
