@@ -6,10 +6,15 @@ use support::{build_guests, cli};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-fn example(name: &str) -> (i32, String) {
+/// The built example guest `name`.
+fn example_wasm(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| build_guests("examples/Cargo.toml"));
-    let out = cli(&dir.join(format!("{name}.wasm")), &[]);
+    DIR.get_or_init(|| build_guests("examples/Cargo.toml"))
+        .join(format!("{name}.wasm"))
+}
+
+fn example(name: &str) -> (i32, String) {
+    let out = cli(&example_wasm(name), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name}: {stderr}");
     (
@@ -101,4 +106,59 @@ fn spider_gets_imap_results_in_order_within_the_pool_size() {
         summary.starts_with("crawled 40 pages (49860 bytes) over 4 levels, at most 4 at once, in "),
         "{summary}"
     );
+}
+
+#[test]
+fn hostile_neighbours_are_each_stopped_by_their_limit_and_the_good_ones_stay_on_time() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--example",
+            "neighbours",
+            "--",
+        ])
+        .arg(example_wasm("neighbours"))
+        .current_dir(support::repo_root())
+        .output()
+        .expect("running cargo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .to_string()
+    };
+    let ended = |name: &str, code: i32, says: &str| {
+        let line = row(name);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[1], code.to_string(), "{line}");
+        assert!(line.contains(says), "{line}");
+    };
+    ended("spinner", 137, "CPU time limit of 0.200 s");
+    ended("futex-sleeper", 1, "deadlock");
+    ended("thread-sleeper", 137, "time limit of 0.250 s");
+    ended("memory-hog", 137, "linear memory limit of 64 MiB");
+    ended("spawn-bomb", 134, "the main green thread trapped");
+    ended("descriptor-hog", 0, "refused after 64 files");
+    ended("linker", 137, "host memory limit of 16 MiB");
+    assert!(
+        stdout.contains("waiting on a std lock, condition variable or other futex"),
+        "the deadlock report says what the futex sleeper waits on: {stdout}"
+    );
+    for good in ["good-1", "good-2"] {
+        let line = row(good);
+        ended(good, 0, "worst timer lateness");
+        let late: f64 = line.split_whitespace().nth(7).unwrap().parse().unwrap();
+        // The bound is one time slice (10 ms); blocked as they once were, the
+        // good guests would wait for the hostile ones' whole lives.
+        assert!(late < 200.0, "{line}");
+    }
 }

@@ -105,10 +105,42 @@ pub(crate) enum Grave {
 
 /// Drops green threads' calls and workers before the guests (and WASI
 /// contexts) their stores point at.
+///
+/// A guest's linear memory is unmapped on another thread: giving back a
+/// memory of hundreds of MiB takes the kernel milliseconds, which the other
+/// guests' timers would wait.
 pub(crate) fn bury(mut graves: Vec<Grave>) {
     // `retain` drops what it removes, in place: no allocation per step.
     graves.retain(|g| matches!(g, Grave::Guest(_)));
-    drop(graves);
+    for grave in graves {
+        if let Grave::Guest(live) = grave {
+            let memory = live.stacks.memory().clone();
+            drop(live);
+            drop_elsewhere(memory);
+        }
+    }
+}
+
+/// Drops `memory` (whose last reference this is, once its guest is gone) on
+/// a thread of its own, started at the first use; on this thread if that
+/// thread cannot be had.
+fn drop_elsewhere(memory: wasmtime::SharedMemory) {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::OnceLock;
+    static REAPER: OnceLock<Option<Sender<wasmtime::SharedMemory>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (send, receive) = channel::<wasmtime::SharedMemory>();
+        std::thread::Builder::new()
+            .name("wasmlet-reaper".into())
+            .spawn(move || receive.into_iter().for_each(drop))
+            .ok()
+            .map(|_| send)
+    });
+    if let Some(reaper) = reaper {
+        // The reaper never ends; were it gone, the memory comes back in the
+        // error and is dropped here.
+        drop(reaper.send(memory));
+    }
 }
 
 /// The state of one hub.

@@ -108,6 +108,11 @@ impl ShadowStacks {
     }
 
     /// The guest memory's size in bytes.
+    /// The guest's memory.
+    pub fn memory(&self) -> &SharedMemory {
+        &self.memory
+    }
+
     pub fn memory_size(&self) -> u64 {
         self.memory.data_size() as u64
     }

@@ -10,7 +10,9 @@
 //!
 //! The rules:
 //! - **Guests take turns** one switch at a time (a round robin of guests that
-//!   have a runnable green thread), so no guest starves another.
+//!   have a runnable green thread), so no guest starves another. A guest
+//!   whose timer comes due goes to the head of the round robin, so however
+//!   many guests spin, a due timer waits for one time slice at most.
 //! - **Within a guest, a FIFO run queue**: `spawn` and every wake-up queue at
 //!   the back; a green thread paused by preemption, and a green thread that
 //!   was killed (its ending runs next), queue at the front.
@@ -468,6 +470,13 @@ impl<P> Scheduler<P> {
             // while the guest waits its turn behind the other guests,
             // including those its slice made due.
             self.fire_due_timers(now());
+            // Another runnable green thread of its own may already hold its
+            // guest's place in the round robin: it gives that up too.
+            let g = self.guest(guest);
+            if g.in_ready {
+                g.in_ready = false;
+                self.ready.retain(|&r| r != guest);
+            }
             self.make_runnable(guest, thread, true);
         }
         Suspension::Keep
@@ -591,8 +600,14 @@ impl<P> Scheduler<P> {
         self.timers.len() > 0
     }
 
-    /// Wakes every green thread whose timer is due at `now`.
+    /// Wakes every green thread whose timer is due at `now`. A guest that
+    /// had nothing to run takes its turn before the guests already in the
+    /// round robin (in timer order): those are running, or preempted, and
+    /// would otherwise each spend a time slice before a due timer is served.
+    /// It cannot starve them: once it runs a whole slice, preemption puts it
+    /// at the back.
     pub fn fire_due_timers(&mut self, now: Instant) {
+        let mut ahead = 0;
         while let Some(timer) = self.timers.peek() {
             if timer.deadline > now {
                 break;
@@ -601,11 +616,19 @@ impl<P> Scheduler<P> {
             if !timer_is_live(&self.guests, &timer) {
                 continue;
             }
-            let t = &mut self.guest(timer.guest).threads[timer.thread];
+            let g = self.guest(timer.guest);
+            let was_ready = g.in_ready;
+            let t = &mut g.threads[timer.thread];
             if matches!(t.state, State::Parked { .. } | State::Futex { .. }) {
                 t.unparked = false;
             }
             self.make_runnable(timer.guest, timer.thread, false);
+            if !was_ready {
+                let woken = self.ready.pop_back();
+                debug_assert_eq!(woken, Some(timer.guest));
+                self.ready.insert(ahead, timer.guest);
+                ahead += 1;
+            }
         }
     }
 

@@ -536,6 +536,85 @@ fn a_guest_whose_timer_came_due_during_a_slice_runs_before_the_next_slice() {
 }
 
 #[test]
+fn a_preempted_guest_with_other_runnable_threads_also_waits_behind_due_guests() {
+    let mut s: Scheduler<()> = Scheduler::default();
+    let now = Instant::now();
+    let spinner = s.add_guest(());
+    let sleeper = s.add_guest(());
+    let (_, spin) = s.next_runnable().unwrap();
+    s.start(spinner, spin);
+    let spawn = Spawn {
+        task: 1,
+        delay: Duration::ZERO,
+        local: false,
+    };
+    // A green thread of the spinner's, queued: it keeps the spinner's guest
+    // in the round robin while main spins.
+    s.spawn(spinner, spin, spawn, (), at(now));
+    s.sleep(spinner, spin, Duration::ZERO, at(now));
+    let (g, sleep) = s.next_runnable().unwrap();
+    assert_eq!(g, sleeper);
+    s.start(sleeper, sleep);
+    s.sleep(sleeper, sleep, MS, at(now));
+    let (g, spin) = s.next_runnable().unwrap();
+    assert_eq!(g, spinner);
+    s.start(spinner, spin);
+    assert_eq!(
+        s.suspended(spinner, spin, at(now + 10 * MS)),
+        Suspension::Keep
+    );
+    s.debug_check();
+    assert_eq!(
+        s.next_runnable(),
+        Some((sleeper, sleep)),
+        "the due sleeper goes before the spinner's second slice"
+    );
+    assert_eq!(s.next_runnable(), Some((spinner, spin)));
+}
+
+#[test]
+fn a_due_timer_waits_for_one_slice_however_many_guests_spin() {
+    let mut s: Scheduler<()> = Scheduler::default();
+    let now = Instant::now();
+    let spinners = [s.add_guest(()), s.add_guest(()), s.add_guest(())];
+    let (sleeper, first, second) = (s.add_guest(()), s.add_guest(()), s.add_guest(()));
+    let mut mains = Vec::new();
+    for _ in 0..6 {
+        let (g, key) = s.next_runnable().unwrap();
+        s.start(g, key);
+        mains.push((g, key));
+        if spinners.contains(&g) {
+            s.sleep(g, key, Duration::ZERO, at(now));
+        }
+    }
+    // Three guests sleep, with deadlines 1, 2 and 3 ms away.
+    s.sleep(second, mains[5].1, 2 * MS, at(now));
+    s.sleep(sleeper, mains[3].1, MS, at(now));
+    s.sleep(first, mains[4].1, 3 * MS, at(now));
+    // The first spinner runs a slice; all three timers come due meanwhile.
+    let (g, key) = s.next_runnable().unwrap();
+    assert_eq!(g, spinners[0]);
+    s.start(g, key);
+    s.suspended(g, key, at(now + 10 * MS));
+    s.debug_check();
+    let order: Vec<usize> = std::iter::from_fn(|| s.next_runnable().map(|(g, _)| g))
+        .take(6)
+        .collect();
+    assert_eq!(
+        order,
+        [
+            sleeper,
+            second,
+            first,
+            spinners[1],
+            spinners[2],
+            spinners[0]
+        ],
+        "the woken guests in timer order, before the other spinners' slices"
+    );
+}
+
+#[test]
 fn an_io_wait_is_not_a_deadlock_and_wakes_only_its_own_wait() {
     let mut h = Hub::new();
     let a = h.spawn(h.main, Duration::ZERO, false);
