@@ -377,9 +377,7 @@ impl Builder {
 }
 
 /// The task body of a green thread whose result is kept, and where.
-fn result_body<T: 'static>(
-    f: impl FnOnce() -> T + 'static,
-) -> (Box<dyn Body>, Rc<Shared<T>>) {
+fn result_body<T: 'static>(f: impl FnOnce() -> T + 'static) -> (Box<dyn Body>, Rc<Shared<T>>) {
     let shared = Rc::new(Shared {
         result: RefCell::new(None),
         inline: false,
@@ -420,7 +418,9 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> GreenThread<T> {
 ///
 /// # Errors
 /// Why the host refused to start the green thread (`f` is dropped, unrun).
-pub fn try_spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Result<GreenThread<T>, SpawnError> {
+pub fn try_spawn<T: 'static>(
+    f: impl FnOnce() -> T + 'static,
+) -> Result<GreenThread<T>, SpawnError> {
     Builder::new().try_spawn(f)
 }
 

@@ -36,7 +36,10 @@
 //! - std's locks, condition variables, channels and `thread::park` wait
 //!   green (the loader turns `memory.atomic.wait` into a hub call), so a
 //!   `std::sync` lock may be held across a yield. `std::thread::sleep` is a
-//!   green sleep too. Reads of stdin still block the hub's OS thread.
+//!   green sleep too, and a read of stdin (or a write to a full stdout)
+//!   waits only its green thread.
+//! - The host may limit green threads and memory: [`spawn`] traps the caller
+//!   past a limit, [`try_spawn`] returns the refusal.
 //! - A killed green thread stops where it is suspended; its stack frames are
 //!   not unwound (wasm has no unwinding here), so values they owned leak. Its
 //!   `thread_local!` values are dropped, as when a green thread ends normally.

@@ -34,14 +34,15 @@ pub struct GuestOptions {
     /// Keep the guest's stdout and stderr (see [`Hub::output`](crate::Hub::output))
     /// instead of passing them through to the host's.
     pub capture_output: bool,
-    /// Let the guest read the host process's stdin. Off by default: a
-    /// plugin has no business reading its embedder's input, and a read
-    /// would block the hub's OS thread until input comes. The `wasmlet` CLI
-    /// turns it on.
+    /// Let the guest read the host process's stdin (a read with nothing to
+    /// read waits only its green thread). Off by default: a plugin has no
+    /// business reading its embedder's input, and whoever reads first gets
+    /// the bytes. The `wasmlet` CLI turns it on.
     pub inherit_stdin: bool,
     /// Most green threads of this guest alive at once (under the hub's
     /// `Config::max_green_threads`, which counts every guest's): a spawn
-    /// past it traps the spawner, saying so. None: only the hub's limit.
+    /// past it traps the spawner, saying so (`try_spawn` returns the
+    /// refusal). None: only the hub's limit.
     pub max_green_threads: Option<u32>,
     /// Most bytes of linear memory the guest may grow to (rounded down to
     /// whole 64 KiB pages; never above what the module declares). A guest

@@ -5,7 +5,10 @@
 //!   worst lateness of its timers.
 //! - `spin`: never yields.
 //! - `futex`: waits on a futex no one will ever wake (`thread::park`).
+//! - `lock`: one green thread holds a `std::sync::Mutex` for an hour while
+//!   main wants it.
 //! - `sleep`: `std::thread::sleep` for an hour.
+//! - `stdin`: reads a line from stdin.
 //! - `hog`: allocates memory without end.
 //! - `bomb`: spawns sleeping green threads without end.
 //! - `files DIR`: opens `DIR/data` without end, then handles the refusal.
@@ -33,7 +36,22 @@ fn main() {
             }
         }
         "futex" => std::thread::park(),
+        "lock" => {
+            let lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+            let held = lock.clone();
+            wasmlet::spawn_n(move || {
+                let _guard = held.lock().unwrap();
+                wasmlet::sleep(Duration::from_secs(3600));
+            });
+            wasmlet::sleep(Duration::ZERO);
+            drop(lock.lock().unwrap());
+        }
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),
+        "stdin" => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            println!("read {line:?}");
+        }
         "hog" => {
             let mut kept = Vec::new();
             loop {

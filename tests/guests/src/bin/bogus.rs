@@ -98,15 +98,27 @@ fn main() {
     let n_at = &mut nevents as *mut u32 as u32;
     unsafe {
         println!("poll, no subscriptions: {}", poll_oneoff(at, at, 0, n_at));
-        println!("poll, a billion: {}", poll_oneoff(at, at, 1_000_000_000, n_at));
-        println!("poll, subscriptions out of memory: {}", poll_oneoff(0xffff_fff0, at, 1, n_at));
+        println!(
+            "poll, a billion: {}",
+            poll_oneoff(at, at, 1_000_000_000, n_at)
+        );
+        println!(
+            "poll, subscriptions out of memory: {}",
+            poll_oneoff(0xffff_fff0, at, 1, n_at)
+        );
         let zeros = Box::leak(Box::new([0u8; 48])) as *mut [u8; 48] as u32;
-        println!("poll, events out of memory: {}", poll_oneoff(zeros, 0xffff_fff0, 1, n_at));
+        println!(
+            "poll, events out of memory: {}",
+            poll_oneoff(zeros, 0xffff_fff0, 1, n_at)
+        );
     }
     // try-spawn refuses instead of trapping.
     unsafe {
         let id = raw_try_spawn(0, u32::MAX, 0, 0);
-        println!("try-spawn, huge stack: {id}, refusal {}", raw_last_spawn_refusal());
+        println!(
+            "try-spawn, huge stack: {id}, refusal {}",
+            raw_last_spawn_refusal()
+        );
     }
     // Reads and writes of the standard streams (the host's own, when run by
     // the CLI) and opens, with buffers and counts out of memory.
@@ -127,7 +139,8 @@ fn main() {
     });
     println!("stdio, wild buffers refused: {refused:?}");
     // WASI itself traps the caller on a path out of memory.
-    let opener = wasmlet::spawn(move || unsafe { path_open(3, 0, 0xffff_fff0, 100, 0, 0, 0, 0, n_at) });
+    let opener =
+        wasmlet::spawn(move || unsafe { path_open(3, 0, 0xffff_fff0, 100, 0, 0, 0, 0, n_at) });
     println!("open, wild path: {}", opener.wait().unwrap_err());
     let fine = wasmlet::spawn(|| "still fine");
     println!("{}", fine.wait().unwrap());

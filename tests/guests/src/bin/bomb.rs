@@ -14,7 +14,10 @@ fn bomb(depth: u32) {
 }
 
 fn main() {
-    let depth: u32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let depth: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     wasmlet::hub_exceptions(false);
     let root = wasmlet::spawn(move || bomb(depth));
     println!("root: {:?}", root.wait().is_ok());

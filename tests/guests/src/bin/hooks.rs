@@ -23,7 +23,10 @@ fn main() {
             wasmlet::hub_exceptions(false);
             std::panic::set_hook(Box::new(|info| {
                 SEEN.with(|s| s.set(s.get() + 1));
-                println!("user hook saw: {}", info.payload().downcast_ref::<&str>().unwrap());
+                println!(
+                    "user hook saw: {}",
+                    info.payload().downcast_ref::<&str>().unwrap()
+                );
             }));
             let t = wasmlet::spawn(|| -> u32 { panic!("boom") });
             println!("wait: {:?}", t.wait().map_err(|e| e.to_string()));
@@ -39,7 +42,10 @@ fn main() {
                 let _ = thread;
             }
             let heap: Vec<Vec<u8>> = (0..1000).map(|i| vec![i as u8; 100]).collect();
-            println!("{survivors:?}, heap ok: {}", heap.iter().enumerate().all(|(i, v)| v[99] == i as u8));
+            println!(
+                "{survivors:?}, heap ok: {}",
+                heap.iter().enumerate().all(|(i, v)| v[99] == i as u8)
+            );
         }
         other => panic!("unknown mode {other:?}"),
     }

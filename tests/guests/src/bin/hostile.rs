@@ -58,7 +58,10 @@ fn main() {
             };
             println!("refused after {} files: {error}", open.len());
             open.clear();
-            println!("after closing them: {:?}", std::fs::File::open(&path).map(|_| "opened"));
+            println!(
+                "after closing them: {:?}",
+                std::fs::File::open(&path).map(|_| "opened")
+            );
         }
         "timed-waits" => {
             let n: u64 = arg(2).parse().unwrap();

@@ -2,7 +2,10 @@
 use std::time::{Duration, Instant};
 
 fn main() {
-    let n: u32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let mut worst = Duration::ZERO;
     for _ in 0..n {
         let start = Instant::now();

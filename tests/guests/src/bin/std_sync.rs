@@ -104,7 +104,10 @@ fn main() {
                 })
                 .collect();
             let values: Vec<u32> = inits.into_iter().map(|t| t.wait().unwrap()).collect();
-            say(&format!("OnceLock: one value for all: {}", values.iter().all(|&v| v == values[0])));
+            say(&format!(
+                "OnceLock: one value for all: {}",
+                values.iter().all(|&v| v == values[0])
+            ));
             let barrier = Arc::new(Barrier::new(3));
             let parties: Vec<_> = (0..3)
                 .map(|i| {

@@ -40,7 +40,10 @@ fn main() {
         Some("kill") => {
             let reader = wasmlet::spawn(|| {
                 let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| line).map_err(|e| e.to_string())
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map(|_| line)
+                    .map_err(|e| e.to_string())
             });
             wasmlet::sleep(Duration::from_millis(20));
             reader.kill();

@@ -20,12 +20,21 @@ fn main() {
     });
     let worst = ticker.wait().unwrap();
     let slept = sleeper.wait().unwrap();
-    println!("the sleeper slept its time: {}", slept >= Duration::from_millis(300));
+    println!(
+        "the sleeper slept its time: {}",
+        slept >= Duration::from_millis(300)
+    );
     // Unless the sleep were green, one tick would take the whole 300 ms.
-    println!("every tick under 150 ms: {}", worst < Duration::from_millis(150));
+    println!(
+        "every tick under 150 ms: {}",
+        worst < Duration::from_millis(150)
+    );
     let start = Instant::now();
     std::thread::sleep(Duration::ZERO);
-    println!("sleep(0) returns: {}", start.elapsed() < Duration::from_secs(1));
+    println!(
+        "sleep(0) returns: {}",
+        start.elapsed() < Duration::from_secs(1)
+    );
     let victim = wasmlet::spawn(|| std::thread::sleep(Duration::from_secs(3600)));
     wasmlet::sleep(Duration::from_millis(1));
     let start = Instant::now();

@@ -21,7 +21,10 @@ fn main() {
     shared.borrow().as_ref().unwrap().cancel();
     wasmlet::sleep(Duration::from_millis(60));
     queue.put("late item").unwrap();
-    println!("get under a cancelled timeout: {:?}", getter.wait().unwrap());
+    println!(
+        "get under a cancelled timeout: {:?}",
+        getter.wait().unwrap()
+    );
 
     let s = shared.clone();
     let sleeper = wasmlet::spawn(move || {
@@ -29,9 +32,15 @@ fn main() {
         *s.borrow_mut() = Some(timeout.clone());
         let start = Instant::now();
         wasmlet::sleep(Duration::from_millis(60));
-        (start.elapsed() >= Duration::from_millis(60), timeout.fired())
+        (
+            start.elapsed() >= Duration::from_millis(60),
+            timeout.fired(),
+        )
     });
     wasmlet::sleep(Duration::from_millis(5));
     shared.borrow().as_ref().unwrap().cancel();
-    println!("sleep under a cancelled timeout (slept it all, fired): {:?}", sleeper.wait().unwrap());
+    println!(
+        "sleep under a cancelled timeout (slept it all, fired): {:?}",
+        sleeper.wait().unwrap()
+    );
 }

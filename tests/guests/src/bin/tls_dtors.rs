@@ -45,5 +45,8 @@ fn main() {
     for t in untouched {
         t.wait().unwrap();
     }
-    println!("after 10 that never touched it: {}", DROPPED.load(Ordering::Relaxed));
+    println!(
+        "after 10 that never touched it: {}",
+        DROPPED.load(Ordering::Relaxed)
+    );
 }
