@@ -112,6 +112,7 @@ const BOGUS_OUTPUT: &[&str] = &[
     "try-spawn, huge stack: 0, refusal 3",
     "stdio, wild buffers refused: [true, true, true, true, true, true]",
     "open, wild path: green thread trapped: wasm trap",
+    "call functions outside a call trap: [true, true, true, true]",
     "still fine",
 ];
 

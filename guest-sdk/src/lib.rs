@@ -50,6 +50,7 @@
 mod error;
 mod event;
 mod greenthread;
+pub mod plugin;
 mod pool;
 mod queue;
 mod semaphore;

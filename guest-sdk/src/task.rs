@@ -246,6 +246,26 @@ extern "C" {
     fn __wasi_init_tp();
 }
 
+/// The task of a green thread the host started to call one of the guest's
+/// functions: the hub copies the name and input into its body and keeps
+/// the task for `wasmlet-finish`.
+fn begin_call() -> *mut Task {
+    HOOK.call_once(|| {
+        install_hook();
+        crate::thread_keys::locate_table();
+    });
+    let mut body = Box::new(crate::plugin::CallBody::new());
+    let (name, input) = (body.name.as_mut_ptr() as u32, body.input.as_mut_ptr() as u32);
+    let task = Box::into_raw(Box::new(Task {
+        panic: None,
+        body: Some(body),
+    }));
+    // The buffers live in the body's heap allocations, which moving the
+    // box did not move.
+    hub::call_begin(task as u32, name, input);
+    task
+}
+
 struct Exports;
 
 impl crate::abi::Guest for Exports {
@@ -253,7 +273,10 @@ impl crate::abi::Guest for Exports {
         // SAFETY: see `__wasi_init_tp`.
         unsafe { __wasi_init_tp() };
         crate::thread_keys::give_table();
-        let task = task as usize as *mut Task;
+        let task = match task {
+            0 => begin_call(),
+            task => task as usize as *mut Task,
+        };
         CURRENT.with(|c| c.set(task));
         // SAFETY: the hub hands back the pointer `start` gave it, once; only
         // the `body` field is borrowed (the panic hook writes `panic`).
@@ -272,6 +295,10 @@ impl crate::abi::Guest for Exports {
     }
 
     fn wasmlet_finish(task: u32, how: Ending, error: u32) {
+        if task == 0 {
+            // A host call cancelled before it began: it has nothing yet.
+            return;
+        }
         // SAFETY: see `__wasi_init_tp`. Its thread-locals are still in its
         // TLS block; so is its key table, which this points it at again.
         unsafe { __wasi_init_tp() };

@@ -75,3 +75,24 @@ pub(crate) enum SpawnRefusal {
     LinearMemory,
     Unsupported,
 }
+
+/// How a host call of a guest function ended (`call-status` in the WIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallStatus {
+    Ok,
+    Failed,
+    NoSuchFunction,
+    Panicked,
+}
+
+impl CallStatus {
+    pub(crate) fn from_u32(status: u32) -> Option<CallStatus> {
+        match status {
+            0 => Some(CallStatus::Ok),
+            1 => Some(CallStatus::Failed),
+            2 => Some(CallStatus::NoSuchFunction),
+            3 => Some(CallStatus::Panicked),
+            _ => None,
+        }
+    }
+}

@@ -34,6 +34,12 @@ pub(crate) struct Control {
     hub_thread: Thread,
     /// The hub's poller, once it has one: the hub may be waiting in it.
     poller: OnceLock<Arc<polling::Poller>>,
+    /// Set when a caller cancelled a call: the hub looks for it.
+    cancels: AtomicBool,
+    /// Calls that ended, counted: a handle waiting for room in a guest's
+    /// calls in flight waits for this to change.
+    finished: Mutex<u64>,
+    room: std::sync::Condvar,
 }
 
 impl Control {
@@ -43,7 +49,37 @@ impl Control {
             commands: Mutex::new(Vec::new()),
             hub_thread: std::thread::current(),
             poller: OnceLock::new(),
+            cancels: AtomicBool::new(false),
+            finished: Mutex::new(0),
+            room: std::sync::Condvar::new(),
         })
+    }
+
+    /// A caller cancelled a call: the hub kills its green thread at its
+    /// next turn.
+    pub(crate) fn call_cancelled(&self) {
+        self.cancels.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// True (once) if a call was cancelled since the last time.
+    pub(crate) fn take_cancels(&self) -> bool {
+        self.cancels.load(Ordering::Relaxed) && self.cancels.swap(false, Ordering::Acquire)
+    }
+
+    /// A call of `guest` ended (or all of them did): room for another.
+    pub(crate) fn call_finished(&self, _guest: GuestId) {
+        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.room.notify_all();
+    }
+
+    /// Wakes the hub's thread, wherever it waits.
+    fn wake(&self) {
+        self.hub_thread.unpark();
+        if let Some(poller) = self.poller.get() {
+            // Only fails if the poller is gone with its hub.
+            let _ = poller.notify();
+        }
     }
 
     /// Makes commands wake `poller` too (the hub waits in it while green
@@ -69,11 +105,7 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .push(command);
         self.pending.store(true, Ordering::Release);
-        self.hub_thread.unpark();
-        if let Some(poller) = self.poller.get() {
-            // Only fails if the poller is gone with its hub.
-            let _ = poller.notify();
-        }
+        self.wake();
     }
 }
 

@@ -80,6 +80,12 @@ pub struct GuestOptions {
     /// green thread fails that way ends with [`GuestError::LimitExceeded`].
     /// Default 64 MiB.
     pub max_output: usize,
+    /// For a plugin ([`Hub::add_plugin`](crate::Hub::add_plugin)): most
+    /// calls of its functions in flight at once. Past it, `Hub::call` and
+    /// `HubHandle::try_call` fail with
+    /// [`CallError::Busy`](crate::CallError::Busy) and `HubHandle::call`
+    /// waits for one to end. Default 1,024.
+    pub max_calls_in_flight: usize,
 }
 
 /// Host memory charged to a guest per live green thread (see
@@ -107,6 +113,7 @@ impl Default for GuestOptions {
             max_host_memory: 512 << 20,
             max_descriptors: 256,
             max_output: 64 << 20,
+            max_calls_in_flight: 1024,
         }
     }
 }

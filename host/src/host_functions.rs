@@ -19,7 +19,8 @@ use std::time::Duration;
 use wasmtime::Result;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use crate::abi::{timeout_of, KillStatus, HUB_MODULE, SPAWN_LOCAL};
+use crate::abi::{timeout_of, CallStatus, KillStatus, HUB_MODULE, SPAWN_LOCAL};
+use crate::call::CallRecord;
 use crate::hub_state::{self, HubState};
 use crate::store_data::ThreadData;
 
@@ -210,6 +211,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })??)
         },
     )?;
+    add_call_functions(linker)?;
     // Rust's std::thread imports this. One OS thread runs all green threads,
     // so it is refused (std then reports an error to the caller).
     linker.func_wrap(
@@ -220,6 +222,86 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             "std::thread::spawn is not supported in a guest; use wasmlet::spawn for a green thread"
         );
             -1
+        },
+    )?;
+    Ok(())
+}
+
+/// The functions through which a green thread running a host call gets its
+/// name and input and gives back its outcome (see `call-begin` in the WIT).
+fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
+    fn with_call<R>(
+        caller: &Caller<'_, ThreadData>,
+        f: impl FnOnce(&mut HubState, usize, &mut CallRecord) -> Result<R>,
+    ) -> Result<R> {
+        as_caller(caller, |s, guest, thread| {
+            let id = s.sched.current(guest, thread);
+            let mut call = s.calls.remove(&(guest, id)).ok_or_else(|| {
+                wasmtime::format_err!(
+                    "only a green thread the host started for a call may ask for it"
+                )
+            })?;
+            let result = f(s, guest, &mut call);
+            s.calls.insert((guest, id), call);
+            result
+        })?
+    }
+    linker.func_wrap(
+        HUB_MODULE,
+        "call-name-len",
+        |caller: Caller<'_, ThreadData>| -> Result<u32> {
+            with_call(&caller, |_, _, call| Ok(call.name.len() as u32))
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "call-input-len",
+        |caller: Caller<'_, ThreadData>| -> Result<u32> {
+            with_call(&caller, |_, _, call| {
+                Ok(call.input.as_ref().map_or(0, Vec::len) as u32)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "call-begin",
+        |caller: Caller<'_, ThreadData>, task: u32, name: u32, input: u32| -> Result<()> {
+            let thread = caller.data().thread;
+            with_call(&caller, |s, guest, call| {
+                let bytes = call
+                    .input
+                    .take()
+                    .ok_or_else(|| wasmtime::format_err!("call-begin was called twice"))?;
+                if !s.write_guest_memory(guest, name, call.name.as_bytes())
+                    || !s.write_guest_memory(guest, input, &bytes)
+                {
+                    wasmtime::bail!("call-begin: a buffer is outside the guest's memory");
+                }
+                s.sched.set_task(guest, thread, task);
+                Ok(())
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "call-return",
+        |caller: Caller<'_, ThreadData>, status: u32, output: u32, len: u32| -> Result<()> {
+            let status = CallStatus::from_u32(status)
+                .ok_or_else(|| wasmtime::format_err!("call-return: no call status {status}"))?;
+            with_call(&caller, |s, guest, call| {
+                if call.outcome.is_some() {
+                    return Ok(());
+                }
+                let bytes = s
+                    .read_guest_memory(guest, output, len as usize)
+                    .ok_or_else(|| {
+                        wasmtime::format_err!(
+                            "call-return: the output is outside the guest's memory"
+                        )
+                    })?;
+                call.outcome = Some((status, bytes));
+                Ok(())
+            })
         },
     )?;
     Ok(())

@@ -25,6 +25,7 @@ use wasmtime::error::Context as _;
 use wasmtime::Store;
 use wasmtime::{format_err, Result};
 
+use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
 use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
@@ -153,8 +154,50 @@ impl Hub {
     }
 
     /// Runs every guest until each has ended (its main green thread returned,
-    /// it exited, trapped in main, or deadlocked). See [`Hub::exit`].
+    /// it exited, trapped in main, or deadlocked). See [`Hub::exit`]. A
+    /// plugin ([`Hub::add_plugin`]) ends only when killed, so while one
+    /// lives, `run` serves the calls and commands that handles send it.
     pub fn run(&mut self) {
+        self.drive(Until::AllEnded);
+    }
+
+    /// Runs the guests until nothing is left to do now: no green thread is
+    /// runnable (some may wait for timers, I/O or calls to come). Returns at
+    /// once if there is nothing to do; for a host that drives the hub from
+    /// its own loop.
+    ///
+    /// ```no_run
+    /// # let runtime = wasmlet_host::Runtime::new(Default::default())?;
+    /// # let program = wasmlet_host::Program::from_file(runtime.engine(), "plugin.wasm")?;
+    /// let mut hub = wasmlet_host::Hub::new(&runtime);
+    /// let plugin = hub.add_plugin(&program, Default::default())?;
+    /// let call = hub.call(plugin, "upper", b"abc".to_vec())?;
+    /// while call.try_result().is_none() {
+    ///     hub.run_until_idle();
+    ///     // ... the host's own work, or a wait for the next timer ...
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_until_idle(&mut self) {
+        self.drive(Until::Idle);
+    }
+
+    /// Runs the guests until `deadline`, waiting for their timers, I/O and
+    /// handles' commands in between. Returns early once every guest has
+    /// ended.
+    pub fn run_until(&mut self, deadline: Instant) {
+        self.drive(Until::Deadline(deadline));
+    }
+
+    /// One turn, never waiting: carries out handles' commands, fires due
+    /// timers, takes ready I/O, and runs one green thread until it yields.
+    /// False if there was no green thread to run.
+    pub fn turn(&mut self) -> bool {
+        self.drive(Until::OneStep)
+    }
+
+    /// The run loop, until `until`; whether it ran a green thread.
+    fn drive(&mut self, until: Until) -> bool {
         // The kernel may wake a sleeping thread up to its timer slack (50 µs
         // by default) late; the hub's sleeps are its timers, so ask for 1 µs.
         // Only a hint: without it timers are just later.
@@ -162,6 +205,7 @@ impl Hub {
         let state = self.state.clone();
         let _entered = hub_state::enter(&state);
         let mut next_io_check = Instant::now();
+        let mut stepped = false;
         loop {
             self.obey_handles();
             let next_limit = self.with(|state| {
@@ -180,6 +224,7 @@ impl Hub {
             match next {
                 Some((guest, thread)) => {
                     self.step(guest, thread);
+                    stepped = true;
                     self.with(|state| {
                         if state.io_waiting(false) {
                             let now = Instant::now();
@@ -189,15 +234,37 @@ impl Hub {
                             }
                         }
                     });
+                    match until {
+                        Until::OneStep => return true,
+                        Until::Deadline(d) if Instant::now() >= d => return true,
+                        _ => {}
+                    }
                 }
                 None => {
+                    if matches!(until, Until::Idle | Until::OneStep) {
+                        // Ready I/O is work to do now.
+                        if self.with(|state| state.io_waiting(true)) {
+                            self.with(|state| state.poll_io(Some(Duration::ZERO)));
+                            if self.with(|state| state.sched.has_runnable()) {
+                                continue;
+                            }
+                        }
+                        return stepped;
+                    }
                     let timer = self.with(|state| state.sched.next_deadline());
                     // A time limit wakes the hub only while its guest waits
                     // on a timer; a guest waiting on nothing has deadlocked.
-                    let deadline = match (timer, next_limit) {
+                    let mut deadline = match (timer, next_limit) {
                         (Some(t), Some(l)) => Some(t.min(l)),
                         (t, _) => t,
                     };
+                    if let Until::Deadline(d) = until {
+                        let ended = self.with(|state| state.sched.live_guests().is_empty());
+                        if ended || Instant::now() >= d {
+                            return stepped;
+                        }
+                        deadline = Some(deadline.map_or(d, |t| t.min(d)));
+                    }
                     // Idle until the next timer: first drop surplus spare
                     // workers while there is time.
                     self.drop_surplus_spares(deadline);
@@ -209,6 +276,8 @@ impl Hub {
                     }
                     match deadline {
                         Some(deadline) => wait_until(deadline),
+                        // Plugins live on: wait for the handles' calls.
+                        None if self.with(|state| state.plugin_alive()) => std::thread::park(),
                         None => break,
                     }
                 }
@@ -222,6 +291,39 @@ impl Hub {
             std::mem::take(&mut state.graveyard)
         });
         bury(graves);
+        stepped
+    }
+
+    /// Adds a plugin: a guest whose functions the host calls
+    /// ([`Hub::call`], [`HubHandle::call`]). Its `main` runs first, as a
+    /// program's would (to set the plugin up); when it returns, the guest
+    /// lives on, each call a green thread of its own, until it is killed
+    /// ([`Hub::kill_guest`]) or fails as a whole (its `exit`, say).
+    ///
+    /// # Errors
+    /// As [`Hub::add_guest`].
+    pub fn add_plugin(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
+        let guest = self.add_guest(program, options)?;
+        self.with(|state| state.guests[guest.0].plugin = true);
+        Ok(guest)
+    }
+
+    /// Calls the plugin `guest`'s function `function` with `input`: a new
+    /// green thread of the guest runs it once the hub runs. Wait for the
+    /// result by driving the hub ([`Hub::run_until_idle`] and the like).
+    ///
+    /// # Errors
+    /// [`CallError::GuestEnded`] if the guest is not a live plugin,
+    /// [`CallError::Busy`] if it has `max_calls_in_flight` calls already,
+    /// [`CallError::Refused`] if a limit keeps the call's green thread from
+    /// starting.
+    pub fn call(
+        &mut self,
+        guest: GuestId,
+        function: &str,
+        input: impl Into<Vec<u8>>,
+    ) -> Result<PendingCall, CallError> {
+        self.with(|state| state.start_call(guest.0, function.to_string(), input.into()))
     }
 
     /// Ends `guest` at once: its green threads are dropped where they are
@@ -249,6 +351,13 @@ impl Hub {
 
     /// Carries out what handles on other threads asked for.
     fn obey_handles(&mut self) {
+        if self.control.take_cancels() {
+            let graves = self.with(|state| {
+                state.cancel_calls();
+                std::mem::take(&mut state.graveyard)
+            });
+            bury(graves);
+        }
         for command in self.control.take() {
             match command {
                 Command::Kill { guest, reason } => self.kill_guest(guest, reason),
@@ -407,6 +516,19 @@ fn limit_memory(ty: wasmtime::MemoryType, max_bytes: Option<u64>) -> Result<wasm
     let maximum = ty.maximum().map_or(limit, |m| m.min(limit));
     let (minimum, maximum) = (u32::try_from(ty.minimum())?, u32::try_from(maximum)?);
     Ok(wasmtime::MemoryType::shared(minimum, maximum))
+}
+
+/// How long [`Hub::drive`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// Every guest has ended (`run`).
+    AllEnded,
+    /// No green thread is runnable now.
+    Idle,
+    /// This time has come, or every guest has ended.
+    Deadline(Instant),
+    /// One green thread has run (or none could).
+    OneStep,
 }
 
 /// Blocks the hub's thread until `deadline`. A gap shorter than

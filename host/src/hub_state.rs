@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use wasmtime::{format_err, Result};
 
 use crate::abi::{Ending, JoinStatus, KillStatus, SpawnRefusal, ThreadId};
+use crate::call::{CallError, CallRecord, CallSlot, PendingCall};
 use crate::config::Config;
 use crate::control::Control;
+use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
     HOST_BYTES_PER_LINK,
@@ -62,6 +64,12 @@ pub(crate) struct GuestRecord {
     pub max_output: usize,
     /// Why its latest `try-spawn` that returned 0 refused.
     pub last_refusal: SpawnRefusal,
+    /// A plugin: it lives on when its main returns, for the host's calls.
+    pub plugin: bool,
+    /// Calls of its functions whose green threads live.
+    pub calls_in_flight: usize,
+    /// `GuestOptions::max_calls_in_flight`.
+    pub max_calls_in_flight: usize,
 }
 
 impl GuestRecord {
@@ -90,6 +98,9 @@ impl GuestRecord {
             max_cpu_time: options.max_cpu_time,
             max_output: options.max_output,
             last_refusal: SpawnRefusal::HubFull,
+            plugin: false,
+            calls_in_flight: 0,
+            max_calls_in_flight: options.max_calls_in_flight,
         }
     }
 }
@@ -155,7 +166,9 @@ pub(crate) struct HubState {
     /// Green threads waiting for host descriptors; made at the first wait.
     pub poller: Option<Poller<IoWaiter>>,
     /// Where handles' commands arrive (to wake the poller for them).
-    control: std::sync::Arc<Control>,
+    pub control: std::sync::Arc<Control>,
+    /// Calls of guest functions by the host, by guest and green thread id.
+    pub calls: rustc_hash::FxHashMap<(usize, ThreadId), CallRecord>,
 }
 
 thread_local! {
@@ -221,6 +234,7 @@ impl HubState {
             time_limits: BinaryHeap::new(),
             poller: None,
             control,
+            calls: Default::default(),
         }
     }
 
@@ -270,6 +284,14 @@ impl HubState {
         if let Err(e) = poller.poll(timeout, |waiter| sched.io_ready(waiter)) {
             tracing::error!("the hub's poller failed: {e}");
         }
+    }
+
+    /// True while a plugin guest lives (it may be called at any time).
+    pub fn plugin_alive(&self) -> bool {
+        self.guests
+            .iter()
+            .enumerate()
+            .any(|(key, g)| g.plugin && self.sched.is_live(key))
     }
 
     /// True while a green thread waits for a host descriptor. With
@@ -331,6 +353,15 @@ impl HubState {
             return;
         };
         let end = CallEnd::of(result, live.layout.overflow_func);
+        if self.sched.is_main(guest, thread)
+            && self.guests[guest].plugin
+            && matches!(end, CallEnd::Returned)
+        {
+            // A plugin's main has set it up; its calls come from the host.
+            let slot = self.sched.main_returned(guest);
+            self.bury_slot(guest, slot);
+            return;
+        }
         if self.sched.is_main(guest, thread) {
             let exit = match end {
                 CallEnd::Returned => GuestExit::code(0),
@@ -382,6 +413,10 @@ impl HubState {
             }
         };
         let ending = failure.as_ref().map(|(how, ..)| *how);
+        let id = self.sched.current(guest, thread);
+        if let (Some((_, _, error)), Some(call)) = (&failure, self.calls.get_mut(&(guest, id))) {
+            call.trap.get_or_insert_with(|| format!("{error:?}"));
+        }
         match self.sched.ended(guest, thread, ending) {
             None => {}
             Some(slot) => {
@@ -389,6 +424,98 @@ impl HubState {
                     tracing::warn!("{name} failed while ending: {error:?}");
                 }
                 self.bury_slot(guest, slot);
+                self.call_done(guest, id);
+            }
+        }
+    }
+
+    /// The green thread `id` of `guest` is gone: if it ran a call, its
+    /// result goes to the caller.
+    fn call_done(&mut self, guest: usize, id: ThreadId) {
+        if let Some(call) = self.calls.remove(&(guest, id)) {
+            self.guests[guest].calls_in_flight -= 1;
+            self.control.call_finished(GuestId(guest));
+            let slot = call.slot.clone();
+            slot.finish(call.result());
+        }
+    }
+
+    /// Starts a call of the plugin `guest`'s function `name` with `input`,
+    /// as a new green thread; the caller's handle.
+    ///
+    /// # Errors
+    /// If the guest is not a live plugin, has as many calls in flight as it
+    /// may ([`CallError::Busy`]), or cannot start a green thread.
+    pub fn start_call(
+        &mut self,
+        guest: usize,
+        name: String,
+        input: Vec<u8>,
+    ) -> Result<PendingCall, CallError> {
+        let slot = std::sync::Arc::new(CallSlot::default());
+        let pending = PendingCall {
+            slot: slot.clone(),
+            control: self.control.clone(),
+        };
+        self.start_call_into(guest, name, input, slot)?;
+        Ok(pending)
+    }
+
+    /// [`HubState::start_call`] with the caller's slot.
+    pub fn start_call_into(
+        &mut self,
+        guest: usize,
+        name: String,
+        input: Vec<u8>,
+        slot: std::sync::Arc<CallSlot>,
+    ) -> Result<(), CallError> {
+        let Some(record) = self.guests.get(guest) else {
+            return Err(CallError::GuestEnded(None));
+        };
+        if !self.sched.is_live(guest) || !record.plugin {
+            return Err(CallError::GuestEnded(record.exit.clone()));
+        }
+        if record.calls_in_flight >= record.max_calls_in_flight {
+            return Err(CallError::Busy);
+        }
+        let stack = self
+            .new_thread_stack(guest, 0)
+            .map_err(|(_, why)| CallError::Refused(why))?;
+        let payload = ThreadSlot {
+            future: None,
+            stack: Some(stack),
+        };
+        let id = self.sched.spawn_for_host(guest, payload);
+        self.guests[guest].calls_in_flight += 1;
+        self.calls.insert(
+            (guest, id),
+            CallRecord {
+                name,
+                input: Some(input),
+                outcome: None,
+                trap: None,
+                slot,
+            },
+        );
+        Ok(())
+    }
+
+    /// Kills the green threads of calls their callers cancelled.
+    pub fn cancel_calls(&mut self) {
+        let cancelled: Vec<(usize, ThreadId)> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.slot.is_cancelled())
+            .map(|(&key, _)| key)
+            .collect();
+        for (guest, id) in cancelled {
+            if !self.sched.is_live(guest) {
+                continue;
+            }
+            if let Kill::Target(key) = self.sched.kill_by_host(guest, id) {
+                if let Some(call) = self.sched.payload_mut(guest, key).future.take() {
+                    self.graveyard.push(Grave::Call(call));
+                }
             }
         }
     }
@@ -466,8 +593,12 @@ impl HubState {
         }
     }
 
-    /// Ends the guest if none of its green threads can ever run again.
+    /// Ends the guest if none of its green threads can ever run again (a
+    /// plugin's can: the host may call it).
     pub fn check_deadlock(&mut self, guest: usize) {
+        if self.guests[guest].plugin {
+            return;
+        }
         if let Some(report) = self.sched.deadlock(guest) {
             self.end_guest(guest, GuestExit::failed(1, GuestError::Deadlock(report)));
         }
@@ -501,7 +632,24 @@ impl HubState {
             record.unlogged_refusals = 0;
         }
         let cpu_time = record.cpu_time;
-        record.exit.get_or_insert(GuestExit { cpu_time, ..exit });
+        let exit = record
+            .exit
+            .get_or_insert(GuestExit { cpu_time, ..exit })
+            .clone();
+        record.calls_in_flight = 0;
+        let ended: Vec<_> = self
+            .calls
+            .keys()
+            .filter(|k| k.0 == guest)
+            .copied()
+            .collect();
+        for key in ended {
+            if let Some(call) = self.calls.remove(&key) {
+                call.slot
+                    .finish(Err(CallError::GuestEnded(Some(exit.clone()))));
+            }
+        }
+        self.control.call_finished(GuestId(guest));
     }
 
     /// Ends every guest whose time limit has passed at `now`; the next time
@@ -558,7 +706,7 @@ impl HubState {
         delay: Duration,
         local: bool,
     ) -> Result<ThreadId, (SpawnRefusal, String)> {
-        let (default_stack, max) = (self.config.shadow_stack_size, self.config.max_green_threads);
+        let max = self.config.max_green_threads;
         if self.sched.alive() >= max as usize {
             return Err((
                 SpawnRefusal::HubFull,
@@ -595,6 +743,23 @@ impl HubState {
                 ),
             ));
         }
+        let stack = self.new_thread_stack(guest, stack_size)?;
+        let slot = ThreadSlot {
+            future: None,
+            stack: Some(stack),
+        };
+        let spawn = Spawn { task, delay, local };
+        Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
+    }
+
+    /// A stack slot for a new green thread of `guest` (`stack_size` 0: the
+    /// default).
+    fn new_thread_stack(
+        &mut self,
+        guest: usize,
+        stack_size: u32,
+    ) -> Result<crate::shadow_stack::Slot, (SpawnRefusal, String)> {
+        let default_stack = self.config.shadow_stack_size;
         let live = self.live(guest);
         if !live.layout.can_spawn {
             return Err((
@@ -610,16 +775,9 @@ impl HubState {
         } else {
             stack_size
         };
-        let stack = live
-            .stacks
+        live.stacks
             .alloc(stack_size)
-            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))?;
-        let slot = ThreadSlot {
-            future: None,
-            stack: Some(stack),
-        };
-        let spawn = Spawn { task, delay, local };
-        Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
+            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))
     }
 
     /// Adds a link (see `Scheduler::link`).

@@ -22,13 +22,16 @@
 //! `clock`, [`program`] (loading and checking modules) with `rewrite` (the
 //! loader's rewrite: stack checks, entry points, green futexes),
 //! `shadow_stack` and `fiber_stack` (green threads' stacks), `store_data`,
-//! `worker`, `lifecycle` (a green thread's call and its end), `hub_state`
-//! (what host functions share with the run loop), `poll` and
-//! `host_functions` (the host side of `wit/hub.wit` and of some WASI calls),
+//! `worker`, `lifecycle` (a green thread's call and its end), `call` (the
+//! host's calls of guest functions), `hub_state` (what host functions share
+//! with the run loop), `poll`, `poller` and `stdio` (waiting for clocks and
+//! host descriptors), `host_functions` and `wasi_overrides` (the host side of
+//! `wit/hub.wit` and of some WASI calls),
 //! [`runtime`], `control` ([`HubHandle`]) and `hub` ([`Hub`]: the embedding
 //! API and the run loop). [`guest`] holds a guest's options and its exit.
 
 mod abi;
+mod call;
 mod clock;
 mod config;
 mod control;
@@ -51,6 +54,7 @@ mod wasi_overrides;
 mod worker;
 
 pub use abi::HUB_MODULE;
+pub use call::{CallError, CallResult, PendingCall};
 pub use config::Config;
 pub use control::HubHandle;
 pub use guest::GuestId;

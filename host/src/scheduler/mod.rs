@@ -391,6 +391,11 @@ impl<P> Scheduler<P> {
         }
     }
 
+    /// True if some green thread is runnable.
+    pub fn has_runnable(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// The next green thread to run: the next guest's turn, its queue's head.
     pub fn next_runnable(&mut self) -> Option<(usize, usize)> {
         while let Some(guest) = self.ready.pop_front() {
@@ -643,9 +648,38 @@ impl<P> Scheduler<P> {
         payload: P,
         now: impl FnOnce() -> Instant,
     ) -> ThreadId {
-        let Spawn { task, delay, local } = spawn;
+        let spawner = spawn.local.then(|| self.guest(guest).threads[caller].id);
+        self.start_thread(guest, spawner, spawn, payload, now)
+    }
+
+    /// Starts a green thread for the host (a call of a guest function): no
+    /// green thread spawned it. Its task is 0 until the guest names one
+    /// ([`Scheduler::set_task`]).
+    pub fn spawn_for_host(&mut self, guest: usize, payload: P) -> ThreadId {
+        let spawn = Spawn {
+            task: 0,
+            delay: Duration::ZERO,
+            local: false,
+        };
+        self.start_thread(guest, None, spawn, payload, Instant::now)
+    }
+
+    /// Sets the task a green thread's ending is handed (see
+    /// [`Scheduler::spawn_for_host`]).
+    pub fn set_task(&mut self, guest: usize, thread: usize, task: u32) {
+        self.guest(guest).threads[thread].task = task;
+    }
+
+    fn start_thread(
+        &mut self,
+        guest: usize,
+        spawner: Option<ThreadId>,
+        spawn: Spawn,
+        payload: P,
+        now: impl FnOnce() -> Instant,
+    ) -> ThreadId {
+        let Spawn { task, delay, .. } = spawn;
         let g = self.guest(guest);
-        let spawner = local.then(|| g.threads[caller].id);
         let state = if delay.is_zero() {
             State::Queued
         } else {
@@ -668,6 +702,16 @@ impl<P> Scheduler<P> {
         self.alive += 1;
         self.timers.reserve_total(self.alive);
         id
+    }
+
+    /// The guest's main green thread returned and the guest lives on (a
+    /// plugin, whose green threads are the host's calls): main goes, and no
+    /// later green thread counts as main.
+    pub fn main_returned(&mut self, guest: usize) -> P {
+        let main = self.guest(guest).main;
+        let payload = self.remove(guest, main);
+        self.guest(guest).main = usize::MAX;
+        payload
     }
 
     /// Suspends the caller for `duration`; zero queues it behind every
@@ -729,6 +773,25 @@ impl<P> Scheduler<P> {
         // A queued target keeps its place, which is ahead of the caller.
         self.make_runnable(guest, key, true);
         self.make_runnable(guest, caller, false);
+        Kill::Target(key)
+    }
+
+    /// Kills `target` for the host (no green thread asks): as `kill`, but
+    /// only the target is queued.
+    pub fn kill_by_host(&mut self, guest: usize, target: ThreadId) -> Kill {
+        let g = self.guest(guest);
+        let Some(key) = g.key_of(target) else {
+            return Kill::Done(KillStatus::NotAlive);
+        };
+        if key == g.main {
+            return Kill::Main;
+        }
+        let t = &mut g.threads[key];
+        if t.ending.is_some() {
+            return Kill::Done(KillStatus::NotAlive);
+        }
+        t.ending = Some((Ending::Killed, 0));
+        self.make_runnable(guest, key, true);
         Kill::Target(key)
     }
 

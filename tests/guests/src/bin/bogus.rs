@@ -32,6 +32,14 @@ extern "C" {
     fn raw_try_spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
     #[link_name = "last-spawn-refusal"]
     fn raw_last_spawn_refusal() -> u32;
+    #[link_name = "call-name-len"]
+    fn raw_call_name_len() -> u32;
+    #[link_name = "call-input-len"]
+    fn raw_call_input_len() -> u32;
+    #[link_name = "call-begin"]
+    fn raw_call_begin(task: u32, name: u32, input: u32);
+    #[link_name = "call-return"]
+    fn raw_call_return(status: u32, output: u32, len: u32);
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -142,6 +150,15 @@ fn main() {
     let opener =
         wasmlet::spawn(move || unsafe { path_open(3, 0, 0xffff_fff0, 100, 0, 0, 0, 0, n_at) });
     println!("open, wild path: {}", opener.wait().unwrap_err());
+    // The call functions, from green threads that run no host call.
+    let outside: [fn(); 4] = [
+        || unsafe { drop(raw_call_name_len()) },
+        || unsafe { drop(raw_call_input_len()) },
+        || unsafe { raw_call_begin(0, 0xffff_fff0, 0xffff_fff0) },
+        || unsafe { raw_call_return(9, 0xffff_fff0, u32::MAX) },
+    ];
+    let trapped = outside.map(|f| wasmlet::spawn(f).wait().is_err());
+    println!("call functions outside a call trap: {trapped:?}");
     let fine = wasmlet::spawn(|| "still fine");
     println!("{}", fine.wait().unwrap());
 }

@@ -1,0 +1,217 @@
+//! Guests as plugins: the host calls their functions by name, each call a
+//! green thread of its own (issue 10).
+
+mod support;
+use support::{guest, options, runtime};
+
+use std::time::{Duration, Instant};
+
+use wasmlet_host::{CallError, Hub, PendingCall, Program};
+
+fn plugin_program(runtime: &wasmlet_host::Runtime) -> Program {
+    Program::from_file(runtime.engine(), guest("plugin")).unwrap()
+}
+
+/// Drives the hub until `call` has a result.
+fn finish(hub: &mut Hub, call: &PendingCall) -> Result<Vec<u8>, CallError> {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(result) = call.try_result() {
+            return result;
+        }
+        assert!(Instant::now() < give_up, "the call never ended");
+        hub.run_until(Instant::now() + Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn calls_return_outputs_and_typed_errors_and_the_plugin_stays_usable() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    let call = |hub: &mut Hub, f: &str, input: &str| {
+        let pending = hub.call(p, f, input.as_bytes().to_vec()).unwrap();
+        finish(hub, &pending)
+    };
+    assert_eq!(call(&mut hub, "upper", "hello").unwrap(), b"HELLO");
+    assert!(matches!(
+        call(&mut hub, "fails", "x"),
+        Err(CallError::Failed(m)) if m == "bad input: x"
+    ));
+    assert!(matches!(
+        call(&mut hub, "panics", ""),
+        Err(CallError::Panicked(m)) if m == "boom"
+    ));
+    let trapped = call(&mut hub, "traps", "");
+    assert!(
+        matches!(&trapped, Err(CallError::Trapped(m)) if m.contains("unreachable")),
+        "{trapped:?}"
+    );
+    assert!(matches!(
+        call(&mut hub, "nope", ""),
+        Err(CallError::NoSuchFunction(f)) if f == "nope"
+    ));
+    // After every kind of failure, the plugin still serves calls, with its
+    // state kept between them.
+    assert_eq!(call(&mut hub, "upper", "again").unwrap(), b"AGAIN");
+    assert_eq!(call(&mut hub, "count", "").unwrap(), b"2");
+    assert!(hub.exit(p).is_none(), "the plugin lives on");
+    assert_eq!(hub.usage(p).unwrap().green_threads, 0, "no call in flight");
+}
+
+#[test]
+fn calls_into_one_plugin_overlap_while_they_wait() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    let start = Instant::now();
+    let calls: Vec<_> = (0..50)
+        .map(|_| hub.call(p, "slow", b"40".to_vec()).unwrap())
+        .collect();
+    for call in &calls {
+        assert_eq!(finish(&mut hub, call).unwrap(), b"slept 40 ms");
+    }
+    // One after the other they would take 2 s.
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_call_can_be_cancelled_before_or_while_it_runs() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    let running = hub.call(p, "slow", b"60000".to_vec()).unwrap();
+    hub.run_until_idle();
+    assert!(running.try_result().is_none());
+    running.cancel();
+    let unstarted = hub.call(p, "upper", b"never".to_vec()).unwrap();
+    unstarted.cancel();
+    assert!(matches!(
+        finish(&mut hub, &running),
+        Err(CallError::Cancelled)
+    ));
+    assert!(matches!(
+        finish(&mut hub, &unstarted),
+        Err(CallError::Cancelled)
+    ));
+    assert_eq!(hub.usage(p).unwrap().green_threads, 0);
+    let after = hub.call(p, "count", b"".to_vec()).unwrap();
+    assert_eq!(
+        finish(&mut hub, &after).unwrap(),
+        b"0",
+        "the cancelled call never ran"
+    );
+}
+
+#[test]
+fn a_failure_fatal_to_the_plugin_ends_its_calls_and_it_can_be_restarted() {
+    let runtime = runtime();
+    let program = plugin_program(&runtime);
+    let mut hub = Hub::new(&runtime);
+    let p = hub.add_plugin(&program, options(&[])).unwrap();
+    let waiting = hub.call(p, "slow", b"60000".to_vec()).unwrap();
+    let exits = hub.call(p, "exits", b"".to_vec()).unwrap();
+    let result = finish(&mut hub, &exits);
+    assert!(
+        matches!(&result, Err(CallError::GuestEnded(Some(exit))) if exit.code == 3),
+        "{result:?}"
+    );
+    assert!(matches!(
+        waiting.try_result(),
+        Some(Err(CallError::GuestEnded(_)))
+    ));
+    assert!(matches!(
+        hub.call(p, "upper", b"x".to_vec()),
+        Err(CallError::GuestEnded(Some(_)))
+    ));
+    // A fresh instance from the compiled program.
+    let again = hub.add_plugin(&program, options(&[])).unwrap();
+    let call = hub.call(again, "upper", b"back".to_vec()).unwrap();
+    assert_eq!(finish(&mut hub, &call).unwrap(), b"BACK");
+}
+
+#[test]
+fn a_spinning_call_holds_only_its_own_plugin_and_can_be_cancelled() {
+    let runtime = runtime();
+    let program = plugin_program(&runtime);
+    let mut hub = Hub::new(&runtime);
+    let (p, other) = (
+        hub.add_plugin(&program, options(&[])).unwrap(),
+        hub.add_plugin(&program, options(&[])).unwrap(),
+    );
+    let spinning = hub.call(p, "spins", b"".to_vec()).unwrap();
+    // Preemption lets the other plugin run; within its own plugin, the
+    // spinning call keeps the cooperative rule (no other green thread of a
+    // guest runs until it yields), so its neighbour call waits.
+    let elsewhere = hub.call(other, "slow", b"5".to_vec()).unwrap();
+    let behind = hub.call(p, "upper", b"behind".to_vec()).unwrap();
+    assert_eq!(finish(&mut hub, &elsewhere).unwrap(), b"slept 5 ms");
+    assert!(behind.try_result().is_none());
+    spinning.cancel();
+    assert!(matches!(
+        finish(&mut hub, &spinning),
+        Err(CallError::Cancelled)
+    ));
+    assert_eq!(finish(&mut hub, &behind).unwrap(), b"BEHIND");
+}
+
+#[test]
+fn the_hub_can_be_driven_a_turn_at_a_time_until_idle_or_until_a_deadline() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    // main runs on the first turn; then nothing is left to do.
+    assert!(hub.turn());
+    assert!(!hub.turn());
+    hub.run_until_idle();
+    let call = hub.call(p, "slow", b"50".to_vec()).unwrap();
+    assert!(hub.turn(), "the call starts and sleeps");
+    assert!(!hub.turn(), "nothing runnable while it sleeps");
+    hub.run_until(Instant::now() + Duration::from_millis(5));
+    assert!(call.try_result().is_none(), "not due yet");
+    hub.run_until(Instant::now() + Duration::from_secs(5));
+    // run_until returns early only once every guest has ended; a plugin
+    // lives on, so it ran the full time and the call is long done.
+    assert_eq!(call.try_result().unwrap().unwrap(), b"slept 50 ms");
+    // A non-plugin guest ends as before.
+    let program = Program::from_file(runtime.engine(), guest("spawn_order")).unwrap();
+    let g = hub.add_guest(&program, options(&[])).unwrap();
+    hub.run_until_idle();
+    assert_eq!(hub.exit(g).unwrap().code, 0);
+    // Calling a program that is no plugin is refused.
+    assert!(matches!(
+        hub.call(g, "upper", b"x".to_vec()),
+        Err(CallError::GuestEnded(_))
+    ));
+}
+
+#[test]
+fn a_plugin_killed_by_the_host_fails_its_calls_in_flight() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    let call = hub.call(p, "slow", b"60000".to_vec()).unwrap();
+    hub.run_until_idle();
+    hub.kill_guest(p, "unloading");
+    let result = call.try_result().expect("ended with its guest");
+    assert!(
+        matches!(&result, Err(CallError::GuestEnded(Some(exit))) if exit.code == 137),
+        "{result:?}"
+    );
+    // Nothing is left: run() returns.
+    hub.run();
+}
