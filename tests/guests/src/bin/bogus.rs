@@ -152,8 +152,12 @@ fn main() {
     println!("open, wild path: {}", opener.wait().unwrap_err());
     // The call functions, from green threads that run no host call.
     let outside: [fn(); 4] = [
-        || unsafe { drop(raw_call_name_len()) },
-        || unsafe { drop(raw_call_input_len()) },
+        || unsafe {
+            raw_call_name_len();
+        },
+        || unsafe {
+            raw_call_input_len();
+        },
         || unsafe { raw_call_begin(0, 0xffff_fff0, 0xffff_fff0) },
         || unsafe { raw_call_return(9, 0xffff_fff0, u32::MAX) },
     ];
