@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 use crate::guest::{GuestId, GuestUsage};
+use crate::scheduler::IoWaiter;
 
 /// What another thread asked the hub to do.
 #[derive(Debug)]
@@ -36,6 +37,10 @@ pub(crate) struct Control {
     poller: OnceLock<Arc<polling::Poller>>,
     /// Set when a caller cancelled a call: the hub looks for it.
     cancels: AtomicBool,
+    /// Green threads whose async host function's future woke them, and a
+    /// flag that some did (the run loop's check is one relaxed load).
+    woken: Mutex<Vec<IoWaiter>>,
+    any_woken: AtomicBool,
     /// Calls that ended, counted: a handle waiting for room in a guest's
     /// calls in flight waits for this to change.
     finished: Mutex<u64>,
@@ -50,9 +55,31 @@ impl Control {
             hub_thread: std::thread::current(),
             poller: OnceLock::new(),
             cancels: AtomicBool::new(false),
+            woken: Mutex::new(Vec::new()),
+            any_woken: AtomicBool::new(false),
             finished: Mutex::new(0),
             room: std::sync::Condvar::new(),
         })
+    }
+
+    /// A future woke: its green thread is to run again (from any thread).
+    pub(crate) fn wake_green_thread(&self, waiter: IoWaiter) {
+        self.woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(waiter);
+        self.any_woken.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// The green threads woken since the last call (none, cheaply, most of
+    /// the time).
+    pub(crate) fn take_woken(&self) -> Vec<IoWaiter> {
+        if !self.any_woken.load(Ordering::Relaxed) || !self.any_woken.swap(false, Ordering::Acquire)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.woken.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A caller cancelled a call: the hub kills its green thread at its

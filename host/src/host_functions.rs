@@ -21,6 +21,7 @@ use wasmtime::{AsContextMut, Caller, Linker};
 
 use crate::abi::{timeout_of, CallStatus, KillStatus, HUB_MODULE, SPAWN_LOCAL};
 use crate::call::CallRecord;
+use crate::guest_memory::GuestMemory;
 use crate::hub_state::{self, HubState};
 use crate::store_data::ThreadData;
 
@@ -225,6 +226,65 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Defines the embedder's async host function `module::name` (see
+/// `RuntimeBuilder::func_async`): the calling green thread waits alone for
+/// the future `func` returns, polled with a waker that wakes it from any
+/// thread.
+pub(crate) fn define_async<Params, R, F, Fut>(
+    linker: &mut Linker<ThreadData>,
+    module: &str,
+    name: &str,
+    func: F,
+) -> Result<()>
+where
+    Params: wasmtime::WasmTyList + Send + 'static,
+    R: wasmtime::WasmRet + Send + 'static,
+    F: Fn(GuestMemory, Params) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R>> + Send + 'static,
+{
+    let func = std::sync::Arc::new(func);
+    linker.func_wrap_async(
+        module,
+        name,
+        move |mut caller: Caller<'_, ThreadData>, params: Params| {
+            let func = func.clone();
+            Box::new(async move {
+                let mut future = Box::pin(func(GuestMemory::of(&caller), params));
+                loop {
+                    let waker = as_caller(&caller, |s, guest, thread| {
+                        std::task::Waker::from(std::sync::Arc::new(GreenWaker {
+                            waiter: s.sched.next_waiter(guest, thread),
+                            control: s.control.clone(),
+                        }))
+                    })?;
+                    if let Poll::Ready(result) =
+                        future.as_mut().poll(&mut Context::from_waker(&waker))
+                    {
+                        return result;
+                    }
+                    as_caller(&caller, |s, guest, thread| {
+                        s.sched.future_wait(guest, thread)
+                    })?;
+                    suspend(&mut caller).await;
+                }
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// Wakes the green thread that waits for a future, from any thread.
+struct GreenWaker {
+    waiter: crate::scheduler::IoWaiter,
+    control: std::sync::Arc<crate::control::Control>,
+}
+
+impl std::task::Wake for GreenWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.control.wake_green_thread(self.waiter);
+    }
 }
 
 /// The functions through which a green thread running a host call gets its

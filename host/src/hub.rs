@@ -276,8 +276,13 @@ impl Hub {
                     }
                     match deadline {
                         Some(deadline) => wait_until(deadline),
-                        // Plugins live on: wait for the handles' calls.
-                        None if self.with(|state| state.plugin_alive()) => std::thread::park(),
+                        // Plugins live on: wait for the handles' calls; and
+                        // a future may wake its green thread from anywhere.
+                        None if self
+                            .with(|state| state.plugin_alive() || state.sched.waits_outside()) =>
+                        {
+                            std::thread::park()
+                        }
                         None => break,
                     }
                 }
@@ -351,6 +356,10 @@ impl Hub {
 
     /// Carries out what handles on other threads asked for.
     fn obey_handles(&mut self) {
+        let woken = self.control.take_woken();
+        if !woken.is_empty() {
+            self.with(|state| woken.into_iter().for_each(|w| state.sched.io_ready(w)));
+        }
         if self.control.take_cancels() {
             let graves = self.with(|state| {
                 state.cancel_calls();

@@ -11,6 +11,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, Linker};
 
 use crate::config::Config;
 use crate::fiber_stack::FiberStacks;
+use crate::guest_memory::GuestMemory;
 use crate::store_data::ThreadData;
 
 /// The smallest fiber stack a runtime accepts.
@@ -46,9 +47,118 @@ impl Drop for Inner {
     }
 }
 
+/// Defines host functions for a runtime's guests before it is built (see
+/// [`Runtime::builder`]).
+type Definition = Box<dyn FnOnce(&mut Linker<ThreadData>) -> Result<()>>;
+
+/// A [`Runtime`] with host functions of the embedder's own: guests import
+/// them by the module and name given here.
+///
+/// ```no_run
+/// use wasmlet_host::{Config, GuestMemory, Runtime, ThreadData};
+/// use wasmtime::Caller;
+///
+/// let runtime = Runtime::builder(Config::default())
+///     // A plain function: runs on the hub's thread, to completion.
+///     .func("app", "add", |a: i32, b: i32| a + b)
+///     // One that reads the guest's memory (bounds-checked).
+///     .func("app", "log", |caller: Caller<'_, ThreadData>, at: u32, len: u32| {
+///         let text = GuestMemory::of(&caller).read(at, len)?;
+///         println!("{}", String::from_utf8_lossy(&text));
+///         Ok(())
+///     })
+///     // An async one: only the calling green thread waits for the future,
+///     // which any runtime may drive (a tokio task answering over a channel).
+///     .func_async("app", "fetch", |_memory: GuestMemory, (id,): (i64,)| async move {
+///         Ok(id * 2)
+///     })
+///     .build()?;
+/// # Ok::<(), wasmtime::Error>(())
+/// ```
+pub struct RuntimeBuilder {
+    config: Config,
+    definitions: Vec<Definition>,
+}
+
+impl RuntimeBuilder {
+    /// Adds a plain host function `module::name`: any closure wasmtime's
+    /// `Linker::func_wrap` takes, optionally with a first
+    /// `Caller<'_, ThreadData>` parameter (for [`GuestMemory::of`]). It runs
+    /// on the hub's thread, so it should not block: make it async if it
+    /// waits.
+    pub fn func<Params, Results>(
+        mut self,
+        module: &str,
+        name: &str,
+        func: impl wasmtime::IntoFunc<ThreadData, Params, Results>,
+    ) -> Self {
+        let (module, name) = (module.to_string(), name.to_string());
+        self.definitions.push(Box::new(move |linker| {
+            linker
+                .func_wrap(&module, &name, func)
+                .map(|_| ())
+                .with_context(|| defined_twice(&module, &name))
+        }));
+        self
+    }
+
+    /// Adds an async host function `module::name`: `func` gets the guest's
+    /// memory (bounds-checked, usable until it returns) and the wasm
+    /// arguments, and returns a future. The calling green thread waits for
+    /// it, alone: the hub polls it with a waker that wakes that green thread
+    /// from whatever thread completes it. A killed green thread's future is
+    /// dropped.
+    pub fn func_async<Params, R, F, Fut>(mut self, module: &str, name: &str, func: F) -> Self
+    where
+        Params: wasmtime::WasmTyList + Send + 'static,
+        R: wasmtime::WasmRet + Send + 'static,
+        F: Fn(GuestMemory, Params) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<R>> + Send + 'static,
+    {
+        let (module, name) = (module.to_string(), name.to_string());
+        self.definitions.push(Box::new(move |linker| {
+            crate::host_functions::define_async(linker, &module, &name, func)
+                .with_context(|| defined_twice(&module, &name))
+        }));
+        self
+    }
+
+    /// Builds the runtime with these host functions.
+    ///
+    /// # Errors
+    /// As [`Runtime::new`]; or if a host function's name is taken
+    /// (wasmlet's own, WASI's, or defined twice).
+    pub fn build(self) -> Result<Runtime> {
+        Runtime::with_definitions(self.config, self.definitions)
+    }
+}
+
+fn defined_twice(module: &str, name: &str) -> String {
+    format!(
+        "defining host function {module}::{name}: the name is taken (by wasmlet's hub or \
+         WASI, or defined twice)"
+    )
+}
+
 impl Runtime {
     /// Builds the engine (fiber stacks sized by `config`) and the linker.
+    ///
+    /// # Errors
+    /// If `config` is out of range, or wasmtime cannot be configured.
     pub fn new(config: Config) -> Result<Runtime> {
+        Runtime::with_definitions(config, Vec::new())
+    }
+
+    /// A runtime with host functions of the embedder's (see
+    /// [`RuntimeBuilder`]).
+    pub fn builder(config: Config) -> RuntimeBuilder {
+        RuntimeBuilder {
+            config,
+            definitions: Vec::new(),
+        }
+    }
+
+    fn with_definitions(config: Config, definitions: Vec<Definition>) -> Result<Runtime> {
         wasmtime::ensure!(
             config.fiber_stack_size >= MIN_FIBER_STACK,
             "fiber_stack_size must be at least {} KiB (it is {} bytes)",
@@ -83,6 +193,9 @@ impl Runtime {
         crate::host_functions::add_to_linker(&mut linker)?;
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
         crate::wasi_overrides::add_to_linker(&mut linker)?;
+        for define in definitions {
+            define(&mut linker)?;
+        }
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicU64::new(0));
         if let Some(slice) = config.time_slice {

@@ -10,13 +10,15 @@ use std::ptr::NonNull;
 
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-/// The data of each green thread's `Store`.
-pub(crate) struct ThreadData {
+/// The data of each green thread's wasmtime `Store`: opaque to embedders,
+/// whose host functions get it in their `Caller` (see
+/// [`GuestMemory::of`](crate::GuestMemory::of)).
+pub struct ThreadData {
     /// The guest's key in its hub.
-    pub guest: usize,
+    pub(crate) guest: usize,
     /// The green thread's key in its guest (changed when a worker is handed
     /// to the guest's next green thread).
-    pub thread: usize,
+    pub(crate) thread: usize,
     wasi: WasiPtr,
 }
 

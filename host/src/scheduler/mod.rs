@@ -71,6 +71,8 @@ pub(crate) enum State {
     /// Waiting for a host descriptor to be ready (the hub's poller wakes
     /// it): `write` for writable, else readable.
     Io { fd: i32, write: bool },
+    /// Waiting for an async host function's future (its waker wakes it).
+    Future,
 }
 
 impl State {
@@ -201,7 +203,8 @@ struct Guest<P> {
     /// Green threads waiting on a timer: while none do, none waits for a
     /// host descriptor and none is queued, nothing can wake the guest again.
     timed: usize,
-    /// Green threads waiting for a host descriptor.
+    /// Green threads waiting for something outside the hub: a host
+    /// descriptor or an async host function's future.
     io: usize,
     /// Links pending over all its green threads.
     links: usize,
@@ -366,7 +369,7 @@ impl<P> Scheduler<P> {
                 }
             }
         }
-        if let State::Io { .. } = state {
+        if let State::Io { .. } | State::Future = state {
             g.io -= 1;
         }
         if state.has_timer() {
@@ -565,6 +568,7 @@ impl<P> Scheduler<P> {
                     "waiting for host descriptor {fd} to be {}",
                     if write { "writable" } else { "readable" }
                 ),
+                State::Future => "waiting for an async host function".into(),
                 other => format!("{other:?}"),
             };
             let _ = writeln!(report, "  {}: {what}", g.name_of(key));
@@ -997,6 +1001,32 @@ impl<P> Scheduler<P> {
         }
     }
 
+    /// The waiter that the green thread's next wait will have: a future's
+    /// waker is made before the future is polled, and so before the wait.
+    pub fn next_waiter(&self, guest: usize, thread: usize) -> IoWaiter {
+        let t = &self.guest_ref(guest).threads[thread];
+        IoWaiter {
+            guest,
+            thread,
+            id: t.id,
+            token: t.wait_token,
+        }
+    }
+
+    /// Starts the caller waiting for an async host function's future (its
+    /// waker carries [`Scheduler::next_waiter`]).
+    pub fn future_wait(&mut self, guest: usize, thread: usize) {
+        let g = self.guest(guest);
+        g.io += 1;
+        g.threads[thread].state = State::Future;
+    }
+
+    /// True if a green thread of any guest waits for something outside the
+    /// hub (which may wake it at any time).
+    pub fn waits_outside(&self) -> bool {
+        self.guests.iter().flatten().any(|g| g.io > 0)
+    }
+
     /// The caller did not wait after all (its descriptor could not be
     /// polled): it goes on running.
     pub fn io_wait_abandoned(&mut self, guest: usize, thread: usize) {
@@ -1013,7 +1043,7 @@ impl<P> Scheduler<P> {
             .is_some_and(|t| {
                 t.id == waiter.id
                     && t.wait_token == waiter.token
-                    && matches!(t.state, State::Io { .. })
+                    && matches!(t.state, State::Io { .. } | State::Future)
             })
     }
 
@@ -1056,7 +1086,7 @@ impl<P> Scheduler<P> {
             let io = g
                 .threads
                 .iter()
-                .filter(|(_, t)| matches!(t.state, State::Io { .. }))
+                .filter(|(_, t)| matches!(t.state, State::Io { .. } | State::Future))
                 .count();
             assert_eq!(g.io, io);
             let links: usize = g.threads.iter().map(|(_, t)| t.links.len()).sum();

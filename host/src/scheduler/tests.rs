@@ -659,3 +659,28 @@ fn killing_an_io_waiter_ends_its_wait() {
     h.s.debug_check();
     assert!(!h.s.io_waiter_is_live(&waiter));
 }
+
+#[test]
+fn a_future_wait_is_woken_by_its_waiter_once() {
+    let mut h = Hub::new();
+    let waiter = h.s.next_waiter(0, h.main);
+    h.s.future_wait(0, h.main);
+    h.s.debug_check();
+    assert_eq!(h.s.deadlock(0), None, "the future may still complete");
+    assert!(h.s.waits_outside());
+    assert!(h
+        .s
+        .blocked_report(0)
+        .contains("waiting for an async host function"));
+    h.s.io_ready(waiter);
+    assert_eq!(h.next(), Some(h.main));
+    // The same waker again, during a later wait, wakes nothing.
+    let later = h.s.next_waiter(0, h.main);
+    assert_ne!(later, waiter);
+    h.s.future_wait(0, h.main);
+    h.s.io_ready(waiter);
+    h.s.debug_check();
+    assert_eq!(h.next(), None);
+    h.s.io_ready(later);
+    assert_eq!(h.next(), Some(h.main));
+}
