@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
-use crate::guest::{GuestId, GuestUsage};
+use crate::call::{CallError, CallSlot, PendingCall};
+use crate::guest::{GuestId, GuestOptions, GuestUsage};
+use crate::program::Program;
 use crate::scheduler::IoWaiter;
 
 /// What another thread asked the hub to do.
-#[derive(Debug)]
 pub(crate) enum Command {
     /// End the guest, with this reason.
     Kill { guest: GuestId, reason: String },
@@ -22,6 +23,40 @@ pub(crate) enum Command {
         guest: GuestId,
         reply: std::sync::mpsc::Sender<Option<GuestUsage>>,
     },
+    /// Start a call (its room in flight already reserved).
+    Call {
+        guest: GuestId,
+        function: String,
+        input: Vec<u8>,
+        slot: Arc<CallSlot>,
+    },
+    /// Add a guest (a plugin, if `plugin`) and send its id back.
+    Add {
+        program: Program,
+        options: Box<GuestOptions>,
+        plugin: bool,
+        reply: std::sync::mpsc::Sender<wasmtime::Result<GuestId>>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Kill { guest, reason } => write!(f, "Kill({guest:?}, {reason:?})"),
+            Command::Usage { guest, .. } => write!(f, "Usage({guest:?})"),
+            Command::Call {
+                guest, function, ..
+            } => write!(f, "Call({guest:?}, {function:?})"),
+            Command::Add { plugin, .. } => write!(f, "Add(plugin: {plugin})"),
+        }
+    }
+}
+
+/// A plugin's calls in flight and the most it may have.
+#[derive(Debug)]
+struct Flight {
+    now: usize,
+    most: usize,
 }
 
 /// The commands waiting for a hub, shared with its handles.
@@ -41,9 +76,9 @@ pub(crate) struct Control {
     /// flag that some did (the run loop's check is one relaxed load).
     woken: Mutex<Vec<IoWaiter>>,
     any_woken: AtomicBool,
-    /// Calls that ended, counted: a handle waiting for room in a guest's
-    /// calls in flight waits for this to change.
-    finished: Mutex<u64>,
+    /// Each live plugin's calls in flight, by guest key: the hub counts
+    /// their ends, handles wait here for room.
+    flights: Mutex<rustc_hash::FxHashMap<usize, Flight>>,
     room: std::sync::Condvar,
 }
 
@@ -57,7 +92,7 @@ impl Control {
             cancels: AtomicBool::new(false),
             woken: Mutex::new(Vec::new()),
             any_woken: AtomicBool::new(false),
-            finished: Mutex::new(0),
+            flights: Mutex::new(Default::default()),
             room: std::sync::Condvar::new(),
         })
     }
@@ -94,10 +129,50 @@ impl Control {
         self.cancels.load(Ordering::Relaxed) && self.cancels.swap(false, Ordering::Acquire)
     }
 
-    /// A call of `guest` ended (or all of them did): room for another.
-    pub(crate) fn call_finished(&self, _guest: GuestId) {
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.room.notify_all();
+    /// `guest` is a plugin that may have `most` calls in flight.
+    pub(crate) fn plugin_added(&self, guest: GuestId, most: usize) {
+        self.lock_flights().insert(guest.0, Flight { now: 0, most });
+    }
+
+    /// `guest` has ended: no more calls (whoever waits for room learns so).
+    pub(crate) fn guest_ended(&self, guest: GuestId) {
+        if self.lock_flights().remove(&guest.0).is_some() {
+            self.room.notify_all();
+        }
+    }
+
+    /// Reserves room for one more call of `guest`, waiting for it if `wait`.
+    ///
+    /// # Errors
+    /// [`CallError::Busy`] (not waiting), or [`CallError::GuestEnded`] if
+    /// the guest is no live plugin.
+    pub(crate) fn reserve_call(&self, guest: GuestId, wait: bool) -> Result<(), CallError> {
+        let mut flights = self.lock_flights();
+        loop {
+            let Some(flight) = flights.get_mut(&guest.0) else {
+                return Err(CallError::GuestEnded(None));
+            };
+            if flight.now < flight.most {
+                flight.now += 1;
+                return Ok(());
+            }
+            if !wait {
+                return Err(CallError::Busy);
+            }
+            flights = self.room.wait(flights).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A call of `guest` ended (or never started): room for another.
+    pub(crate) fn release_call(&self, guest: GuestId) {
+        if let Some(flight) = self.lock_flights().get_mut(&guest.0) {
+            flight.now = flight.now.saturating_sub(1);
+            self.room.notify_one();
+        }
+    }
+
+    fn lock_flights(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<usize, Flight>> {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Wakes the hub's thread, wherever it waits.
@@ -183,5 +258,111 @@ impl HubHandle {
         let (reply, answer) = std::sync::mpsc::channel();
         self.control.send(Command::Usage { guest, reply });
         answer.recv_timeout(timeout).ok().flatten()
+    }
+
+    /// Calls the plugin `guest`'s function `function` with `input` (see
+    /// [`Hub::call`](crate::Hub::call)), from any thread. Waits while the
+    /// plugin has `max_calls_in_flight` calls in flight (backpressure);
+    /// [`HubHandle::try_call`] fails fast instead. The result comes through
+    /// the [`PendingCall`]: wait on it, or `.await` it (from a tokio task,
+    /// say, without blocking its worker).
+    ///
+    /// ```no_run
+    /// # fn demo(handle: wasmlet_host::HubHandle, plugin: wasmlet_host::GuestId) -> Result<(), wasmlet_host::CallError> {
+    /// let call = handle.call(plugin, "upper", b"hi".to_vec())?;
+    /// let output = call.wait(std::time::Duration::from_secs(5))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`CallError::GuestEnded`] if the guest is no live plugin.
+    pub fn call(
+        &self,
+        guest: GuestId,
+        function: &str,
+        input: impl Into<Vec<u8>>,
+    ) -> Result<PendingCall, CallError> {
+        self.control.reserve_call(guest, true)?;
+        Ok(self.send_call(guest, function, input.into()))
+    }
+
+    /// [`HubHandle::call`], but failing with [`CallError::Busy`] at once
+    /// when the plugin has as many calls in flight as it may.
+    ///
+    /// # Errors
+    /// [`CallError::Busy`], or [`CallError::GuestEnded`] if the guest is no
+    /// live plugin.
+    pub fn try_call(
+        &self,
+        guest: GuestId,
+        function: &str,
+        input: impl Into<Vec<u8>>,
+    ) -> Result<PendingCall, CallError> {
+        self.control.reserve_call(guest, false)?;
+        Ok(self.send_call(guest, function, input.into()))
+    }
+
+    fn send_call(&self, guest: GuestId, function: &str, input: Vec<u8>) -> PendingCall {
+        let slot = Arc::new(CallSlot::default());
+        self.control.send(Command::Call {
+            guest,
+            function: function.to_string(),
+            input,
+            slot: slot.clone(),
+        });
+        PendingCall {
+            slot,
+            control: self.control.clone(),
+        }
+    }
+
+    /// Adds a guest to the hub while it runs (see
+    /// [`Hub::add_guest`](crate::Hub::add_guest)), waiting up to `timeout`
+    /// for the hub's run loop to do it.
+    ///
+    /// # Errors
+    /// As `Hub::add_guest`, or if the hub did not answer within `timeout`
+    /// (it is not running).
+    pub fn add_guest(
+        &self,
+        program: &Program,
+        options: GuestOptions,
+        timeout: std::time::Duration,
+    ) -> wasmtime::Result<GuestId> {
+        self.add(program, options, false, timeout)
+    }
+
+    /// Adds a plugin to the hub while it runs (see
+    /// [`Hub::add_plugin`](crate::Hub::add_plugin)); as
+    /// [`HubHandle::add_guest`].
+    ///
+    /// # Errors
+    /// As [`HubHandle::add_guest`].
+    pub fn add_plugin(
+        &self,
+        program: &Program,
+        options: GuestOptions,
+        timeout: std::time::Duration,
+    ) -> wasmtime::Result<GuestId> {
+        self.add(program, options, true, timeout)
+    }
+
+    fn add(
+        &self,
+        program: &Program,
+        options: GuestOptions,
+        plugin: bool,
+        timeout: std::time::Duration,
+    ) -> wasmtime::Result<GuestId> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.control.send(Command::Add {
+            program: program.clone(),
+            options: Box::new(options),
+            plugin,
+            reply,
+        });
+        answer.recv_timeout(timeout).map_err(|_| {
+            wasmtime::format_err!("the hub did not answer within {timeout:?}: is it running?")
+        })?
     }
 }

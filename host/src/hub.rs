@@ -308,8 +308,10 @@ impl Hub {
     /// # Errors
     /// As [`Hub::add_guest`].
     pub fn add_plugin(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
+        let most = options.max_calls_in_flight;
         let guest = self.add_guest(program, options)?;
         self.with(|state| state.guests[guest.0].plugin = true);
+        self.control.plugin_added(guest, most);
         Ok(guest)
     }
 
@@ -373,6 +375,32 @@ impl Hub {
                 Command::Usage { guest, reply } => {
                     // The asker may have given up waiting.
                     let _ = reply.send(self.usage(guest));
+                }
+                Command::Call {
+                    guest,
+                    function,
+                    input,
+                    slot,
+                } => {
+                    let started = self.with(|state| {
+                        state.start_call_into(guest.0, function, input, slot.clone())
+                    });
+                    if let Err(error) = started {
+                        slot.finish(Err(error));
+                    }
+                }
+                Command::Add {
+                    program,
+                    options,
+                    plugin,
+                    reply,
+                } => {
+                    let added = if plugin {
+                        self.add_plugin(&program, *options)
+                    } else {
+                        self.add_guest(&program, *options)
+                    };
+                    let _ = reply.send(added);
                 }
             }
         }

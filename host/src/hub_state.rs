@@ -66,10 +66,6 @@ pub(crate) struct GuestRecord {
     pub last_refusal: SpawnRefusal,
     /// A plugin: it lives on when its main returns, for the host's calls.
     pub plugin: bool,
-    /// Calls of its functions whose green threads live.
-    pub calls_in_flight: usize,
-    /// `GuestOptions::max_calls_in_flight`.
-    pub max_calls_in_flight: usize,
 }
 
 impl GuestRecord {
@@ -99,8 +95,6 @@ impl GuestRecord {
             max_output: options.max_output,
             last_refusal: SpawnRefusal::HubFull,
             plugin: false,
-            calls_in_flight: 0,
-            max_calls_in_flight: options.max_calls_in_flight,
         }
     }
 }
@@ -433,10 +427,10 @@ impl HubState {
     /// result goes to the caller.
     fn call_done(&mut self, guest: usize, id: ThreadId) {
         if let Some(call) = self.calls.remove(&(guest, id)) {
-            self.guests[guest].calls_in_flight -= 1;
-            self.control.call_finished(GuestId(guest));
             let slot = call.slot.clone();
             slot.finish(call.result());
+            // After the result: whoever gets the room sees the call ended.
+            self.control.release_call(GuestId(guest));
         }
     }
 
@@ -452,6 +446,11 @@ impl HubState {
         name: String,
         input: Vec<u8>,
     ) -> Result<PendingCall, CallError> {
+        if !self.sched.is_live(guest) || !self.guests.get(guest).is_some_and(|g| g.plugin) {
+            let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
+            return Err(CallError::GuestEnded(exit));
+        }
+        self.control.reserve_call(GuestId(guest), false)?;
         let slot = std::sync::Arc::new(CallSlot::default());
         let pending = PendingCall {
             slot: slot.clone(),
@@ -461,7 +460,8 @@ impl HubState {
         Ok(pending)
     }
 
-    /// [`HubState::start_call`] with the caller's slot.
+    /// [`HubState::start_call`] with the caller's slot, its room in flight
+    /// already reserved (given back if the call cannot start).
     pub fn start_call_into(
         &mut self,
         guest: usize,
@@ -469,24 +469,23 @@ impl HubState {
         input: Vec<u8>,
         slot: std::sync::Arc<CallSlot>,
     ) -> Result<(), CallError> {
-        let Some(record) = self.guests.get(guest) else {
-            return Err(CallError::GuestEnded(None));
+        if !self.sched.is_live(guest) || !self.guests.get(guest).is_some_and(|g| g.plugin) {
+            self.control.release_call(GuestId(guest));
+            let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
+            return Err(CallError::GuestEnded(exit));
+        }
+        let stack = match self.new_thread_stack(guest, 0) {
+            Ok(stack) => stack,
+            Err((_, why)) => {
+                self.control.release_call(GuestId(guest));
+                return Err(CallError::Refused(why));
+            }
         };
-        if !self.sched.is_live(guest) || !record.plugin {
-            return Err(CallError::GuestEnded(record.exit.clone()));
-        }
-        if record.calls_in_flight >= record.max_calls_in_flight {
-            return Err(CallError::Busy);
-        }
-        let stack = self
-            .new_thread_stack(guest, 0)
-            .map_err(|(_, why)| CallError::Refused(why))?;
         let payload = ThreadSlot {
             future: None,
             stack: Some(stack),
         };
         let id = self.sched.spawn_for_host(guest, payload);
-        self.guests[guest].calls_in_flight += 1;
         self.calls.insert(
             (guest, id),
             CallRecord {
@@ -636,7 +635,6 @@ impl HubState {
             .exit
             .get_or_insert(GuestExit { cpu_time, ..exit })
             .clone();
-        record.calls_in_flight = 0;
         let ended: Vec<_> = self
             .calls
             .keys()
@@ -649,7 +647,7 @@ impl HubState {
                     .finish(Err(CallError::GuestEnded(Some(exit.clone()))));
             }
         }
-        self.control.call_finished(GuestId(guest));
+        self.control.guest_ended(GuestId(guest));
     }
 
     /// Ends every guest whose time limit has passed at `now`; the next time
