@@ -341,3 +341,52 @@ fn a_full_plugin_makes_callers_wait_or_fail_fast_by_their_choice() {
     ));
     served.stop();
 }
+
+#[test]
+fn a_pool_of_two_hubs_places_plugins_on_both_and_routes_calls() {
+    let runtime = runtime();
+    let program = plugin_program(&runtime);
+    let pool = wasmlet_host::HubPool::new(&runtime, 2).unwrap();
+    assert_eq!(pool.len(), 2);
+    let handle = pool.handle();
+    let plugins: Vec<_> = (0..4)
+        .map(|_| handle.add_plugin(&program, options(&[])).unwrap())
+        .collect();
+    let hubs: Vec<usize> = plugins.iter().map(|p| p.hub).collect();
+    assert_eq!(hubs.iter().filter(|&&h| h == 0).count(), 2, "{hubs:?}");
+    assert_eq!(hubs.iter().filter(|&&h| h == 1).count(), 2, "{hubs:?}");
+    // Calls from several threads at once, each routed to its plugin's hub.
+    let callers: Vec<_> = plugins
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|j| {
+                        let input = format!("p{i}c{j}");
+                        let call = handle.call(p, "upper", input.clone()).unwrap();
+                        let output = call.wait(Duration::from_secs(10)).unwrap();
+                        assert_eq!(output, input.to_uppercase().as_bytes());
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let served: usize = callers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(served, 200);
+    for &p in &plugins {
+        let count = handle.call(p, "count", b"".to_vec()).unwrap();
+        assert_eq!(
+            count.wait(Duration::from_secs(10)).unwrap(),
+            b"50",
+            "per plugin"
+        );
+    }
+    let pending = handle.call(plugins[0], "slow", b"60000".to_vec()).unwrap();
+    pool.shutdown();
+    assert!(matches!(
+        pending.wait(Duration::from_secs(10)),
+        Err(CallError::GuestEnded(_))
+    ));
+}

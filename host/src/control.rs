@@ -30,6 +30,8 @@ pub(crate) enum Command {
         input: Vec<u8>,
         slot: Arc<CallSlot>,
     },
+    /// End every guest and return from `serve`.
+    Shutdown,
     /// Add a guest (a plugin, if `plugin`) and send its id back.
     Add {
         program: Program,
@@ -48,6 +50,7 @@ impl std::fmt::Debug for Command {
                 guest, function, ..
             } => write!(f, "Call({guest:?}, {function:?})"),
             Command::Add { plugin, .. } => write!(f, "Add(plugin: {plugin})"),
+            Command::Shutdown => write!(f, "Shutdown"),
         }
     }
 }
@@ -258,6 +261,13 @@ impl HubHandle {
         let (reply, answer) = std::sync::mpsc::channel();
         self.control.send(Command::Usage { guest, reply });
         answer.recv_timeout(timeout).ok().flatten()
+    }
+
+    /// Ends every guest of the hub (as [`HubHandle::kill_guest`] would, with
+    /// reason "the hub shut down") and makes [`Hub::serve`](crate::Hub::serve)
+    /// return.
+    pub fn shutdown(&self) {
+        self.control.send(Command::Shutdown);
     }
 
     /// Calls the plugin `guest`'s function `function` with `input` (see

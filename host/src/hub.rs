@@ -161,6 +161,14 @@ impl Hub {
         self.drive(Until::AllEnded);
     }
 
+    /// Serves: runs guests and carries out handles' commands (calls, new
+    /// guests and plugins) until a handle calls
+    /// [`HubHandle::shutdown`], then ends every guest left. For a hub on a
+    /// thread of its own that other threads feed, as in a [`HubPool`](crate::HubPool).
+    pub fn serve(&mut self) {
+        self.drive(Until::Shutdown);
+    }
+
     /// Runs the guests until nothing is left to do now: no green thread is
     /// runnable (some may wait for timers, I/O or calls to come). Returns at
     /// once if there is nothing to do; for a host that drives the hub from
@@ -207,7 +215,19 @@ impl Hub {
         let mut next_io_check = Instant::now();
         let mut stepped = false;
         loop {
-            self.obey_handles();
+            if self.obey_handles() {
+                let graves = self.with(|state| {
+                    for guest in state.sched.live_guests() {
+                        let why = GuestError::Killed("the hub shut down".into());
+                        state.end_guest(guest, GuestExit::failed(137, why));
+                    }
+                    std::mem::take(&mut state.graveyard)
+                });
+                bury(graves);
+                if until == Until::Shutdown {
+                    return stepped;
+                }
+            }
             let next_limit = self.with(|state| {
                 if state.time_limits.is_empty() {
                     None
@@ -278,8 +298,10 @@ impl Hub {
                         Some(deadline) => wait_until(deadline),
                         // Plugins live on: wait for the handles' calls; and
                         // a future may wake its green thread from anywhere.
-                        None if self
-                            .with(|state| state.plugin_alive() || state.sched.waits_outside()) =>
+                        None if until == Until::Shutdown
+                            || self.with(|state| {
+                                state.plugin_alive() || state.sched.waits_outside()
+                            }) =>
                         {
                             std::thread::park()
                         }
@@ -356,8 +378,10 @@ impl Hub {
         HubHandle::new(self.control.clone())
     }
 
-    /// Carries out what handles on other threads asked for.
-    fn obey_handles(&mut self) {
+    /// Carries out what handles on other threads asked for; true if one
+    /// asked the hub to shut down.
+    fn obey_handles(&mut self) -> bool {
+        let mut shutdown = false;
         let woken = self.control.take_woken();
         if !woken.is_empty() {
             self.with(|state| woken.into_iter().for_each(|w| state.sched.io_ready(w)));
@@ -402,8 +426,10 @@ impl Hub {
                     };
                     let _ = reply.send(added);
                 }
+                Command::Shutdown => shutdown = true,
             }
         }
+        shutdown
     }
 
     /// Drops surplus spare workers, one at a time, until `deadline` is near.
@@ -560,6 +586,8 @@ fn limit_memory(ty: wasmtime::MemoryType, max_bytes: Option<u64>) -> Result<wasm
 enum Until {
     /// Every guest has ended (`run`).
     AllEnded,
+    /// A handle asked the hub to shut down (`serve`).
+    Shutdown,
     /// No green thread is runnable now.
     Idle,
     /// This time has come, or every guest has ended.
