@@ -362,3 +362,30 @@ fn a_green_thread_waiting_on_stdin_can_be_killed_and_the_guest_ends() {
         "reader: Err(\"green thread was killed (GreenletExit)\")\n"
     );
 }
+
+#[test]
+fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run", "--time-limit", "3"])
+        .arg(guest("sleeper"))
+        .args(["--", "60000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running wasmlet");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    // The guest went on after the report, to its time limit.
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("wasmlet: SIGQUIT: hub: 1 live guests, 1 green threads"),
+        "{err}"
+    );
+    assert!(err.contains("guest 0 (program): 1 green threads"), "{err}");
+    assert!(err.contains("  main green thread: sleeping"), "{err}");
+}

@@ -390,3 +390,32 @@ fn a_pool_of_two_hubs_places_plugins_on_both_and_routes_calls() {
         Err(CallError::GuestEnded(_))
     ));
 }
+
+#[test]
+fn the_report_names_each_call_and_what_its_green_thread_waits_for() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    let call = hub.call(p, "slow", b"60000".to_vec()).unwrap();
+    hub.run_until_idle();
+    let report = hub.report();
+    assert!(
+        report.starts_with("hub: 1 live guests, 1 green threads, 1 calls in flight\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("guest 0 (plugin): 1 green threads, 1 calls in flight"),
+        "{report}"
+    );
+    assert!(
+        report.contains("  green thread #2 (call of `slow`): sleeping"),
+        "{report}"
+    );
+    call.cancel();
+    finish(&mut hub, &call).unwrap_err();
+    assert!(hub
+        .report()
+        .starts_with("hub: 1 live guests, 0 green threads, 0 calls in flight"));
+}

@@ -32,6 +32,10 @@ pub(crate) enum Command {
     },
     /// End every guest and return from `serve`.
     Shutdown,
+    /// Send the hub's report back.
+    Report {
+        reply: std::sync::mpsc::Sender<String>,
+    },
     /// Add a guest (a plugin, if `plugin`) and send its id back.
     Add {
         program: Program,
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Command {
             } => write!(f, "Call({guest:?}, {function:?})"),
             Command::Add { plugin, .. } => write!(f, "Add(plugin: {plugin})"),
             Command::Shutdown => write!(f, "Shutdown"),
+            Command::Report { .. } => write!(f, "Report"),
         }
     }
 }
@@ -261,6 +266,15 @@ impl HubHandle {
         let (reply, answer) = std::sync::mpsc::channel();
         self.control.send(Command::Usage { guest, reply });
         answer.recv_timeout(timeout).ok().flatten()
+    }
+
+    /// The hub's report (see [`Hub::report`](crate::Hub::report)), as its
+    /// run loop gives it: within one time slice while it runs. None if no
+    /// answer came within `timeout` (the hub is not running).
+    pub fn report(&self, timeout: std::time::Duration) -> Option<String> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.control.send(Command::Report { reply });
+        answer.recv_timeout(timeout).ok()
     }
 
     /// Ends every guest of the hub (as [`HubHandle::kill_guest`] would, with

@@ -427,6 +427,9 @@ impl Hub {
                     let _ = reply.send(added);
                 }
                 Command::Shutdown => shutdown = true,
+                Command::Report { reply } => {
+                    let _ = reply.send(self.report());
+                }
             }
         }
         shutdown
@@ -494,6 +497,22 @@ impl Hub {
             record.exit.as_ref()?;
             record.output.take().map(|o| o.contents())
         })
+    }
+
+    /// What the hub is doing: for every live guest, what it uses (green
+    /// threads, calls in flight, CPU time, memory, open files) and each of
+    /// its green threads with what it does or waits for, in the deadlock
+    /// report's format (Go prints its goroutines so on SIGQUIT; the
+    /// `wasmlet` CLI prints this on SIGQUIT).
+    ///
+    /// ```text
+    /// hub: 1 live guests, 2 green threads, 1 calls in flight
+    /// guest 0 (plugin): 2 green threads, 1 calls in flight, cpu 0.010 s, linear memory 1152 KiB, host memory 64 KiB, 0 files open
+    ///   green thread #2 (call of `slow`): sleeping
+    ///   green thread #3: waiting on a std lock, condition variable or other futex (memory.atomic.wait at 0x1234)
+    /// ```
+    pub fn report(&self) -> String {
+        self.with(|state| state.report())
     }
 
     /// What the guest wrote to stdout and stderr, if its options captured them.

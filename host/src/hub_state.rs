@@ -280,6 +280,47 @@ impl HubState {
         }
     }
 
+    /// Every live guest of the hub: what it uses, and each green thread
+    /// with what it does or waits for (the deadlock report's format).
+    pub fn report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut report = String::new();
+        let live = self.sched.live_guests();
+        let _ = writeln!(
+            report,
+            "hub: {} live guests, {} green threads, {} calls in flight",
+            live.len(),
+            self.sched.alive(),
+            self.calls.len()
+        );
+        for guest in live {
+            let Some(usage) = self.usage(guest) else {
+                continue;
+            };
+            let kind = if self.guests[guest].plugin {
+                "plugin"
+            } else {
+                "program"
+            };
+            let calls = self.calls.keys().filter(|k| k.0 == guest).count();
+            let _ = writeln!(
+                report,
+                "guest {guest} ({kind}): {} green threads, {calls} calls in flight, cpu {:.3} s, \
+                 linear memory {} KiB, host memory {} KiB, {} files open",
+                usage.green_threads,
+                usage.cpu_time.as_secs_f64(),
+                usage.memory >> 10,
+                usage.host_memory >> 10,
+                usage.descriptors
+            );
+            report.push_str(&self.sched.report(guest, |id| {
+                let call = self.calls.get(&(guest, id))?;
+                Some(format!("call of `{}`", call.name))
+            }));
+        }
+        report
+    }
+
     /// True while a plugin guest lives (it may be called at any time).
     pub fn plugin_alive(&self) -> bool {
         self.guests

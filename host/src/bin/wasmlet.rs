@@ -6,6 +6,9 @@
 //!                        [--max-descriptors N] [--stats] [-- ARGS...]
 //! ```
 //!
+//! SIGQUIT (Ctrl-\\) prints every green thread and what it waits for to
+//! stderr, and the guest goes on.
+//!
 //! The process exits with the guest's exit code: its `exit(n)`, 0 when `main`
 //! returns, 134 when main traps (a panic in `main` traps), 1 on deadlock or
 //! when the program cannot be loaded.
@@ -153,6 +156,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
     };
     let mut hub = Hub::new(&runtime);
     let guest = hub.add_guest(&program, options)?;
+    report_on_sigquit(hub.handle());
     let started = std::time::Instant::now();
     hub.run();
     if args.stats {
@@ -182,4 +186,20 @@ fn print_stats(hub: &Hub, guest: wasmlet_host::GuestId, wall: std::time::Duratio
     if let Some(kib) = peak {
         eprintln!("wasmlet: stats: peak resident memory {} KiB", kib);
     }
+}
+
+/// On SIGQUIT (Ctrl-\\), prints the hub's report to stderr (every green
+/// thread and what it waits for, as Go prints its goroutines) and goes on.
+fn report_on_sigquit(handle: wasmlet_host::HubHandle) {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGQUIT])
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if let Some(report) = handle.report(std::time::Duration::from_secs(1)) {
+                eprint!("wasmlet: SIGQUIT: {report}");
+            }
+        }
+    });
 }

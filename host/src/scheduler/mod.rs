@@ -547,8 +547,15 @@ impl<P> Scheduler<P> {
         Some(self.blocked_report(guest))
     }
 
-    /// Each green thread of a live guest and what it waits for, a line each.
+    /// Each green thread of a live guest and what it waits for, a line each
+    /// (the deadlock report, and the threads in [`Scheduler::report`]).
     pub fn blocked_report(&self, guest: usize) -> String {
+        self.report(guest, |_| None)
+    }
+
+    /// Each green thread of a live guest, what it does or waits for, and
+    /// what `label` says of it (a host call's function, say), a line each.
+    pub fn report(&self, guest: usize, label: impl Fn(ThreadId) -> Option<String>) -> String {
         let g = self.guest_ref(guest);
         let mut report = String::new();
         for (key, t) in g.threads.iter() {
@@ -569,9 +576,13 @@ impl<P> Scheduler<P> {
                     if write { "writable" } else { "readable" }
                 ),
                 State::Future => "waiting for an async host function".into(),
-                other => format!("{other:?}"),
+                State::Queued => "runnable".into(),
+                State::Running => "running".into(),
+                State::Sleeping => "sleeping".into(),
+                State::Delayed => "spawned with a delay, not started".into(),
             };
-            let _ = writeln!(report, "  {}: {what}", g.name_of(key));
+            let label = label(t.id).map(|l| format!(" ({l})")).unwrap_or_default();
+            let _ = writeln!(report, "  {}{label}: {what}", g.name_of(key));
         }
         report
     }
