@@ -179,3 +179,55 @@ fn hostile_neighbours_are_each_stopped_by_their_limit_and_the_good_ones_stay_on_
         }
     }
 }
+
+#[test]
+fn the_plugin_host_calls_100_plugins_at_once_and_a_rogue_one_fails_alone() {
+    let dir = example_wasm("text").parent().unwrap().to_path_buf();
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--example",
+            "plugin-host",
+            "--",
+        ])
+        .arg(dir)
+        .current_dir(support::repo_root())
+        .output()
+        .expect("running cargo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&"loaded 100 plugin instances"), "{stdout}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("1000 calls in ")),
+        "{stdout}"
+    );
+    for (plugin, calls, result) in [
+        ("lookup", 300, "\"item 42: 57.54\""),
+        ("rules", 300, "\"2 lines pass\""),
+        ("text", 400, "\"GREEN THREADS FOR PLUGINS\""),
+    ] {
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{plugin} ")))
+            .unwrap_or_else(|| panic!("no {plugin} row in {stdout}"));
+        assert!(row.contains(&format!(" {calls} ")), "{row}");
+        assert!(row.ends_with(result), "{row}");
+    }
+    for expected in [
+        "rogue spin: error: no result within the timeout -> cancelled: error: the call was cancelled",
+        "rogue panic: error: the call panicked: this plugin gave up",
+        "rogue ping: \"pong\"",
+        "rogue hog: plugin ended: the guest exceeded its linear memory limit of 32 MiB",
+        "rogue restarted, ping: \"pong\"",
+        "text plugin after all that: \"desserts\"",
+    ] {
+        assert!(lines.contains(&expected), "{expected:?} in {stdout}");
+    }
+}

@@ -430,6 +430,18 @@ impl HubState {
                 self.end_guest(guest, GuestExit::code(code));
                 return;
             }
+            CallEnd::Failed { .. } if self.guests[guest].plugin && self.at_memory_limit(guest) => {
+                // A plugin whose memory is full stays full (a failed green
+                // thread's allocations are never freed): it ends, and its
+                // host can start it afresh.
+                let limit = self.guests[guest].memory_limit.unwrap_or(0);
+                let what = format!("linear memory limit of {} MiB", limit >> 20);
+                self.end_guest(
+                    guest,
+                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
+                );
+                return;
+            }
             CallEnd::Failed { how, trap, error } => {
                 let name = self.sched.name_of(guest, thread);
                 if !trap {
