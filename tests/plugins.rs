@@ -53,6 +53,15 @@ fn calls_return_outputs_and_typed_errors_and_the_plugin_stays_usable() {
         call(&mut hub, "nope", ""),
         Err(CallError::NoSuchFunction(f)) if f == "nope"
     ));
+    // serde types, as JSON (the SDK's `json` feature).
+    assert_eq!(
+        call(&mut hub, "total", r#"{"items": [3, 4, 5]}"#).unwrap(),
+        br#"{"count":3,"sum":12}"#
+    );
+    assert!(matches!(
+        call(&mut hub, "total", "[1, 2]"),
+        Err(CallError::Failed(m)) if m.starts_with("the input is not the JSON expected")
+    ));
     // After every kind of failure, the plugin still serves calls, with its
     // state kept between them.
     assert_eq!(call(&mut hub, "upper", "again").unwrap(), b"AGAIN");

@@ -72,6 +72,46 @@ impl<T: PluginOutput, E: Display> PluginOutput for Result<T, E> {
     }
 }
 
+/// A serde value as a call's JSON input or output (feature `json`).
+///
+/// ```ignore
+/// use wasmlet::plugin::Json;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Order { items: Vec<u32> }
+/// #[derive(serde::Serialize)]
+/// struct Total { count: usize, sum: u32 }
+///
+/// fn total(input: &[u8]) -> Result<Json<Total>, String> {
+///     let Json(order): Json<Order> = Json::parse(input)?;
+///     Ok(Json(Total { count: order.items.len(), sum: order.items.iter().sum() }))
+/// }
+/// wasmlet::export!(total);
+/// ```
+#[cfg(feature = "json")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Json<T>(pub T);
+
+#[cfg(feature = "json")]
+impl<T: serde::de::DeserializeOwned> Json<T> {
+    /// The call's input, read as JSON.
+    ///
+    /// # Errors
+    /// What serde says is wrong with it, as the call's error message.
+    pub fn parse(input: &[u8]) -> Result<Json<T>, String> {
+        serde_json::from_slice(input)
+            .map(Json)
+            .map_err(|e| format!("the input is not the JSON expected: {e}"))
+    }
+}
+
+#[cfg(feature = "json")]
+impl<T: serde::Serialize> PluginOutput for Json<T> {
+    fn into_output(self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(&self.0).map_err(|e| e.to_string())
+    }
+}
+
 /// Exports functions for the host to call by name: each is a
 /// `fn(&[u8]) -> impl PluginOutput` (bytes or text, or a `Result` of them).
 /// Registered before `main` runs.

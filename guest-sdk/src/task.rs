@@ -255,7 +255,10 @@ fn begin_call() -> *mut Task {
         crate::thread_keys::locate_table();
     });
     let mut body = Box::new(crate::plugin::CallBody::new());
-    let (name, input) = (body.name.as_mut_ptr() as u32, body.input.as_mut_ptr() as u32);
+    let (name, input) = (
+        body.name.as_mut_ptr() as u32,
+        body.input.as_mut_ptr() as u32,
+    );
     let task = Box::into_raw(Box::new(Task {
         panic: None,
         body: Some(body),

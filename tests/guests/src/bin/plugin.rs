@@ -44,7 +44,28 @@ fn spins(_: &[u8]) -> String {
     }
 }
 
-wasmlet::export!(upper, fails, panics, traps, slow, count, exits, spins);
+#[derive(serde::Deserialize)]
+struct Order {
+    items: Vec<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct Total {
+    count: usize,
+    sum: u32,
+}
+
+/// serde types in and out, as JSON.
+fn total(input: &[u8]) -> Result<wasmlet::plugin::Json<Total>, String> {
+    let wasmlet::plugin::Json(order): wasmlet::plugin::Json<Order> =
+        wasmlet::plugin::Json::parse(input)?;
+    Ok(wasmlet::plugin::Json(Total {
+        count: order.items.len(),
+        sum: order.items.iter().sum(),
+    }))
+}
+
+wasmlet::export!(upper, fails, panics, traps, slow, count, exits, spins, total);
 
 fn main() {
     CALLS.store(0, Ordering::Relaxed);
