@@ -428,3 +428,20 @@ fn the_report_names_each_call_and_what_its_green_thread_waits_for() {
         .report()
         .starts_with("hub: 1 live guests, 0 green threads, 0 calls in flight"));
 }
+
+#[test]
+fn a_call_returning_more_than_max_output_fails_alone() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let mut small = options(&[]);
+    small.max_output = 1024;
+    let p = hub.add_plugin(&plugin_program(&runtime), small).unwrap();
+    let big = hub.call(p, "upper", vec![b'a'; 2048]).unwrap();
+    let result = finish(&mut hub, &big);
+    assert!(
+        matches!(&result, Err(CallError::Trapped(m)) if m.contains("more than the guest's max_output of 1024")),
+        "{result:?}"
+    );
+    let fine = hub.call(p, "upper", vec![b'a'; 1000]).unwrap();
+    assert_eq!(finish(&mut hub, &fine).unwrap(), vec![b'A'; 1000]);
+}

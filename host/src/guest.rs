@@ -78,6 +78,7 @@ pub struct GuestOptions {
     /// Most bytes kept of each captured stream (see `capture_output`): a
     /// write past it traps the writing green thread, and a guest whose main
     /// green thread fails that way ends with [`GuestError::LimitExceeded`].
+    /// Also the most a plugin's call may return (more traps the call).
     /// Default 64 MiB.
     pub max_output: usize,
     /// For a plugin ([`Hub::add_plugin`](crate::Hub::add_plugin)): most

@@ -352,6 +352,13 @@ fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
                 if call.outcome.is_some() {
                     return Ok(());
                 }
+                let most = s.guests[guest].max_output;
+                if len as usize > most {
+                    wasmtime::bail!(
+                        "call-return: an output of {len} bytes is more than the guest's \
+                         max_output of {most}"
+                    );
+                }
                 let bytes = s
                     .read_guest_memory(guest, output, len as usize)
                     .ok_or_else(|| {
