@@ -289,7 +289,9 @@ impl HubHandle {
     /// plugin has `max_calls_in_flight` calls in flight (backpressure);
     /// [`HubHandle::try_call`] fails fast instead. The result comes through
     /// the [`PendingCall`]: wait on it, or `.await` it (from a tokio task,
-    /// say, without blocking its worker).
+    /// say, without blocking its worker). From async code, prefer
+    /// [`HubHandle::try_call`] (or this in `spawn_blocking`): waiting for
+    /// room blocks the calling thread.
     ///
     /// ```no_run
     /// # fn demo(handle: wasmlet_host::HubHandle, plugin: wasmlet_host::GuestId) -> Result<(), wasmlet_host::CallError> {
