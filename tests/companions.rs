@@ -162,3 +162,26 @@ fn a_timeout_cancelled_by_another_thread_lets_its_owner_wait_on() {
         ]
     );
 }
+
+#[test]
+fn behaviours_that_once_differed_from_eventlet_now_match_it() {
+    // Each line is what eventlet 0.41.3 prints for the same program.
+    let r = run("fidelity", &[]);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "getter waiting",
+            "getter got 1",
+            "put returned",
+            "local spawn after its spawner ended: true",
+            "reset of a fresh event: Err(\"the event was never sent: there is nothing to reset\")",
+            "reset after a send: Ok(())",
+            "waitall from a member: true",
+            "the pool after: 7, free 2",
+            "get_nowait with a putter waiting: true",
+            "get: item",
+            "free after resize(1) with 3 running: -2",
+        ]
+    );
+}

@@ -46,6 +46,18 @@ impl fmt::Display for AlreadySent {
 
 impl Error for AlreadySent {}
 
+/// [`Event::reset`] of an event that was never sent (or already reset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeverSent;
+
+impl fmt::Display for NeverSent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the event was never sent: there is nothing to reset")
+    }
+}
+
+impl Error for NeverSent {}
+
 struct State<T> {
     sent: Option<Outcome<T>>,
     waiters: WaitList<Outcome<T>>,
@@ -165,8 +177,17 @@ impl<T: Clone> Event<T> {
 
     /// Makes the event unsent again, so it can be sent anew. Waiters woken
     /// by the last send still get that send's value.
-    pub fn reset(&self) {
-        self.state.borrow_mut().sent = None;
+    ///
+    /// # Errors
+    /// [`NeverSent`] if the event has not been sent since it was made or last
+    /// reset (eventlet refuses to re-reset a fresh event too).
+    pub fn reset(&self) -> Result<(), NeverSent> {
+        let mut state = self.state.borrow_mut();
+        if state.sent.is_none() {
+            return Err(NeverSent);
+        }
+        state.sent = None;
+        Ok(())
     }
 
     /// How many green threads are waiting.

@@ -60,12 +60,12 @@ mod timeout;
 mod waiter;
 
 pub use error::{GreenThreadError, SpawnError};
-pub use event::{AlreadySent, Event, EventError};
+pub use event::{AlreadySent, Event, EventError, NeverSent};
 pub use greenthread::{
     getcurrent, hub_exceptions, kill, kill_with, sleep, spawn, spawn_after, spawn_after_local,
     spawn_n, try_spawn, Builder, GreenThread, Link, Thread,
 };
-pub use pool::{GreenPile, GreenPool, Imap, StarCall};
+pub use pool::{GreenPile, GreenPool, Imap, StarCall, WaitallError};
 pub use queue::{Empty, Full, Queue, TaskDoneTooOften};
 pub use semaphore::{BoundedSemaphore, ReleasedTooOften, Semaphore, SemaphoreGuard};
 pub use timeout::{with_timeout, TimedOut, Timeout};

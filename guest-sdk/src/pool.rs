@@ -46,6 +46,35 @@ impl State {
     }
 }
 
+/// Why [`GreenPool::waitall`] did not wait.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WaitallError {
+    /// A member of the pool called it: it would wait for itself (eventlet
+    /// asserts the same).
+    FromMember,
+    /// The enclosing [`Timeout`](crate::Timeout) fired.
+    TimedOut(TimedOut),
+}
+
+impl fmt::Display for WaitallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitallError::FromMember => f.write_str(
+                "waitall() called from one of the pool's own green threads would never return",
+            ),
+            WaitallError::TimedOut(t) => write!(f, "waitall: {t}"),
+        }
+    }
+}
+
+impl std::error::Error for WaitallError {}
+
+impl From<TimedOut> for WaitallError {
+    fn from(t: TimedOut) -> Self {
+        WaitallError::TimedOut(t)
+    }
+}
+
 /// How a spawn into the pool gets its slot.
 enum Slot {
     /// A slot is held for the new green thread.
@@ -168,15 +197,16 @@ impl GreenPool {
 
     /// Yields until no member is running.
     ///
-    /// # Panics
-    /// If called by a member: it would wait for itself.
-    pub fn waitall(&self) -> Result<(), TimedOut> {
+    /// # Errors
+    /// [`WaitallError::FromMember`] if called by a member (it would wait
+    /// for itself; the pool stays usable), or the enclosing
+    /// [`Timeout`](crate::Timeout)'s [`TimedOut`].
+    pub fn waitall(&self) -> Result<(), WaitallError> {
         let waiter = {
             let mut state = self.state.borrow_mut();
-            assert!(
-                !state.members.contains(&getcurrent().id()),
-                "GreenPool::waitall() called from one of the pool's own green threads would never return"
-            );
+            if state.members.contains(&getcurrent().id()) {
+                return Err(WaitallError::FromMember);
+            }
             if state.running == 0 {
                 return Ok(());
             }
@@ -189,6 +219,7 @@ impl GreenPool {
             &waiter,
             &Limit::new(None),
         )
+        .map_err(WaitallError::TimedOut)
     }
 
     /// The pool's size.
@@ -209,10 +240,12 @@ impl GreenPool {
         self.state.borrow().running
     }
 
-    /// How many more green threads could be spawned without waiting.
-    pub fn free(&self) -> usize {
+    /// How many more green threads could be spawned without waiting:
+    /// negative after a [`resize`](Self::resize) below the running count
+    /// (as eventlet's docstring says).
+    pub fn free(&self) -> isize {
         let state = self.state.borrow();
-        state.size.saturating_sub(state.running)
+        state.size as isize - state.running as isize
     }
 
     /// How many green threads wait in `spawn` for a slot.

@@ -226,6 +226,13 @@ impl<T> Queue<T> {
             let item = match state.getters.hand_off(item) {
                 Ok(()) => {
                     state.unfinished += 1;
+                    // A rendezvous: as in eventlet, the getter runs before
+                    // a waiting put returns.
+                    let rendezvous = state.maxsize == Some(0) && wait.is_some();
+                    drop(state);
+                    if rendezvous {
+                        crate::sleep(Duration::ZERO);
+                    }
                     return Ok(());
                 }
                 Err(item) => item,
@@ -264,8 +271,9 @@ impl<T> Queue<T> {
         self.get_limited(Some(Some(timeout)))
     }
 
-    /// Takes the oldest item only if there is one (or, on a rendezvous
-    /// queue, a putter waiting); never yields.
+    /// Takes the oldest item only if one is queued; never yields. A
+    /// putter blocked on a full (or rendezvous) queue is not served: as in
+    /// eventlet, that needs a `get` that may wait.
     pub fn get_nowait(&self) -> Result<T, Empty> {
         self.get_limited(None)
     }
@@ -277,13 +285,15 @@ impl<T> Queue<T> {
                 state.admit_putters();
                 return Ok(item);
             }
+            // Nothing is queued: a blocked putter's item is not taken
+            // without waiting (eventlet's get_nowait reports Empty too).
+            if wait.is_none() {
+                return Err(Empty { timed_out: None });
+            }
             // A rendezvous queue (or one resized to less than it holds).
             if let Some(item) = state.putters.take() {
                 state.unfinished += 1;
                 return Ok(item);
-            }
-            if wait.is_none() {
-                return Err(Empty { timed_out: None });
             }
             state.getters.add(None)
         };

@@ -25,7 +25,7 @@ fn main() {
 
     println!("ready: {}, wait now: {:?}", event.ready(), event.wait());
     println!("send again: {}", event.send(6).unwrap_err());
-    event.reset();
+    event.reset().unwrap();
     println!(
         "after reset: ready {}, poll {:?}",
         event.ready(),
@@ -62,7 +62,7 @@ fn main() {
     };
     wasmlet::sleep(Duration::ZERO);
     flicker.send("first").unwrap();
-    flicker.reset();
+    flicker.reset().unwrap();
     println!(
         "reset before the waiter ran; it got {:?}",
         waiter.wait().unwrap()
