@@ -109,8 +109,14 @@ impl CallSlot {
 #[derive(Clone)]
 pub struct PendingCall {
     pub(crate) slot: Arc<CallSlot>,
-    /// Wakes the hub when the call is cancelled.
-    pub(crate) control: Arc<crate::control::Control>,
+    /// Tells the hub (and wakes it) when the call is cancelled.
+    pub(crate) hub: Arc<dyn CancelListener>,
+}
+
+/// What a [`PendingCall`] tells when it is cancelled: the hub's control,
+/// which wakes the hub to kill the call's green thread.
+pub(crate) trait CancelListener: Send + Sync {
+    fn call_cancelled(&self);
 }
 
 impl std::fmt::Debug for PendingCall {
@@ -169,7 +175,7 @@ impl PendingCall {
             }
             state.cancelled = true;
         }
-        self.control.call_cancelled();
+        self.hub.call_cancelled();
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
-use crate::call::{CallError, CallSlot, PendingCall};
+use crate::call::{CallError, CallSlot, CancelListener, PendingCall};
 use crate::guest::{GuestId, GuestOptions, GuestUsage};
 use crate::program::Program;
 use crate::scheduler::IoWaiter;
@@ -125,13 +125,6 @@ impl Control {
         std::mem::take(&mut *self.woken.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// A caller cancelled a call: the hub kills its green thread at its
-    /// next turn.
-    pub(crate) fn call_cancelled(&self) {
-        self.cancels.store(true, Ordering::Release);
-        self.wake();
-    }
-
     /// True (once) if a call was cancelled since the last time.
     pub(crate) fn take_cancels(&self) -> bool {
         self.cancels.load(Ordering::Relaxed) && self.cancels.swap(false, Ordering::Acquire)
@@ -215,6 +208,15 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .push(command);
         self.pending.store(true, Ordering::Release);
+        self.wake();
+    }
+}
+
+impl CancelListener for Control {
+    /// A caller cancelled a call: the hub kills its green thread at its
+    /// next turn.
+    fn call_cancelled(&self) {
+        self.cancels.store(true, Ordering::Release);
         self.wake();
     }
 }
@@ -338,7 +340,7 @@ impl HubHandle {
         });
         PendingCall {
             slot,
-            control: self.control.clone(),
+            hub: self.control.clone(),
         }
     }
 

@@ -507,7 +507,7 @@ impl HubState {
         let slot = std::sync::Arc::new(CallSlot::default());
         let pending = PendingCall {
             slot: slot.clone(),
-            control: self.control.clone(),
+            hub: self.control.clone(),
         };
         self.start_call_into(guest, name, input, slot)?;
         Ok(pending)

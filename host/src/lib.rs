@@ -19,16 +19,16 @@
 //!
 //! Module map, bottom up (no module uses one above it): `abi` (the WIT
 //! types), `scheduler` (the scheduling rules, free of wasmtime), `config`,
-//! `clock`, [`program`] (loading and checking modules) with `rewrite` (the
-//! loader's rewrite: stack checks, entry points, green futexes),
-//! `shadow_stack` and `fiber_stack` (green threads' stacks), `store_data`,
-//! `worker`, `lifecycle` (a green thread's call and its end), `call` (the
-//! host's calls of guest functions), `hub_state` (what host functions share
-//! with the run loop), `poll`, `poller` and `stdio` (waiting for clocks and
-//! host descriptors), `host_functions` and `wasi_overrides` (the host side of
-//! `wit/hub.wit` and of some WASI calls),
-//! [`runtime`], `control` ([`HubHandle`]) and `hub` ([`Hub`]: the embedding
-//! API and the run loop). [`guest`] holds a guest's options and its exit.
+//! `clock`, [`guest`] (a guest's options and its exit), [`program`] (loading
+//! and checking modules) with `rewrite` (the loader's rewrite: stack checks,
+//! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
+//! threads' stacks), `store_data`, `worker`, `lifecycle` (a green thread's
+//! call and its end), `call` (the host's calls of plugin functions),
+//! `control` ([`HubHandle`]), `poller` and `stdio` (waiting for host
+//! descriptors), `hub_state` (what host functions share with the run loop),
+//! `guest_memory`, `poll`, `host_functions` and `wasi_overrides` (the host
+//! side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
+//! ([`Hub`]: the embedding API and the run loop) and `pool` ([`HubPool`]).
 
 mod abi;
 mod call;
