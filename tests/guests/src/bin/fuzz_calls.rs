@@ -20,11 +20,21 @@ extern "C" {
     fn unpark(target: u64) -> u32;
     fn wait32(address: u32, expected: u32, timeout_ns: i64, offset: u32) -> u32;
     fn notify(address: u32, count: u32, offset: u32) -> u32;
+    #[link_name = "try-spawn"]
+    fn try_spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
+    #[link_name = "last-spawn-refusal"]
+    fn last_spawn_refusal() -> u32;
+    #[link_name = "call-begin"]
+    fn call_begin(task: u32, name: u32, input: u32);
+    #[link_name = "call-return"]
+    fn call_return(status: u32, output: u32, len: u32);
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn clock_time_get(id: u32, precision: u64, out: u32) -> u32;
+    fn fd_write(fd: u32, iovs: u32, iovs_len: u32, nwritten: u32) -> u32;
+    fn fd_read(fd: u32, iovs: u32, iovs_len: u32, nread: u32) -> u32;
 }
 
 /// xorshift64*: the same calls for the same seed.
@@ -73,7 +83,50 @@ fn main() {
     for _ in 0..calls {
         // SAFETY (all calls below): the hub validates every argument; the
         // worst a bad one may do is trap this green thread.
-        match rng.below(15) {
+        match rng.below(18) {
+            15 => {
+                // try-spawn with any stack size (0 task: the host runs the
+                // SDK's call path, which traps outside a call), from a
+                // helper.
+                let (stack, delay) = (rng.next() as u32, rng.below(2_000_000));
+                let helper = wasmlet::spawn(move || unsafe {
+                    let id = try_spawn(0, stack, delay, 0);
+                    (id, last_spawn_refusal())
+                });
+                known.push(helper.id());
+            }
+            16 => {
+                // The call functions outside a call, with wild pointers.
+                let (a, b, c) = (rng.next() as u32, rng.next() as u32, rng.next() as u32);
+                let begin = rng.below(2) == 0;
+                let helper = wasmlet::spawn(move || unsafe {
+                    if begin {
+                        call_begin(a, b, c)
+                    } else {
+                        call_return(a % 5, b, c)
+                    }
+                });
+                known.push(helper.id());
+            }
+            17 => {
+                // Reads and writes of the standard streams with wild iovecs
+                // and counts.
+                let (fd, iovs, len, out) = (
+                    rng.below(4) as u32,
+                    rng.next() as u32,
+                    rng.below(2_000) as u32,
+                    rng.next() as u32,
+                );
+                let write = fd != 0;
+                let helper = wasmlet::spawn(move || unsafe {
+                    if write {
+                        fd_write(fd, iovs, len, out)
+                    } else {
+                        fd_read(fd, iovs, len, out)
+                    }
+                });
+                known.push(helper.id());
+            }
             13 | 14 => {
                 // A futex call from a helper (a bad address traps it), on a
                 // word of the heap, a stray address, or one with an offset.
