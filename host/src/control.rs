@@ -73,6 +73,9 @@ pub(crate) struct Control {
     /// Set when `commands` may hold something: the run loop's check is one
     /// relaxed load.
     pending: AtomicBool,
+    /// Set with any of the flags here: the run loop's only check on a step
+    /// with nothing for it (one relaxed load).
+    attention: AtomicBool,
     commands: Mutex<Vec<Command>>,
     /// The hub's thread, woken when a command comes in.
     hub_thread: Thread,
@@ -94,6 +97,7 @@ impl Control {
     pub(crate) fn new() -> Arc<Control> {
         Arc::new(Control {
             pending: AtomicBool::new(false),
+            attention: AtomicBool::new(false),
             commands: Mutex::new(Vec::new()),
             hub_thread: std::thread::current(),
             poller: OnceLock::new(),
@@ -176,8 +180,9 @@ impl Control {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes the hub's thread, wherever it waits.
+    /// Wakes the hub's thread, wherever it waits, to look at what came.
     fn wake(&self) {
+        self.attention.store(true, Ordering::Release);
         self.hub_thread.unpark();
         if let Some(poller) = self.poller.get() {
             // Only fails if the poller is gone with its hub.
@@ -189,6 +194,12 @@ impl Control {
     /// threads wait for host descriptors).
     pub(crate) fn wake_poller_too(&self, poller: Arc<polling::Poller>) {
         let _ = self.poller.set(poller);
+    }
+
+    /// True (once) if a command, a wake or a cancel came since the last
+    /// time: only then is the rest worth looking at.
+    pub(crate) fn take_attention(&self) -> bool {
+        self.attention.load(Ordering::Relaxed) && self.attention.swap(false, Ordering::Acquire)
     }
 
     /// The commands sent since the last call (none, cheaply, most of the

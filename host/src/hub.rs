@@ -381,6 +381,9 @@ impl Hub {
     /// Carries out what handles on other threads asked for; true if one
     /// asked the hub to shut down.
     fn obey_handles(&mut self) -> bool {
+        if !self.control.take_attention() {
+            return false;
+        }
         let mut shutdown = false;
         let woken = self.control.take_woken();
         if !woken.is_empty() {
