@@ -182,6 +182,12 @@ fn behaviours_that_once_differed_from_eventlet_now_match_it() {
             "get_nowait with a putter waiting: true",
             "get: item",
             "free after resize(1) with 3 running: -2",
+            "fresh event: (false, false, None, None)",
+            "sent 3: (true, false, Some(3), None)",
+            "sent an error: (false, true, None, Some(\"no luck\"))",
+            "defaults: semaphore of 1, pool of 1000",
+            "spawn_n handle dead: before false, after true",
+            "getcurrent dead: false",
         ]
     );
 }

@@ -175,6 +175,33 @@ impl<T: Clone> Event<T> {
         Some(outcome.clone().map_err(EventError::Failed))
     }
 
+    /// True if the event was sent a value (eventlet's `has_result`).
+    pub fn has_result(&self) -> bool {
+        matches!(self.state.borrow().sent, Some(Ok(_)))
+    }
+
+    /// True if the event was sent an error (eventlet's `has_exception`).
+    pub fn has_exception(&self) -> bool {
+        matches!(self.state.borrow().sent, Some(Err(_)))
+    }
+
+    /// The value sent, if one was; never waits (eventlet's `poll_result`).
+    pub fn poll_result(&self) -> Option<T> {
+        match &self.state.borrow().sent {
+            Some(Ok(value)) => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// The error sent, if one was; never waits (eventlet's
+    /// `poll_exception`).
+    pub fn poll_exception(&self) -> Option<Rc<dyn Error>> {
+        match &self.state.borrow().sent {
+            Some(Err(error)) => Some(error.clone()),
+            _ => None,
+        }
+    }
+
     /// Makes the event unsent again, so it can be sent anew. Waiters woken
     /// by the last send still get that send's value.
     ///

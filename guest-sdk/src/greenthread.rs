@@ -32,6 +32,12 @@ impl Thread {
         self.id
     }
 
+    /// True once the green thread has ended (asked of the hub, without
+    /// waiting): what a [`spawn_n`] handle can tell of it.
+    pub fn dead(&self) -> bool {
+        matches!(hub::join(self.id, 0), JoinStatus::Ended)
+    }
+
     /// The green thread's number in messages: a guest's green threads are
     /// numbered from 1 (main) in the order they were spawned.
     pub fn number(&self) -> u64 {

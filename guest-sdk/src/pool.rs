@@ -115,9 +115,16 @@ impl fmt::Debug for GreenPool {
     }
 }
 
+impl Default for GreenPool {
+    /// A pool of 1,000 (eventlet's default size).
+    fn default() -> Self {
+        GreenPool::new(1000)
+    }
+}
+
 impl GreenPool {
     /// A pool running at most `size` green threads at once (eventlet's
-    /// default is 1000).
+    /// default is 1000: [`GreenPool::default`]).
     pub fn new(size: usize) -> GreenPool {
         GreenPool {
             state: Rc::new(RefCell::new(State {

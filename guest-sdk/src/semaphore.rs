@@ -67,6 +67,13 @@ impl fmt::Debug for Semaphore {
     }
 }
 
+impl Default for Semaphore {
+    /// A semaphore of one permit (eventlet's default `value=1`).
+    fn default() -> Self {
+        Semaphore::new(1)
+    }
+}
+
 impl Semaphore {
     /// A semaphore holding `value` permits.
     pub fn new(value: usize) -> Semaphore {

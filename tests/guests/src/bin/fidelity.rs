@@ -78,4 +78,34 @@ fn main() {
     pool.resize(1);
     println!("free after resize(1) with 3 running: {}", pool.free());
     pool.waitall().unwrap();
+
+    // Section 3, in part: API eventlet users reach for.
+    let event: Event<i32> = Event::new();
+    let state = |e: &Event<i32>| {
+        (
+            e.has_result(),
+            e.has_exception(),
+            e.poll_result(),
+            e.poll_exception().map(|x| x.to_string()),
+        )
+    };
+    println!("fresh event: {:?}", state(&event));
+    event.send(3).unwrap();
+    println!("sent 3: {:?}", state(&event));
+    let failed: Event<i32> = Event::new();
+    failed.send_error(std::io::Error::other("no luck")).unwrap();
+    println!("sent an error: {:?}", state(&failed));
+    println!(
+        "defaults: semaphore of {}, pool of {}",
+        wasmlet::Semaphore::default().counter(),
+        GreenPool::default().size()
+    );
+    let background = wasmlet::spawn_n(|| wasmlet::sleep(Duration::from_millis(1)));
+    let before = background.dead();
+    wasmlet::sleep(Duration::from_millis(5));
+    println!(
+        "spawn_n handle dead: before {before}, after {}",
+        background.dead()
+    );
+    println!("getcurrent dead: {}", wasmlet::getcurrent().dead());
 }
