@@ -188,6 +188,10 @@ fn behaviours_that_once_differed_from_eventlet_now_match_it() {
             "defaults: semaphore of 1, pool of 1000",
             "spawn_n handle dead: before false, after true",
             "getcurrent dead: false",
+            "timeout of 0.050 s (pending); its duration 50ms",
+            "timeout of 0.050 s (cancelled)",
+            "try_with_timeout, nothing came: Err(\"timed out\")",
+            "try_with_timeout, in time: Ok(7)",
         ]
     );
 }

@@ -68,7 +68,7 @@ pub use greenthread::{
 pub use pool::{GreenPile, GreenPool, Imap, StarCall, WaitallError};
 pub use queue::{Empty, Full, Queue, TaskDoneTooOften};
 pub use semaphore::{BoundedSemaphore, ReleasedTooOften, Semaphore, SemaphoreGuard};
-pub use timeout::{with_timeout, TimedOut, Timeout};
+pub use timeout::{try_with_timeout, with_timeout, TimedOut, Timeout};
 
 /// The hub's imports, generated from `wit/hub.wit`: the one contract
 /// between host and guest.

@@ -60,6 +60,8 @@ enum Status {
 struct State {
     id: u64,
     deadline: Instant,
+    /// The duration it was made with (eventlet's `seconds`).
+    duration: Duration,
     status: Cell<Status>,
 }
 
@@ -112,6 +114,7 @@ impl Timeout {
         let state = Rc::new(State {
             id,
             deadline,
+            duration,
             status: Cell::new(Status::Pending),
         });
         with_pending(|list| list.push(state.clone()));
@@ -131,6 +134,11 @@ impl Timeout {
         self.state.status.get() == Status::Pending
     }
 
+    /// The duration it was started with (eventlet's `seconds`).
+    pub fn duration(&self) -> Duration {
+        self.state.duration
+    }
+
     /// True once the timeout has fired (interrupted a blocking call).
     pub fn fired(&self) -> bool {
         self.state.status.get() == Status::Fired
@@ -141,6 +149,23 @@ impl Timeout {
         TimedOut {
             timeout: self.state.id,
         }
+    }
+}
+
+impl fmt::Display for Timeout {
+    /// As eventlet's `Timeout.__str__`: its duration and whether it is
+    /// still pending.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = match self.state.status.get() {
+            Status::Pending => "pending",
+            Status::Fired => "fired",
+            Status::Cancelled => "cancelled",
+        };
+        write!(
+            f,
+            "timeout of {:.3} s ({status})",
+            self.state.duration.as_secs_f64()
+        )
     }
 }
 
@@ -171,6 +196,30 @@ pub fn with_timeout<R>(duration: Duration, default: R, f: impl FnOnce() -> R) ->
         default
     } else {
         result
+    }
+}
+
+/// Runs `f` under a [`Timeout`] of `duration`, and reports the timeout if
+/// it fired while `f` ran (eventlet's `with_timeout` without a
+/// `timeout_value`, which re-raises).
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let queue: wasmlet::Queue<u32> = wasmlet::Queue::new();
+/// let got = wasmlet::try_with_timeout(Duration::from_millis(10), || queue.get().ok());
+/// assert!(got.is_err(), "nothing came within 10 ms");
+/// ```
+///
+/// # Errors
+/// The timeout's [`TimedOut`], if it fired.
+pub fn try_with_timeout<R>(duration: Duration, f: impl FnOnce() -> R) -> Result<R, TimedOut> {
+    let timeout = Timeout::new(duration);
+    let result = f();
+    if timeout.fired() {
+        Err(timeout.error())
+    } else {
+        Ok(result)
     }
 }
 

@@ -108,4 +108,16 @@ fn main() {
         background.dead()
     );
     println!("getcurrent dead: {}", wasmlet::getcurrent().dead());
+    let timeout = wasmlet::Timeout::new(Duration::from_millis(50));
+    println!("{timeout}; its duration {:?}", timeout.duration());
+    timeout.cancel();
+    println!("{timeout}");
+    let q: Queue<u32> = Queue::new();
+    let fired = wasmlet::try_with_timeout(Duration::from_millis(5), || q.get().ok());
+    println!(
+        "try_with_timeout, nothing came: {:?}",
+        fired.map_err(|e| e.to_string())
+    );
+    let quick = wasmlet::try_with_timeout(Duration::from_millis(50), || 7);
+    println!("try_with_timeout, in time: {quick:?}");
 }
