@@ -192,6 +192,8 @@ fn behaviours_that_once_differed_from_eventlet_now_match_it() {
             "timeout of 0.050 s (cancelled)",
             "try_with_timeout, nothing came: Err(\"timed out\")",
             "try_with_timeout, in time: Ok(7)",
+            "lifo items [\"z\", \"c\", \"a\", \"b\"], priority items [(0, \"z\"), (1, \"a\"), (2, \"b\"), (3, \"c\")]",
+            "lifo gets [\"z\", \"c\", \"a\", \"b\"], priority gets [\"z\", \"a\", \"b\", \"c\"]",
         ]
     );
 }

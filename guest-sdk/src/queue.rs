@@ -91,6 +91,8 @@ impl std::error::Error for TaskDoneTooOften {}
 /// putters wait only while the queue has no room.
 struct State<T> {
     items: VecDeque<T>,
+    /// Which queued item `get` takes.
+    order: Order<T>,
     /// None: unbounded.
     maxsize: Option<usize>,
     getters: WaitList<T>,
@@ -100,7 +102,38 @@ struct State<T> {
     joiners: WaitList<()>,
 }
 
+/// Which queued item a `get` takes.
+enum Order<T> {
+    /// The oldest (`Queue`).
+    Fifo,
+    /// The newest (eventlet's `LifoQueue`).
+    Lifo,
+    /// The least by this order, the oldest among equals (eventlet's
+    /// `PriorityQueue`).
+    Priority(fn(&T, &T) -> std::cmp::Ordering),
+}
+
 impl<T> State<T> {
+    /// Queues `item` where its order says.
+    fn push(&mut self, item: T) {
+        match self.order {
+            Order::Fifo | Order::Lifo => self.items.push_back(item),
+            Order::Priority(cmp) => {
+                // After every item not greater: equals keep their order.
+                let at = self.items.partition_point(|queued| cmp(queued, &item).is_le());
+                self.items.insert(at, item);
+            }
+        }
+    }
+
+    /// Takes the item a `get` gets.
+    fn pop(&mut self) -> Option<T> {
+        match self.order {
+            Order::Lifo => self.items.pop_back(),
+            Order::Fifo | Order::Priority(_) => self.items.pop_front(),
+        }
+    }
+
     fn has_room(&self) -> bool {
         self.maxsize.is_none_or(|max| self.items.len() < max)
     }
@@ -109,7 +142,10 @@ impl<T> State<T> {
     /// the next getter gets it, or it goes back to the head of the queue.
     fn give_back(&mut self, item: T) {
         if let Err(item) = self.getters.hand_off(item) {
-            self.items.push_front(item);
+            match self.order {
+                Order::Fifo => self.items.push_front(item),
+                Order::Lifo | Order::Priority(_) => self.push(item),
+            }
         }
     }
 
@@ -118,7 +154,7 @@ impl<T> State<T> {
         while self.has_room() {
             match self.putters.take() {
                 Some(item) => {
-                    self.items.push_back(item);
+                    self.push(item);
                     self.unfinished += 1;
                 }
                 None => break,
@@ -178,6 +214,21 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
+impl<T: Ord> Queue<T> {
+    /// A priority queue (eventlet's `PriorityQueue`): `get` takes the least
+    /// item, the oldest among equals. `maxsize` None: unbounded.
+    ///
+    /// ```no_run
+    /// let jobs = wasmlet::Queue::priority(None);
+    /// jobs.put((2, "later")).unwrap();
+    /// jobs.put((1, "first")).unwrap();
+    /// assert_eq!(jobs.get().unwrap(), (1, "first"));
+    /// ```
+    pub fn priority(maxsize: Option<usize>) -> Self {
+        Queue::with_order(maxsize, Order::Priority(T::cmp))
+    }
+}
+
 impl<T> Queue<T> {
     /// An unbounded queue: `put` never waits.
     pub fn new() -> Self {
@@ -190,10 +241,35 @@ impl<T> Queue<T> {
         Queue::with_maxsize(Some(maxsize))
     }
 
+    /// A LIFO queue (eventlet's `LifoQueue`): `get` takes the newest item.
+    /// `maxsize` None: unbounded.
+    pub fn lifo(maxsize: Option<usize>) -> Self {
+        Queue::with_order(maxsize, Order::Lifo)
+    }
+
+    /// The items queued now, in the order `get` would take them (eventlet's
+    /// `queue.queue`): a copy, to look at.
+    pub fn items(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        let state = self.state.borrow();
+        let mut items: Vec<T> = state.items.iter().cloned().collect();
+        if let Order::Lifo = state.order {
+            items.reverse();
+        }
+        items
+    }
+
     fn with_maxsize(maxsize: Option<usize>) -> Self {
+        Queue::with_order(maxsize, Order::Fifo)
+    }
+
+    fn with_order(maxsize: Option<usize>, order: Order<T>) -> Self {
         Queue {
             state: Rc::new(RefCell::new(State {
                 items: VecDeque::new(),
+                order,
                 maxsize,
                 getters: WaitList::default(),
                 putters: WaitList::default(),
@@ -238,7 +314,7 @@ impl<T> Queue<T> {
                 Err(item) => item,
             };
             if state.putters.is_empty() && state.has_room() {
-                state.items.push_back(item);
+                state.push(item);
                 state.unfinished += 1;
                 return Ok(());
             }
@@ -281,7 +357,7 @@ impl<T> Queue<T> {
     fn get_limited(&self, wait: Option<Option<Duration>>) -> Result<T, Empty> {
         let waiter = {
             let mut state = self.state.borrow_mut();
-            if let Some(item) = state.items.pop_front() {
+            if let Some(item) = state.pop() {
                 state.admit_putters();
                 return Ok(item);
             }

@@ -120,4 +120,19 @@ fn main() {
     );
     let quick = wasmlet::try_with_timeout(Duration::from_millis(50), || 7);
     println!("try_with_timeout, in time: {quick:?}");
+    // LifoQueue and PriorityQueue, and a look at the queued items.
+    let lifo = Queue::lifo(None);
+    let prio = Queue::priority(Some(10));
+    for (n, word) in [(2, "b"), (1, "a"), (3, "c"), (0, "z")] {
+        lifo.put(word).unwrap();
+        prio.put((n, word)).unwrap();
+    }
+    println!(
+        "lifo items {:?}, priority items {:?}",
+        lifo.items(),
+        prio.items()
+    );
+    let order: Vec<_> = (0..4).map(|_| lifo.get().unwrap()).collect();
+    let ranked: Vec<_> = (0..4).map(|_| prio.get().unwrap().1).collect();
+    println!("lifo gets {order:?}, priority gets {ranked:?}");
 }
