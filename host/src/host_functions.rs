@@ -19,7 +19,7 @@ use std::time::Duration;
 use wasmtime::Result;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use crate::abi::{timeout_of, CallStatus, KillStatus, HUB_MODULE, SPAWN_LOCAL};
+use crate::abi::{timeout_of, CallStatus, KillStatus, SpawnRefusal, HUB_MODULE, SPAWN_LOCAL};
 use crate::call::CallRecord;
 use crate::guest_memory::GuestMemory;
 use crate::hub_state::{self, HubState};
@@ -40,11 +40,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "spawn",
         |caller: Caller<'_, ThreadData>, task: u32, stack_size: u32, delay_ns: u64, flags: u32| {
-            as_caller(&caller, |s, guest, thread| {
-                let delay = Duration::from_nanos(delay_ns);
-                let local = flags & SPAWN_LOCAL != 0;
-                s.spawn(guest, thread, task, stack_size, delay, local)
-                    .map_err(|(_, why)| wasmtime::Error::msg(why))
+            spawn_for(&caller, task, stack_size, delay_ns, flags, |_, refused| {
+                Err(wasmtime::Error::msg(refused.1))
             })?
         },
     )?;
@@ -52,17 +49,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "try-spawn",
         |caller: Caller<'_, ThreadData>, task: u32, stack_size: u32, delay_ns: u64, flags: u32| {
-            as_caller(&caller, |s, guest, thread| {
-                let delay = Duration::from_nanos(delay_ns);
-                let local = flags & SPAWN_LOCAL != 0;
-                match s.spawn(guest, thread, task, stack_size, delay, local) {
-                    Ok(id) => id,
-                    Err((refusal, _)) => {
-                        s.guests[guest].last_refusal = refusal;
-                        0
-                    }
-                }
-            })
+            spawn_for(
+                &caller,
+                task,
+                stack_size,
+                delay_ns,
+                flags,
+                |record, refused| {
+                    record.last_refusal = refused.0;
+                    Ok(0)
+                },
+            )?
         },
     )?;
     linker.func_wrap(
@@ -226,6 +223,26 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// `spawn` and `try-spawn`: starts the green thread the caller asks for, or
+/// answers a refusal with `refused` (trap, or report).
+fn spawn_for(
+    caller: &Caller<'_, ThreadData>,
+    task: u32,
+    stack_size: u32,
+    delay_ns: u64,
+    flags: u32,
+    refused: impl FnOnce(&mut crate::hub_state::GuestRecord, (SpawnRefusal, String)) -> Result<u64>,
+) -> Result<Result<u64>> {
+    as_caller(caller, |s, guest, thread| {
+        let delay = Duration::from_nanos(delay_ns);
+        let local = flags & SPAWN_LOCAL != 0;
+        match s.spawn(guest, thread, task, stack_size, delay, local) {
+            Ok(id) => Ok(id),
+            Err(refusal) => refused(&mut s.guests[guest], refusal),
+        }
+    })
 }
 
 /// Defines the embedder's async host function `module::name` (see
