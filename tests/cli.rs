@@ -367,7 +367,7 @@ fn a_green_thread_waiting_on_stdin_can_be_killed_and_the_guest_ends() {
 fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
     use std::process::{Command, Stdio};
     let child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
-        .args(["run", "--time-limit", "3"])
+        .args(["run", "--time-limit", "4"])
         .arg(guest("sleeper"))
         .args(["--", "60000"])
         .stdin(Stdio::null())
@@ -375,7 +375,9 @@ fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running wasmlet");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Time to compile and start (a SIGQUIT before the hub runs is taken
+    // over too, but would find no hub to report yet).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     // SAFETY: a plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
     let out = child.wait_with_output().unwrap();

@@ -130,6 +130,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> wasmtime::Result<i32> {
+    // Taken over first: a SIGQUIT while the program compiles must not kill
+    // the process (its default action) before the hub can report.
+    let sigquit = signal_hook::iterator::Signals::new([signal_hook::consts::SIGQUIT]).ok();
     let config = Config {
         shadow_stack_size: args.shadow_stack_size,
         fiber_stack_size: args.fiber_stack_size,
@@ -156,7 +159,9 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
     };
     let mut hub = Hub::new(&runtime);
     let guest = hub.add_guest(&program, options)?;
-    report_on_sigquit(hub.handle());
+    if let Some(signals) = sigquit {
+        report_on_sigquit(signals, hub.handle());
+    }
     let started = std::time::Instant::now();
     hub.run();
     if args.stats {
@@ -190,11 +195,7 @@ fn print_stats(hub: &Hub, guest: wasmlet_host::GuestId, wall: std::time::Duratio
 
 /// On SIGQUIT (Ctrl-\\), prints the hub's report to stderr (every green
 /// thread and what it waits for, as Go prints its goroutines) and goes on.
-fn report_on_sigquit(handle: wasmlet_host::HubHandle) {
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGQUIT])
-    else {
-        return;
-    };
+fn report_on_sigquit(mut signals: signal_hook::iterator::Signals, handle: wasmlet_host::HubHandle) {
     std::thread::spawn(move || {
         for _ in signals.forever() {
             if let Some(report) = handle.report(std::time::Duration::from_secs(1)) {
