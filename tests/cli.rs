@@ -391,3 +391,30 @@ fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
     assert!(err.contains("guest 0 (program): 1 green threads"), "{err}");
     assert!(err.contains("  main green thread: sleeping"), "{err}");
 }
+
+#[test]
+fn the_cpu_time_and_descriptor_limits_have_flags() {
+    let out = cli_with(&["--max-cpu-time", "0.2"], &guest("hostile"), &["spin"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("the guest exceeded its CPU time limit of 0.200 s"),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join(format!("wasmlet-cli-fds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data"), b"x").unwrap();
+    let mapping = format!("{}::/d", dir.display());
+    let out = cli_with(
+        &["--dir", &mapping, "--max-descriptors", "5"],
+        &guest("hostile"),
+        &["files", "/d"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("refused after 5 files:"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
