@@ -103,10 +103,11 @@ fn smith_config() -> wasm_smith::Config {
     let mut imports_module = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([], []);
-    types.ty().function([ValType::I64], []);
+    types.ty().function([ValType::I64], [ValType::I32]);
     types
         .ty()
         .function([ValType::I64, ValType::I32], [ValType::I32]);
+    types.ty().function([], [ValType::I32]);
     imports_module.section(&types);
     let mut imports = ImportSection::new();
     let memory = MemoryType {
@@ -119,6 +120,7 @@ fn smith_config() -> wasm_smith::Config {
     imports.import("env", "memory", EntityType::Memory(memory));
     imports.import(hub, "sleep", EntityType::Function(1));
     imports.import(hub, "kill", EntityType::Function(2));
+    imports.import(hub, "killed", EntityType::Function(3));
     imports_module.section(&imports);
     let mut exports_module = Module::new();
     let mut types = TypeSection::new();

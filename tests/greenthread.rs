@@ -62,6 +62,43 @@ fn kill_and_cancel() {
 }
 
 #[test]
+fn a_killed_thread_unwinds_dropping_what_it_owns() {
+    let r = run("unwind", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "kill sleep: true, wait: Err(green thread was killed (GreenletExit))",
+            "kill event: true, wait: Err(green thread was killed (GreenletExit))",
+            "kill queue: true, wait: Err(green thread was killed (GreenletExit))",
+            "kill semaphore: true, wait: Err(green thread was killed (GreenletExit))",
+            "kill wait: true, wait: Err(green thread was killed (GreenletExit))",
+            "  reported sleep: Err(Killed)",
+            "  reported event: Err(Interrupted(Killed))",
+            "  reported queue: killed true",
+            "  reported semaphore: Err(Killed)",
+            "  reported wait: Err(wait for green thread interrupted by a kill)",
+            "  values dropped: 5 of 5; waiting on event 0, semaphore balance 0",
+            "held: lock free false, cell free false, permits 0",
+            "after kill: lock free true, cell free true, permits 1, wait Err(green thread was \
+             killed (GreenletExit))",
+            "pool free while the member waits: 1",
+            "after kill: pool free 2, member Err(green thread was killed (GreenletExit))",
+            "served getter killed: Err(green thread was killed (GreenletExit)), queue holds [42]",
+            "kill_with: Err(green thread was killed: shutting down), dropped 1",
+            "order: [\"frames dropped\", \"link ran, dead\", \"kill returned\"]",
+            "stubborn: Err(green thread was killed (GreenletExit)), calls after the kill 17",
+            "unwrap on the kill: Err(green thread was killed (GreenletExit))",
+            "under a Timeout: sleep reported the kill true, timeout fired false, \
+             Err(green thread was killed (GreenletExit))",
+            "blocked on a std lock: Err(green thread was killed (GreenletExit)), lock free true",
+        ]
+    );
+    // A panic on the kill's error is not reported as a panic.
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[test]
 fn links_run_in_order_in_the_dying_thread() {
     let r = run("links", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);

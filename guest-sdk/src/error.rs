@@ -3,7 +3,78 @@
 use std::fmt;
 use std::rc::Rc;
 
-use crate::timeout::TimedOut;
+use crate::timeout::{TimedOut, Timeout};
+
+/// Why a blocking call returned before what it waited for: eventlet raises
+/// `Timeout` or `GreenletExit` into the waiting green thread there; Rust on
+/// wasm has no unwinding, so the call returns this in its `Err`, and the
+/// caller propagates it with `?`.
+///
+/// On [`Killed`](Interrupted::Killed), return: the green thread's values are
+/// dropped on the way out (its std locks released, its borrows ended), its
+/// links run, and its [`wait`](crate::GreenThread::wait) reports
+/// [`GreenThreadError::Killed`]. Every blocking call it makes after the kill
+/// returns `Killed` at once, without waiting; a green thread that goes on
+/// making them (more than 16) or keeps running past a time slice is ended
+/// where it is, its values leaked.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let worker = wasmlet::spawn(|| -> Result<u32, wasmlet::Interrupted> {
+///     let guard = std::sync::Mutex::new(0); // dropped if killed
+///     let _held = guard.lock().unwrap();
+///     wasmlet::sleep(Duration::from_secs(60))?;
+///     Ok(1)
+/// });
+/// wasmlet::sleep(Duration::ZERO).ok();
+/// worker.kill();
+/// assert!(worker.wait().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupted {
+    /// A [`Timeout`] (or the call's own time limit) ran out.
+    TimedOut(TimedOut),
+    /// The calling green thread was killed: return.
+    Killed,
+}
+
+impl Interrupted {
+    /// The time limit that ran out, if that is why.
+    pub fn timed_out(&self) -> Option<TimedOut> {
+        match self {
+            Interrupted::TimedOut(t) => Some(*t),
+            Interrupted::Killed => None,
+        }
+    }
+
+    /// True if the calling green thread was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, Interrupted::Killed)
+    }
+
+    /// True if `timeout` is the one that ran out.
+    pub fn is(&self, timeout: &Timeout) -> bool {
+        self.timed_out().is_some_and(|t| t.is(timeout))
+    }
+}
+
+impl From<TimedOut> for Interrupted {
+    fn from(t: TimedOut) -> Self {
+        Interrupted::TimedOut(t)
+    }
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Interrupted::TimedOut(t) => t.fmt(f),
+            Interrupted::Killed => f.write_str("interrupted by a kill"),
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Why [`GreenThread::wait`](crate::GreenThread::wait) has no result.
 ///
@@ -26,9 +97,10 @@ pub enum GreenThreadError {
     /// The green thread ended without leaving a result (its ending itself
     /// failed; the hub printed why).
     Vanished,
-    /// The waiting green thread's [`Timeout`](crate::Timeout) fired before
-    /// this one ended (which it may still do).
-    TimedOut(TimedOut),
+    /// The wait itself was interrupted: the waiting green thread's
+    /// [`Timeout`] fired, or it was killed, before this one ended (which it
+    /// may still do).
+    Interrupted(Interrupted),
 }
 
 impl fmt::Display for GreenThreadError {
@@ -42,12 +114,18 @@ impl fmt::Display for GreenThreadError {
             GreenThreadError::Panicked(msg) => write!(f, "green thread panicked: {msg}"),
             GreenThreadError::Trapped(what) => write!(f, "green thread trapped: {what}"),
             GreenThreadError::Vanished => f.write_str("green thread ended without a result"),
-            GreenThreadError::TimedOut(t) => write!(f, "wait for green thread {t}"),
+            GreenThreadError::Interrupted(i) => write!(f, "wait for green thread {i}"),
         }
     }
 }
 
 impl std::error::Error for GreenThreadError {}
+
+impl From<Interrupted> for GreenThreadError {
+    fn from(i: Interrupted) -> Self {
+        GreenThreadError::Interrupted(i)
+    }
+}
 
 /// Why [`try_spawn`](crate::try_spawn) started no green thread: a limit the
 /// host set. [`spawn`](crate::spawn) traps the caller instead.

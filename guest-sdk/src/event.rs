@@ -7,7 +7,8 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::timeout::{Limit, TimedOut};
+use crate::error::Interrupted;
+use crate::timeout::Limit;
 use crate::waiter::{keep, wait_in, WaitList};
 
 /// What an [`Event`] carries once sent: the value, or the error sent with
@@ -17,8 +18,9 @@ type Outcome<T> = Result<T, Rc<dyn Error>>;
 /// Why [`Event::wait`] has no value.
 #[derive(Clone, Debug)]
 pub enum EventError {
-    /// The wait's time limit, or a [`Timeout`](crate::Timeout), ran out.
-    TimedOut(TimedOut),
+    /// The wait's time limit, or a [`Timeout`](crate::Timeout), ran out, or
+    /// the waiting green thread was killed.
+    Interrupted(Interrupted),
     /// The event was sent this error ([`Event::send_error`]).
     Failed(Rc<dyn Error>),
 }
@@ -26,7 +28,7 @@ pub enum EventError {
 impl fmt::Display for EventError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EventError::TimedOut(t) => write!(f, "event wait {t}"),
+            EventError::Interrupted(i) => write!(f, "event wait {i}"),
             EventError::Failed(e) => write!(f, "event failed: {e}"),
         }
     }
@@ -142,8 +144,8 @@ impl<T: Clone> Event<T> {
         self.wait_limited(None)
     }
 
-    /// [`wait`](Self::wait), giving up with [`EventError::TimedOut`] after
-    /// `timeout`.
+    /// [`wait`](Self::wait), giving up with [`EventError::Interrupted`]
+    /// after `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<T, EventError> {
         self.wait_limited(Some(timeout))
     }
@@ -158,7 +160,7 @@ impl<T: Clone> Event<T> {
         };
         let limit = Limit::new(own);
         wait_in(&self.state, |s| &mut s.waiters, keep, &waiter, &limit)
-            .map_err(EventError::TimedOut)?;
+            .map_err(EventError::Interrupted)?;
         let outcome = waiter.take().expect("a woken waiter holds the outcome");
         outcome.map_err(EventError::Failed)
     }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::abi::wasmlet::runtime::hub::{self, JoinStatus, KillStatus};
-use crate::error::{GreenThreadError, SpawnError};
+use crate::error::{GreenThreadError, Interrupted, SpawnError};
 use crate::task::{self, Body};
 use crate::timeout::{nanos, Limit};
 
@@ -196,7 +196,12 @@ impl<T: 'static> GreenThread<T> {
             match hub::join(self.thread.id, limit.timeout_ns()) {
                 JoinStatus::Ended => return Ok(()),
                 JoinStatus::IsSelf => panic!("a green thread cannot wait for itself"),
-                JoinStatus::TimedOut => limit.check().map_err(GreenThreadError::TimedOut)?,
+                JoinStatus::TimedOut => {
+                    if task::killed() {
+                        return Err(Interrupted::Killed.into());
+                    }
+                    limit.check().map_err(Interrupted::from)?;
+                }
             }
         }
     }
@@ -260,11 +265,17 @@ struct ResultBody<F, T> {
 }
 
 impl<F: FnOnce() -> T, T> Body for ResultBody<F, T> {
-    fn run(&mut self) {
+    fn run(&mut self) -> bool {
         if let Some(f) = self.f.take() {
             let value = f();
+            if task::killed() {
+                // eventlet: a killed thread's wait() raises GreenletExit,
+                // whatever the thread made of it.
+                return false;
+            }
             *self.shared.result.borrow_mut() = Some(Ok(value));
         }
+        true
     }
 
     fn fail(&mut self, error: GreenThreadError) {
@@ -280,11 +291,12 @@ struct PlainBody<F> {
     f: Option<F>,
 }
 
-impl<F: FnOnce()> Body for PlainBody<F> {
-    fn run(&mut self) {
+impl<F: FnOnce() -> R, R> Body for PlainBody<F> {
+    fn run(&mut self) -> bool {
         if let Some(f) = self.f.take() {
-            f();
+            drop(f());
         }
+        !task::killed()
     }
 
     fn fail(&mut self, _error: GreenThreadError) {
@@ -325,7 +337,7 @@ impl Builder {
     }
 
     /// [`spawn_n`] with these settings.
-    pub fn spawn_n(&self, f: impl FnOnce() + 'static) -> Thread {
+    pub fn spawn_n<R>(&self, f: impl FnOnce() -> R + 'static) -> Thread {
         let body = Box::new(PlainBody { f: Some(f) });
         Thread {
             id: task::start(body, self.stack_size, 0, false),
@@ -431,13 +443,14 @@ pub fn try_spawn<T: 'static>(
 }
 
 /// Like [`spawn`], but with no result to wait for: cheaper, and what to use
-/// for fire-and-forget work. Returns the untyped handle.
+/// for fire-and-forget work. Whatever `f` returns is dropped (eventlet's
+/// `spawn_n` discards it too). Returns the untyped handle.
 ///
 /// ```no_run
 /// wasmlet::spawn_n(|| println!("in the background"));
-/// wasmlet::sleep(std::time::Duration::ZERO); // let it run
+/// wasmlet::sleep(std::time::Duration::ZERO).ok(); // let it run
 /// ```
-pub fn spawn_n(f: impl FnOnce() + 'static) -> Thread {
+pub fn spawn_n<R>(f: impl FnOnce() -> R + 'static) -> Thread {
     Builder::new().spawn_n(f)
 }
 
@@ -470,14 +483,30 @@ pub fn spawn_after_local<T: 'static>(
 /// Yields for at least `duration`. `sleep(Duration::ZERO)` is the cooperative
 /// yield: every green thread already runnable runs before the caller resumes.
 ///
+/// As in eventlet, a sleep is where a [`Timeout`](crate::Timeout) or a kill
+/// reaches a green thread: it then returns early with [`Interrupted`], for
+/// the caller to return with (`?`), dropping what it owns.
+///
 /// ```no_run
-/// wasmlet::sleep(std::time::Duration::from_millis(1));
+/// fn ticker() -> Result<(), wasmlet::Interrupted> {
+///     loop {
+///         println!("tick");
+///         wasmlet::sleep(std::time::Duration::from_millis(100))?;
+///     }
+/// }
 /// ```
-pub fn sleep(duration: Duration) {
+///
+/// # Errors
+/// [`Interrupted::TimedOut`] if a pending [`Timeout`](crate::Timeout) of
+/// the caller fired during the sleep; [`Interrupted::Killed`] if the caller
+/// was killed (before or during the sleep).
+pub fn sleep(duration: Duration) -> Result<(), Interrupted> {
     let limit = Limit::new(None);
     if limit.unbounded() {
-        hub::sleep(nanos(duration));
-        return;
+        return match hub::sleep(nanos(duration)) {
+            true => Ok(()),
+            false => Err(Interrupted::Killed),
+        };
     }
     let end = Instant::now().checked_add(duration);
     loop {
@@ -485,11 +514,17 @@ pub fn sleep(duration: Duration) {
             nanos(end.saturating_duration_since(Instant::now()))
         });
         let bounded = limit.timeout_ns();
-        hub::sleep(rest.min(bounded));
+        if !hub::sleep(rest.min(bounded)) {
+            return Err(Interrupted::Killed);
+        }
+        if bounded > rest {
+            return Ok(());
+        }
         // A Timeout's deadline came first (or with it): it fires, unless it
         // was cancelled meanwhile, and then the sleep goes on.
-        if bounded > rest || limit.check().is_err() || rest == 0 {
-            return;
+        limit.check()?;
+        if rest == 0 {
+            return Ok(());
         }
     }
 }

@@ -13,11 +13,11 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! let worker = wasmlet::spawn(|| {
-//!     wasmlet::sleep(Duration::from_millis(10));
-//!     6 * 7
+//! let worker = wasmlet::spawn(|| -> Result<u32, wasmlet::Interrupted> {
+//!     wasmlet::sleep(Duration::from_millis(10))?;
+//!     Ok(6 * 7)
 //! });
-//! assert_eq!(worker.wait().unwrap(), 42);
+//! assert_eq!(worker.wait().unwrap().unwrap(), 42);
 //! ```
 //!
 //! Around it are the eventlet modules that go with `greenthread`: [`Event`],
@@ -26,10 +26,11 @@
 //! object, to be moved into the closures of the green threads that share it;
 //! blocked green threads are served first come, first served.
 //!
-//! A [`Timeout`] cannot raise into a green thread the way eventlet's does
-//! (wasm has no unwinding here): the blocking call it interrupts returns
-//! [`TimedOut`] in its `Err` instead, so every blocking call of the
-//! companions returns a `Result`.
+//! A [`Timeout`] or a kill cannot raise into a green thread the way
+//! eventlet's do (wasm has no unwinding here): the blocking call it
+//! interrupts returns [`Interrupted`] in its `Err` instead, so every blocking
+//! call ([`sleep`] too) returns a `Result`, for the caller to return with
+//! `?`, dropping what it owns.
 //!
 //! ## Rules of the road
 //! - Do not use `std::thread`: all green threads share one OS thread.
@@ -40,9 +41,11 @@
 //!   waits only its green thread.
 //! - The host may limit green threads and memory: [`spawn`] traps the caller
 //!   past a limit, [`try_spawn`] returns the refusal.
-//! - A killed green thread stops where it is suspended; its stack frames are
-//!   not unwound (wasm has no unwinding here), so values they owned leak. Its
-//!   `thread_local!` values are dropped, as when a green thread ends normally.
+//! - A killed green thread's blocking calls return [`Interrupted::Killed`]
+//!   (the one it is suspended in, and every later one, at once): return, and
+//!   its values are dropped. One that ignores the kill (16 more blocking
+//!   calls, or a time slice of running) is ended where it is, its values
+//!   leaked. Its `thread_local!` values are dropped either way.
 //! - A shadow-stack overflow traps the green thread at the overflowing frame
 //!   (`Trapped("shadow stack overflow ...")`); give deep recursion a larger
 //!   [`Builder::stack_size`].
@@ -59,7 +62,7 @@ mod thread_keys;
 mod timeout;
 mod waiter;
 
-pub use error::{GreenThreadError, SpawnError};
+pub use error::{GreenThreadError, Interrupted, SpawnError};
 pub use event::{AlreadySent, Event, EventError, NeverSent};
 pub use greenthread::{
     getcurrent, hub_exceptions, kill, kill_with, sleep, spawn, spawn_after, spawn_after_local,

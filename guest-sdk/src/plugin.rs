@@ -172,7 +172,7 @@ fn give_back(status: CallStatus, bytes: &[u8]) {
 }
 
 impl Body for CallBody {
-    fn run(&mut self) {
+    fn run(&mut self) -> bool {
         let name = String::from_utf8_lossy(&self.name).into_owned();
         let function = FUNCTIONS
             .lock()
@@ -181,11 +181,19 @@ impl Body for CallBody {
             .copied();
         match function {
             None => give_back(CallStatus::NoSuchFunction, b""),
-            Some(function) => match function(&self.input) {
-                Ok(output) => give_back(CallStatus::Ok, &output),
-                Err(message) => give_back(CallStatus::Failed, message.as_bytes()),
-            },
+            Some(function) => {
+                let outcome = function(&self.input);
+                if crate::task::killed() {
+                    // Cancelled by its caller: the hub reports that.
+                    return false;
+                }
+                match outcome {
+                    Ok(output) => give_back(CallStatus::Ok, &output),
+                    Err(message) => give_back(CallStatus::Failed, message.as_bytes()),
+                }
+            }
         }
+        true
     }
 
     fn fail(&mut self, error: GreenThreadError) {

@@ -8,8 +8,9 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::GreenThreadError;
+use crate::error::Interrupted;
 use crate::greenthread::{getcurrent, spawn, spawn_n, GreenThread, Thread};
-use crate::timeout::{Limit, TimedOut};
+use crate::timeout::Limit;
 use crate::waiter::{keep, wait_in, WaitList};
 
 struct State {
@@ -52,8 +53,9 @@ pub enum WaitallError {
     /// A member of the pool called it: it would wait for itself (eventlet
     /// asserts the same).
     FromMember,
-    /// The enclosing [`Timeout`](crate::Timeout) fired.
-    TimedOut(TimedOut),
+    /// The enclosing [`Timeout`](crate::Timeout) fired, or the caller was
+    /// killed.
+    Interrupted(Interrupted),
 }
 
 impl fmt::Display for WaitallError {
@@ -62,16 +64,16 @@ impl fmt::Display for WaitallError {
             WaitallError::FromMember => f.write_str(
                 "waitall() called from one of the pool's own green threads would never return",
             ),
-            WaitallError::TimedOut(t) => write!(f, "waitall: {t}"),
+            WaitallError::Interrupted(i) => write!(f, "waitall: {i}"),
         }
     }
 }
 
 impl std::error::Error for WaitallError {}
 
-impl From<TimedOut> for WaitallError {
-    fn from(t: TimedOut) -> Self {
-        WaitallError::TimedOut(t)
+impl From<Interrupted> for WaitallError {
+    fn from(i: Interrupted) -> Self {
+        WaitallError::Interrupted(i)
     }
 }
 
@@ -142,7 +144,7 @@ impl GreenPool {
     pub fn spawn<T: 'static>(
         &self,
         f: impl FnOnce() -> T + 'static,
-    ) -> Result<GreenThread<T>, TimedOut> {
+    ) -> Result<GreenThread<T>, Interrupted> {
         match self.take_slot()? {
             Slot::Held => {
                 let gt = spawn(f);
@@ -154,7 +156,7 @@ impl GreenPool {
     }
 
     /// [`spawn`](Self::spawn) with no result to wait for.
-    pub fn spawn_n(&self, f: impl FnOnce() + 'static) -> Result<Thread, TimedOut> {
+    pub fn spawn_n<R>(&self, f: impl FnOnce() -> R + 'static) -> Result<Thread, Interrupted> {
         match self.take_slot()? {
             Slot::Held => {
                 let thread = spawn_n(f);
@@ -162,13 +164,13 @@ impl GreenPool {
                 Ok(thread)
             }
             Slot::Inline => {
-                f();
+                drop(f());
                 Ok(getcurrent())
             }
         }
     }
 
-    fn take_slot(&self) -> Result<Slot, TimedOut> {
+    fn take_slot(&self) -> Result<Slot, Interrupted> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             if state.running < state.size && state.spawners.is_empty() {
@@ -207,7 +209,7 @@ impl GreenPool {
     /// # Errors
     /// [`WaitallError::FromMember`] if called by a member (it would wait
     /// for itself; the pool stays usable), or the enclosing
-    /// [`Timeout`](crate::Timeout)'s [`TimedOut`].
+    /// [`Timeout`](crate::Timeout)'s (or a kill's) [`Interrupted`].
     pub fn waitall(&self) -> Result<(), WaitallError> {
         let waiter = {
             let mut state = self.state.borrow_mut();
@@ -226,7 +228,7 @@ impl GreenPool {
             &waiter,
             &Limit::new(None),
         )
-        .map_err(WaitallError::TimedOut)
+        .map_err(WaitallError::Interrupted)
     }
 
     /// The pool's size.
@@ -344,7 +346,7 @@ where
     R: 'static,
     F: Fn(I::Item) -> R + 'static,
 {
-    fn start(&mut self, item: I::Item) -> Result<(), TimedOut> {
+    fn start(&mut self, item: I::Item) -> Result<(), Interrupted> {
         let f = self.f.clone();
         let gt = self.pool.spawn(move || f(item))?;
         self.pending.push_back(gt);
@@ -367,13 +369,13 @@ where
         while self.pool.free() > 0 && self.pool.waiting() == 0 {
             let Some(item) = self.items.next() else { break };
             if let Err(t) = self.start(item) {
-                return Some(Err(GreenThreadError::TimedOut(t)));
+                return Some(Err(GreenThreadError::Interrupted(t)));
             }
         }
         if self.pending.is_empty() {
             let item = self.items.next()?;
             if let Err(t) = self.start(item) {
-                return Some(Err(GreenThreadError::TimedOut(t)));
+                return Some(Err(GreenThreadError::Interrupted(t)));
             }
         }
         let gt = self.pending.pop_front()?;
@@ -426,7 +428,7 @@ impl<T: 'static> GreenPile<T> {
 
     /// Runs `f` in the pool (yielding while it is full); its result is
     /// handed out after those of earlier spawns.
-    pub fn spawn(&mut self, f: impl FnOnce() -> T + 'static) -> Result<(), TimedOut> {
+    pub fn spawn(&mut self, f: impl FnOnce() -> T + 'static) -> Result<(), Interrupted> {
         let gt = self.pool.spawn(f)?;
         self.pending.push_back(gt);
         Ok(())

@@ -7,14 +7,16 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::error::Interrupted;
 use crate::timeout::{Limit, TimedOut};
 use crate::waiter::{keep, wait_in, WaitList};
 
 /// A [`Queue`] could not take an item: it was full (a `*_nowait` call), or
-/// the call's time limit ran out first. The item is handed back.
+/// the call was interrupted first (its time limit ran out, or the caller was
+/// killed). The item is handed back.
 pub struct Full<T> {
     item: T,
-    timed_out: Option<TimedOut>,
+    interrupted: Option<Interrupted>,
 }
 
 impl<T> Full<T> {
@@ -24,24 +26,34 @@ impl<T> Full<T> {
     }
 
     /// The time limit that ran out, if that is why (`None`: the queue was
-    /// full and the call did not wait).
+    /// full and the call did not wait, or the caller was killed).
     pub fn timed_out(&self) -> Option<TimedOut> {
-        self.timed_out
+        self.interrupted.and_then(|i| i.timed_out())
+    }
+
+    /// What interrupted the wait, if it waited.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        self.interrupted
+    }
+
+    /// True if the caller was killed while it waited: return.
+    pub fn killed(&self) -> bool {
+        self.interrupted.is_some_and(|i| i.is_killed())
     }
 }
 
 impl<T> fmt::Debug for Full<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Full")
-            .field("timed_out", &self.timed_out)
+            .field("interrupted", &self.interrupted)
             .finish_non_exhaustive()
     }
 }
 
 impl<T> fmt::Display for Full<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.timed_out {
-            Some(t) => write!(f, "queue put {t}"),
+        match self.interrupted {
+            Some(i) => write!(f, "queue put {i}"),
             None => f.write_str("queue is full"),
         }
     }
@@ -49,25 +61,36 @@ impl<T> fmt::Display for Full<T> {
 
 impl<T> std::error::Error for Full<T> {}
 
-/// A [`Queue`] had no item: it was empty (a `*_nowait` call), or the call's
-/// time limit ran out first. Nothing was consumed.
+/// A [`Queue`] had no item: it was empty (a `*_nowait` call), or the call
+/// was interrupted first (its time limit ran out, or the caller was killed).
+/// Nothing was consumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Empty {
-    timed_out: Option<TimedOut>,
+    interrupted: Option<Interrupted>,
 }
 
 impl Empty {
     /// The time limit that ran out, if that is why (`None`: the queue was
-    /// empty and the call did not wait).
+    /// empty and the call did not wait, or the caller was killed).
     pub fn timed_out(&self) -> Option<TimedOut> {
-        self.timed_out
+        self.interrupted.and_then(|i| i.timed_out())
+    }
+
+    /// What interrupted the wait, if it waited.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        self.interrupted
+    }
+
+    /// True if the caller was killed while it waited: return.
+    pub fn killed(&self) -> bool {
+        self.interrupted.is_some_and(|i| i.is_killed())
     }
 }
 
 impl fmt::Display for Empty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.timed_out {
-            Some(t) => write!(f, "queue get {t}"),
+        match self.interrupted {
+            Some(i) => write!(f, "queue get {i}"),
             None => f.write_str("queue is empty"),
         }
     }
@@ -120,7 +143,9 @@ impl<T> State<T> {
             Order::Fifo | Order::Lifo => self.items.push_back(item),
             Order::Priority(cmp) => {
                 // After every item not greater: equals keep their order.
-                let at = self.items.partition_point(|queued| cmp(queued, &item).is_le());
+                let at = self
+                    .items
+                    .partition_point(|queued| cmp(queued, &item).is_le());
                 self.items.insert(at, item);
             }
         }
@@ -307,7 +332,9 @@ impl<T> Queue<T> {
                     let rendezvous = state.maxsize == Some(0) && wait.is_some();
                     drop(state);
                     if rendezvous {
-                        crate::sleep(Duration::ZERO);
+                        // The item is the getter's already: a kill here is
+                        // for the caller's next blocking call to report.
+                        let _ = crate::sleep(Duration::ZERO);
                     }
                     return Ok(());
                 }
@@ -321,7 +348,7 @@ impl<T> Queue<T> {
             if wait.is_none() {
                 return Err(Full {
                     item,
-                    timed_out: None,
+                    interrupted: None,
                 });
             }
             state.putters.add(Some(item))
@@ -331,12 +358,12 @@ impl<T> Queue<T> {
             item: waiter
                 .take()
                 .expect("an unserved putter still holds its item"),
-            timed_out: Some(t),
+            interrupted: Some(t),
         })
     }
 
-    /// Takes the oldest item, yielding while there is none. Only a
-    /// [`Timeout`](crate::Timeout) makes it fail.
+    /// Takes the oldest item, yielding while there is none. Only an
+    /// interruption (a [`Timeout`](crate::Timeout), a kill) makes it fail.
     pub fn get(&self) -> Result<T, Empty> {
         self.get_limited(Some(None))
     }
@@ -364,7 +391,7 @@ impl<T> Queue<T> {
             // Nothing is queued: a blocked putter's item is not taken
             // without waiting (eventlet's get_nowait reports Empty too).
             if wait.is_none() {
-                return Err(Empty { timed_out: None });
+                return Err(Empty { interrupted: None });
             }
             // A rendezvous queue (or one resized to less than it holds).
             if let Some(item) = state.putters.take() {
@@ -381,7 +408,9 @@ impl<T> Queue<T> {
             &waiter,
             &limit,
         )
-        .map_err(|t| Empty { timed_out: Some(t) })?;
+        .map_err(|i| Empty {
+            interrupted: Some(i),
+        })?;
         Ok(waiter.take().expect("a served getter holds its item"))
     }
 
@@ -443,7 +472,11 @@ impl<T> Queue<T> {
 
     /// Yields until every item put has been marked done with
     /// [`task_done`](Self::task_done).
-    pub fn join(&self) -> Result<(), TimedOut> {
+    ///
+    /// # Errors
+    /// [`Interrupted`]: a [`Timeout`](crate::Timeout) of the caller fired,
+    /// or the caller was killed, while it waited.
+    pub fn join(&self) -> Result<(), Interrupted> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             if state.unfinished == 0 {

@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::error::Interrupted;
 use crate::timeout::{Limit, TimedOut};
 use crate::waiter::{wait_in, WaitList};
 
@@ -90,14 +91,21 @@ impl Semaphore {
         }
     }
 
-    /// Takes a permit, yielding until one is free. Only a
-    /// [`Timeout`](crate::Timeout) makes it fail.
-    pub fn acquire(&self) -> Result<(), TimedOut> {
+    /// Takes a permit, yielding until one is free.
+    ///
+    /// # Errors
+    /// [`Interrupted`]: a [`Timeout`](crate::Timeout) of the caller fired,
+    /// or the caller was killed, while it waited.
+    pub fn acquire(&self) -> Result<(), Interrupted> {
         self.acquire_limited(Some(None))
     }
 
     /// [`acquire`](Self::acquire), giving up after `timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), TimedOut> {
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); `timeout` passing is
+    /// [`Interrupted::TimedOut`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Interrupted> {
         self.acquire_limited(Some(Some(timeout)))
     }
 
@@ -107,7 +115,7 @@ impl Semaphore {
         self.acquire_limited(None).is_ok()
     }
 
-    fn acquire_limited(&self, wait: Option<Option<Duration>>) -> Result<(), TimedOut> {
+    fn acquire_limited(&self, wait: Option<Option<Duration>>) -> Result<(), Interrupted> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             if state.counter > 0 {
@@ -115,7 +123,7 @@ impl Semaphore {
                 return Ok(());
             }
             if wait.is_none() {
-                return Err(TimedOut::OWN);
+                return Err(TimedOut::OWN.into());
             }
             state.waiters.add(None)
         };
@@ -131,7 +139,10 @@ impl Semaphore {
 
     /// Takes a permit and returns a guard that releases it when dropped
     /// (eventlet's `with sem:`).
-    pub fn guard(&self) -> Result<SemaphoreGuard, TimedOut> {
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn guard(&self) -> Result<SemaphoreGuard, Interrupted> {
         self.acquire()?;
         Ok(SemaphoreGuard { sem: self.clone() })
     }

@@ -35,8 +35,10 @@ impl From<hub::SpawnRefusal> for SpawnError {
 
 /// What a green thread runs, and what it leaves behind when it cannot finish.
 pub(crate) trait Body {
-    /// Runs the green thread's function and records its result.
-    fn run(&mut self);
+    /// Runs the green thread's function and records its result. Returns
+    /// false (recording nothing) if the green thread was killed while it
+    /// ran: its ending is the hub's `wasmlet-finish`.
+    fn run(&mut self) -> bool;
     /// Records why the green thread ended without a result.
     fn fail(&mut self, error: GreenThreadError);
 }
@@ -149,6 +151,12 @@ fn prepare(body: Box<dyn Body>, local: bool) -> (*mut Task, hub::SpawnFlags) {
     (task, flags)
 }
 
+/// True once the calling green thread has been killed (it is unwinding:
+/// every blocking call reports [`Interrupted::Killed`](crate::Interrupted)).
+pub(crate) fn killed() -> bool {
+    hub::killed()
+}
+
 /// Boxes `f` for the hub's `link`.
 pub(crate) fn callback_into_raw(f: Callback) -> u32 {
     Box::into_raw(Box::new(f)) as u32
@@ -224,7 +232,9 @@ fn panic_hook(info: &PanicHookInfo<'_>) -> bool {
     if task.is_null() {
         return false;
     }
-    if HUB_EXCEPTIONS.load(Ordering::Relaxed) {
+    // A panic on the way out of a kill (an `unwrap` of the kill's error)
+    // ends the thread as killed: nothing to report.
+    if HUB_EXCEPTIONS.load(Ordering::Relaxed) && !killed() {
         let number = hub::current();
         eprintln!("green thread #{number} panicked{location}:\n{msg}");
     }
@@ -284,7 +294,12 @@ impl crate::abi::Guest for Exports {
         // SAFETY: the hub hands back the pointer `start` gave it, once; only
         // the `body` field is borrowed (the panic hook writes `panic`).
         if let Some(body) = unsafe { &mut *ptr::addr_of_mut!((*task).body) } {
-            body.run();
+            if !body.run() {
+                // Killed, and its frames have unwound: the hub ends it
+                // through `wasmlet-finish`, which records the kill and runs
+                // its links (the task stays for it).
+                return;
+            }
         }
         run_links();
         // SAFETY: as above. Taken out first: if dropping it traps, the

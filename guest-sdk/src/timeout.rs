@@ -3,9 +3,9 @@
 //!
 //! eventlet raises its `Timeout` exception into the green thread at the point
 //! where it is suspended. Rust on wasm has no unwinding, so here the blocking
-//! call that is suspended when the limit passes returns early with a
-//! [`TimedOut`] error instead (in its `Err`), which the caller propagates
-//! with `?` like any other error. A timeout fires once, at one call; after
+//! call that is suspended when the limit passes returns early with an
+//! [`Interrupted::TimedOut`](crate::Interrupted) error instead (in its
+//! `Err`), which the caller propagates with `?` like any other error. A timeout fires once, at one call; after
 //! that it is spent, as an eventlet `Timeout` is once raised.
 //!
 //! Every blocking call of the SDK honours the calling green thread's pending
@@ -69,7 +69,8 @@ struct State {
 /// it fires, is cancelled, or is dropped.
 ///
 /// When `duration` has passed, the blocking call the green thread is in (or
-/// its next one, if it is running then) returns [`TimedOut`]. Nested
+/// its next one, if it is running then) returns
+/// [`Interrupted::TimedOut`](crate::Interrupted) with its [`TimedOut`]. Nested
 /// timeouts each fire their own error, earliest deadline first.
 ///
 /// ```no_run

@@ -21,7 +21,8 @@ use std::ptr;
 use std::rc::Rc;
 
 use crate::abi::wasmlet::runtime::hub;
-use crate::timeout::{Limit, TimedOut};
+use crate::error::Interrupted;
+use crate::timeout::Limit;
 
 /// One green thread blocked on a primitive.
 pub(crate) struct Waiter<T> {
@@ -47,14 +48,20 @@ impl<T> Waiter<T> {
         self.slot.take()
     }
 
-    /// Parks the calling green thread (the waiter's own) until it is served
-    /// or `limit` passes. Early wake-ups (a wake-up meant for an earlier
-    /// wait) just park again.
-    pub(crate) fn wait(&self, limit: &Limit) -> Result<(), TimedOut> {
+    /// Parks the calling green thread (the waiter's own) until it is served,
+    /// `limit` passes or the thread is killed (even if it was served: the
+    /// kill is reported, and what it was handed goes back). Early wake-ups
+    /// (a wake-up meant for an earlier wait) just park again.
+    pub(crate) fn wait(&self, limit: &Limit) -> Result<(), Interrupted> {
         while !self.done.get() {
             let unparked = hub::park(limit.timeout_ns());
-            if !unparked && !self.done.get() {
-                limit.check()?;
+            if !unparked {
+                if hub::killed() {
+                    return Err(Interrupted::Killed);
+                }
+                if !self.done.get() {
+                    limit.check()?;
+                }
             }
         }
         Ok(())
@@ -182,6 +189,17 @@ unsafe fn finish_wait<S, T>(wait: Abandoned) {
             std::mem::transmute::<*const (), fn(&mut S, T)>(wait.give_back),
         )
     };
+    abandon(state, list, give_back, waiter);
+}
+
+/// A waiter gives up (timed out, killed): it leaves the wait list, and a
+/// value it had been handed goes back.
+fn abandon<S, T>(
+    state: &RefCell<S>,
+    list: fn(&mut S) -> &mut WaitList<T>,
+    give_back: fn(&mut S, T),
+    waiter: &Waiter<T>,
+) {
     let mut state = state.borrow_mut();
     if !waiter.done.get() {
         list(&mut state).remove(waiter);
@@ -193,14 +211,15 @@ unsafe fn finish_wait<S, T>(wait: Abandoned) {
 /// Waits as `waiter`, which the caller has put in the list `list` picks out
 /// of `state`; takes it out of that list again if it gives up. If the green
 /// thread is killed during the wait, it leaves the list, and a value it had
-/// been handed goes back through `give_back`.
+/// been handed goes back through `give_back` (whether the kill is reported
+/// here, or the thread is ended hard and `wasmlet-finish` does it).
 pub(crate) fn wait_in<S, T>(
     state: &Rc<RefCell<S>>,
     list: fn(&mut S) -> &mut WaitList<T>,
     give_back: fn(&mut S, T),
     waiter: &Rc<Waiter<T>>,
     limit: &Limit,
-) -> Result<(), TimedOut> {
+) -> Result<(), Interrupted> {
     let wait = Abandoned {
         state: Rc::as_ptr(state).cast(),
         waiter: Rc::as_ptr(waiter).cast(),
@@ -211,7 +230,7 @@ pub(crate) fn wait_in<S, T>(
     WAITING.with(|cell| cell.set(Some(wait)));
     let result = waiter.wait(limit);
     WAITING.with(|cell| cell.set(None));
-    result.inspect_err(|_| list(&mut state.borrow_mut()).remove(waiter))
+    result.inspect_err(|_| abandon(state, list, give_back, waiter))
 }
 
 /// For waits whose value is a copy or a signal: nothing to give back.

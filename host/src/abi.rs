@@ -8,6 +8,7 @@ pub(crate) mod errno {
     pub const SUCCESS: i32 = 0;
     pub const BADF: i32 = 8;
     pub const FAULT: i32 = 21;
+    pub const INTR: i32 = 27;
     pub const INVAL: i32 = 28;
     pub const IO: i32 = 29;
     pub const MFILE: i32 = 33;

@@ -74,13 +74,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "sleep",
         |mut caller: Caller<'_, ThreadData>, (ns,): (u64,)| {
             Box::new(async move {
-                as_caller(&caller, |s, guest, thread| {
-                    s.sleep(guest, thread, Duration::from_nanos(ns))
-                })?;
+                let waits = as_caller(&caller, |s, guest, thread| {
+                    s.sleep_unless_killed(guest, thread, Duration::from_nanos(ns))
+                })??;
+                if !waits {
+                    return Ok(0);
+                }
                 suspend(&mut caller).await;
-                Ok(())
+                Ok(u32::from(!killed(&caller)?))
             })
         },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "killed",
+        |caller: Caller<'_, ThreadData>| -> Result<u32> { Ok(u32::from(killed(&caller)?)) },
     )?;
     linker.func_wrap(
         HUB_MODULE,
@@ -96,7 +104,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             Box::new(async move {
                 let status = as_caller(&caller, |s, guest, thread| {
                     s.kill(guest, thread, target, error, false)
-                })?;
+                })??;
                 Ok(yield_if_killed(&mut caller, status).await)
             })
         },
@@ -108,7 +116,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             Box::new(async move {
                 let status = as_caller(&caller, |s, guest, thread| {
                     s.kill(guest, thread, target, 0, true)
-                })?;
+                })??;
                 Ok(yield_if_killed(&mut caller, status).await)
             })
         },
@@ -120,13 +128,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             Box::new(async move {
                 let now = as_caller(&caller, |s, guest, thread| {
                     s.join(guest, thread, target, timeout_of(timeout_ns))
-                })?;
+                })??;
                 if let Some(status) = now {
                     return Ok(status as u32);
                 }
                 suspend(&mut caller).await;
-                as_caller(&caller, |s, guest, _| {
-                    s.sched.join_result(guest, target) as u32
+                as_caller(&caller, |s, guest, thread| {
+                    s.sched.join_result(guest, thread, target) as u32
                 })
             })
         },
@@ -159,7 +167,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             Box::new(async move {
                 let now = as_caller(&caller, |s, guest, thread| {
                     s.park(guest, thread, timeout_of(timeout_ns))
-                })?;
+                })??;
                 if let Some(unparked) = now {
                     return Ok(unparked as u32);
                 }
@@ -282,8 +290,17 @@ where
                         return result;
                     }
                     as_caller(&caller, |s, guest, thread| {
-                        s.sched.future_wait(guest, thread)
-                    })?;
+                        if s.sched.is_unwinding(guest, thread) {
+                            // It cannot report the kill through the
+                            // embedder's function, nor wait: ended hard.
+                            wasmtime::bail!(
+                                "{} was killed and then waited for an async host function",
+                                s.sched.name_of(guest, thread)
+                            );
+                        }
+                        s.sched.future_wait(guest, thread);
+                        Ok(())
+                    })??;
                     suspend(&mut caller).await;
                 }
             })
@@ -413,11 +430,21 @@ async fn futex_wait(
     })
 }
 
-async fn yield_if_killed(caller: &mut Caller<'_, ThreadData>, status: KillStatus) -> u32 {
-    if status == KillStatus::Killed {
+async fn yield_if_killed(
+    caller: &mut Caller<'_, ThreadData>,
+    (status, caller_yields): (KillStatus, bool),
+) -> u32 {
+    if status == KillStatus::Killed && caller_yields {
         suspend(caller).await;
     }
     status as u32
+}
+
+/// True once the calling green thread has been killed and is unwinding.
+fn killed(caller: &Caller<'_, ThreadData>) -> Result<bool> {
+    as_caller(caller, |s, guest, thread| {
+        s.sched.is_unwinding(guest, thread)
+    })
 }
 
 /// Suspends the calling green thread once (the hub has recorded why it

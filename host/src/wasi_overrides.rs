@@ -221,6 +221,10 @@ async fn wait_ready(
     fd: BorrowedFd<'static>,
     interest: Interest,
 ) -> Result<Result<(), i32>> {
+    // A green thread unwinding from a kill never waits: EINTR at once.
+    if as_caller(caller, |s, guest, thread| s.unwinding_call(guest, thread))?? {
+        return Ok(Err(errno::INTR));
+    }
     let waits = as_caller(caller, |s, guest, thread| {
         s.io_wait(guest, thread, fd, interest)
     })?;
@@ -237,6 +241,12 @@ async fn wait_ready(
         }
     }
     suspend(caller).await;
+    // Killed while it waited: the wait reports it.
+    if as_caller(caller, |s, guest, thread| {
+        s.sched.is_unwinding(guest, thread)
+    })? {
+        return Ok(Err(errno::INTR));
+    }
     Ok(Ok(()))
 }
 
@@ -352,8 +362,13 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
                 let subscriptions = poll::parse(&bytes, monotonic_ns(), realtime_ns());
                 let wait = poll::wait(&subscriptions, monotonic_ns());
                 if !wait.is_zero() {
-                    as_caller(&caller, |s, guest, thread| s.sleep(guest, thread, wait))?;
-                    suspend(&mut caller).await;
+                    // A green thread unwinding from a kill does not wait.
+                    let waits = as_caller(&caller, |s, guest, thread| {
+                        s.sleep_unless_killed(guest, thread, wait)
+                    })??;
+                    if waits {
+                        suspend(&mut caller).await;
+                    }
                 }
                 let (events, count) = poll::events(&subscriptions, monotonic_ns());
                 let written = as_caller(&caller, |s, guest, _| {

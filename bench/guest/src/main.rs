@@ -61,7 +61,7 @@ fn switch(rounds: usize) -> String {
         .map(|_| {
             wasmlet::spawn(move || {
                 for _ in 0..rounds {
-                    wasmlet::sleep(Duration::ZERO);
+                    let _ = wasmlet::sleep(Duration::ZERO);
                 }
             })
         })
@@ -96,7 +96,7 @@ fn concurrent(count: usize) -> String {
         .map(|_| builder.spawn_n(|| wasmlet::sleep(Duration::from_secs(3600))))
         .collect();
     // Every sleeper runs up to its sleep before main runs again.
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     let start_us = started.elapsed().as_secs_f64() * 1e6;
     let after = rss_kib();
     let per_thread = (after.saturating_sub(before)) as f64 * 1024.0 / count as f64;
@@ -128,9 +128,9 @@ fn timers(count: usize) -> String {
         let want = Duration::from_micros(1000 + (i as u64 * 7907 % 9001));
         wasmlet::spawn_n(move || {
             go.wait().expect("go is sent");
-            wasmlet::sleep(settle);
+            let _ = wasmlet::sleep(settle);
             let start = Instant::now();
-            wasmlet::sleep(want);
+            let _ = wasmlet::sleep(want);
             let ms = start.elapsed().saturating_sub(want).as_secs_f64() * 1e3;
             let mut late = late.borrow_mut();
             late.push(ms);
@@ -139,7 +139,7 @@ fn timers(count: usize) -> String {
             }
         });
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     go.send(()).expect("sent once");
     done.wait().expect("done is sent");
     let mut late = late.take();

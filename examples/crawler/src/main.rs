@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 fn fetch(url: &'static str, latency_ms: u64) -> usize {
-    wasmlet::sleep(Duration::from_millis(latency_ms));
+    let _ = wasmlet::sleep(Duration::from_millis(latency_ms));
     url.len() * 100 // a stand-in for the page size
 }
 

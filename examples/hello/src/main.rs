@@ -9,7 +9,7 @@ fn main() {
             wasmlet::spawn(move || {
                 for step in 1..=2 {
                     println!("{name}: step {step}");
-                    wasmlet::sleep(Duration::ZERO);
+                    let _ = wasmlet::sleep(Duration::ZERO);
                 }
                 (i + 1) * 10
             })

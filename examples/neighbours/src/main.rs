@@ -24,7 +24,7 @@ fn main() {
             let mut worst = Duration::ZERO;
             for _ in 0..n {
                 let start = Instant::now();
-                wasmlet::sleep(Duration::from_millis(1));
+                let _ = wasmlet::sleep(Duration::from_millis(1));
                 worst = worst.max(start.elapsed() - Duration::from_millis(1));
             }
             println!("worst timer lateness {:.2} ms", worst.as_secs_f64() * 1e3);
@@ -41,9 +41,9 @@ fn main() {
             let held = lock.clone();
             wasmlet::spawn_n(move || {
                 let _guard = held.lock().unwrap();
-                wasmlet::sleep(Duration::from_secs(3600));
+                let _ = wasmlet::sleep(Duration::from_secs(3600));
             });
-            wasmlet::sleep(Duration::ZERO);
+            let _ = wasmlet::sleep(Duration::ZERO);
             drop(lock.lock().unwrap());
         }
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),

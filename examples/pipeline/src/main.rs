@@ -21,7 +21,7 @@ fn main() {
             // `None` is the signal to stop.
             while let Some(job) = jobs.get().expect("no timeout is set") {
                 // Processing takes a while: the job number decides how long.
-                wasmlet::sleep(Duration::from_millis(u64::from(job % 4) * 3));
+                let _ = wasmlet::sleep(Duration::from_millis(u64::from(job % 4) * 3));
                 results.put((job, job * job, worker)).expect("unbounded");
                 jobs.task_done().expect("one task_done per job taken");
             }

@@ -19,7 +19,7 @@ struct Page {
 
 /// Stands in for an HTTP GET: latency from the page number, then its links.
 fn fetch(id: u32) -> Page {
-    wasmlet::sleep(Duration::from_millis(u64::from(id * 7 % 11) + 1));
+    let _ = wasmlet::sleep(Duration::from_millis(u64::from(id * 7 % 11) + 1));
     Page {
         id,
         bytes: 1000 + (id as usize * 37) % 500,

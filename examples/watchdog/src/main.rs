@@ -5,7 +5,7 @@ use std::time::Duration;
 
 fn supervised(name: &'static str, work_ms: u64, deadline_ms: u64) -> wasmlet::GreenThread<String> {
     let worker = wasmlet::spawn(move || {
-        wasmlet::sleep(Duration::from_millis(work_ms));
+        let _ = wasmlet::sleep(Duration::from_millis(work_ms));
         format!("{name} finished its work")
     });
     let target = worker.clone();

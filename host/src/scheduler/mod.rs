@@ -22,6 +22,16 @@
 //! - **A guest deadlocks** when none of its green threads is queued, waits
 //!   on a timer or waits for a host descriptor: nothing can wake any of them
 //!   again.
+//! - **Kill unwinds.** A started green thread killed while suspended in a hub
+//!   wait resumes at once (ahead of its killer), and that wait reports the
+//!   kill; from then on it never waits again: each blocking call reports the
+//!   kill at once, so the thread returns through its frames and drops what it
+//!   owns. Its ending (result `killed`, links) runs when it returns. It is
+//!   ended hard (its suspended call dropped, as a thread that has not
+//!   started) if it cannot be resumed there (paused by preemption, or waiting
+//!   for an async host function's future), if it runs past a time slice
+//!   while unwinding, or if it makes more than [`UNWIND_CALLS`] blocking
+//!   calls after the kill.
 //!
 //! Invariants (checked by `debug_check` in tests):
 //! - a green thread is in its guest's run queue exactly when its state is
@@ -122,6 +132,17 @@ pub(crate) const FUTEX_WOKEN: u32 = 0;
 pub(crate) const FUTEX_NOT_EQUAL: u32 = 1;
 pub(crate) const FUTEX_TIMED_OUT: u32 = 2;
 
+/// How many blocking calls a killed green thread may make (each reporting
+/// the kill at once) before it is taken to ignore the kill and ended hard.
+/// Cleanup rarely blocks; a loop that retries on every error does, and this
+/// bounds it.
+pub(crate) const UNWIND_CALLS: u32 = 16;
+
+/// A killed green thread made more than [`UNWIND_CALLS`] blocking calls
+/// after its kill: it ignores it, and the hub ends it hard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeptBlocking;
+
 /// A `spawn` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Spawn {
@@ -139,9 +160,12 @@ pub(crate) struct Spawn {
 pub(crate) enum Kill {
     /// Nothing more: this is the status.
     Done(KillStatus),
-    /// The target (this key) was killed: its suspended call, if any, must be
-    /// dropped. The status is `killed`; caller and target are queued.
+    /// The target (this key) was killed hard: its suspended call, if any,
+    /// must be dropped. The status is `killed`; caller and target are queued.
     Target(usize),
+    /// The target was killed and resumes to unwind (its suspended call is
+    /// kept). The status is `killed`; caller and target are queued.
+    Unwind,
     /// The main green thread was killed: the guest ends.
     Main,
 }
@@ -170,6 +194,12 @@ struct Thread<P> {
     started: bool,
     /// It killed itself: the hub ends it once it has suspended.
     self_killed: bool,
+    /// Killed while it ran its task, and unwinding: the kill's error, and
+    /// how many more blocking calls it may make (see [`UNWIND_CALLS`]).
+    unwinding: Option<(u32, u32)>,
+    /// Its last suspension was preemption's (not a hub wait): a kill
+    /// cannot be reported there.
+    paused: bool,
     /// `(link id, callback)`, in link order.
     links: VecDeque<(u64, u32)>,
     /// Keys of the green threads joining it.
@@ -429,6 +459,7 @@ impl<P> Scheduler<P> {
         };
         let t = &mut g.threads[thread];
         t.state = State::Running;
+        t.paused = false;
         if is_main {
             return Entry::Main;
         }
@@ -473,6 +504,14 @@ impl<P> Scheduler<P> {
             return Suspension::Drop;
         }
         if t.state == State::Running {
+            if let Some((error, _)) = t.unwinding {
+                // Killed, and still running a time slice later: it ignores
+                // the kill. Ended hard.
+                t.ending = Some((Ending::Killed, error));
+                self.make_runnable(guest, thread, true);
+                return Suspension::Drop;
+            }
+            t.paused = true;
             // Nothing recorded a wait: preemption paused it so other guests
             // can run. It resumes before any other green thread of its guest,
             // while the guest waits its turn behind the other guests,
@@ -493,8 +532,17 @@ impl<P> Scheduler<P> {
     /// A spawned green thread's call returned: normally (`failure` None) or
     /// with a trap or a hub error. Returns the payload if the green thread is
     /// gone; None if its ending (links, result) is queued to run first.
+    ///
+    /// A killed green thread that was unwinding ends as killed however its
+    /// call ended: it returned early, leaving its ending to the hub, or it
+    /// failed on the way (a panic on the kill's error, say).
     pub fn ended(&mut self, guest: usize, thread: usize, failure: Option<Ending>) -> Option<P> {
         let t = &mut self.guest(guest).threads[thread];
+        if let (Some((error, _)), None) = (t.unwinding, t.ending) {
+            t.ending = Some((Ending::Killed, error));
+            self.make_runnable(guest, thread, true);
+            return None;
+        }
         if let Some(how) = failure {
             if t.ending.is_none() {
                 t.ending = Some((how, 0));
@@ -751,7 +799,8 @@ impl<P> Scheduler<P> {
     }
 
     /// Kills `target` (with `only_unstarted`: only if it has not started).
-    /// The caller yields when it kills: it is queued behind the target.
+    /// The caller yields when it kills (it is queued behind the target),
+    /// unless it is itself unwinding from a kill: it never waits again.
     pub fn kill(
         &mut self,
         guest: usize,
@@ -765,8 +814,9 @@ impl<P> Scheduler<P> {
             return Kill::Done(KillStatus::NotAlive);
         };
         let is_main = key == g.main;
+        let caller_yields = g.threads[caller].unwinding.is_none();
         let t = &mut g.threads[key];
-        if t.ending.is_some() {
+        if t.ending.is_some() || t.unwinding.is_some() {
             return Kill::Done(KillStatus::NotAlive);
         }
         if only_unstarted && (t.started || is_main) {
@@ -784,11 +834,53 @@ impl<P> Scheduler<P> {
         if is_main {
             return Kill::Main;
         }
-        t.ending = Some((Ending::Killed, error));
-        // A queued target keeps its place, which is ahead of the caller.
+        let kill = self.kill_target(guest, key, error);
+        if caller_yields {
+            self.make_runnable(guest, caller, false);
+        }
+        kill
+    }
+
+    /// Kills the started or unstarted green thread `key` (not main, not
+    /// ending): unwinding if it is suspended in a hub wait, else hard. It
+    /// runs next (a queued target keeps its place, which is ahead of the
+    /// caller).
+    fn kill_target(&mut self, guest: usize, key: usize, error: u32) -> Kill {
+        let t = &mut self.guest(guest).threads[key];
+        let unwinds = t.started && !t.paused && t.state != State::Future;
+        let kill = if unwinds {
+            t.unwinding = Some((error, UNWIND_CALLS));
+            Kill::Unwind
+        } else {
+            t.ending = Some((Ending::Killed, error));
+            Kill::Target(key)
+        };
         self.make_runnable(guest, key, true);
-        self.make_runnable(guest, caller, false);
-        Kill::Target(key)
+        kill
+    }
+
+    /// True once the green thread has been killed and is unwinding: its
+    /// waits report the kill.
+    pub fn is_unwinding(&self, guest: usize, thread: usize) -> bool {
+        self.guest_ref(guest).threads[thread].unwinding.is_some()
+    }
+
+    /// Called by every hub function that would wait, before it records the
+    /// wait: `Ok(true)` if the caller is unwinding from a kill, so the call
+    /// must answer at once (reporting the kill) instead of waiting.
+    ///
+    /// # Errors
+    /// [`KeptBlocking`] once an unwinding caller has made more than
+    /// [`UNWIND_CALLS`] such calls: the hub ends it hard.
+    pub fn unwinding_call(&mut self, guest: usize, thread: usize) -> Result<bool, KeptBlocking> {
+        match &mut self.guest(guest).threads[thread].unwinding {
+            None => Ok(false),
+            Some((_, 0)) => Err(KeptBlocking),
+            Some((_, left)) => {
+                *left -= 1;
+                Ok(true)
+            }
+        }
     }
 
     /// Kills `target` for the host (no green thread asks): as `kill`, but
@@ -801,13 +893,11 @@ impl<P> Scheduler<P> {
         if key == g.main {
             return Kill::Main;
         }
-        let t = &mut g.threads[key];
-        if t.ending.is_some() {
+        let t = &g.threads[key];
+        if t.ending.is_some() || t.unwinding.is_some() {
             return Kill::Done(KillStatus::NotAlive);
         }
-        t.ending = Some((Ending::Killed, 0));
-        self.make_runnable(guest, key, true);
-        Kill::Target(key)
+        self.kill_target(guest, key, 0)
     }
 
     /// Starts the caller waiting for `target` to end; `Some(status)` if it
@@ -841,10 +931,13 @@ impl<P> Scheduler<P> {
         None
     }
 
-    /// What a `join` that waited finds when it resumes.
-    pub fn join_result(&self, guest: usize, target: ThreadId) -> JoinStatus {
-        match self.guest_ref(guest).key_of(target) {
+    /// What a `join` that waited finds when it resumes (a caller killed
+    /// meanwhile finds `timed-out`, and asks whether it was killed).
+    pub fn join_result(&self, guest: usize, caller: usize, target: ThreadId) -> JoinStatus {
+        let g = self.guest_ref(guest);
+        match g.key_of(target) {
             Some(_) => JoinStatus::TimedOut,
+            None if g.threads[caller].unwinding.is_some() => JoinStatus::TimedOut,
             None => JoinStatus::Ended,
         }
     }
@@ -916,9 +1009,12 @@ impl<P> Scheduler<P> {
         None
     }
 
-    /// True if the caller's last park ended by `unpark`.
+    /// True if the caller's last park ended by `unpark` (and it has not been
+    /// killed: a killed thread's park reports false, and the thread asks
+    /// whether it was killed).
     pub fn park_result(&self, guest: usize, thread: usize) -> bool {
-        self.guest_ref(guest).threads[thread].unparked
+        let t = &self.guest_ref(guest).threads[thread];
+        t.unparked && t.unwinding.is_none()
     }
 
     /// Wakes `target` if it is parked, else keeps a permit for its next park.
@@ -934,7 +1030,7 @@ impl<P> Scheduler<P> {
             self.make_runnable(guest, key, false);
             return true;
         }
-        if t.ending.is_some() {
+        if t.ending.is_some() || t.unwinding.is_some() {
             return false;
         }
         t.permit = true;
@@ -1118,6 +1214,8 @@ fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
         ending: None,
         started: false,
         self_killed: false,
+        unwinding: None,
+        paused: false,
         links: VecDeque::new(),
         joiners: Vec::new(),
         wait_token: 0,

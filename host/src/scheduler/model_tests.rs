@@ -1,6 +1,6 @@
 //! A property test: random programs of green threads (spawn, sleep, kill,
 //! cancel, join, link, unlink, park, unpark, return, trap, with timers expiring as
-//! time jumps) run against the [`Scheduler`] and against [`Model`], a small
+//! time jumps, and killed threads unwinding through their next calls) run against the [`Scheduler`] and against [`Model`], a small
 //! executable model of eventlet's semantics written for clarity, not speed
 //! (threads by id in a list, eager timer removal, linear scans). The same
 //! observable events must come out in the same order: which green thread
@@ -60,16 +60,22 @@ trait Sched {
         timeout: Option<u64>,
         now: u64,
     ) -> Option<JoinStatus>;
-    fn join_result(&mut self, target: ThreadId) -> JoinStatus;
+    fn join_result(&mut self, caller: ThreadId, target: ThreadId) -> JoinStatus;
     fn link(&mut self, target: ThreadId, cb: u32) -> u64;
     fn unlink(&mut self, target: ThreadId, link: u64) -> u32;
     fn next_link(&mut self, t: ThreadId) -> u32;
     fn park(&mut self, t: ThreadId, timeout: Option<u64>, now: u64) -> Option<bool>;
     fn park_result(&mut self, t: ThreadId) -> bool;
     fn unpark(&mut self, target: ThreadId) -> bool;
-    fn ended(&mut self, t: ThreadId);
+    /// The thread's call returned: false if its ending runs next (it was
+    /// killed and unwound).
+    fn ended(&mut self, t: ThreadId) -> bool;
     /// The thread's call trapped: its ending runs next.
     fn trapped(&mut self, t: ThreadId);
+    /// A call that would wait: `Ok(true)` if the thread is unwinding from a
+    /// kill and the call answers at once.
+    fn unwinding_call(&mut self, t: ThreadId) -> Result<bool, KeptBlocking>;
+    fn killed(&mut self, t: ThreadId) -> bool;
     fn deadlocked(&mut self) -> bool;
     fn next_deadline(&mut self) -> Option<u64>;
 }
@@ -89,6 +95,14 @@ enum Event {
     Unpark(bool),
     GuestEnds,
     Deadlock,
+    /// A thread resumed from a wait, killed or not.
+    Resumed(ThreadId, bool),
+    /// A call of an unwinding thread answered at once.
+    AnsweredKilled(ThreadId),
+    /// An unwinding thread made one blocking call too many.
+    KeptBlocking(ThreadId),
+    /// A thread's call returned; false if its ending runs next.
+    Ended(ThreadId, bool),
 }
 
 enum Pending {
@@ -127,7 +141,8 @@ fn drive(s: &mut dyn Sched, program: &[Op]) -> Vec<Event> {
             let cb = s.next_link(id);
             log.push(Event::LinkRuns(id, cb));
             if cb == 0 {
-                s.ended(id);
+                let gone = s.ended(id);
+                log.push(Event::Ended(id, gone));
                 break;
             }
         };
@@ -136,102 +151,183 @@ fn drive(s: &mut dyn Sched, program: &[Op]) -> Vec<Event> {
             finish(s, &mut log);
             continue;
         }
-        match pending.remove(&id) {
-            Some(Pending::Join(target)) => log.push(Event::JoinResult(s.join_result(target))),
-            Some(Pending::Park) => log.push(Event::ParkResult(s.park_result(id))),
-            Some(Pending::Yield | Pending::Sleep) | None => {}
+        if let Some(wait) = pending.remove(&id) {
+            log.push(Event::Resumed(id, s.killed(id)));
+            match wait {
+                Pending::Join(target) => log.push(Event::JoinResult(s.join_result(id, target))),
+                Pending::Park => log.push(Event::ParkResult(s.park_result(id))),
+                Pending::Yield | Pending::Sleep => {}
+            }
         }
-        let pick = |i: usize| ids[i % ids.len()];
-        let suspends = match ops.next().unwrap_or(Op::Return) {
-            Op::Return => {
-                if id == 1 {
-                    log.push(Event::GuestEnds);
-                    break;
-                }
-                finish(s, &mut log);
-                continue;
+        let pick = |ids: &[ThreadId], i: usize| ids[i % ids.len()];
+        // A call that would wait: an unwinding thread's answers at once
+        // (the thread goes on to its next op), or ends it hard.
+        enum Call {
+            Waits,
+            Answered,
+            Ended,
+        }
+        let would_wait = |s: &mut dyn Sched, log: &mut Vec<Event>| match s.unwinding_call(id) {
+            Ok(false) => Call::Waits,
+            Ok(true) => {
+                log.push(Event::AnsweredKilled(id));
+                Call::Answered
             }
-            Op::Trap => {
-                if id == 1 {
-                    log.push(Event::GuestEnds);
-                    break;
-                }
+            Err(KeptBlocking) => {
+                log.push(Event::KeptBlocking(id));
                 s.trapped(id);
-                continue;
-            }
-            Op::Sleep(ticks) => {
-                s.sleep(id, ticks, now);
-                Pending::Sleep
-            }
-            Op::Spawn { delay, local } => {
-                let new = s.spawn(id, delay, local, now);
-                ids.push(new);
-                log.push(Event::Spawned(new));
-                s.sleep(id, 0, now);
-                Pending::Yield
-            }
-            Op::Kill { target, cancel } => {
-                let target = pick(target);
-                let kill = s.kill(id, target, cancel);
-                log.push(Event::Kill(kill));
-                match kill {
-                    Kill::Main => {
-                        log.push(Event::GuestEnds);
-                        break;
-                    }
-                    Kill::Target(_) => {
-                        pending.remove(&target);
-                    }
-                    Kill::Done(_) => s.sleep(id, 0, now),
-                }
-                Pending::Yield
-            }
-            Op::Join { target, timeout } => {
-                let target = pick(target);
-                let now_status = s.join(id, target, timeout, now);
-                log.push(Event::Join(now_status));
-                if now_status.is_some() {
-                    s.sleep(id, 0, now);
-                    Pending::Yield
-                } else {
-                    Pending::Join(target)
-                }
-            }
-            Op::Link { target } => {
-                let target = pick(target);
-                let link = s.link(target, next_cb);
-                next_cb += 1;
-                log.push(Event::Linked(link != 0));
-                if link != 0 {
-                    links.push((target, link));
-                }
-                s.sleep(id, 0, now);
-                Pending::Yield
-            }
-            Op::Unlink { link } => {
-                if !links.is_empty() {
-                    let (target, link) = links[link % links.len()];
-                    log.push(Event::Unlinked(s.unlink(target, link)));
-                }
-                s.sleep(id, 0, now);
-                Pending::Yield
-            }
-            Op::Park { timeout } => {
-                let at_once = s.park(id, timeout, now);
-                log.push(Event::Park(at_once));
-                if at_once.is_some() {
-                    s.sleep(id, 0, now);
-                    Pending::Yield
-                } else {
-                    Pending::Park
-                }
-            }
-            Op::Unpark { target } => {
-                log.push(Event::Unpark(s.unpark(pick(target))));
-                s.sleep(id, 0, now);
-                Pending::Yield
+                Call::Ended
             }
         };
+        let mut guest_ends = false;
+        let suspends = loop {
+            let op = ops.next().unwrap_or(Op::Return);
+            // The yield that follows an op that does not wait itself.
+            let yield_now = |s: &mut dyn Sched, log: &mut Vec<Event>| match would_wait(s, log) {
+                Call::Waits => {
+                    s.sleep(id, 0, now);
+                    Some(Some(Pending::Yield))
+                }
+                Call::Answered => None,
+                Call::Ended => Some(None),
+            };
+            let step: Option<Option<Pending>> = match op {
+                Op::Return => {
+                    if id == 1 {
+                        guest_ends = true;
+                        Some(None)
+                    } else if s.killed(id) {
+                        // The SDK leaves the ending to the hub.
+                        let gone = s.ended(id);
+                        log.push(Event::Ended(id, gone));
+                        Some(None)
+                    } else {
+                        finish(s, &mut log);
+                        Some(None)
+                    }
+                }
+                Op::Trap => {
+                    if id == 1 {
+                        guest_ends = true;
+                    } else {
+                        s.trapped(id);
+                    }
+                    Some(None)
+                }
+                Op::Sleep(ticks) => match would_wait(s, &mut log) {
+                    Call::Waits => {
+                        s.sleep(id, ticks, now);
+                        Some(Some(Pending::Sleep))
+                    }
+                    Call::Answered => None,
+                    Call::Ended => Some(None),
+                },
+                Op::Spawn { delay, local } => {
+                    let new = s.spawn(id, delay, local, now);
+                    ids.push(new);
+                    log.push(Event::Spawned(new));
+                    yield_now(s, &mut log)
+                }
+                Op::Kill { target, cancel } => {
+                    let target = pick(&ids, target);
+                    match would_wait(s, &mut log) {
+                        Call::Ended => Some(None),
+                        call => {
+                            let kill = s.kill(id, target, cancel);
+                            log.push(Event::Kill(kill));
+                            let yields = matches!(call, Call::Waits);
+                            match kill {
+                                Kill::Main => {
+                                    guest_ends = true;
+                                    Some(None)
+                                }
+                                Kill::Target(_) | Kill::Unwind if yields => {
+                                    if let Kill::Target(_) = kill {
+                                        pending.remove(&target);
+                                    }
+                                    Some(Some(Pending::Yield))
+                                }
+                                Kill::Target(_) => {
+                                    pending.remove(&target);
+                                    None
+                                }
+                                Kill::Done(KillStatus::Killed) => {
+                                    // It killed itself: it suspends, and is
+                                    // dropped there.
+                                    s.sleep(id, 0, now);
+                                    Some(Some(Pending::Yield))
+                                }
+                                Kill::Unwind | Kill::Done(_) if !yields => None,
+                                Kill::Unwind | Kill::Done(_) => {
+                                    s.sleep(id, 0, now);
+                                    Some(Some(Pending::Yield))
+                                }
+                            }
+                        }
+                    }
+                }
+                Op::Join { target, timeout } => {
+                    let target = pick(&ids, target);
+                    match would_wait(s, &mut log) {
+                        Call::Waits => {
+                            let now_status = s.join(id, target, timeout, now);
+                            log.push(Event::Join(now_status));
+                            if now_status.is_some() {
+                                s.sleep(id, 0, now);
+                                Some(Some(Pending::Yield))
+                            } else {
+                                Some(Some(Pending::Join(target)))
+                            }
+                        }
+                        Call::Answered => None,
+                        Call::Ended => Some(None),
+                    }
+                }
+                Op::Link { target } => {
+                    let target = pick(&ids, target);
+                    let link = s.link(target, next_cb);
+                    next_cb += 1;
+                    log.push(Event::Linked(link != 0));
+                    if link != 0 {
+                        links.push((target, link));
+                    }
+                    yield_now(s, &mut log)
+                }
+                Op::Unlink { link } => {
+                    if !links.is_empty() {
+                        let (target, link) = links[link % links.len()];
+                        log.push(Event::Unlinked(s.unlink(target, link)));
+                    }
+                    yield_now(s, &mut log)
+                }
+                Op::Park { timeout } => match would_wait(s, &mut log) {
+                    Call::Waits => {
+                        let at_once = s.park(id, timeout, now);
+                        log.push(Event::Park(at_once));
+                        if at_once.is_some() {
+                            s.sleep(id, 0, now);
+                            Some(Some(Pending::Yield))
+                        } else {
+                            Some(Some(Pending::Park))
+                        }
+                    }
+                    Call::Answered => None,
+                    Call::Ended => Some(None),
+                },
+                Op::Unpark { target } => {
+                    log.push(Event::Unpark(s.unpark(pick(&ids, target))));
+                    yield_now(s, &mut log)
+                }
+            };
+            if let Some(step) = step {
+                break step;
+            }
+        };
+        if guest_ends {
+            log.push(Event::GuestEnds);
+            break;
+        }
+        let Some(suspends) = suspends else { continue };
         match s.suspended(id) {
             Suspension::Keep => {
                 pending.insert(id, suspends);
@@ -310,8 +406,9 @@ impl Sched for Real {
             move || at,
         )
     }
-    fn join_result(&mut self, target: ThreadId) -> JoinStatus {
-        self.s.join_result(0, target)
+    fn join_result(&mut self, caller: ThreadId, target: ThreadId) -> JoinStatus {
+        let key = self.key(caller);
+        self.s.join_result(0, key, target)
     }
     fn link(&mut self, target: ThreadId, cb: u32) -> u64 {
         self.s.link(0, target, cb)
@@ -335,13 +432,21 @@ impl Sched for Real {
     fn unpark(&mut self, target: ThreadId) -> bool {
         self.s.unpark(0, target)
     }
-    fn ended(&mut self, t: ThreadId) {
+    fn ended(&mut self, t: ThreadId) -> bool {
         let key = self.key(t);
-        assert!(self.s.ended(0, key, None).is_some());
+        self.s.ended(0, key, None).is_some()
     }
     fn trapped(&mut self, t: ThreadId) {
         let key = self.key(t);
         assert!(self.s.ended(0, key, Some(Ending::TrapOther)).is_none());
+    }
+    fn unwinding_call(&mut self, t: ThreadId) -> Result<bool, KeptBlocking> {
+        let key = self.key(t);
+        self.s.unwinding_call(0, key)
+    }
+    fn killed(&mut self, t: ThreadId) -> bool {
+        let key = self.key(t);
+        self.s.is_unwinding(0, key)
     }
     fn deadlocked(&mut self) -> bool {
         self.s.deadlock(0).is_some()
@@ -382,6 +487,8 @@ struct M {
     ending: Option<Ending>,
     started: bool,
     self_killed: bool,
+    /// Killed while it ran: how many more blocking calls it may make.
+    unwinding: Option<u32>,
     links: Vec<(u64, u32)>,
     permit: bool,
     unparked: bool,
@@ -404,6 +511,7 @@ impl Model {
             ending: None,
             started: false,
             self_killed: false,
+            unwinding: None,
             links: Vec::new(),
             permit: false,
             unparked: false,
@@ -500,7 +608,10 @@ impl Sched for Model {
         }
     }
     fn kill(&mut self, caller: ThreadId, target: ThreadId, cancel: bool) -> Kill {
-        if !self.alive(target) || self.t(target).ending.is_some() {
+        if !self.alive(target)
+            || self.t(target).ending.is_some()
+            || self.t(target).unwinding.is_some()
+        {
             return Kill::Done(KillStatus::NotAlive);
         }
         if cancel && (self.t(target).started || target == 1) {
@@ -516,10 +627,20 @@ impl Sched for Model {
         if target == 1 {
             return Kill::Main;
         }
-        self.t(target).ending = Some(Ending::Killed);
+        // A started thread (the model never preempts) unwinds; one that has
+        // not started never runs.
+        let kill = if self.t(target).started {
+            self.t(target).unwinding = Some(UNWIND_CALLS);
+            Kill::Unwind
+        } else {
+            self.t(target).ending = Some(Ending::Killed);
+            Kill::Target(0)
+        };
         self.wake(target, true);
-        self.wake(caller, false);
-        Kill::Target(0)
+        if self.t(caller).unwinding.is_none() {
+            self.wake(caller, false);
+        }
+        kill
     }
     fn suspended(&mut self, t: ThreadId) -> Suspension {
         if std::mem::take(&mut self.t(t).self_killed) {
@@ -555,8 +676,8 @@ impl Sched for Model {
         }
         None
     }
-    fn join_result(&mut self, target: ThreadId) -> JoinStatus {
-        if self.alive(target) {
+    fn join_result(&mut self, caller: ThreadId, target: ThreadId) -> JoinStatus {
+        if self.alive(target) || self.t(caller).unwinding.is_some() {
             JoinStatus::TimedOut
         } else {
             JoinStatus::Ended
@@ -604,7 +725,7 @@ impl Sched for Model {
         None
     }
     fn park_result(&mut self, t: ThreadId) -> bool {
-        self.t(t).unparked
+        self.t(t).unparked && self.t(t).unwinding.is_none()
     }
     fn unpark(&mut self, target: ThreadId) -> bool {
         if !self.alive(target) {
@@ -615,13 +736,18 @@ impl Sched for Model {
             self.wake(target, false);
             return true;
         }
-        if self.t(target).ending.is_some() {
+        if self.t(target).ending.is_some() || self.t(target).unwinding.is_some() {
             return false;
         }
         self.t(target).permit = true;
         true
     }
-    fn ended(&mut self, t: ThreadId) {
+    fn ended(&mut self, t: ThreadId) -> bool {
+        if self.t(t).unwinding.is_some() && self.t(t).ending.is_none() {
+            self.t(t).ending = Some(Ending::Killed);
+            self.wake(t, true);
+            return false;
+        }
         self.stop_waiting(t);
         self.t(t).state = MState::Dead;
         let mut joiners: Vec<_> = self.joins.iter().filter(|j| j.2 == t).copied().collect();
@@ -629,10 +755,30 @@ impl Sched for Model {
         for (_, joiner, _) in joiners {
             self.wake(joiner, false);
         }
+        true
     }
     fn trapped(&mut self, t: ThreadId) {
-        self.t(t).ending = Some(Ending::TrapOther);
+        // A thread that fails while it unwinds ends as killed.
+        let how = if self.t(t).unwinding.is_some() {
+            Ending::Killed
+        } else {
+            Ending::TrapOther
+        };
+        self.t(t).ending = Some(how);
         self.wake(t, true);
+    }
+    fn unwinding_call(&mut self, t: ThreadId) -> Result<bool, KeptBlocking> {
+        match &mut self.t(t).unwinding {
+            None => Ok(false),
+            Some(0) => Err(KeptBlocking),
+            Some(left) => {
+                *left -= 1;
+                Ok(true)
+            }
+        }
+    }
+    fn killed(&mut self, t: ThreadId) -> bool {
+        self.t(t).unwinding.is_some()
     }
     fn deadlocked(&mut self) -> bool {
         self.queue.is_empty() && self.timers.is_empty()

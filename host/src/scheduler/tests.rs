@@ -77,6 +77,14 @@ impl Hub {
         assert!(self.s.ended(0, key, None).is_some());
     }
 
+    /// Ends a killed thread that has unwound: its call returns, its ending
+    /// runs next, and then it goes.
+    fn end_killed(&mut self, key: usize) {
+        assert!(self.s.ended(0, key, None).is_none());
+        assert_eq!(self.next(), Some(key));
+        self.end(key);
+    }
+
     fn advance(&mut self, by: Duration) {
         self.now += by;
     }
@@ -109,7 +117,7 @@ fn ids_count_spawns_from_main_and_are_never_reused() {
     let second = h.spawn(h.main, Duration::ZERO, false);
     assert_eq!((first, second), (2, 3));
     assert_eq!(h.key(second), key, "the key is reused, the id is not");
-    assert_eq!(h.s.join_result(0, first), JoinStatus::Ended);
+    assert_eq!(h.s.join_result(0, h.main, first), JoinStatus::Ended);
     assert_eq!(h.s.link(0, first, 7), 0, "a stale id reaches nothing");
 }
 
@@ -138,11 +146,12 @@ fn a_timer_belongs_to_one_wait_of_one_thread() {
     h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
     h.s.sleep(0, key, 200 * MS, at(h.now));
-    // main kills it while it sleeps; its ending runs and it goes.
+    // main kills it while it sleeps; it unwinds, its ending runs and it
+    // goes.
     assert_eq!(h.next(), Some(h.main));
-    assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Target(key));
+    assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Unwind);
     assert_eq!(h.next(), Some(key));
-    h.end(key);
+    h.end_killed(key);
     // A new thread gets the same key and sleeps 2 s.
     let heir = h.spawn(h.main, Duration::ZERO, false);
     assert_eq!(h.key(heir), key);
@@ -187,13 +196,16 @@ fn kill_queues_the_target_first_and_the_killer_last() {
     let b = h.next().unwrap();
     h.s.sleep(0, b, Duration::ZERO, at(h.now));
     assert_eq!(h.next(), Some(h.main));
-    assert_eq!(h.s.kill(0, h.main, sleeper, 0, false), Kill::Target(key));
+    assert_eq!(h.s.kill(0, h.main, sleeper, 0, false), Kill::Unwind);
+    assert_eq!(h.state(sleeper), Some(State::Queued));
+    let _ = key;
     let order = h.run_all(|h, key| {
         if key != h.main {
-            h.end(key)
+            h.s.ended(0, key, None);
         }
     });
-    assert_eq!(order, [sleeper, bystander, 1]);
+    // The sleeper unwinds, then its ending runs; then the rest.
+    assert_eq!(order, [sleeper, sleeper, bystander, 1]);
 }
 
 #[test]
@@ -290,7 +302,7 @@ fn join_wakes_when_the_target_ends_and_times_out_otherwise() {
     h.s.sleep(0, key, Duration::from_secs(1), at(h.now));
     h.advance(10 * MS);
     assert_eq!(h.next(), Some(h.main));
-    assert_eq!(h.s.join_result(0, t), JoinStatus::TimedOut);
+    assert_eq!(h.s.join_result(0, h.main, t), JoinStatus::TimedOut);
     assert!(h.s.guests[0].as_ref().unwrap().threads[key]
         .joiners
         .is_empty());
@@ -299,7 +311,7 @@ fn join_wakes_when_the_target_ends_and_times_out_otherwise() {
     assert_eq!(h.next(), Some(key));
     h.end(key);
     assert_eq!(h.next(), Some(h.main));
-    assert_eq!(h.s.join_result(0, t), JoinStatus::Ended);
+    assert_eq!(h.s.join_result(0, h.main, t), JoinStatus::Ended);
 }
 
 #[test]
@@ -316,8 +328,10 @@ fn an_unpark_before_the_park_is_kept_and_one_for_an_ending_thread_fails() {
     let key = h.next().unwrap();
     assert_eq!(h.s.park(0, key, None, at(h.now)), None);
     assert_eq!(h.next(), Some(h.main));
-    assert_eq!(h.s.kill(0, h.main, t, 0, false), Kill::Target(key));
-    assert!(!h.s.unpark(0, t), "its park never returns");
+    assert_eq!(h.s.kill(0, h.main, t, 0, false), Kill::Unwind);
+    assert!(!h.s.unpark(0, t), "its park reports the kill instead");
+    assert_eq!(h.next(), Some(key));
+    assert!(!h.s.park_result(0, key));
     assert!(!h.s.unpark(0, 999), "no such thread");
 }
 
@@ -381,7 +395,7 @@ fn spawn_after_local_is_cancelled_when_its_spawner_has_ended() {
         let local = h.spawn(key, delay, true);
         let plain = h.spawn(key, delay, false);
         h.end(key);
-        assert_eq!(h.s.join_result(0, spawner), JoinStatus::Ended);
+        assert_eq!(h.s.join_result(0, h.main, spawner), JoinStatus::Ended);
         h.advance(5 * MS);
         let entries: Vec<Entry> = std::iter::from_fn(|| {
             h.s.fire_due_timers(h.now);
@@ -495,7 +509,7 @@ fn a_timed_futex_wait_times_out_and_a_killed_waiter_leaves_the_queue() {
     let key = h.next().unwrap();
     assert_eq!(h.s.futex_wait(0, key, 8, None, at(h.now)), None);
     assert_eq!(h.next(), Some(h.main));
-    assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Target(key));
+    assert_eq!(h.s.kill(0, h.main, victim, 0, false), Kill::Unwind);
     assert_eq!(
         h.s.futex_notify(0, 8, 1),
         0,
@@ -655,9 +669,11 @@ fn killing_an_io_waiter_ends_its_wait() {
     let ka = h.next().unwrap();
     let waiter = h.s.io_wait(0, ka, 1, true);
     assert_eq!(h.state(a), Some(State::Io { fd: 1, write: true }));
-    assert_eq!(h.s.kill(0, h.main, a, 0, false), Kill::Target(ka));
+    assert_eq!(h.s.kill(0, h.main, a, 0, false), Kill::Unwind);
     h.s.debug_check();
     assert!(!h.s.io_waiter_is_live(&waiter));
+    assert_eq!(h.next(), Some(ka));
+    assert!(h.s.is_unwinding(0, ka));
 }
 
 #[test]
@@ -683,4 +699,114 @@ fn a_future_wait_is_woken_by_its_waiter_once() {
     assert_eq!(h.next(), None);
     h.s.io_ready(later);
     assert_eq!(h.next(), Some(h.main));
+}
+
+#[test]
+fn a_killed_thread_unwinds_through_its_next_calls_then_ends_as_killed() {
+    let mut h = Hub::new();
+    let target = h.spawn(h.main, Duration::ZERO, false);
+    let other = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    h.s.sleep(0, key, Duration::from_secs(60), at(h.now));
+    let ko = h.next().unwrap();
+    h.s.sleep(0, ko, Duration::ZERO, at(h.now));
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, target, 7, false), Kill::Unwind);
+    // It resumes before everything else, its sleep's timer gone.
+    assert_eq!(h.next(), Some(key));
+    assert!(h.s.is_unwinding(0, key));
+    assert_eq!(h.s.next_deadline(), None);
+    // Each blocking call answers at once, up to the bound.
+    for _ in 0..UNWIND_CALLS {
+        assert_eq!(h.s.unwinding_call(0, key), Ok(true));
+    }
+    assert_eq!(h.s.unwinding_call(0, key), Err(KeptBlocking));
+    assert_eq!(h.s.unwinding_call(0, ko), Ok(false), "others wait as usual");
+    assert_eq!(
+        h.s.kill(0, h.main, target, 0, false),
+        Kill::Done(KillStatus::NotAlive),
+        "a second kill finds it dying"
+    );
+    // Its call returns (the SDK leaves its ending to the hub): the ending
+    // runs next, with the kill's error.
+    assert!(h.s.ended(0, key, None).is_none());
+    assert_eq!(h.next(), Some(key));
+    assert_eq!(
+        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        Some((Ending::Killed, 7))
+    );
+    h.end(key);
+    let _ = other;
+}
+
+#[test]
+fn a_killed_thread_that_fails_while_unwinding_still_ends_as_killed() {
+    let mut h = Hub::new();
+    let target = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    assert_eq!(h.s.park(0, key, None, at(h.now)), None);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, target, 3, false), Kill::Unwind);
+    assert_eq!(h.next(), Some(key));
+    // A panic on the kill's error traps it.
+    assert!(h.s.ended(0, key, Some(Ending::TrapUnreachable)).is_none());
+    assert_eq!(h.next(), Some(key));
+    assert_eq!(
+        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        Some((Ending::Killed, 3))
+    );
+}
+
+#[test]
+fn a_thread_that_cannot_report_a_kill_is_killed_hard() {
+    // Paused by preemption.
+    let mut h = Hub::new();
+    let paused = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Keep);
+    assert_eq!(h.next(), Some(key), "a paused thread resumes first");
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Keep);
+    assert_eq!(
+        h.s.kill_by_host(0, paused),
+        Kill::Target(key),
+        "paused by preemption: no wait to report the kill"
+    );
+    // Waiting for an async host function.
+    let mut h = Hub::new();
+    let waiting = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    h.s.future_wait(0, key);
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, waiting, 0, false), Kill::Target(key));
+    h.s.debug_check();
+}
+
+#[test]
+fn an_unwinding_thread_preempted_is_ended_hard_and_its_kill_does_not_wait() {
+    let mut h = Hub::new();
+    let target = h.spawn(h.main, Duration::ZERO, false);
+    let other = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    h.s.sleep(0, key, Duration::from_secs(1), at(h.now));
+    let ko = h.next().unwrap();
+    h.s.sleep(0, ko, Duration::from_secs(1), at(h.now));
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(h.s.kill(0, h.main, target, 0, false), Kill::Unwind);
+    assert_eq!(h.next(), Some(key));
+    // Unwinding, it kills another: it is not queued (it does not wait).
+    assert_eq!(h.s.kill(0, key, other, 0, false), Kill::Unwind);
+    assert_eq!(h.state(target), Some(State::Running));
+    h.s.debug_check();
+    // It runs a whole slice instead of returning: ended hard.
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Drop);
+    assert_eq!(
+        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        Some((Ending::Killed, 0))
+    );
+    h.s.debug_check();
 }

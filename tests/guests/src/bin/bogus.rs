@@ -78,7 +78,7 @@ fn main() {
     // ending); main goes on.
     let id = unsafe { raw_spawn(0xffff_fff0, 0, 0, 0) };
     println!("spawned garbage task: {}", id != 0);
-    wasmlet::sleep(Duration::from_millis(1));
+    let _ = wasmlet::sleep(Duration::from_millis(1));
     unsafe { println!("join it: {}", raw_join(id, u64::MAX)) };
     // An absurd stack size traps the green thread that asks, not the guest.
     let asker = wasmlet::spawn(|| unsafe { raw_spawn(0, u32::MAX, 0, 0) });

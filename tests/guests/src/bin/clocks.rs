@@ -58,7 +58,7 @@ fn main() {
 
     let t0 = Instant::now();
     let later = wasmlet::spawn(|| {
-        wasmlet::sleep(Duration::from_millis(5));
+        let _ = wasmlet::sleep(Duration::from_millis(5));
         Instant::now()
     })
     .wait()

@@ -16,11 +16,11 @@ fn main() {
             log.borrow_mut().push(format!("waiter {n} got {got:?}"));
         });
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("waiting: {}", event.waiting());
     event.send(5).unwrap();
     println!("sent; waiters run so far: {}", log.borrow().len());
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("{}", log.borrow().join("\n"));
 
     println!("ready: {}, wait now: {:?}", event.ready(), event.wait());
@@ -36,7 +36,7 @@ fn main() {
 
     let unsent: Event = Event::new();
     match unsent.wait_timeout(Duration::from_millis(5)) {
-        Err(EventError::TimedOut(_)) => {
+        Err(EventError::Interrupted(i)) if i.timed_out().is_some() => {
             println!("wait_timeout: timed out, waiting {}", unsent.waiting())
         }
         other => println!("wait_timeout: {other:?}"),
@@ -50,7 +50,7 @@ fn main() {
             other => format!("waiter got {other:?}"),
         })
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     failing.send_error("disk on fire").unwrap();
     println!("{}", waiter.wait().unwrap());
     println!("late wait: {}", failing.wait().unwrap_err());
@@ -60,7 +60,7 @@ fn main() {
         let flicker = flicker.clone();
         wasmlet::spawn(move || flicker.wait())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     flicker.send("first").unwrap();
     flicker.reset().unwrap();
     println!(

@@ -8,7 +8,7 @@ fn main() {
         "exit-in-thread" => {
             let code: i32 = std::env::args().nth(2).unwrap().parse().unwrap();
             wasmlet::spawn(move || std::process::exit(code));
-            wasmlet::sleep(Duration::from_secs(3600));
+            let _ = wasmlet::sleep(Duration::from_secs(3600));
         }
         "panic-main" => panic!("main gave up"),
         "trap-main" => {
@@ -18,7 +18,7 @@ fn main() {
         "kill-main" => {
             let main = wasmlet::getcurrent();
             wasmlet::spawn(move || main.kill());
-            wasmlet::sleep(Duration::from_secs(3600));
+            let _ = wasmlet::sleep(Duration::from_secs(3600));
         }
         _ => println!("returning normally"),
     }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 fn main() {
     let bystander = wasmlet::spawn(|| {
-        wasmlet::sleep(Duration::from_millis(5));
+        let _ = wasmlet::sleep(Duration::from_millis(5));
         "bystander finished"
     });
     let failing = wasmlet::spawn(|| -> u32 {
-        wasmlet::sleep(Duration::from_millis(1));
+        let _ = wasmlet::sleep(Duration::from_millis(1));
         panic!("deliberate failure {}", 42)
     });
     let waiters: Vec<_> = (0..3)

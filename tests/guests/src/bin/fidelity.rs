@@ -16,7 +16,7 @@ fn main() {
             println!("getter got {got}");
         })
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     q.put(1).unwrap();
     println!("put returned");
     getter.wait().unwrap();
@@ -61,7 +61,7 @@ fn main() {
         let q = q.clone();
         wasmlet::spawn(move || q.put("item").unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!(
         "get_nowait with a putter waiting: {}",
         q.get_nowait().is_err()
@@ -102,7 +102,7 @@ fn main() {
     );
     let background = wasmlet::spawn_n(|| wasmlet::sleep(Duration::from_millis(1)));
     let before = background.dead();
-    wasmlet::sleep(Duration::from_millis(5));
+    let _ = wasmlet::sleep(Duration::from_millis(5));
     println!(
         "spawn_n handle dead: before {before}, after {}",
         background.dead()

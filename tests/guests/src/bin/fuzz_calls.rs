@@ -10,7 +10,8 @@ use std::time::Duration;
 #[link(wasm_import_module = "wasmlet:runtime/hub@0.1.0")]
 extern "C" {
     fn spawn(task: u32, stack_size: u32, delay_ns: u64, flags: u32) -> u64;
-    fn sleep(ns: u64);
+    fn sleep(ns: u64) -> u32;
+    fn killed() -> u32;
     fn current() -> u64;
     fn kill(target: u64, error: u32) -> u32;
     fn cancel(target: u64) -> u32;
@@ -151,7 +152,7 @@ fn main() {
             0 => {
                 let pause = rng.below(2_000_000);
                 let t = wasmlet::spawn(move || {
-                    wasmlet::sleep(Duration::from_nanos(pause));
+                    let _ = wasmlet::sleep(Duration::from_nanos(pause));
                     let _ = unsafe { park(pause) };
                 });
                 known.push(t.id());
@@ -173,7 +174,9 @@ fn main() {
                     known.push(id);
                 }
             }
-            2 => unsafe { sleep(rng.below(1_000_000)) },
+            2 => {
+                let _ = unsafe { sleep(rng.below(1_000_000)) };
+            }
             3 => known.push(unsafe { current() }),
             4 => {
                 let target = rng.id(&known);
@@ -209,7 +212,12 @@ fn main() {
                     let _ = t.thread().link(|_| ());
                 }
             }
-            _ => wasmlet::sleep(Duration::ZERO),
+            12 => {
+                let _ = unsafe { killed() };
+            }
+            _ => {
+                let _ = wasmlet::sleep(Duration::ZERO);
+            }
         }
     }
     for t in &handles {

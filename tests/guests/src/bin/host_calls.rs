@@ -34,7 +34,7 @@ fn main() {
         wasmlet::spawn(move || {
             let mut ticks = 0;
             while !done.get() {
-                wasmlet::sleep(Duration::from_millis(1));
+                let _ = wasmlet::sleep(Duration::from_millis(1));
                 ticks += 1;
             }
             ticks
@@ -56,7 +56,7 @@ fn main() {
     );
     // A green thread killed while it waits: its future is dropped.
     let victim = wasmlet::spawn(|| unsafe { double_later(1000) });
-    wasmlet::sleep(Duration::from_millis(1));
+    let _ = wasmlet::sleep(Duration::from_millis(1));
     victim.kill();
     println!("killed while waiting: {}", victim.wait().is_err());
 }

@@ -28,7 +28,7 @@ fn main() {
             };
             println!("refused after {} green threads: {error}", sleepers.len());
             for gt in sleepers.drain(..) {
-                gt.wait().unwrap();
+                let _ = gt.wait().unwrap();
             }
             let again = wasmlet::try_spawn(|| 7).map(|gt| gt.wait().unwrap());
             println!("once they ended: {again:?}");
@@ -98,9 +98,9 @@ fn main() {
             let held = lock.clone();
             wasmlet::spawn_n(move || {
                 let _guard = held.lock().unwrap();
-                wasmlet::sleep(Duration::from_secs(3600));
+                let _ = wasmlet::sleep(Duration::from_secs(3600));
             });
-            wasmlet::sleep(Duration::from_millis(1));
+            let _ = wasmlet::sleep(Duration::from_millis(1));
             let _blocked = lock.lock().unwrap();
         }
         other => panic!("unknown mode {other:?}"),

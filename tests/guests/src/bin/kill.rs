@@ -11,16 +11,17 @@ fn main() {
     let r = ran.clone();
     let never = wasmlet::spawn(move || r.set(true));
     println!("kill before start: {}", never.kill());
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("  ran: {}, wait: {}", ran.get(), never.wait().unwrap_err());
 
     let reached_end = Rc::new(Cell::new(false));
     let e = reached_end.clone();
-    let sleeper = wasmlet::spawn(move || {
-        wasmlet::sleep(Duration::from_secs(3600));
+    let sleeper = wasmlet::spawn(move || -> Result<(), wasmlet::Interrupted> {
+        wasmlet::sleep(Duration::from_secs(3600))?;
         e.set(true);
+        Ok(())
     });
-    wasmlet::sleep(Duration::ZERO); // let it start and suspend
+    let _ = wasmlet::sleep(Duration::ZERO); // let it start and suspend
     println!("kill while sleeping: {}", wasmlet::kill(sleeper.thread()));
     println!("  dead right after kill: {}", sleeper.dead());
     println!(
@@ -38,7 +39,7 @@ fn main() {
     );
 
     let victim = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     victim.kill_with("custom failure");
     match victim.wait() {
         Err(GreenThreadError::KilledWith(e)) => println!("kill_with: {e}"),
@@ -55,7 +56,7 @@ fn main() {
     let r = c_ran.clone();
     let pending = wasmlet::spawn(move || r.set(true));
     println!("cancel before start: {}", pending.cancel());
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!(
         "  ran: {}, wait: {}",
         c_ran.get(),
@@ -63,10 +64,10 @@ fn main() {
     );
 
     let started = wasmlet::spawn(|| {
-        wasmlet::sleep(Duration::from_millis(1));
+        let _ = wasmlet::sleep(Duration::from_millis(1));
         "finished"
     });
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("cancel after start: {}", started.cancel());
     println!("  wait: {:?}", started.wait());
 
@@ -75,7 +76,7 @@ fn main() {
     let o = order.clone();
     let bystander = wasmlet::spawn(move || o.borrow_mut().push("bystander"));
     let target = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     let o = order.clone();
     wasmlet::spawn_n(move || o.borrow_mut().push("queued before kill"));
     target.kill();

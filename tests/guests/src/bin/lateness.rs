@@ -9,7 +9,7 @@ fn main() {
     let mut worst = Duration::ZERO;
     for _ in 0..n {
         let start = Instant::now();
-        wasmlet::sleep(Duration::from_millis(1));
+        let _ = wasmlet::sleep(Duration::from_millis(1));
         worst = worst.max(start.elapsed().saturating_sub(Duration::from_millis(1)));
     }
     println!("{:.3}", worst.as_secs_f64() * 1000.0);

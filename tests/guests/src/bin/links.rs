@@ -8,7 +8,7 @@ use std::time::Duration;
 fn main() {
     let log: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
     let gt = wasmlet::spawn(|| {
-        wasmlet::sleep(Duration::from_millis(1));
+        let _ = wasmlet::sleep(Duration::from_millis(1));
         7
     });
     for n in 1..=3 {
@@ -46,7 +46,7 @@ fn main() {
         log6.borrow_mut()
             .push(format!("killed link saw dead={}", gt.dead()))
     });
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     killed.kill();
     println!("{:?}", log.borrow().last());
 

@@ -35,10 +35,10 @@ fn main() {
         "big-frame" => {
             let neighbour = Builder::new().stack_size(64 * 1024).spawn(|| {
                 let mine = black_box([0x5au8; 1024]);
-                wasmlet::sleep(Duration::from_millis(20));
+                let _ = wasmlet::sleep(Duration::from_millis(20));
                 mine.iter().all(|&b| b == 0x5a)
             });
-            wasmlet::sleep(Duration::ZERO);
+            let _ = wasmlet::sleep(Duration::ZERO);
             let big = Builder::new().stack_size(64 * 1024).spawn(big_frame);
             println!("big frame: {:?}", big.wait().map_err(|e| e.to_string()));
             println!("neighbour intact: {:?}", neighbour.wait());

@@ -24,7 +24,7 @@ fn traps(_: &[u8]) -> String {
 /// Sleeps the milliseconds its input says.
 fn slow(input: &[u8]) -> String {
     let ms: u64 = std::str::from_utf8(input).unwrap().parse().unwrap();
-    wasmlet::sleep(Duration::from_millis(ms));
+    let _ = wasmlet::sleep(Duration::from_millis(ms));
     format!("slept {ms} ms")
 }
 

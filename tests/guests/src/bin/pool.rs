@@ -20,7 +20,7 @@ fn main() {
         pool.spawn_n(move || {
             live.set(live.get() + 1);
             peak.set(peak.get().max(live.get()));
-            wasmlet::sleep(ms(2));
+            let _ = wasmlet::sleep(ms(2));
             live.set(live.get() - 1);
         })
         .unwrap();
@@ -39,7 +39,7 @@ fn main() {
     {
         let log = log.clone();
         one.spawn_n(move || {
-            wasmlet::sleep(ms(5));
+            let _ = wasmlet::sleep(ms(5));
             log.borrow_mut().push("first ended".into());
         })
         .unwrap();
@@ -51,7 +51,7 @@ fn main() {
             log.borrow_mut().push("second spawned".into());
         })
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("waiting for a slot: {}", one.waiting());
     waiter.wait().unwrap();
     println!("{:?}", log.borrow());
@@ -60,7 +60,7 @@ fn main() {
     let three = GreenPool::new(3);
     let results: Vec<u64> = three
         .imap([30u64, 10, 20, 5], |n| {
-            wasmlet::sleep(ms(n));
+            let _ = wasmlet::sleep(ms(n));
             n
         })
         .map(Result::unwrap)
@@ -85,7 +85,7 @@ fn main() {
     let sleeper = single
         .spawn(|| wasmlet::sleep(Duration::from_secs(3600)))
         .unwrap();
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     sleeper.kill();
     let after_kill = single.spawn(|| 2).unwrap();
     println!(
@@ -119,7 +119,7 @@ fn main() {
         let grow = grow.clone();
         wasmlet::spawn(move || grow.spawn(|| "admitted").unwrap().wait().unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("before resize: waiting {}", grow.waiting());
     grow.resize(2);
     println!(
@@ -141,7 +141,7 @@ fn main() {
         let tight = tight.clone();
         wasmlet::spawn(move || tight.spawn(|| "patient ran").unwrap().wait().unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     // Room for one more: the slot goes to `doomed`, killed before it runs.
     tight.resize(2);
     doomed.kill();
@@ -157,7 +157,7 @@ fn main() {
     let mut pile = GreenPile::new(4);
     for n in [15u64, 1, 8] {
         pile.spawn(move || {
-            wasmlet::sleep(ms(n));
+            let _ = wasmlet::sleep(ms(n));
             n
         })
         .unwrap();

@@ -27,7 +27,7 @@ fn main() {
             }
         });
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!(
         "bounded: {:?}, qsize {}, full {}, putting {}",
         log.borrow(),
@@ -38,7 +38,7 @@ fn main() {
     let mut got = Vec::new();
     for _ in 0..4 {
         got.push(bq.get().unwrap());
-        wasmlet::sleep(Duration::ZERO);
+        let _ = wasmlet::sleep(Duration::ZERO);
     }
     println!("bounded got {got:?}; log {:?}", log.borrow());
 
@@ -58,7 +58,7 @@ fn main() {
             wasmlet::spawn(move || format!("getter {n} got {}", fifo.get().unwrap()))
         })
         .collect();
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("getting: {}", fifo.getting());
     for item in ["a", "b", "c"] {
         fifo.put(item).unwrap();
@@ -77,7 +77,7 @@ fn main() {
         let kq = kq.clone();
         wasmlet::spawn(move || kq.get().unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     victim.kill();
     kq.put("x").unwrap();
     println!(
@@ -98,7 +98,7 @@ fn main() {
         let hq = hq.clone();
         wasmlet::spawn(move || hq.get().unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     hq.put("h").unwrap();
     handed.kill();
     println!(
@@ -111,7 +111,7 @@ fn main() {
         let hq = hq.clone();
         wasmlet::spawn(move || hq.get().unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     hq.put("first").unwrap();
     hq.put("second").unwrap();
     lone.kill();
@@ -151,7 +151,7 @@ fn main() {
         let rq = rq.clone();
         wasmlet::spawn(move || rq.get().unwrap())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     rq.put_nowait(1).unwrap();
     println!("rendezvous getter got {}", getter.wait().unwrap());
     let putter = {
@@ -161,7 +161,7 @@ fn main() {
             "putter returned"
         })
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!(
         "putter blocked: putting {}, dead {}; get {:?}; {}",
         rq.putting(),
@@ -177,7 +177,7 @@ fn main() {
         let sq = sq.clone();
         wasmlet::spawn_n(move || sq.put(i).unwrap());
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!(
         "before resize: qsize {}, putting {}",
         sq.qsize(),
@@ -198,7 +198,7 @@ fn main() {
         wasmlet::spawn_n(move || {
             for _ in 0..3 {
                 jq.get().unwrap();
-                wasmlet::sleep(Duration::from_millis(1));
+                let _ = wasmlet::sleep(Duration::from_millis(1));
                 *done.borrow_mut() += 1;
                 jq.task_done().unwrap();
             }

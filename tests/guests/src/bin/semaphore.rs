@@ -25,12 +25,12 @@ fn main() {
             order.borrow_mut().push(n);
         });
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("3 waiting: balance {}", sem.balance());
     for _ in 0..3 {
         sem.release();
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!(
         "woken in order: {:?}, balance {}",
         order.borrow(),
@@ -71,7 +71,7 @@ fn main() {
         let zero = zero.clone();
         wasmlet::spawn(move || zero.acquire().is_ok())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     victim.kill();
     zero.release();
     println!(
@@ -87,7 +87,7 @@ fn main() {
         let one = one.clone();
         wasmlet::spawn(move || one.acquire().is_ok())
     };
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     one.release();
     granted.kill();
     println!(

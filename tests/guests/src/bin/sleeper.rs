@@ -4,6 +4,6 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    wasmlet::sleep(std::time::Duration::from_millis(ms));
+    let _ = wasmlet::sleep(std::time::Duration::from_millis(ms));
     println!("slept {ms} ms");
 }

@@ -12,7 +12,7 @@ fn main() {
         })
         .collect();
     log.borrow_mut().push("spawned all".to_string());
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     log.borrow_mut().push("main resumed".to_string());
     for h in &handles {
         h.wait().unwrap();
@@ -22,7 +22,7 @@ fn main() {
         let log = log.clone();
         wasmlet::spawn_n(move || log.borrow_mut().push(format!("n {i}")));
     }
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     // Ping-pong: two threads yielding alternate strictly.
     let pp: Vec<_> = ["ping", "pong"]
         .into_iter()
@@ -31,7 +31,7 @@ fn main() {
             wasmlet::spawn(move || {
                 for _ in 0..2 {
                     log.borrow_mut().push(name.to_string());
-                    wasmlet::sleep(Duration::ZERO);
+                    let _ = wasmlet::sleep(Duration::ZERO);
                 }
             })
         })

@@ -22,7 +22,7 @@ fn main() {
             let holder = wasmlet::spawn(move || {
                 let mut guard = s.lock().unwrap();
                 say2("holder locked");
-                wasmlet::sleep(ms(20));
+                let _ = wasmlet::sleep(ms(20));
                 *guard += 1;
                 say2("holder unlocks");
             });
@@ -51,7 +51,7 @@ fn main() {
                 }
                 say2("woken by notify");
             });
-            wasmlet::sleep(ms(5));
+            let _ = wasmlet::sleep(ms(5));
             say("notifying");
             *pair.0.lock().unwrap() = true;
             pair.1.notify_one();
@@ -72,7 +72,7 @@ fn main() {
                 say2("park_timeout returned");
             });
             let handle = rx.recv().unwrap();
-            wasmlet::sleep(ms(5));
+            let _ = wasmlet::sleep(ms(5));
             say("unparking");
             handle.unpark();
             parker.wait().unwrap();
@@ -86,7 +86,7 @@ fn main() {
             });
             for i in 0..5 {
                 tx.send(i).unwrap();
-                wasmlet::sleep(ms(1));
+                let _ = wasmlet::sleep(ms(1));
             }
             drop(tx);
             consumer.wait().unwrap();
@@ -97,7 +97,7 @@ fn main() {
                 .map(|i| {
                     wasmlet::spawn(move || {
                         *CELL.get_or_init(|| {
-                            wasmlet::sleep(ms(5));
+                            let _ = wasmlet::sleep(ms(5));
                             i
                         })
                     })
@@ -113,7 +113,7 @@ fn main() {
                 .map(|i| {
                     let b = barrier.clone();
                     wasmlet::spawn(move || {
-                        wasmlet::sleep(ms(i * 3));
+                        let _ = wasmlet::sleep(ms(i * 3));
                         b.wait().is_leader()
                     })
                 })
@@ -124,10 +124,10 @@ fn main() {
             let l = lock.clone();
             let writer = wasmlet::spawn(move || {
                 let mut w = l.write().unwrap();
-                wasmlet::sleep(ms(10));
+                let _ = wasmlet::sleep(ms(10));
                 *w = 42;
             });
-            wasmlet::sleep(ms(1));
+            let _ = wasmlet::sleep(ms(1));
             let readers: Vec<_> = (0..3)
                 .map(|_| {
                     let l = lock.clone();
@@ -144,12 +144,12 @@ fn main() {
             let (a1, b1) = (a.clone(), b.clone());
             let first = wasmlet::spawn(move || {
                 let _a = a1.lock().unwrap();
-                wasmlet::sleep(ms(5));
+                let _ = wasmlet::sleep(ms(5));
                 let _b = b1.lock().unwrap();
             });
             let second = wasmlet::spawn(move || {
                 let _b = b.lock().unwrap();
-                wasmlet::sleep(ms(5));
+                let _ = wasmlet::sleep(ms(5));
                 let _a = a.lock().unwrap();
             });
             let _ = first.wait();

@@ -12,7 +12,7 @@ fn ticker(done: std::rc::Rc<std::cell::Cell<bool>>) -> wasmlet::GreenThread<u32>
     wasmlet::spawn(move || {
         let mut ticks = 0;
         while !done.get() {
-            wasmlet::sleep(Duration::from_millis(1));
+            let _ = wasmlet::sleep(Duration::from_millis(1));
             ticks += 1;
         }
         ticks
@@ -45,7 +45,7 @@ fn main() {
                     .map(|_| line)
                     .map_err(|e| e.to_string())
             });
-            wasmlet::sleep(Duration::from_millis(20));
+            let _ = wasmlet::sleep(Duration::from_millis(20));
             reader.kill();
             println!("reader: {:?}", reader.wait().map_err(|e| e.to_string()));
         }

@@ -7,7 +7,7 @@ fn main() {
         let mut worst = Duration::ZERO;
         for _ in 0..50 {
             let start = Instant::now();
-            wasmlet::sleep(Duration::from_millis(1));
+            let _ = wasmlet::sleep(Duration::from_millis(1));
             worst = worst.max(start.elapsed());
         }
         worst
@@ -36,7 +36,7 @@ fn main() {
         start.elapsed() < Duration::from_secs(1)
     );
     let victim = wasmlet::spawn(|| std::thread::sleep(Duration::from_secs(3600)));
-    wasmlet::sleep(Duration::from_millis(1));
+    let _ = wasmlet::sleep(Duration::from_millis(1));
     let start = Instant::now();
     victim.kill();
     println!(

@@ -58,7 +58,7 @@ fn main() {
 
     let t = Timeout::new(ms(5));
     let start = Instant::now();
-    wasmlet::sleep(Duration::from_secs(10));
+    let _ = wasmlet::sleep(Duration::from_secs(10));
     println!(
         "sleep cut short: {}, fired {}",
         start.elapsed() < Duration::from_secs(5),
@@ -69,10 +69,10 @@ fn main() {
     let sleeper = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
     let t = Timeout::new(ms(5));
     match sleeper.wait() {
-        Err(GreenThreadError::TimedOut(e)) => {
+        Err(GreenThreadError::Interrupted(e)) => {
             println!(
                 "wait on a green thread: {}; ours {}, target dead {}",
-                GreenThreadError::TimedOut(e),
+                GreenThreadError::Interrupted(e),
                 e.is(&t),
                 sleeper.dead()
             )
@@ -86,7 +86,7 @@ fn main() {
     let t = Timeout::new(ms(5));
     println!(
         "event wait: {}",
-        matches!(event.wait(), Err(EventError::TimedOut(e)) if e.is(&t))
+        matches!(event.wait(), Err(EventError::Interrupted(e)) if e.is(&t))
     );
     drop(t);
 
@@ -127,6 +127,6 @@ fn main() {
     q.put(1).unwrap();
     let got = q.get();
     println!("next blocking call (an item is ready): {got:?}");
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     println!("then the yield: fired {}", t.fired());
 }

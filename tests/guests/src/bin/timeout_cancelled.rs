@@ -17,9 +17,9 @@ fn main() {
         let got = q.get().map_err(|e| e.to_string());
         (got, timeout.fired())
     });
-    wasmlet::sleep(Duration::from_millis(5));
+    let _ = wasmlet::sleep(Duration::from_millis(5));
     shared.borrow().as_ref().unwrap().cancel();
-    wasmlet::sleep(Duration::from_millis(60));
+    let _ = wasmlet::sleep(Duration::from_millis(60));
     queue.put("late item").unwrap();
     println!(
         "get under a cancelled timeout: {:?}",
@@ -31,13 +31,13 @@ fn main() {
         let timeout = Rc::new(Timeout::new(Duration::from_millis(20)));
         *s.borrow_mut() = Some(timeout.clone());
         let start = Instant::now();
-        wasmlet::sleep(Duration::from_millis(60));
+        let _ = wasmlet::sleep(Duration::from_millis(60));
         (
             start.elapsed() >= Duration::from_millis(60),
             timeout.fired(),
         )
     });
-    wasmlet::sleep(Duration::from_millis(5));
+    let _ = wasmlet::sleep(Duration::from_millis(5));
     shared.borrow().as_ref().unwrap().cancel();
     println!(
         "sleep under a cancelled timeout (slept it all, fired): {:?}",

@@ -11,7 +11,7 @@ fn main() {
         .map(|ms| {
             let log = log.clone();
             wasmlet::spawn(move || {
-                wasmlet::sleep(Duration::from_millis(ms));
+                let _ = wasmlet::sleep(Duration::from_millis(ms));
                 log.borrow_mut().push(ms);
             })
         })

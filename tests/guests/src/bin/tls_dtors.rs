@@ -32,11 +32,11 @@ fn main() {
         .map(|_| {
             wasmlet::spawn(|| {
                 touch();
-                wasmlet::sleep(Duration::from_secs(60));
+                let _ = wasmlet::sleep(Duration::from_secs(60));
             })
         })
         .collect();
-    wasmlet::sleep(Duration::ZERO);
+    let _ = wasmlet::sleep(Duration::ZERO);
     for t in &killed {
         t.kill();
     }

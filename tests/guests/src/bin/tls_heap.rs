@@ -21,8 +21,8 @@ fn main() {
                 NAME.with(|n| *n.borrow_mut() = format!("thread {i}"));
                 // A local whose address is taken lives on the shadow stack.
                 let local = [i; 64];
-                wasmlet::sleep(Duration::ZERO);
-                wasmlet::sleep(Duration::from_millis(1));
+                let _ = wasmlet::sleep(Duration::ZERO);
+                let _ = wasmlet::sleep(Duration::from_millis(1));
                 shared.borrow_mut().push(i);
                 let sum: u32 = std::hint::black_box(&local).iter().sum();
                 (

@@ -6,7 +6,7 @@ fn main() {
     let hs: Vec<_> = (0..3)
         .map(|i| {
             wasmlet::spawn(move || {
-                wasmlet::sleep(Duration::from_millis(2));
+                let _ = wasmlet::sleep(Duration::from_millis(2));
                 i
             })
         })
