@@ -2,7 +2,8 @@
 //! and Timeout, with the edge cases and orderings eventlet users rely on.
 
 mod support;
-use support::run;
+use support::{finished, guest, options, run, runtime};
+use wasmlet_host::{Hub, Program};
 
 /// Event: send wakes every waiter, FIFO, without yielding; double send is an error;
 /// reset; wait_timeout; send_error reaches waiters; waiters keep a value sent before a reset.
@@ -194,6 +195,54 @@ fn behaviours_that_once_differed_from_eventlet_now_match_it() {
             "try_with_timeout, in time: Ok(7)",
             "lifo items [\"z\", \"c\", \"a\", \"b\"], priority items [(0, \"z\"), (1, \"a\"), (2, \"b\"), (3, \"c\")]",
             "lifo gets [\"z\", \"c\", \"a\", \"b\"], priority gets [\"z\", \"a\", \"b\", \"c\"]",
+        ]
+    );
+}
+
+/// The rest of the eventlet API its users reach for: Timeout with a custom
+/// error, an unstarted Timeout, interrupted sleeps, CappedSemaphore (with
+/// eventlet's own test_bounded figures), started(), cancel with an error,
+/// schedule_call_global/local (3,000 pending in a guest limited to 8 green
+/// threads), a shared GreenPile, and a served putter that is killed.
+#[test]
+fn the_rest_of_eventlets_api_behaves_as_eventlets() {
+    let runtime = runtime();
+    let program = Program::from_file(runtime.engine(), guest("eventlet_api")).expect("load");
+    let mut hub = Hub::new(&runtime);
+    let mut opts = options(&[]);
+    opts.max_green_threads = Some(8);
+    let id = hub.add_guest(&program, opts).expect("add guest");
+    hub.run();
+    let r = finished(&hub, id);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "custom error: backend too slow; ours true; custom Some(\"backend too slow\")",
+            "sleep under a timeout: Err(true), then Ok(())",
+            "unstarted: pending false, sleep Ok(()), timeout of 0.005 s (not started)",
+            "started: Err(true), fired true",
+            "restarted: the first deadline passed quietly: Ok(())",
+            "restarted after cancel: pending true, fires true",
+            "capped balance after three acquires: -3",
+            "capped balance after four releases: 3; Ok(Ok(())) Ok(Ok(()))",
+            "zero limit: Ok(Ok(()))",
+            "at the limit: bounded true, try_release false, acquire true, try_release true",
+            "releaser waiting: balance 2; acquire true; then Ok(Ok(())), count 1",
+            "started: before (false, false), after a yield (true, false)",
+            "cancel_with on a pending thread: true",
+            "  its wait: killed with not needed",
+            "cancel_with on a started thread: false, Ok(Ok(()))",
+            "cancel the third: true, again false",
+            "scheduled calls ran: [1, 3, 0]; pending after false",
+            "3000 pending calls, and still room to spawn: true",
+            "3000 calls made: 3000",
+            "after the scheduler ended: [\"global\", \"local, owner alive\"]",
+            "a call after one that panicked was made: true",
+            "pile fed from another thread: [1, 2, 3], feeder Ok(Ok(()))",
+            "got Ok(\"first\")",
+            "served putter killed: [\"put Ok(())\", \"then sleep Err(Killed)\"]; true; queue holds \
+             [\"second\"]",
         ]
     );
 }

@@ -88,6 +88,7 @@ const BOGUS_OUTPUT: &[&str] = &[
     "kill unknown: 2",
     "kill 0: 2",
     "cancel unknown: 2",
+    "started unknown: 0, 0: 0",
     "join unknown: 0",
     "link unknown: 0",
     "unlink unknown: 0",

@@ -31,7 +31,7 @@ use crate::timeout::{TimedOut, Timeout};
 /// worker.kill();
 /// assert!(worker.wait().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Interrupted {
     /// A [`Timeout`] (or the call's own time limit) ran out.
     TimedOut(TimedOut),
@@ -43,7 +43,7 @@ impl Interrupted {
     /// The time limit that ran out, if that is why.
     pub fn timed_out(&self) -> Option<TimedOut> {
         match self {
-            Interrupted::TimedOut(t) => Some(*t),
+            Interrupted::TimedOut(t) => Some(t.clone()),
             Interrupted::Killed => None,
         }
     }

@@ -64,7 +64,28 @@ impl Thread {
     /// Kills this green thread only if it has not started yet; returns true if
     /// it did. Yields (like [`kill`]) only when it kills.
     pub fn cancel(&self) -> bool {
-        hub::cancel(self.id) == KillStatus::Killed
+        hub::cancel(self.id, 0) == KillStatus::Killed
+    }
+
+    /// [`cancel`](Self::cancel), making the target's `wait()` report
+    /// [`GreenThreadError::KilledWith`] this error (eventlet's
+    /// `cancel(g, *throw_args)`).
+    pub fn cancel_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
+        let error: Rc<dyn Error> = Rc::from(error.into());
+        let raw = task::kill_error_into_raw(error);
+        let cancelled = hub::cancel(self.id, raw) == KillStatus::Killed;
+        if !cancelled {
+            // SAFETY: the hub did not keep it.
+            drop(unsafe { task::kill_error_from_raw(raw) });
+        }
+        cancelled
+    }
+
+    /// True once this green thread has started running (or has ended);
+    /// false while it waits to start: what decides whether
+    /// [`cancel`](Self::cancel) stops it.
+    pub fn started(&self) -> bool {
+        hub::started(self.id)
     }
 
     /// Calls `f` when this green thread ends, in its own context (as the
@@ -232,6 +253,17 @@ impl<T: 'static> GreenThread<T> {
     /// eventlet's `cancel`.
     pub fn cancel(&self) -> bool {
         self.thread.cancel()
+    }
+
+    /// [`cancel`](Self::cancel) with an error for its `wait()` to report;
+    /// see [`Thread::cancel_with`].
+    pub fn cancel_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
+        self.thread.cancel_with(error)
+    }
+
+    /// True once the green thread has started running (or has ended).
+    pub fn started(&self) -> bool {
+        self.thread.started()
     }
 
     /// Calls `f(handle)` when the green thread ends, in its own context, after

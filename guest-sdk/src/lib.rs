@@ -56,6 +56,7 @@ mod greenthread;
 pub mod plugin;
 mod pool;
 mod queue;
+mod scheduled_call;
 mod semaphore;
 mod task;
 mod thread_keys;
@@ -70,7 +71,10 @@ pub use greenthread::{
 };
 pub use pool::{GreenPile, GreenPool, Imap, StarCall, WaitallError};
 pub use queue::{Empty, Full, Queue, TaskDoneTooOften};
-pub use semaphore::{BoundedSemaphore, ReleasedTooOften, Semaphore, SemaphoreGuard};
+pub use scheduled_call::{schedule_call_global, schedule_call_local, ScheduledCall};
+pub use semaphore::{
+    BoundedSemaphore, CappedSemaphore, ReleasedTooOften, Semaphore, SemaphoreGuard,
+};
 pub use timeout::{try_with_timeout, with_timeout, TimedOut, Timeout};
 
 /// The hub's imports, generated from `wit/hub.wit`: the one contract

@@ -400,14 +400,27 @@ where
 /// ```
 pub struct GreenPile<T> {
     pool: GreenPool,
-    pending: VecDeque<GreenThread<T>>,
+    /// Shared by the pile's clones: one green thread may spawn while
+    /// another iterates (the borrow never spans a yield).
+    pending: Rc<RefCell<VecDeque<GreenThread<T>>>>,
+}
+
+impl<T> Clone for GreenPile<T> {
+    /// Another handle to the same pile: spawns through either are handed
+    /// out, in spawn order, by whichever iterates.
+    fn clone(&self) -> Self {
+        GreenPile {
+            pool: self.pool.clone(),
+            pending: self.pending.clone(),
+        }
+    }
 }
 
 impl<T> fmt::Debug for GreenPile<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GreenPile")
             .field("pool", &self.pool)
-            .field("pending", &self.pending.len())
+            .field("pending", &self.pending.borrow().len())
             .finish()
     }
 }
@@ -422,34 +435,41 @@ impl<T: 'static> GreenPile<T> {
     pub fn with_pool(pool: GreenPool) -> GreenPile<T> {
         GreenPile {
             pool,
-            pending: VecDeque::new(),
+            pending: Rc::default(),
         }
     }
 
     /// Runs `f` in the pool (yielding while it is full); its result is
     /// handed out after those of earlier spawns.
-    pub fn spawn(&mut self, f: impl FnOnce() -> T + 'static) -> Result<(), Interrupted> {
+    ///
+    /// # Errors
+    /// [`Interrupted`] if the wait for room in the pool was (nothing was
+    /// spawned).
+    pub fn spawn(&self, f: impl FnOnce() -> T + 'static) -> Result<(), Interrupted> {
         let gt = self.pool.spawn(f)?;
-        self.pending.push_back(gt);
+        self.pending.borrow_mut().push_back(gt);
         Ok(())
     }
 
     /// How many results are still to be handed out.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.borrow().len()
     }
 
     /// True if every result has been handed out.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.borrow().is_empty()
     }
 }
 
 impl<T: 'static> Iterator for GreenPile<T> {
     type Item = Result<T, GreenThreadError>;
 
-    /// Waits for the oldest spawn's result.
+    /// Waits for the oldest spawn's result; None once nothing is pending
+    /// (a spawn after that, through any clone, is handed out by the next
+    /// call).
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.pending.pop_front()?.take_result())
+        let oldest = self.pending.borrow_mut().pop_front()?;
+        Some(oldest.take_result())
     }
 }

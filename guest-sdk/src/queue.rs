@@ -28,17 +28,19 @@ impl<T> Full<T> {
     /// The time limit that ran out, if that is why (`None`: the queue was
     /// full and the call did not wait, or the caller was killed).
     pub fn timed_out(&self) -> Option<TimedOut> {
-        self.interrupted.and_then(|i| i.timed_out())
+        self.interrupted.as_ref().and_then(Interrupted::timed_out)
     }
 
     /// What interrupted the wait, if it waited.
     pub fn interrupted(&self) -> Option<Interrupted> {
-        self.interrupted
+        self.interrupted.clone()
     }
 
     /// True if the caller was killed while it waited: return.
     pub fn killed(&self) -> bool {
-        self.interrupted.is_some_and(|i| i.is_killed())
+        self.interrupted
+            .as_ref()
+            .is_some_and(Interrupted::is_killed)
     }
 }
 
@@ -52,7 +54,7 @@ impl<T> fmt::Debug for Full<T> {
 
 impl<T> fmt::Display for Full<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.interrupted {
+        match &self.interrupted {
             Some(i) => write!(f, "queue put {i}"),
             None => f.write_str("queue is full"),
         }
@@ -64,7 +66,7 @@ impl<T> std::error::Error for Full<T> {}
 /// A [`Queue`] had no item: it was empty (a `*_nowait` call), or the call
 /// was interrupted first (its time limit ran out, or the caller was killed).
 /// Nothing was consumed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Empty {
     interrupted: Option<Interrupted>,
 }
@@ -73,23 +75,25 @@ impl Empty {
     /// The time limit that ran out, if that is why (`None`: the queue was
     /// empty and the call did not wait, or the caller was killed).
     pub fn timed_out(&self) -> Option<TimedOut> {
-        self.interrupted.and_then(|i| i.timed_out())
+        self.interrupted.as_ref().and_then(Interrupted::timed_out)
     }
 
     /// What interrupted the wait, if it waited.
     pub fn interrupted(&self) -> Option<Interrupted> {
-        self.interrupted
+        self.interrupted.clone()
     }
 
     /// True if the caller was killed while it waited: return.
     pub fn killed(&self) -> bool {
-        self.interrupted.is_some_and(|i| i.is_killed())
+        self.interrupted
+            .as_ref()
+            .is_some_and(Interrupted::is_killed)
     }
 }
 
 impl fmt::Display for Empty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.interrupted {
+        match &self.interrupted {
             Some(i) => write!(f, "queue get {i}"),
             None => f.write_str("queue is empty"),
         }

@@ -241,3 +241,187 @@ impl Deref for BoundedSemaphore {
         &self.sem
     }
 }
+
+/// A semaphore whose `release` waits while the count is at its limit:
+/// eventlet's `CappedSemaphore`. `acquire` waits while the count is 0,
+/// `release` while it is `limit`; a release hands its permit straight to
+/// the longest-waiting acquirer, and an acquire admits the longest-waiting
+/// releaser (or, with the count at 0, takes its permit directly, so a
+/// `CappedSemaphore::new(0, 0)` passes permits from releasers to acquirers).
+/// Clones are handles to the same semaphore.
+///
+/// ```no_run
+/// let capped = wasmlet::CappedSemaphore::new(1, 1);
+/// assert!(!capped.try_release()); // at its limit: release would wait
+/// capped.acquire().unwrap();
+/// capped.release().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct CappedSemaphore {
+    state: Rc<RefCell<CappedState>>,
+}
+
+/// Invariant: acquirers wait only while `count` is 0, releasers only while
+/// it is `limit` (or while an acquirer could take their permit first).
+struct CappedState {
+    count: usize,
+    limit: usize,
+    acquirers: WaitList<()>,
+    releasers: WaitList<()>,
+}
+
+impl CappedState {
+    /// A release that does not wait: to the longest-waiting acquirer, else
+    /// into the count. Also how the permit of an acquirer killed after it
+    /// was handed one goes back.
+    fn put_back(&mut self, (): ()) {
+        if self.acquirers.hand_off(()).is_err() {
+            self.count += 1;
+        }
+    }
+}
+
+impl fmt::Debug for CappedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("CappedSemaphore")
+            .field("count", &state.count)
+            .field("limit", &state.limit)
+            .field("acquiring", &state.acquirers.len())
+            .field("releasing", &state.releasers.len())
+            .finish()
+    }
+}
+
+impl CappedSemaphore {
+    /// A semaphore holding `count` permits, at most `limit` (a `count` above
+    /// `limit` is taken as `limit`).
+    pub fn new(count: usize, limit: usize) -> CappedSemaphore {
+        CappedSemaphore {
+            state: Rc::new(RefCell::new(CappedState {
+                count: count.min(limit),
+                limit,
+                acquirers: WaitList::default(),
+                releasers: WaitList::default(),
+            })),
+        }
+    }
+
+    /// Takes a permit, yielding while there is none.
+    ///
+    /// # Errors
+    /// [`Interrupted`]: a [`Timeout`](crate::Timeout) of the caller fired,
+    /// or the caller was killed, while it waited (nothing was taken).
+    pub fn acquire(&self) -> Result<(), Interrupted> {
+        self.acquire_limited(Some(None))
+    }
+
+    /// [`acquire`](Self::acquire), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Interrupted> {
+        self.acquire_limited(Some(Some(timeout)))
+    }
+
+    /// Takes a permit if one is there, without yielding.
+    pub fn try_acquire(&self) -> bool {
+        self.acquire_limited(None).is_ok()
+    }
+
+    fn acquire_limited(&self, wait: Option<Option<Duration>>) -> Result<(), Interrupted> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            if state.count > 0 {
+                state.count -= 1;
+                // Room below the limit again: the longest-waiting releaser
+                // puts its permit in.
+                if state.releasers.take().is_some() {
+                    state.count += 1;
+                }
+                return Ok(());
+            }
+            // None counted, but a releaser waits with one: take it.
+            if state.releasers.take().is_some() {
+                return Ok(());
+            }
+            if wait.is_none() {
+                return Err(TimedOut::OWN.into());
+            }
+            state.acquirers.add(None)
+        };
+        wait_in(
+            &self.state,
+            |s| &mut s.acquirers,
+            CappedState::put_back,
+            &waiter,
+            &Limit::new(wait.flatten()),
+        )
+    }
+
+    /// Returns a permit, yielding while the count is at its limit.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire) (nothing was returned).
+    pub fn release(&self) -> Result<(), Interrupted> {
+        self.release_limited(true)
+    }
+
+    /// Returns a permit if that needs no wait (eventlet's
+    /// `release(blocking=False)`); true if it did.
+    pub fn try_release(&self) -> bool {
+        self.release_limited(false).is_ok()
+    }
+
+    fn release_limited(&self, wait: bool) -> Result<(), Interrupted> {
+        let waiter = {
+            let mut state = self.state.borrow_mut();
+            if state.acquirers.hand_off(()).is_ok() {
+                return Ok(());
+            }
+            if state.count < state.limit {
+                state.count += 1;
+                return Ok(());
+            }
+            if !wait {
+                return Err(TimedOut::OWN.into());
+            }
+            state.releasers.add(Some(()))
+        };
+        wait_in(
+            &self.state,
+            |s| &mut s.releasers,
+            crate::waiter::keep,
+            &waiter,
+            &Limit::new(None),
+        )
+    }
+
+    /// eventlet's `balance`: its two inner semaphores' balances, the count's
+    /// (count minus waiting acquirers) less the room's (limit minus count,
+    /// minus waiting releasers).
+    pub fn balance(&self) -> isize {
+        let state = self.state.borrow();
+        let (count, limit) = (state.count as isize, state.limit as isize);
+        let lower = count - state.acquirers.len() as isize;
+        let upper = (limit - count) - state.releasers.len() as isize;
+        lower - upper
+    }
+
+    /// The count: permits that may be acquired.
+    pub fn counter(&self) -> usize {
+        self.state.borrow().count
+    }
+
+    /// True if `acquire` would wait.
+    pub fn locked(&self) -> bool {
+        let state = self.state.borrow();
+        state.count == 0 && state.releasers.is_empty()
+    }
+
+    /// True if `release` would wait (the count is at its limit).
+    pub fn bounded(&self) -> bool {
+        let state = self.state.borrow();
+        state.count >= state.limit && state.acquirers.is_empty()
+    }
+}

@@ -15,6 +15,7 @@
 //! Code that never blocks is never interrupted.
 
 use std::cell::Cell;
+use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,33 +26,63 @@ use std::time::{Duration, Instant};
 /// It names the [`Timeout`] that fired, so nested timeouts can tell whose
 /// limit it was ([`TimedOut::is`]); a limit given to a single call (such as
 /// [`Queue::get_timeout`](crate::Queue::get_timeout)) belongs to no
-/// `Timeout`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `Timeout`. A timeout made with [`Timeout::with_error`] carries its error
+/// (eventlet's `Timeout(seconds, exception)` raises that exception).
+#[derive(Clone, Debug)]
 pub struct TimedOut {
     /// The id of the [`Timeout`] that fired; 0 for a call's own limit.
     timeout: u64,
+    error: Option<Rc<dyn Error>>,
 }
+
+impl PartialEq for TimedOut {
+    /// Two are equal if the same limit ran out.
+    fn eq(&self, other: &Self) -> bool {
+        self.timeout == other.timeout
+    }
+}
+
+impl Eq for TimedOut {}
 
 impl TimedOut {
     /// The error of a call whose own time limit passed.
-    pub(crate) const OWN: TimedOut = TimedOut { timeout: 0 };
+    pub(crate) const OWN: TimedOut = TimedOut {
+        timeout: 0,
+        error: None,
+    };
 
     /// True if `timeout` is the one that fired.
     pub fn is(&self, timeout: &Timeout) -> bool {
         self.timeout != 0 && self.timeout == timeout.state.id
     }
-}
 
-impl fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("timed out")
+    /// The error the [`Timeout`] was made with ([`Timeout::with_error`]),
+    /// if any.
+    pub fn custom_error(&self) -> Option<Rc<dyn Error>> {
+        self.error.clone()
     }
 }
 
-impl std::error::Error for TimedOut {}
+impl fmt::Display for TimedOut {
+    /// "timed out", or the custom error's message.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            Some(e) => e.fmt(f),
+            None => f.write_str("timed out"),
+        }
+    }
+}
+
+impl Error for TimedOut {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.as_deref()
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
+    /// Made with [`Timeout::unstarted`], or not started again since.
+    Unstarted,
     Pending,
     Fired,
     Cancelled,
@@ -59,10 +90,11 @@ enum Status {
 
 struct State {
     id: u64,
-    deadline: Instant,
+    deadline: Cell<Instant>,
     /// The duration it was made with (eventlet's `seconds`).
     duration: Duration,
     status: Cell<Status>,
+    error: Option<Rc<dyn Error>>,
 }
 
 /// A time limit on the calling green thread's blocking calls, from now until
@@ -109,21 +141,76 @@ thread_local! {
 impl Timeout {
     /// Starts a time limit of `duration` on the calling green thread.
     pub fn new(duration: Duration) -> Timeout {
-        let now = Instant::now();
-        let deadline = now.checked_add(duration).unwrap_or(now + FAR_FUTURE);
-        let id = next_id();
-        let state = Rc::new(State {
-            id,
-            deadline,
-            duration,
-            status: Cell::new(Status::Pending),
-        });
-        with_pending(|list| list.push(state.clone()));
-        Timeout { state }
+        let timeout = Timeout::made(duration, None);
+        timeout.start();
+        timeout
     }
 
-    /// Stops the timeout: it never fires. Cancelling a spent timeout does
-    /// nothing.
+    /// [`Timeout::new`], but when it fires the interrupted call's
+    /// [`TimedOut`] carries `error` (its message is the error's; see
+    /// [`TimedOut::custom_error`]): eventlet's `Timeout(seconds, exception)`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let _limit = wasmlet::Timeout::with_error(Duration::from_millis(5), "backend too slow");
+    /// let err = wasmlet::sleep(Duration::from_secs(1)).unwrap_err();
+    /// assert_eq!(err.to_string(), "backend too slow");
+    /// ```
+    pub fn with_error(duration: Duration, error: impl Into<Box<dyn Error>>) -> Timeout {
+        let timeout = Timeout::made(duration, Some(Rc::from(error.into())));
+        timeout.start();
+        timeout
+    }
+
+    /// A timeout that is not running yet: [`start`](Self::start) starts it
+    /// (eventlet schedules a `Timeout` when it is made; this is the form
+    /// that waits for `start()`).
+    ///
+    /// ```no_run
+    /// let limit = wasmlet::Timeout::unstarted(std::time::Duration::from_millis(5));
+    /// assert!(!limit.pending());
+    /// limit.start();
+    /// assert!(limit.pending());
+    /// ```
+    pub fn unstarted(duration: Duration) -> Timeout {
+        Timeout::made(duration, None)
+    }
+
+    fn made(duration: Duration, error: Option<Rc<dyn Error>>) -> Timeout {
+        let now = Instant::now();
+        Timeout {
+            state: Rc::new(State {
+                id: next_id(),
+                deadline: Cell::new(now),
+                duration,
+                status: Cell::new(Status::Unstarted),
+                error,
+            }),
+        }
+    }
+
+    /// Starts the timeout: it fires `duration` from now, at the calling
+    /// green thread's blocking call then. A timeout already pending starts
+    /// over; a spent one (fired or cancelled) runs again.
+    pub fn start(&self) {
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.state.duration)
+            .unwrap_or(now + FAR_FUTURE);
+        self.state.deadline.set(deadline);
+        let was = self.state.status.replace(Status::Pending);
+        if was != Status::Pending {
+            with_pending(|list| {
+                if !list.iter().any(|s| Rc::ptr_eq(s, &self.state)) {
+                    list.push(self.state.clone());
+                }
+            });
+        }
+    }
+
+    /// Stops the timeout: it never fires (unless started again).
+    /// Cancelling a spent or unstarted timeout does nothing.
     pub fn cancel(&self) {
         if self.state.status.get() == Status::Pending {
             self.state.status.set(Status::Cancelled);
@@ -149,6 +236,7 @@ impl Timeout {
     pub fn error(&self) -> TimedOut {
         TimedOut {
             timeout: self.state.id,
+            error: self.state.error.clone(),
         }
     }
 }
@@ -158,6 +246,7 @@ impl fmt::Display for Timeout {
     /// still pending.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let status = match self.state.status.get() {
+            Status::Unstarted => "not started",
             Status::Pending => "pending",
             Status::Fired => "fired",
             Status::Cancelled => "cancelled",
@@ -305,8 +394,8 @@ impl Limit {
         if PENDING.with(|cell| !cell.get().is_null()) {
             with_pending(|list| {
                 for state in list.iter() {
-                    if deadline.is_none_or(|d| state.deadline < d) {
-                        deadline = Some(state.deadline);
+                    if deadline.is_none_or(|d| state.deadline.get() < d) {
+                        deadline = Some(state.deadline.get());
                         by = Some(state.clone());
                     }
                 }
@@ -346,7 +435,10 @@ impl Limit {
             Some(state) if state.status.get() == Status::Pending => {
                 state.status.set(Status::Fired);
                 prune();
-                Err(TimedOut { timeout: state.id })
+                Err(TimedOut {
+                    timeout: state.id,
+                    error: state.error.clone(),
+                })
             }
             Some(_) => {
                 // Cancelled meanwhile (by another green thread holding it):

@@ -49,14 +49,20 @@ impl<T> Waiter<T> {
     }
 
     /// Parks the calling green thread (the waiter's own) until it is served,
-    /// `limit` passes or the thread is killed (even if it was served: the
-    /// kill is reported, and what it was handed goes back). Early wake-ups
-    /// (a wake-up meant for an earlier wait) just park again.
+    /// `limit` passes or the thread is killed. A waiter killed after it was
+    /// handed a value reports the kill too (the value goes back); one whose
+    /// offer was taken (a putter's item, a releaser's permit) has done what
+    /// it waited to do, and returns `Ok`: its next blocking call reports the
+    /// kill. Early wake-ups (a wake-up meant for an earlier wait) just park
+    /// again.
     pub(crate) fn wait(&self, limit: &Limit) -> Result<(), Interrupted> {
         while !self.done.get() {
             let unparked = hub::park(limit.timeout_ns());
             if !unparked {
                 if hub::killed() {
+                    if self.done.get() && !self.holds_value() {
+                        return Ok(());
+                    }
                     return Err(Interrupted::Killed);
                 }
                 if !self.done.get() {
@@ -65,6 +71,13 @@ impl<T> Waiter<T> {
             }
         }
         Ok(())
+    }
+
+    fn holds_value(&self) -> bool {
+        let value = self.slot.take();
+        let holds = value.is_some();
+        self.slot.set(value);
+        holds
     }
 }
 

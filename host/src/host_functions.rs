@@ -112,12 +112,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.func_wrap_async(
         HUB_MODULE,
         "cancel",
-        |mut caller: Caller<'_, ThreadData>, (target,): (u64,)| {
+        |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
             Box::new(async move {
                 let status = as_caller(&caller, |s, guest, thread| {
-                    s.kill(guest, thread, target, 0, true)
+                    s.kill(guest, thread, target, error, true)
                 })??;
                 Ok(yield_if_killed(&mut caller, status).await)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HUB_MODULE,
+        "started",
+        |caller: Caller<'_, ThreadData>, target: u64| -> Result<u32> {
+            as_caller(&caller, |s, guest, _| {
+                u32::from(s.sched.started(guest, target))
             })
         },
     )?;

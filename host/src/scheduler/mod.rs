@@ -859,6 +859,16 @@ impl<P> Scheduler<P> {
         kill
     }
 
+    /// True if `target` has started its task or has ended (main has always
+    /// started); false while it waits to start, or if it never was.
+    pub fn started(&self, guest: usize, target: ThreadId) -> bool {
+        let g = self.guest_ref(guest);
+        match g.key_of(target) {
+            Some(key) => key == g.main || g.threads[key].started,
+            None => target != 0 && target < g.next_id,
+        }
+    }
+
     /// True once the green thread has been killed and is unwinding: its
     /// waits report the kill.
     pub fn is_unwinding(&self, guest: usize, thread: usize) -> bool {

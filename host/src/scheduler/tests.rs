@@ -810,3 +810,20 @@ fn an_unwinding_thread_preempted_is_ended_hard_and_its_kill_does_not_wait() {
     );
     h.s.debug_check();
 }
+
+#[test]
+fn started_tells_a_thread_waiting_to_start_from_one_that_has_run() {
+    let mut h = Hub::new();
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    let delayed = h.spawn(h.main, 5 * MS, false);
+    assert!(h.s.started(0, 1), "main has always started");
+    assert!(!h.s.started(0, t));
+    assert!(!h.s.started(0, delayed));
+    assert!(!h.s.started(0, 0) && !h.s.started(0, 99), "never were");
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    assert!(h.s.started(0, t));
+    h.end(key);
+    assert!(h.s.started(0, t), "an ended thread has started");
+    assert!(!h.s.started(0, delayed));
+}

@@ -7,7 +7,9 @@ extern "C" {
     #[link_name = "kill"]
     fn raw_kill(target: u64, error: u32) -> u32;
     #[link_name = "cancel"]
-    fn raw_cancel(target: u64) -> u32;
+    fn raw_cancel(target: u64, error: u32) -> u32;
+    #[link_name = "started"]
+    fn raw_started(target: u64) -> u32;
     #[link_name = "join"]
     fn raw_join(target: u64, timeout_ns: u64) -> u32;
     #[link_name = "link"]
@@ -66,7 +68,12 @@ fn main() {
     unsafe {
         println!("kill unknown: {}", raw_kill(0xdead_beef_0000_0007, 0));
         println!("kill 0: {}", raw_kill(0, 0xffff_fff0));
-        println!("cancel unknown: {}", raw_cancel(u64::MAX));
+        println!("cancel unknown: {}", raw_cancel(u64::MAX, 0xffff_fff0));
+        println!(
+            "started unknown: {}, 0: {}",
+            raw_started(u64::MAX),
+            raw_started(0)
+        );
         println!("join unknown: {}", raw_join(12345, u64::MAX));
         println!("link unknown: {}", raw_link(999, 0xffff_ffff));
         println!("unlink unknown: {}", raw_unlink(999, 5));

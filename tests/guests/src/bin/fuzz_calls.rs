@@ -14,7 +14,8 @@ extern "C" {
     fn killed() -> u32;
     fn current() -> u64;
     fn kill(target: u64, error: u32) -> u32;
-    fn cancel(target: u64) -> u32;
+    fn cancel(target: u64, error: u32) -> u32;
+    fn started(target: u64) -> u32;
     fn join(target: u64, timeout_ns: u64) -> u32;
     fn unlink(target: u64, link: u64) -> u32;
     fn park(timeout_ns: u64) -> u32;
@@ -185,7 +186,8 @@ fn main() {
                 }
             }
             5 => {
-                let _ = unsafe { cancel(rng.id(&known)) };
+                let _ = unsafe { cancel(rng.id(&known), 0) };
+                let _ = unsafe { started(rng.id(&known)) };
             }
             6 => {
                 let _ = unsafe { join(rng.id(&known), rng.timeout().min(3_000_000)) };

@@ -72,7 +72,7 @@ fn main() {
         Err(GreenThreadError::Interrupted(e)) => {
             println!(
                 "wait on a green thread: {}; ours {}, target dead {}",
-                GreenThreadError::Interrupted(e),
+                GreenThreadError::Interrupted(e.clone()),
                 e.is(&t),
                 sleeper.dead()
             )
