@@ -389,3 +389,68 @@ fn std_thread_sleep_suspends_only_its_green_thread() {
         ]
     );
 }
+
+/// Issue 11 §4: unmodified std-threaded code runs as green threads:
+/// `std::thread::spawn`/`join`, `thread::scope`, `Mutex`, `Condvar`,
+/// `mpsc`, `Barrier`, `thread::sleep`, `yield_now` (a green yield: 16
+/// threads yield while holding a lock, and never two are inside it), names.
+#[test]
+fn std_threads_run_as_green_threads() {
+    let r = run("std_threads", &[]);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "producer/consumer over mpsc: sum 4950",
+            "mutex counter from 16 std threads: 8000",
+            "thread::scope: 21 letters",
+            "sleepers finished: [\"fast\", \"slow\"]",
+            "condvar, std waiter named Some(\"waiter\")",
+            "200 std threads through a barrier: 1 leader",
+        ]
+    );
+}
+
+/// A panic aborts a wasm program, in any thread: the guest ends, and says
+/// which std::thread failed.
+#[test]
+fn a_std_thread_that_panics_ends_the_guest_and_is_named() {
+    let r = run("std_threads", &["panic"]);
+    assert_eq!(r.code, 134);
+    let error = r.error.expect("an error");
+    assert!(
+        error.contains("a std::thread, trapped") && error.contains("green thread #2"),
+        "{error}"
+    );
+    assert!(r.stderr.contains("a std::thread gave up"), "{}", r.stderr);
+    assert!(!r.stdout.contains("unreachable"), "{}", r.stdout);
+}
+
+/// A wild `thread-spawn` argument traps only that guest's new thread (and,
+/// as a std::thread's trap, ends that guest); std threads past the guest's
+/// green-thread limit are refused through `std::thread::Builder::spawn`.
+#[test]
+fn std_threads_meet_the_guests_limits_and_a_wild_start_hurts_only_the_guest() {
+    let r = run("std_threads", &["wild"]);
+    assert_eq!(r.code, 134, "{}", r.stdout);
+    assert_eq!(lines(&r.stdout), ["wild thread-spawn gave id true"]);
+    assert!(r.error.unwrap().contains("a std::thread, trapped"));
+
+    let runtime = support::runtime();
+    let program = wasmlet_host::Program::from_file(runtime.engine(), support::guest("std_threads"))
+        .expect("load guest");
+    let mut hub = wasmlet_host::Hub::new(&runtime);
+    let mut options = support::options(&["limit"]);
+    options.max_green_threads = Some(50);
+    let id = hub.add_guest(&program, options).expect("add guest");
+    hub.run();
+    let r = support::finished(&hub, id);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "spawned 49 std threads, then: WouldBlock",
+            "after they ended, another: 7",
+        ]
+    );
+}

@@ -33,7 +33,10 @@
 //! `?`, dropping what it owns.
 //!
 //! ## Rules of the road
-//! - Do not use `std::thread`: all green threads share one OS thread.
+//! - `std::thread` runs as green threads of the guest (the host serves
+//!   wasi-threads' `thread-spawn`): `join`, `thread::scope`, std's locks,
+//!   channels, `thread::sleep` and `yield_now` wait or yield green. A
+//!   std::thread cannot be killed, and its panic aborts the guest.
 //! - std's locks, condition variables, channels and `thread::park` wait
 //!   green (the loader turns `memory.atomic.wait` into a hub call), so a
 //!   `std::sync` lock may be held across a yield. `std::thread::sleep` is a

@@ -6,6 +6,7 @@
 /// WASI preview 1 errno values the hub answers with.
 pub(crate) mod errno {
     pub const SUCCESS: i32 = 0;
+    pub const AGAIN: i32 = 6;
     pub const BADF: i32 = 8;
     pub const FAULT: i32 = 21;
     pub const INTR: i32 = 27;

@@ -233,6 +233,11 @@ pub enum GuestError {
     /// trap's message with its wasm backtrace.
     #[error("the main green thread trapped: {0}")]
     Trap(String),
+    /// One of the guest's `std::thread`s trapped (a panic aborts): as in any
+    /// wasi-threads program, the whole guest ends. Names the thread; the
+    /// trap's message with its wasm backtrace.
+    #[error("{0}")]
+    StdThreadTrap(String),
     /// Every green thread was blocked with no timer pending: nothing could
     /// ever wake one. Lists each blocked green thread and what it waits for.
     #[error("deadlock: every green thread is blocked and no timer is pending\n{0}")]

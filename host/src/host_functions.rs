@@ -19,7 +19,9 @@ use std::time::Duration;
 use wasmtime::Result;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use crate::abi::{timeout_of, CallStatus, KillStatus, SpawnRefusal, HUB_MODULE, SPAWN_LOCAL};
+use crate::abi::{
+    errno, timeout_of, CallStatus, KillStatus, SpawnRefusal, HUB_MODULE, SPAWN_LOCAL,
+};
 use crate::call::CallRecord;
 use crate::guest_memory::GuestMemory;
 use crate::hub_state::{self, HubState};
@@ -227,16 +229,26 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     add_call_functions(linker)?;
-    // Rust's std::thread imports this. One OS thread runs all green threads,
-    // so it is refused (std then reports an error to the caller).
+    // wasi-threads' `thread-spawn`, which Rust's std::thread (wasi-libc's
+    // pthread_create) calls: the new thread is a green thread of the guest.
+    // It runs when the caller next yields, and its locks, joins and
+    // channels wait green, so std-threaded code runs unchanged on the hub.
     linker.func_wrap(
         "wasi",
         "thread-spawn",
-        |_: Caller<'_, ThreadData>, _start_arg: u32| -> i32 {
-            tracing::warn!(
-            "std::thread::spawn is not supported in a guest; use wasmlet::spawn for a green thread"
-        );
-            -1
+        |caller: Caller<'_, ThreadData>, start_arg: u32| -> Result<i32> {
+            as_caller(&caller, |s, guest, _| {
+                match s.spawn_std_thread(guest, start_arg) {
+                    // Below 2^29: checked by spawn_std_thread.
+                    Ok(id) => id as i32,
+                    Err((_, why)) => {
+                        tracing::debug!("a std::thread was refused: {why}");
+                        // wasi-threads: negative is an error (EAGAIN to
+                        // pthread_create, an Err to std::thread::Builder).
+                        -errno::AGAIN
+                    }
+                }
+            })
         },
     )?;
     Ok(())

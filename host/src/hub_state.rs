@@ -30,7 +30,7 @@ use crate::scheduler::{
     IoWaiter, Kill, Scheduler, Spawn, Suspension, FUTEX_NOT_EQUAL, FUTEX_WOKEN, UNWIND_CALLS,
 };
 use crate::stdio::HostStdio;
-use crate::worker::{ThreadFuture, Worker};
+use crate::worker::{ThreadFuture, Worker, STD_THREAD_START};
 
 /// How many times `Config::spare_instances` a guest may hold between two
 /// idle moments of the hub; past that, the worker of an ended green thread is
@@ -399,6 +399,22 @@ impl HubState {
             self.bury_slot(guest, slot);
             return;
         }
+        if self.sched.is_std_thread(guest, thread) {
+            if let CallEnd::Failed { error, .. } = &end {
+                // As a trap in any thread of a wasi-threads program (a Rust
+                // panic aborts the process there too): the guest ends.
+                let name = self.sched.name_of(guest, thread);
+                let exit = GuestExit::failed(
+                    134,
+                    GuestError::StdThreadTrap(format!(
+                        "{name}, a std::thread, trapped (which ends every thread of the \
+                         guest, as in any wasi-threads program): {error:?}"
+                    )),
+                );
+                self.end_guest(guest, exit);
+                return;
+            }
+        }
         if self.sched.is_main(guest, thread) {
             let exit = match end {
                 CallEnd::Returned => GuestExit::code(0),
@@ -759,6 +775,54 @@ impl HubState {
         delay: Duration,
         local: bool,
     ) -> Result<ThreadId, (SpawnRefusal, String)> {
+        self.admit_green_thread(guest)?;
+        let stack = self.new_thread_stack(guest, stack_size)?;
+        let slot = ThreadSlot {
+            future: None,
+            stack: Some(stack),
+        };
+        let spawn = Spawn { task, delay, local };
+        Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
+    }
+
+    /// Starts a green thread for the guest's `std::thread` (wasi-threads'
+    /// `thread-spawn`): it runs `wasi_thread_start(its id, arg)` on the stack
+    /// and TLS the guest's `pthread_create` allocated, under the same limits
+    /// as `spawn`.
+    ///
+    /// # Errors
+    /// As `spawn`'s refusals; or the guest has no `wasi_thread_start`, or
+    /// the id would not fit wasi-threads' thread ids.
+    pub fn spawn_std_thread(
+        &mut self,
+        guest: usize,
+        arg: u32,
+    ) -> Result<ThreadId, (SpawnRefusal, String)> {
+        self.admit_green_thread(guest)?;
+        let live = self.live(guest);
+        if live.pre.module().get_export(STD_THREAD_START).is_none() {
+            return Err((
+                SpawnRefusal::Unsupported,
+                format!("the guest does not export `{STD_THREAD_START}`"),
+            ));
+        }
+        // wasi-threads' ids are positive and below 2^29.
+        if self.sched.next_id(guest) > 0x1FFF_FFFF {
+            return Err((
+                SpawnRefusal::GuestFull,
+                "the guest has used up wasi-threads' thread ids".into(),
+            ));
+        }
+        let slot = ThreadSlot {
+            future: None,
+            stack: None,
+        };
+        Ok(self.sched.spawn_std_thread(guest, arg, slot))
+    }
+
+    /// Whether `guest` may have one more green thread: the hub's, the
+    /// guest's and the host-memory limits.
+    fn admit_green_thread(&self, guest: usize) -> Result<(), (SpawnRefusal, String)> {
         let max = self.config.max_green_threads;
         if self.sched.alive() >= max as usize {
             return Err((
@@ -796,13 +860,7 @@ impl HubState {
                 ),
             ));
         }
-        let stack = self.new_thread_stack(guest, stack_size)?;
-        let slot = ThreadSlot {
-            future: None,
-            stack: Some(stack),
-        };
-        let spawn = Spawn { task, delay, local };
-        Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
+        Ok(())
     }
 
     /// A stack slot for a new green thread of `guest` (`stack_size` 0: the

@@ -19,7 +19,7 @@ use wasmtime::{format_err, InstancePre, Result, Trap, WasmBacktrace};
 
 use crate::abi::Ending;
 use crate::program::Layout;
-use crate::scheduler::Entry;
+use crate::scheduler::{Entry, TaskCall};
 use crate::shadow_stack::{ShadowStacks, Slot};
 use crate::store_data::{ThreadData, WasiBox};
 use crate::worker::{run_main, Spares, Stack, ThreadFuture, Worker};
@@ -64,11 +64,19 @@ pub(crate) fn new_call(
         }
         Entry::Task(call) => call,
     };
-    let slot = stack.ok_or_else(|| format_err!("green thread #{thread} has no stack slot"))?;
-    let stack = Stack {
-        top: live.stacks.stack_top(&slot),
-        bottom: live.stacks.stack_bottom(&slot),
-        tls_base: slot.tls_base(),
+    let stack = match (call, stack) {
+        // Its stack and TLS are the guest's own (see `TaskCall::StdThread`).
+        (TaskCall::StdThread { .. }, _) => Stack {
+            top: 0,
+            bottom: 0,
+            tls_base: 0,
+        },
+        (_, Some(slot)) => Stack {
+            top: live.stacks.stack_top(&slot),
+            bottom: live.stacks.stack_bottom(&slot),
+            tls_base: slot.tls_base(),
+        },
+        (_, None) => return Err(format_err!("green thread #{thread} has no stack slot")),
     };
     if live.layout.reuse_workers {
         if let Some(mut worker) = live.spare.pop() {

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `poll_oneoff` | sleeps the OS thread | clock subscriptions become a hub timer ([`crate::poll`]) |
 //! | `clock_time_get` | a memory-export lookup per call | the hub's clocks ([`crate::clock`]) |
+//! | `sched_yield` | yields the OS thread, not the green thread | the hub's `sleep(0)`: std's `thread::yield_now` lets the guest's other green threads run |
 //! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::stdio`]) |
 //! | `path_open` | nothing bounds how many a guest opens | refused with `EMFILE` past the guest's `max_descriptors` |
 //! | `fd_close`, `fd_renumber` | — | passed on, noting which descriptors are still the host's streams, and which the guest opened |
@@ -49,6 +50,7 @@ const RETRY_UNPOLLABLE: Duration = Duration::from_millis(1);
 pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     linker.allow_shadowing(true);
     let defined = add_poll_oneoff(linker)
+        .and_then(|()| add_sched_yield(linker))
         .and_then(|()| add_clock_time_get(linker))
         .and_then(|()| add_stdio(linker))
         .and_then(|()| add_descriptors(linker));
@@ -380,6 +382,27 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
                 } else {
                     errno::FAULT
                 })
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// `sched_yield` (std's `thread::yield_now`): the hub's cooperative yield,
+/// `sleep(0)`, rather than the OS thread's.
+fn add_sched_yield(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.func_wrap_async(
+        P1,
+        "sched_yield",
+        |mut caller: Caller<'_, ThreadData>, (): ()| {
+            Box::new(async move {
+                let waits = as_caller(&caller, |s, guest, thread| {
+                    s.sleep_unless_killed(guest, thread, Duration::ZERO)
+                })??;
+                if waits {
+                    suspend(&mut caller).await;
+                }
+                Ok(errno::SUCCESS)
             })
         },
     )?;

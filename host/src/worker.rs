@@ -13,7 +13,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use wasmtime::{InstancePre, Result, Store, TypedFunc, Val};
+use wasmtime::error::Context as _;
+use wasmtime::{Instance, InstancePre, Result, Store, TypedFunc, Val};
 
 use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
@@ -44,6 +45,10 @@ impl Stack {
     }
 }
 
+/// The entry point of a `std::thread` in every guest built with wasi-libc's
+/// threads (wasi-threads' `wasi_thread_start(tid, start_arg)`).
+pub(crate) const STD_THREAD_START: &str = "wasi_thread_start";
+
 /// `wasmlet:finish-on`'s parameters: task, how, error, then as `run-on`.
 type FinishArgs = (u32, u32, u32, u32, u32, u32, u32);
 
@@ -53,6 +58,8 @@ pub(crate) struct Worker {
     /// The next worker down in a [`Spares`] stack.
     below: Option<Box<Worker>>,
     store: Store<ThreadData>,
+    /// For the exports only a `std::thread` needs, looked up when one runs.
+    instance: Instance,
     /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `rewrite`).
     run: TypedFunc<(u32, u32, u32, u32, u32), ()>,
     /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`.
@@ -79,6 +86,7 @@ impl Worker {
         Ok(Box::new(Worker {
             below: None,
             store,
+            instance,
             run,
             finish,
         }))
@@ -118,6 +126,22 @@ impl Worker {
             TaskCall::Finish { task, how, error } => {
                 let args = (task, how as u32, error, sp, tls, limit, span);
                 self.finish.call_async(store, args).await
+            }
+            TaskCall::StdThread { tid, arg } => {
+                // wasi-libc's `wasi_thread_start` moves the stack pointer to
+                // the stack its `pthread_create` allocated, whose bounds the
+                // hub does not know: the stack check lets it be. (An
+                // overflow stays within the guest's own memory.)
+                let instance = self.instance;
+                for (name, value) in [(STACK_LIMIT_EXPORT, 0), (STACK_SPAN_EXPORT, -1)] {
+                    if let Some(global) = instance.get_global(&mut *store, name) {
+                        global.set(&mut *store, Val::I32(value))?;
+                    }
+                }
+                let start = instance
+                    .get_typed_func::<(i32, i32), ()>(&mut *store, STD_THREAD_START)
+                    .context("a std::thread needs the guest's `wasi_thread_start` export")?;
+                start.call_async(store, (tid as i32, arg as i32)).await
             }
         }
     }

@@ -115,6 +115,10 @@ pub(crate) enum TaskCall {
     /// The guest's ending of a task that was killed, cancelled or trapped;
     /// `error` is the kill's error (a guest pointer, 0 for none).
     Finish { task: u32, how: Ending, error: u32 },
+    /// A thread the guest's own `std::thread` (wasi-libc's `pthread_create`)
+    /// asked for through `wasi::thread-spawn`: its `wasi_thread_start(tid,
+    /// arg)`, which sets up the stack and TLS the guest allocated.
+    StdThread { tid: u32, arg: u32 },
 }
 
 /// A green thread waiting in the hub's poller: woken only if it is still in
@@ -200,6 +204,9 @@ struct Thread<P> {
     /// Its last suspension was preemption's (not a hub wait): a kill
     /// cannot be reported there.
     paused: bool,
+    /// Started by `wasi::thread-spawn` (a `std::thread`): `task` is the
+    /// start argument; it cannot be killed, and it has no SDK ending.
+    std_thread: bool,
     /// `(link id, callback)`, in link order.
     links: VecDeque<(u64, u32)>,
     /// Keys of the green threads joining it.
@@ -467,6 +474,11 @@ impl<P> Scheduler<P> {
             // spawn_after_local whose spawner has ended: it never runs.
             t.ending = Some((Ending::Cancelled, 0));
         }
+        if t.std_thread {
+            t.started = true;
+            let tid = u32::try_from(t.id).unwrap_or(u32::MAX);
+            return Entry::Task(TaskCall::StdThread { tid, arg: t.task });
+        }
         match t.ending {
             Some((how, error)) => Entry::Task(TaskCall::Finish {
                 task: t.task,
@@ -727,6 +739,32 @@ impl<P> Scheduler<P> {
         self.start_thread(guest, None, spawn, payload, Instant::now)
     }
 
+    /// Starts a green thread for the guest's `std::thread` (see
+    /// [`TaskCall::StdThread`]), queued as `spawn` queues; `arg` is
+    /// wasi-libc's start argument.
+    pub fn spawn_std_thread(&mut self, guest: usize, arg: u32, payload: P) -> ThreadId {
+        let spawn = Spawn {
+            task: arg,
+            delay: Duration::ZERO,
+            local: false,
+        };
+        let id = self.start_thread(guest, None, spawn, payload, Instant::now);
+        let g = self.guest(guest);
+        let key = g.key_of(id).expect("just started");
+        g.threads[key].std_thread = true;
+        id
+    }
+
+    /// True if the green thread is a `std::thread` of the guest.
+    pub fn is_std_thread(&self, guest: usize, thread: usize) -> bool {
+        self.guest_ref(guest).threads[thread].std_thread
+    }
+
+    /// The id the next green thread of the guest will get.
+    pub fn next_id(&self, guest: usize) -> ThreadId {
+        self.guest_ref(guest).next_id
+    }
+
     /// Sets the task a green thread's ending is handed (see
     /// [`Scheduler::spawn_for_host`]).
     pub fn set_task(&mut self, guest: usize, thread: usize, task: u32) {
@@ -816,7 +854,7 @@ impl<P> Scheduler<P> {
         let is_main = key == g.main;
         let caller_yields = g.threads[caller].unwinding.is_none();
         let t = &mut g.threads[key];
-        if t.ending.is_some() || t.unwinding.is_some() {
+        if t.ending.is_some() || t.unwinding.is_some() || t.std_thread {
             return Kill::Done(KillStatus::NotAlive);
         }
         if only_unstarted && (t.started || is_main) {
@@ -904,7 +942,7 @@ impl<P> Scheduler<P> {
             return Kill::Main;
         }
         let t = &g.threads[key];
-        if t.ending.is_some() || t.unwinding.is_some() {
+        if t.ending.is_some() || t.unwinding.is_some() || t.std_thread {
             return Kill::Done(KillStatus::NotAlive);
         }
         self.kill_target(guest, key, 0)
@@ -1226,6 +1264,7 @@ fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
         self_killed: false,
         unwinding: None,
         paused: false,
+        std_thread: false,
         links: VecDeque::new(),
         joiners: Vec::new(),
         wait_token: 0,

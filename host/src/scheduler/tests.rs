@@ -827,3 +827,32 @@ fn started_tells_a_thread_waiting_to_start_from_one_that_has_run() {
     assert!(h.s.started(0, t), "an ended thread has started");
     assert!(!h.s.started(0, delayed));
 }
+
+#[test]
+fn a_std_thread_runs_wasi_thread_start_with_its_id_and_cannot_be_killed() {
+    let mut h = Hub::new();
+    let id = h.s.spawn_std_thread(0, 0x5000, ());
+    h.s.debug_check();
+    assert!(!h.s.started(0, id));
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let (_, key) = h.s.next_runnable().unwrap();
+    assert_eq!(
+        h.s.start(0, key),
+        Entry::Task(TaskCall::StdThread {
+            tid: id as u32,
+            arg: 0x5000
+        })
+    );
+    assert!(h.s.is_std_thread(0, key));
+    h.s.sleep(0, key, MS, at(h.now));
+    assert_eq!(h.next(), Some(h.main));
+    assert_eq!(
+        h.s.kill(0, h.main, id, 0, false),
+        Kill::Done(KillStatus::NotAlive)
+    );
+    assert_eq!(h.s.kill_by_host(0, id), Kill::Done(KillStatus::NotAlive));
+    h.advance(MS);
+    assert_eq!(h.next(), Some(key));
+    h.end(key);
+    h.s.debug_check();
+}
