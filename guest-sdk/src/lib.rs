@@ -32,23 +32,20 @@
 //! call ([`sleep`] too) returns a `Result`, for the caller to return with
 //! `?`, dropping what it owns.
 //!
+//! Ordinary std code works unchanged: `std::thread` runs as green threads
+//! of the guest, and std's locks, condition variables, channels, `join`,
+//! `thread::scope`, `thread::sleep`, `yield_now` and reads of stdin wait or
+//! yield green, parking only their own green thread.
+//!
 //! ## Rules of the road
-//! - `std::thread` runs as green threads of the guest (the host serves
-//!   wasi-threads' `thread-spawn`): `join`, `thread::scope`, std's locks,
-//!   channels, `thread::sleep` and `yield_now` wait or yield green. A
-//!   std::thread cannot be killed, and its panic aborts the guest.
-//! - std's locks, condition variables, channels and `thread::park` wait
-//!   green (the loader turns `memory.atomic.wait` into a hub call), so a
-//!   `std::sync` lock may be held across a yield. `std::thread::sleep` is a
-//!   green sleep too, and a read of stdin (or a write to a full stdout)
-//!   waits only its green thread.
+//! - A kill is an error to return with: a killed green thread's blocking
+//!   calls return [`Interrupted::Killed`] (the one it is suspended in, and
+//!   every later one, at once); return with `?`, and its values are
+//!   dropped. One that ignores the kill (16 more blocking calls, or a time
+//!   slice of running) is ended where it is, its values leaked.
+//! - A std::thread cannot be killed, and a panic in one aborts the guest.
 //! - The host may limit green threads and memory: [`spawn`] traps the caller
 //!   past a limit, [`try_spawn`] returns the refusal.
-//! - A killed green thread's blocking calls return [`Interrupted::Killed`]
-//!   (the one it is suspended in, and every later one, at once): return, and
-//!   its values are dropped. One that ignores the kill (16 more blocking
-//!   calls, or a time slice of running) is ended where it is, its values
-//!   leaked. Its `thread_local!` values are dropped either way.
 //! - A shadow-stack overflow traps the green thread at the overflowing frame
 //!   (`Trapped("shadow stack overflow ...")`); give deep recursion a larger
 //!   [`Builder::stack_size`].
