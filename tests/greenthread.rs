@@ -98,6 +98,21 @@ fn a_killed_thread_unwinds_dropping_what_it_owns() {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
 
+/// 2,000 killed threads whose unwinding frees 3,000 strings each, while
+/// preemption ticks: each unwinds and ends killed, and the guest allocates
+/// afterwards. (A killed thread that preemption paused was once ended where
+/// it was, inside `free`, leaving wasi-libc's malloc lock held.)
+#[test]
+fn killed_threads_paused_while_unwinding_still_unwind() {
+    let r = run("unwind", &["2000"]);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        ["heavy: 2000 of 2000 killed, 2000 dropped, allocating after: 3000"]
+    );
+    assert!(!r.stderr.contains("blocking calls"), "{}", r.stderr);
+}
+
 #[test]
 fn links_run_in_order_in_the_dying_thread() {
     let r = run("links", &[]);

@@ -15,8 +15,9 @@ use crate::timeout::{TimedOut, Timeout};
 /// links run, and its [`wait`](crate::GreenThread::wait) reports
 /// [`GreenThreadError::Killed`]. Every blocking call it makes after the kill
 /// returns `Killed` at once, without waiting; a green thread that goes on
-/// making them (more than 16) or keeps running past a time slice is ended
-/// where it is, its values leaked.
+/// making them (more than 16) is ended at the 17th, its values leaked. (A
+/// green thread killed while it computes sees the kill at its next blocking
+/// call.)
 ///
 /// ```no_run
 /// use std::time::Duration;

@@ -41,8 +41,8 @@
 //! - A kill is an error to return with: a killed green thread's blocking
 //!   calls return [`Interrupted::Killed`] (the one it is suspended in, and
 //!   every later one, at once); return with `?`, and its values are
-//!   dropped. One that ignores the kill (16 more blocking calls, or a time
-//!   slice of running) is ended where it is, its values leaked.
+//!   dropped. One that ignores the kill (16 more blocking calls) is ended at
+//!   the 17th, its values leaked.
 //! - A std::thread cannot be killed, and a panic in one aborts the guest.
 //! - The host may limit green threads and memory: [`spawn`] traps the caller
 //!   past a limit, [`try_spawn`] returns the refusal.

@@ -26,12 +26,16 @@
 //!   wait resumes at once (ahead of its killer), and that wait reports the
 //!   kill; from then on it never waits again: each blocking call reports the
 //!   kill at once, so the thread returns through its frames and drops what it
-//!   owns. Its ending (result `killed`, links) runs when it returns. It is
-//!   ended hard (its suspended call dropped, as a thread that has not
-//!   started) if it cannot be resumed there (paused by preemption, or waiting
-//!   for an async host function's future), if it runs past a time slice
-//!   while unwinding, or if it makes more than [`UNWIND_CALLS`] blocking
-//!   calls after the kill.
+//!   owns. Its ending (result `killed`, links) runs when it returns. One that
+//!   preemption paused resumes where it was, and its next blocking call
+//!   reports the kill. A thread is ended hard (its suspended call dropped,
+//!   as a thread that has not started) only where that is safe, at a hub
+//!   call: waiting for an async host function's future, or making more than
+//!   [`UNWIND_CALLS`] blocking calls after its kill. The one exception is a
+//!   runaway: killed (by the host) while paused, it is ended at its next
+//!   preemption if it has not reached a blocking call by then; ending it
+//!   mid-code may leave a lock of its guest held (wasi-libc's malloc lock
+//!   among them), but nothing else would stop it.
 //!
 //! Invariants (checked by `debug_check` in tests):
 //! - a green thread is in its guest's run queue exactly when its state is
@@ -147,6 +151,19 @@ pub(crate) const UNWIND_CALLS: u32 = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct KeptBlocking;
 
+/// A killed green thread on its way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Unwinding {
+    /// The kill's error (a guest pointer, 0 for none).
+    error: u32,
+    /// How many more blocking calls it may make (see [`UNWIND_CALLS`]).
+    calls_left: u32,
+    /// Killed (by the host) while preemption had paused it, and it has not
+    /// reached a blocking call since: a spinner, perhaps, that never will.
+    /// Still running at its next preemption, it is ended there.
+    spinning: bool,
+}
+
 /// A `spawn` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Spawn {
@@ -198,9 +215,8 @@ struct Thread<P> {
     started: bool,
     /// It killed itself: the hub ends it once it has suspended.
     self_killed: bool,
-    /// Killed while it ran its task, and unwinding: the kill's error, and
-    /// how many more blocking calls it may make (see [`UNWIND_CALLS`]).
-    unwinding: Option<(u32, u32)>,
+    /// Killed while it ran its task, and unwinding.
+    unwinding: Option<Unwinding>,
     /// Its last suspension was preemption's (not a hub wait): a kill
     /// cannot be reported there.
     paused: bool,
@@ -516,9 +532,16 @@ impl<P> Scheduler<P> {
             return Suspension::Drop;
         }
         if t.state == State::Running {
-            if let Some((error, _)) = t.unwinding {
-                // Killed, and still running a time slice later: it ignores
-                // the kill. Ended hard.
+            if let Some(Unwinding {
+                error,
+                spinning: true,
+                ..
+            }) = t.unwinding
+            {
+                // Killed while paused, and a whole slice later it has still
+                // not reached a blocking call: a runaway, which only a hard
+                // end stops (the one place a thread is ended mid-code; it
+                // may leave a lock of the guest's held).
                 t.ending = Some((Ending::Killed, error));
                 self.make_runnable(guest, thread, true);
                 return Suspension::Drop;
@@ -550,8 +573,8 @@ impl<P> Scheduler<P> {
     /// failed on the way (a panic on the kill's error, say).
     pub fn ended(&mut self, guest: usize, thread: usize, failure: Option<Ending>) -> Option<P> {
         let t = &mut self.guest(guest).threads[thread];
-        if let (Some((error, _)), None) = (t.unwinding, t.ending) {
-            t.ending = Some((Ending::Killed, error));
+        if let (Some(u), None) = (t.unwinding, t.ending) {
+            t.ending = Some((Ending::Killed, u.error));
             self.make_runnable(guest, thread, true);
             return None;
         }
@@ -880,14 +903,19 @@ impl<P> Scheduler<P> {
     }
 
     /// Kills the started or unstarted green thread `key` (not main, not
-    /// ending): unwinding if it is suspended in a hub wait, else hard. It
-    /// runs next (a queued target keeps its place, which is ahead of the
-    /// caller).
+    /// ending): unwinding if it has started (a paused one reports the kill
+    /// from its next blocking call), hard if it has not, or if it waits for
+    /// an async host function's future (which cannot report it). It runs
+    /// next (a queued target keeps its place, which is ahead of the caller).
     fn kill_target(&mut self, guest: usize, key: usize, error: u32) -> Kill {
         let t = &mut self.guest(guest).threads[key];
-        let unwinds = t.started && !t.paused && t.state != State::Future;
+        let unwinds = t.started && t.state != State::Future;
         let kill = if unwinds {
-            t.unwinding = Some((error, UNWIND_CALLS));
+            t.unwinding = Some(Unwinding {
+                error,
+                calls_left: UNWIND_CALLS,
+                spinning: t.paused,
+            });
             Kill::Unwind
         } else {
             t.ending = Some((Ending::Killed, error));
@@ -923,9 +951,10 @@ impl<P> Scheduler<P> {
     pub fn unwinding_call(&mut self, guest: usize, thread: usize) -> Result<bool, KeptBlocking> {
         match &mut self.guest(guest).threads[thread].unwinding {
             None => Ok(false),
-            Some((_, 0)) => Err(KeptBlocking),
-            Some((_, left)) => {
-                *left -= 1;
+            Some(Unwinding { calls_left: 0, .. }) => Err(KeptBlocking),
+            Some(u) => {
+                u.calls_left -= 1;
+                u.spinning = false;
                 Ok(true)
             }
         }

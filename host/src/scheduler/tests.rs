@@ -760,8 +760,9 @@ fn a_killed_thread_that_fails_while_unwinding_still_ends_as_killed() {
 }
 
 #[test]
-fn a_thread_that_cannot_report_a_kill_is_killed_hard() {
-    // Paused by preemption.
+fn only_a_thread_waiting_for_a_host_future_is_killed_hard() {
+    // Paused by preemption: it unwinds from its next blocking call (it is
+    // never ended at an arbitrary instruction, which might hold a lock).
     let mut h = Hub::new();
     let paused = h.spawn(h.main, Duration::ZERO, false);
     h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
@@ -769,10 +770,26 @@ fn a_thread_that_cannot_report_a_kill_is_killed_hard() {
     assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Keep);
     assert_eq!(h.next(), Some(key), "a paused thread resumes first");
     assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Keep);
+    assert_eq!(h.s.kill_by_host(0, paused), Kill::Unwind);
+    assert_eq!(h.next(), Some(key));
+    // It reaches a blocking call: from then on, preemption only pauses it.
+    assert_eq!(h.s.unwinding_call(0, key), Ok(true));
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Keep);
+    assert_eq!(h.next(), Some(key));
+    // A runaway: paused when killed, and still running (no blocking call)
+    // at its next preemption, it is ended there.
+    h.end_killed(key);
+    let runaway = h.spawn(h.main, Duration::ZERO, false);
+    assert_eq!(h.next(), Some(h.main));
+    h.s.sleep(0, h.main, Duration::from_secs(1), at(h.now));
+    let kr = h.next().unwrap();
+    assert_eq!(h.s.suspended(0, kr, at(h.now)), Suspension::Keep);
+    assert_eq!(h.s.kill_by_host(0, runaway), Kill::Unwind);
+    assert_eq!(h.next(), Some(kr));
+    assert_eq!(h.s.suspended(0, kr, at(h.now)), Suspension::Drop);
     assert_eq!(
-        h.s.kill_by_host(0, paused),
-        Kill::Target(key),
-        "paused by preemption: no wait to report the kill"
+        h.s.guests[0].as_ref().unwrap().threads[kr].ending,
+        Some((Ending::Killed, 0))
     );
     // Waiting for an async host function.
     let mut h = Hub::new();
@@ -786,7 +803,7 @@ fn a_thread_that_cannot_report_a_kill_is_killed_hard() {
 }
 
 #[test]
-fn an_unwinding_thread_preempted_is_ended_hard_and_its_kill_does_not_wait() {
+fn an_unwinding_thread_that_kills_does_not_wait() {
     let mut h = Hub::new();
     let target = h.spawn(h.main, Duration::ZERO, false);
     let other = h.spawn(h.main, Duration::ZERO, false);
@@ -801,13 +818,6 @@ fn an_unwinding_thread_preempted_is_ended_hard_and_its_kill_does_not_wait() {
     // Unwinding, it kills another: it is not queued (it does not wait).
     assert_eq!(h.s.kill(0, key, other, 0, false), Kill::Unwind);
     assert_eq!(h.state(target), Some(State::Running));
-    h.s.debug_check();
-    // It runs a whole slice instead of returning: ended hard.
-    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Drop);
-    assert_eq!(
-        h.s.guests[0].as_ref().unwrap().threads[key].ending,
-        Some((Ending::Killed, 0))
-    );
     h.s.debug_check();
 }
 

@@ -30,7 +30,42 @@ fn describe<T: std::fmt::Debug>(r: &Result<T, GreenThreadError>) -> String {
     }
 }
 
+/// Many killed threads whose unwinding frees a lot (time in `free`, under
+/// wasi-libc's malloc lock), while preemption pauses them: every one must
+/// unwind (a thread ended at an arbitrary point could leave the lock held).
+fn heavy(threads: usize, strings: usize) {
+    let drops = Rc::new(Cell::new(0u32));
+    let victims: Vec<_> = (0..threads)
+        .map(|_| {
+            let d = drops.clone();
+            wasmlet::spawn(move || -> Result<(), Interrupted> {
+                let _owned = Owned(d);
+                let _heap: Vec<String> = (0..strings).map(|i| i.to_string()).collect();
+                wasmlet::sleep(Duration::from_secs(3600))
+            })
+        })
+        .collect();
+    yield_now();
+    let mut killed = 0;
+    for v in &victims {
+        v.kill();
+        if matches!(v.wait(), Err(GreenThreadError::Killed)) {
+            killed += 1;
+        }
+    }
+    let after: Vec<String> = (0..strings).map(|i| i.to_string()).collect();
+    println!(
+        "heavy: {killed} of {threads} killed, {} dropped, allocating after: {}",
+        drops.get(),
+        after.len()
+    );
+}
+
 fn main() {
+    if let Some(threads) = std::env::args().nth(1).and_then(|a| a.parse().ok()) {
+        heavy(threads, 3000);
+        return;
+    }
     // 1. Each blocking call reports the kill; the thread's values drop.
     let drops = Rc::new(Cell::new(0));
     let seen: Rc<RefCell<Vec<String>>> = Rc::default();
