@@ -44,6 +44,11 @@ fn parser_type(t: &wasmparser::ValType) -> &'static str {
 
 /// (imports of the hub interface, exports of the guest world) from the WIT.
 fn wit_contract() -> (BTreeMap<String, Signature>, BTreeMap<String, Signature>) {
+    wit_interface("hub")
+}
+
+/// (imports of `interface`, exports of the guest world) from the WIT.
+fn wit_interface(interface: &str) -> (BTreeMap<String, Signature>, BTreeMap<String, Signature>) {
     let mut resolve = Resolve::default();
     let (package, _) = resolve
         .push_dir(repo_root().join("wit"))
@@ -62,8 +67,8 @@ fn wit_contract() -> (BTreeMap<String, Signature>, BTreeMap<String, Signature>) 
     let hub = resolve
         .interfaces
         .iter()
-        .find(|(_, i)| i.name.as_deref() == Some("hub"))
-        .expect("interface hub")
+        .find(|(_, i)| i.name.as_deref() == Some(interface))
+        .expect("the interface")
         .1;
     let imports = hub
         .functions
@@ -81,6 +86,30 @@ fn wit_contract() -> (BTreeMap<String, Signature>, BTreeMap<String, Signature>) 
         })
         .collect();
     (imports, exports)
+}
+
+#[test]
+fn the_host_defines_exactly_the_wit_net_interface() {
+    let (wit, _) = wit_interface("net");
+    assert!(wit.len() >= 13, "{wit:?}");
+    assert_eq!(host_functions(wasmlet_host::NET_MODULE), wit);
+}
+
+fn host_functions(module: &str) -> BTreeMap<String, Signature> {
+    let runtime = runtime();
+    let hub = wasmlet_host::Hub::new(&runtime);
+    hub.defined_functions(module)
+        .into_iter()
+        .map(|(name, ty)| {
+            (
+                name,
+                (
+                    ty.params().map(|t| val_type(&t)).collect(),
+                    ty.results().map(|t| val_type(&t)).collect(),
+                ),
+            )
+        })
+        .collect()
 }
 
 #[test]

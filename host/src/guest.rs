@@ -87,6 +87,15 @@ pub struct GuestOptions {
     /// [`CallError::Busy`](crate::CallError::Busy) and `HubHandle::call`
     /// waits for one to end. Default 1,024.
     pub max_calls_in_flight: usize,
+    /// Addresses the guest may bind (TCP listen, UDP bind), each exactly:
+    /// `wasmlet run --listen IP:PORT`. Port 0 (any free port) only where
+    /// listed as port 0. Default: none (see [`crate::net_policy`]).
+    pub net_listen: Vec<std::net::SocketAddr>,
+    /// Addresses the guest may connect or send to, and names it may
+    /// resolve: `wasmlet run --connect CIDR[:PORTS]|HOST:PORT`. Default:
+    /// none. Sockets count against `max_descriptors` and close when the
+    /// guest ends.
+    pub net_connect: Vec<crate::net_policy::ConnectRule>,
 }
 
 /// Host memory charged to a guest per live green thread (see
@@ -108,6 +117,8 @@ impl Default for GuestOptions {
             capture_output: false,
             inherit_stdin: false,
             max_green_threads: None,
+            net_listen: Vec::new(),
+            net_connect: Vec::new(),
             max_memory: None,
             time_limit: None,
             max_cpu_time: None,

@@ -25,6 +25,7 @@ use crate::abi::{
 use crate::call::CallRecord;
 use crate::guest_memory::GuestMemory;
 use crate::hub_state::{self, HubState};
+use crate::poller::Interest;
 use crate::store_data::ThreadData;
 
 /// Runs `f` on the hub's state as the calling green thread `(guest, thread)`.
@@ -229,6 +230,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     add_call_functions(linker)?;
+    crate::net_functions::add_to_linker(linker)?;
     // wasi-threads' `thread-spawn`, which Rust's std::thread (wasi-libc's
     // pthread_create) calls: the new thread is a green thread of the guest.
     // It runs when the caller next yields, and its locks, joins and
@@ -297,37 +299,48 @@ where
         move |mut caller: Caller<'_, ThreadData>, params: Params| {
             let func = func.clone();
             Box::new(async move {
-                let mut future = Box::pin(func(GuestMemory::of(&caller), params));
-                loop {
-                    let waker = as_caller(&caller, |s, guest, thread| {
-                        std::task::Waker::from(std::sync::Arc::new(GreenWaker {
-                            waiter: s.sched.next_waiter(guest, thread),
-                            control: s.control.clone(),
-                        }))
-                    })?;
-                    if let Poll::Ready(result) =
-                        future.as_mut().poll(&mut Context::from_waker(&waker))
-                    {
-                        return result;
-                    }
-                    as_caller(&caller, |s, guest, thread| {
-                        if s.sched.is_unwinding(guest, thread) {
-                            // It cannot report the kill through the
-                            // embedder's function, nor wait: ended hard.
-                            wasmtime::bail!(
-                                "{} was killed and then waited for an async host function",
-                                s.sched.name_of(guest, thread)
-                            );
-                        }
-                        s.sched.future_wait(guest, thread);
-                        Ok(())
-                    })??;
-                    suspend(&mut caller).await;
-                }
+                let future = Box::pin(func(GuestMemory::of(&caller), params));
+                await_green(&mut caller, future).await?
             })
         },
     )?;
     Ok(())
+}
+
+/// Polls `future` as the calling green thread, which waits alone while it
+/// is pending (its waker wakes it from any thread).
+///
+/// # Errors
+/// If the caller has been killed and the future is not ready: it cannot
+/// wait, and the error ends it.
+pub(crate) async fn await_green<T>(
+    caller: &mut Caller<'_, ThreadData>,
+    mut future: Pin<Box<dyn Future<Output = T> + Send>>,
+) -> Result<T> {
+    loop {
+        let waker = as_caller(caller, |s, guest, thread| {
+            std::task::Waker::from(std::sync::Arc::new(GreenWaker {
+                waiter: s.sched.next_waiter(guest, thread),
+                control: s.control.clone(),
+            }))
+        })?;
+        if let Poll::Ready(result) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return Ok(result);
+        }
+        as_caller(caller, |s, guest, thread| {
+            if s.sched.is_unwinding(guest, thread) {
+                // It cannot report the kill through the future, nor wait:
+                // ended hard.
+                wasmtime::bail!(
+                    "{} was killed and then waited for an async host function",
+                    s.sched.name_of(guest, thread)
+                );
+            }
+            s.sched.future_wait(guest, thread);
+            Ok(())
+        })??;
+        suspend(caller).await;
+    }
 }
 
 /// Wakes the green thread that waits for a future, from any thread.
@@ -466,6 +479,56 @@ fn killed(caller: &Caller<'_, ThreadData>) -> Result<bool> {
     as_caller(caller, |s, guest, thread| {
         s.sched.is_unwinding(guest, thread)
     })
+}
+
+/// How long a green thread whose descriptor can neither be polled nor
+/// transferred waits before it tries again (not met in practice: what epoll
+/// refuses is a regular file or `/dev/null`, which are always ready).
+const RETRY_UNPOLLABLE: Duration = Duration::from_millis(1);
+
+/// Parks the caller until `fd` is ready for `interest`, or `timeout` has
+/// passed (or briefly, if `fd` cannot be polled). `Err(errno)`: `INTR` if
+/// the caller has been killed (before or during the wait: it does not wait
+/// again), `IO` if the hub's poller failed.
+///
+/// `fd` must stay open while the caller waits: the host's own streams, or
+/// a guest's socket, which is forgotten in the poller (its waiters woken)
+/// before it closes.
+pub(crate) async fn wait_ready(
+    caller: &mut Caller<'_, ThreadData>,
+    fd: std::os::fd::RawFd,
+    interest: Interest,
+    timeout: Option<Duration>,
+) -> Result<Result<(), i32>> {
+    if as_caller(caller, |s, guest, thread| s.unwinding_call(guest, thread))?? {
+        return Ok(Err(errno::INTR));
+    }
+    // SAFETY: open while the caller waits, as the function's contract says;
+    // the poller keeps the descriptor's number, not this borrow.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let waits = as_caller(caller, |s, guest, thread| {
+        s.io_wait(guest, thread, borrowed, interest, timeout)
+    })?;
+    match waits {
+        Ok(true) => {}
+        Ok(false) => {
+            as_caller(caller, |s, guest, thread| {
+                s.sleep(guest, thread, RETRY_UNPOLLABLE)
+            })?;
+        }
+        Err(e) => {
+            tracing::warn!("a green thread could not wait for a host descriptor: {e}");
+            return Ok(Err(errno::IO));
+        }
+    }
+    suspend(caller).await;
+    // Killed while it waited: the wait reports it.
+    if as_caller(caller, |s, guest, thread| {
+        s.sched.is_unwinding(guest, thread)
+    })? {
+        return Ok(Err(errno::INTR));
+    }
+    Ok(Ok(()))
 }
 
 /// Suspends the calling green thread once (the hub has recorded why it

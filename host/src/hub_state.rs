@@ -24,6 +24,8 @@ use crate::guest::{
     HOST_BYTES_PER_LINK,
 };
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
+use crate::net_policy::NetPolicy;
+use crate::net_sockets::{NetError, Sockets};
 use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
 use crate::scheduler::{
@@ -68,6 +70,10 @@ pub(crate) struct GuestRecord {
     pub last_refusal: SpawnRefusal,
     /// A plugin: it lives on when its main returns, for the host's calls.
     pub plugin: bool,
+    /// What it may reach on the network.
+    pub net: NetPolicy,
+    /// Its open sockets.
+    pub sockets: Sockets,
 }
 
 impl GuestRecord {
@@ -97,6 +103,8 @@ impl GuestRecord {
             max_output: options.max_output,
             last_refusal: SpawnRefusal::HubFull,
             plugin: false,
+            net: NetPolicy::new(options.net_listen.clone(), options.net_connect.clone()),
+            sockets: Sockets::default(),
         }
     }
 }
@@ -247,6 +255,7 @@ impl HubState {
         thread: usize,
         fd: std::os::fd::BorrowedFd<'_>,
         interest: Interest,
+        timeout: Option<Duration>,
     ) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
         if self.poller.is_none() {
@@ -256,7 +265,9 @@ impl HubState {
         }
         let poller = self.poller.as_mut().expect("made above");
         let write = interest == Interest::Write;
-        let waiter = self.sched.io_wait(guest, thread, fd.as_raw_fd(), write);
+        let waiter =
+            self.sched
+                .io_wait(guest, thread, fd.as_raw_fd(), write, timeout, Instant::now);
         let sched = &self.sched;
         match poller.wait_for(fd, interest, waiter, |w| sched.io_waiter_is_live(w)) {
             Ok(()) => Ok(true),
@@ -642,7 +653,7 @@ impl HubState {
             memory: live.stacks.memory_size(),
             host_memory: self.host_memory(guest),
             spare_instances: live.spare.len(),
-            descriptors: record.opened.len() as u32,
+            descriptors: (record.opened.len() + record.sockets.len()) as u32,
             cpu_time: record.cpu_time,
         })
     }
@@ -693,6 +704,12 @@ impl HubState {
             // After its stores: the WASI context they point at.
             self.graveyard.push(Grave::Guest(Box::new(live)));
         }
+        // Its sockets close: each leaves the poller first.
+        let sockets = std::mem::take(&mut self.guests[guest].sockets);
+        for fd in sockets.raw_fds() {
+            self.forget_descriptor(fd);
+        }
+        drop(sockets);
         let record = &mut self.guests[guest];
         if record.unlogged_refusals > 0 {
             tracing::warn!(
@@ -917,7 +934,30 @@ impl HubState {
     /// its `max_descriptors`).
     pub fn may_open(&self, guest: usize) -> bool {
         let record = &self.guests[guest];
-        record.opened.len() < record.max_descriptors as usize
+        record.opened.len() + record.sockets.len() < record.max_descriptors as usize
+    }
+
+    /// Closes a socket of the guest: it leaves the poller first, and green
+    /// threads waiting on it are woken (their call then finds it closed).
+    ///
+    /// # Errors
+    /// `bad-handle` if the guest has no such socket.
+    pub fn close_socket(&mut self, guest: usize, handle: u32) -> Result<(), NetError> {
+        let socket = self.guests[guest].sockets.remove(handle)?;
+        self.forget_descriptor(socket.raw_fd());
+        drop(socket);
+        Ok(())
+    }
+
+    /// A descriptor about to be closed leaves the poller; its waiters wake.
+    fn forget_descriptor(&mut self, fd: std::os::fd::RawFd) {
+        let Some(poller) = self.poller.as_mut() else {
+            return;
+        };
+        match poller.forget(fd) {
+            Ok(waiters) => waiters.into_iter().for_each(|w| self.sched.io_ready(w)),
+            Err(e) => tracing::error!("the hub's poller failed: {e}"),
+        }
     }
 
     pub fn sleep(&mut self, guest: usize, thread: usize, duration: Duration) {

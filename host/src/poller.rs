@@ -88,10 +88,10 @@ impl<W: Copy> Poller<W> {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
                 // SAFETY: the descriptor stays open while it is registered:
-                // it is the host's stdin, stdout or stderr (or, later, a
-                // socket the hub owns), and it is deleted from the poller as
-                // soon as no green thread waits on it (in `poll`), before
-                // any close.
+                // it is the host's stdin, stdout or stderr, or a guest's
+                // socket the hub owns, which is `forget`-ten before it is
+                // closed; and it is deleted from the poller as soon as no
+                // green thread waits on it (in `poll`).
                 unsafe { self.os.add(raw, polling::Event::none(key_of(raw)))? };
                 entry.insert(Source {
                     readers: Vec::new(),
@@ -135,6 +135,24 @@ impl<W: Copy> Poller<W> {
             false
         });
         result
+    }
+
+    /// Forgets `fd`, which is about to be closed: it leaves the OS poller,
+    /// and its waiters are handed back (to wake: their wait is over).
+    ///
+    /// # Errors
+    /// If the OS poller fails.
+    pub fn forget(&mut self, fd: RawFd) -> io::Result<Vec<W>> {
+        let Some(source) = self.sources.remove(&fd) else {
+            return Ok(Vec::new());
+        };
+        // SAFETY: registered descriptors are open (see `wait_for`); the
+        // caller closes it only after this.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        self.os.delete(borrowed)?;
+        let mut waiters = source.readers;
+        waiters.extend(source.writers);
+        Ok(waiters)
     }
 
     /// Waits up to `timeout` (None: until a descriptor is ready or

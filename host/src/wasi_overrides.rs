@@ -14,14 +14,14 @@
 //! Every other descriptor (files in preopened directories, captured output)
 //! is passed on to wasmtime-wasi unchanged.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use wasmtime::{AsContextMut, Caller, Extern, Linker, Result};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
 use crate::abi::errno;
-use crate::host_functions::{as_caller, suspend};
+use crate::host_functions::{as_caller, suspend, wait_ready};
 use crate::poller::Interest;
 use crate::stdio::{self, Attempt};
 use crate::store_data::ThreadData;
@@ -39,11 +39,6 @@ const MAX_IOVECS: u32 = 1024;
 /// Most bytes one `fd_write` to a host stream gathers from the guest: the
 /// rest is for the guest's next call (a write may be partial).
 const WRITE_CHUNK: usize = 64 * 1024;
-
-/// How long a green thread whose host stream can neither be polled nor
-/// transferred waits before it tries again (not met in practice: what epoll
-/// refuses is a regular file or `/dev/null`, which are always ready).
-const RETRY_UNPOLLABLE: Duration = Duration::from_millis(1);
 
 /// Replaces WASI's functions listed in the module docs in `linker` (which
 /// must already hold WASI) with the hub's.
@@ -216,42 +211,6 @@ fn iovecs(
         .collect()))
 }
 
-/// Parks the caller until `fd` is ready for `interest` (or briefly, if it
-/// cannot be polled). Err(errno) if the hub's poller fails.
-async fn wait_ready(
-    caller: &mut Caller<'_, ThreadData>,
-    fd: BorrowedFd<'static>,
-    interest: Interest,
-) -> Result<Result<(), i32>> {
-    // A green thread unwinding from a kill never waits: EINTR at once.
-    if as_caller(caller, |s, guest, thread| s.unwinding_call(guest, thread))?? {
-        return Ok(Err(errno::INTR));
-    }
-    let waits = as_caller(caller, |s, guest, thread| {
-        s.io_wait(guest, thread, fd, interest)
-    })?;
-    match waits {
-        Ok(true) => {}
-        Ok(false) => {
-            as_caller(caller, |s, guest, thread| {
-                s.sleep(guest, thread, RETRY_UNPOLLABLE)
-            })?;
-        }
-        Err(e) => {
-            tracing::warn!("a green thread could not wait for a host stream: {e}");
-            return Ok(Err(errno::IO));
-        }
-    }
-    suspend(caller).await;
-    // Killed while it waited: the wait reports it.
-    if as_caller(caller, |s, guest, thread| {
-        s.sched.is_unwinding(guest, thread)
-    })? {
-        return Ok(Err(errno::INTR));
-    }
-    Ok(Ok(()))
-}
-
 /// `fd_read` from a host stream: parks the caller until input is there.
 async fn read_host(
     caller: &mut Caller<'_, ThreadData>,
@@ -275,7 +234,8 @@ async fn read_host(
             Attempt::Done(bytes) => break bytes,
             Attempt::Failed(errno) => return Ok(errno),
             Attempt::NotReady => {
-                if let Err(errno) = wait_ready(caller, fd, Interest::Read).await? {
+                if let Err(errno) = wait_ready(caller, fd.as_raw_fd(), Interest::Read, None).await?
+                {
                     return Ok(errno);
                 }
             }
@@ -330,7 +290,9 @@ async fn write_host(
             Attempt::Done(n) => break n,
             Attempt::Failed(errno) => return Ok(errno),
             Attempt::NotReady => {
-                if let Err(errno) = wait_ready(caller, fd, Interest::Write).await? {
+                if let Err(errno) =
+                    wait_ready(caller, fd.as_raw_fd(), Interest::Write, None).await?
+                {
                     return Ok(errno);
                 }
             }

@@ -3,7 +3,8 @@
 //! ```text
 //! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [--time-limit SECONDS]
 //!                        [--max-cpu-time SECONDS] [--max-memory MIB] [--max-host-memory MIB]
-//!                        [--max-descriptors N] [--stats] [-- ARGS...]
+//!                        [--max-descriptors N] [--listen IP:PORT]...
+//!                        [--connect CIDR[:PORTS]|HOST:PORT]... [--stats] [-- ARGS...]
 //! ```
 //!
 //! SIGQUIT (Ctrl-\\) prints every green thread and what it waits for to
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wasmlet_host::{Config, GuestOptions, Hub, Program, Runtime};
+use wasmlet_host::{Config, ConnectRule, GuestOptions, Hub, Program, Runtime};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,17 @@ struct RunArgs {
     /// streams and directories); an open past it fails with EMFILE.
     #[arg(long, value_name = "N", default_value_t = GuestOptions::default().max_descriptors)]
     max_descriptors: u32,
+    /// An address the guest may listen on (TCP) or bind (UDP), exactly;
+    /// repeat for more. Port 0 (any free port) only if given as port 0.
+    /// Without any, the guest may not listen.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_listen)]
+    listen: Vec<std::net::SocketAddr>,
+    /// Addresses the guest may connect or send to: an address or network
+    /// with a port, a range or every port (10.0.0.0/8:80, 127.0.0.1:8000-8099,
+    /// ::1), or a host name it may resolve, with its port (example.com:443);
+    /// repeat for more. Without any, the guest may not connect.
+    #[arg(long, value_name = "CIDR[:PORTS]|HOST:PORT", value_parser = parse_connect)]
+    connect: Vec<ConnectRule>,
     /// When the guest ends, print what it used (CPU time, memory, green
     /// threads) and the process's peak resident memory to stderr.
     #[arg(long)]
@@ -89,6 +101,15 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
         .ok()
         .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("expected a number of seconds, got `{s}`"))
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    wasmlet_host::net_policy::parse_listen(s).map_err(|e| e.to_string())
+}
+
+fn parse_connect(s: &str) -> Result<ConnectRule, String> {
+    s.parse()
+        .map_err(|e: wasmlet_host::net_policy::BadRule| e.to_string())
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -155,6 +176,8 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         max_cpu_time: args.max_cpu_time,
         max_host_memory: args.max_host_memory.saturating_mul(1 << 20),
         max_descriptors: args.max_descriptors,
+        net_listen: args.listen,
+        net_connect: args.connect,
         ..GuestOptions::default()
     };
     let mut hub = Hub::new(&runtime);

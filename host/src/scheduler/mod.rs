@@ -83,8 +83,8 @@ pub(crate) enum State {
     /// `memory.atomic.wait` becomes), with or without a timer.
     Futex { address: u64, timed: bool },
     /// Waiting for a host descriptor to be ready (the hub's poller wakes
-    /// it): `write` for writable, else readable.
-    Io { fd: i32, write: bool },
+    /// it): `write` for writable, else readable; with or without a timer.
+    Io { fd: i32, write: bool, timed: bool },
     /// Waiting for an async host function's future (its waker wakes it).
     Future,
 }
@@ -98,6 +98,7 @@ impl State {
                 | State::Parked { timed: true }
                 | State::Joining { timed: true, .. }
                 | State::Futex { timed: true, .. }
+                | State::Io { timed: true, .. }
         )
     }
 }
@@ -654,7 +655,7 @@ impl<P> Scheduler<P> {
                     "waiting on a std lock, condition variable or other futex \
                      (memory.atomic.wait at {address:#x})"
                 ),
-                State::Io { fd, write } => format!(
+                State::Io { fd, write, .. } => format!(
                     "waiting for host descriptor {fd} to be {}",
                     if write { "writable" } else { "readable" }
                 ),
@@ -1171,18 +1172,35 @@ impl<P> Scheduler<P> {
     }
 
     /// Starts the caller waiting for host descriptor `fd` to be readable (or
-    /// writable); the waiter for the hub's poller to hand back.
-    pub fn io_wait(&mut self, guest: usize, thread: usize, fd: i32, write: bool) -> IoWaiter {
+    /// writable), or until `timeout` has passed; the waiter for the hub's
+    /// poller to hand back.
+    pub fn io_wait(
+        &mut self,
+        guest: usize,
+        thread: usize,
+        fd: i32,
+        write: bool,
+        timeout: Option<Duration>,
+        now: impl FnOnce() -> Instant,
+    ) -> IoWaiter {
         let g = self.guest(guest);
         g.io += 1;
         let t = &mut g.threads[thread];
-        t.state = State::Io { fd, write };
-        IoWaiter {
+        t.state = State::Io {
+            fd,
+            write,
+            timed: timeout.is_some(),
+        };
+        let waiter = IoWaiter {
             guest,
             thread,
             id: t.id,
             token: t.wait_token,
+        };
+        if let Some(timeout) = timeout {
+            self.add_timer(guest, thread, now, timeout);
         }
+        waiter
     }
 
     /// The waiter that the green thread's next wait will have: a future's

@@ -632,7 +632,7 @@ fn a_due_timer_waits_for_one_slice_however_many_guests_spin() {
 fn an_io_wait_is_not_a_deadlock_and_wakes_only_its_own_wait() {
     let mut h = Hub::new();
     let a = h.spawn(h.main, Duration::ZERO, false);
-    let waiter = h.s.io_wait(0, h.main, 0, false);
+    let waiter = h.s.io_wait(0, h.main, 0, false, None, at(h.now));
     h.s.debug_check();
     let ka = h.next().unwrap();
     assert_eq!(h.s.park(0, ka, None, at(h.now)), None);
@@ -667,8 +667,15 @@ fn killing_an_io_waiter_ends_its_wait() {
     let mut h = Hub::new();
     let a = h.spawn(h.main, Duration::ZERO, false);
     let ka = h.next().unwrap();
-    let waiter = h.s.io_wait(0, ka, 1, true);
-    assert_eq!(h.state(a), Some(State::Io { fd: 1, write: true }));
+    let waiter = h.s.io_wait(0, ka, 1, true, None, at(h.now));
+    assert_eq!(
+        h.state(a),
+        Some(State::Io {
+            fd: 1,
+            write: true,
+            timed: false
+        })
+    );
     assert_eq!(h.s.kill(0, h.main, a, 0, false), Kill::Unwind);
     h.s.debug_check();
     assert!(!h.s.io_waiter_is_live(&waiter));
@@ -865,4 +872,19 @@ fn a_std_thread_runs_wasi_thread_start_with_its_id_and_cannot_be_killed() {
     assert_eq!(h.next(), Some(key));
     h.end(key);
     h.s.debug_check();
+}
+
+#[test]
+fn a_timed_io_wait_ends_at_its_timer_and_its_readiness_goes_stale() {
+    let mut h = Hub::new();
+    let waiter = h.s.io_wait(0, h.main, 5, false, Some(10 * MS), at(h.now));
+    h.s.debug_check();
+    assert_eq!(h.s.deadlock(0), None);
+    assert_eq!(h.next(), None, "neither ready nor due");
+    h.advance(10 * MS);
+    assert_eq!(h.next(), Some(h.main), "its timer ended the wait");
+    assert!(!h.s.io_waiter_is_live(&waiter));
+    h.s.io_ready(waiter);
+    h.s.debug_check();
+    assert_eq!(h.next(), None, "a late readiness wakes nothing");
 }

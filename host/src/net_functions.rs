@@ -1,0 +1,468 @@
+//! The hub's side of the WIT `net` interface: a guest's sockets, each call
+//! checked against its [`NetPolicy`](crate::net_policy::NetPolicy), each
+//! wait served by the hub's poller so that only the calling green thread
+//! waits (see `wit/hub.wit`).
+//!
+//! Every function returns an `i64`: the value, or `-(1 + net-error)`. A
+//! pointer or length outside the guest's memory traps the caller alone.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use wasmtime::{Caller, Linker, Result};
+
+use crate::abi::{errno, timeout_of};
+use crate::host_functions::{as_caller, await_green, wait_ready};
+use crate::hub_state::HubState;
+use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
+use crate::store_data::ThreadData;
+
+/// The WIT interface's import module name.
+pub const NET_MODULE: &str = "wasmlet:runtime/net@0.1.0";
+
+/// The longest address text a guest may pass.
+const MOST_ADDRESS: u32 = 256;
+
+/// Bytes `udp-recv-from` writes the sender's address into.
+const FROM_BUFFER: usize = 64;
+
+/// What a call returns: its value, or its error's code.
+fn encode(result: Result<u64, NetError>) -> i64 {
+    match result {
+        Ok(v) => i64::try_from(v).unwrap_or(i64::MAX),
+        Err(e) => e.code(),
+    }
+}
+
+/// Reads guest memory for the calling green thread.
+///
+/// # Errors
+/// If it is outside the guest's memory: that traps the caller.
+fn read_memory(caller: &Caller<'_, ThreadData>, at: u32, len: u32) -> Result<Vec<u8>> {
+    as_caller(caller, |s, guest, _| {
+        s.read_guest_memory(guest, at, len as usize)
+    })?
+    .ok_or_else(|| wasmtime::format_err!("a net call's buffer is outside the guest's memory"))
+}
+
+/// Writes guest memory for the calling green thread.
+///
+/// # Errors
+/// As [`read_memory`].
+fn write_memory(caller: &Caller<'_, ThreadData>, at: u32, bytes: &[u8]) -> Result<()> {
+    if as_caller(caller, |s, guest, _| s.write_guest_memory(guest, at, bytes))? {
+        Ok(())
+    } else {
+        wasmtime::bail!("a net call's buffer is outside the guest's memory")
+    }
+}
+
+/// The address text at `at`.
+///
+/// # Errors
+/// As [`read_memory`] (a length past [`MOST_ADDRESS`] is `bad-address`).
+fn read_address(
+    caller: &Caller<'_, ThreadData>,
+    at: u32,
+    len: u32,
+) -> Result<Result<SocketAddr, NetError>> {
+    if len > MOST_ADDRESS {
+        return Ok(Err(NetError::BadAddress));
+    }
+    let bytes = read_memory(caller, at, len)?;
+    Ok(std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(NetError::BadAddress))
+}
+
+/// Runs `attempt` until it is ready or fails, waiting in the hub's poller
+/// whenever it would block, for at most `timeout_ns` in all.
+async fn until_ready<T>(
+    caller: &mut Caller<'_, ThreadData>,
+    timeout_ns: u64,
+    mut attempt: impl FnMut(&mut HubState, usize) -> Try<T>,
+) -> Result<Result<T, NetError>> {
+    let deadline = timeout_of(timeout_ns).map(|d| Instant::now().checked_add(d));
+    loop {
+        let (fd, interest) = match as_caller(caller, |s, guest, _| attempt(s, guest))? {
+            Try::Ready(value) => return Ok(Ok(value)),
+            Try::Failed(e) => return Ok(Err(e)),
+            Try::WouldBlock(fd, interest) => (fd, interest),
+        };
+        // None: no timeout (or one past what Instant can hold).
+        let left = match deadline.flatten() {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Ok(Err(NetError::TimedOut)),
+            },
+        };
+        match wait_ready(caller, fd, interest, left).await? {
+            Ok(()) => {}
+            Err(errno::INTR) => return Ok(Err(NetError::Interrupted)),
+            Err(_) => return Ok(Err(NetError::Other)),
+        }
+    }
+}
+
+/// Adds the `net` interface to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
+    linker.func_wrap(
+        NET_MODULE,
+        "tcp-listen",
+        |caller: Caller<'_, ThreadData>, addr: u32, len: u32, backlog: u32| -> Result<i64> {
+            let addr = match read_address(&caller, addr, len)? {
+                Ok(addr) => addr,
+                Err(e) => return Ok(e.code()),
+            };
+            as_caller(&caller, |s, guest, _| {
+                encode(open(s, guest, |s| {
+                    check(s.guests[guest].net.check_listen(addr))?;
+                    s.guests[guest].sockets.listen(addr, backlog)
+                }))
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "tcp-accept",
+        |mut caller: Caller<'_, ThreadData>, (listener, timeout_ns): (u32, u64)| {
+            Box::new(async move {
+                let accepted = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    if !s.may_open(guest) {
+                        return Try::Failed(NetError::TooManyDescriptors);
+                    }
+                    s.guests[guest].sockets.accept(listener)
+                })
+                .await?;
+                Ok(encode(accepted.map(|(handle, _)| u64::from(handle))))
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "tcp-connect",
+        |mut caller: Caller<'_, ThreadData>, (addr, len, timeout_ns): (u32, u32, u64)| {
+            Box::new(async move {
+                let addr = match read_address(&caller, addr, len)? {
+                    Ok(addr) => addr,
+                    Err(e) => return Ok(e.code()),
+                };
+                let started = as_caller(&caller, |s, guest, _| {
+                    open(s, guest, |s| {
+                        check(s.guests[guest].net.check_connect(addr))?;
+                        s.guests[guest].sockets.start_connect(addr)
+                    })
+                })?;
+                let handle = match started {
+                    Ok(handle) => handle as u32,
+                    Err(e) => return Ok(e.code()),
+                };
+                let connected = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    s.guests[guest].sockets.finish_connect(handle)
+                })
+                .await?;
+                if let Err(e) = connected {
+                    // Timed out, refused or interrupted: the socket goes.
+                    as_caller(&caller, |s, guest, _| s.close_socket(guest, handle))?.ok();
+                    return Ok(e.code());
+                }
+                Ok(i64::from(handle))
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "read",
+        |mut caller: Caller<'_, ThreadData>,
+         (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
+            Box::new(async move {
+                let read = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    s.guests[guest].sockets.read(socket, len as usize)
+                })
+                .await?;
+                match read {
+                    Ok(bytes) => {
+                        write_memory(&caller, buf, &bytes)?;
+                        Ok(bytes.len() as i64)
+                    }
+                    Err(e) => Ok(e.code()),
+                }
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "write",
+        |mut caller: Caller<'_, ThreadData>,
+         (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
+            Box::new(async move {
+                let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
+                let written = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    s.guests[guest].sockets.write(socket, &bytes)
+                })
+                .await?;
+                Ok(encode(written.map(|n| n as u64)))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        NET_MODULE,
+        "shutdown",
+        |caller: Caller<'_, ThreadData>, socket: u32, how: u32| -> Result<i64> {
+            as_caller(&caller, |s, guest, _| {
+                encode(s.guests[guest].sockets.shutdown(socket, how).map(|()| 0))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        NET_MODULE,
+        "close",
+        |caller: Caller<'_, ThreadData>, socket: u32| -> Result<i64> {
+            as_caller(&caller, |s, guest, _| {
+                encode(s.close_socket(guest, socket).map(|()| 0))
+            })
+        },
+    )?;
+    linker.func_wrap(
+        NET_MODULE,
+        "address",
+        |caller: Caller<'_, ThreadData>,
+         socket: u32,
+         peer: u32,
+         buf: u32,
+         len: u32|
+         -> Result<i64> {
+            let addr = as_caller(&caller, |s, guest, _| {
+                s.guests[guest].sockets.addr(socket, peer != 0)
+            })?;
+            let text = match addr {
+                Ok(addr) => addr.to_string(),
+                Err(e) => return Ok(e.code()),
+            };
+            if text.len() > len as usize {
+                return Ok(NetError::InvalidInput.code());
+            }
+            write_memory(&caller, buf, text.as_bytes())?;
+            Ok(text.len() as i64)
+        },
+    )?;
+    linker.func_wrap(
+        NET_MODULE,
+        "set-nodelay",
+        |caller: Caller<'_, ThreadData>, socket: u32, on: u32| -> Result<i64> {
+            as_caller(&caller, |s, guest, _| {
+                encode(
+                    s.guests[guest]
+                        .sockets
+                        .set_nodelay(socket, on != 0)
+                        .map(|()| 0),
+                )
+            })
+        },
+    )?;
+    linker.func_wrap(
+        NET_MODULE,
+        "udp-bind",
+        |caller: Caller<'_, ThreadData>, addr: u32, len: u32| -> Result<i64> {
+            let addr = match read_address(&caller, addr, len)? {
+                Ok(addr) => addr,
+                Err(e) => return Ok(e.code()),
+            };
+            as_caller(&caller, |s, guest, _| {
+                encode(open(s, guest, |s| {
+                    check(s.guests[guest].net.check_listen(addr))?;
+                    s.guests[guest].sockets.udp_bind(addr)
+                }))
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "udp-send-to",
+        |mut caller: Caller<'_, ThreadData>,
+         (socket, buf, len, to, to_len, timeout_ns): (u32, u32, u32, u32, u32, u64)| {
+            Box::new(async move {
+                let to = match read_address(&caller, to, to_len)? {
+                    Ok(addr) => addr,
+                    Err(e) => return Ok(e.code()),
+                };
+                let allowed =
+                    as_caller(&caller, |s, guest, _| s.guests[guest].net.check_connect(to))?;
+                if allowed.is_err() {
+                    return Ok(NetError::Denied.code());
+                }
+                let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
+                let sent = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    s.guests[guest].sockets.send_to(socket, &bytes, to)
+                })
+                .await?;
+                Ok(encode(sent.map(|n| n as u64)))
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "udp-recv-from",
+        |mut caller: Caller<'_, ThreadData>,
+         (socket, buf, len, from, timeout_ns): (u32, u32, u32, u32, u64)| {
+            Box::new(async move {
+                let received = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    s.guests[guest].sockets.recv_from(socket, len as usize)
+                })
+                .await?;
+                match received {
+                    Ok((bytes, sender)) => {
+                        let mut text = [0u8; FROM_BUFFER];
+                        let sender = sender.to_string();
+                        text[..sender.len()].copy_from_slice(sender.as_bytes());
+                        write_memory(&caller, from, &text)?;
+                        write_memory(&caller, buf, &bytes)?;
+                        Ok(bytes.len() as i64)
+                    }
+                    Err(e) => Ok(e.code()),
+                }
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        NET_MODULE,
+        "resolve",
+        |mut caller: Caller<'_, ThreadData>, (name, name_len, buf, len): (u32, u32, u32, u32)| {
+            Box::new(async move {
+                if name_len > MOST_ADDRESS {
+                    return Ok(NetError::BadAddress.code());
+                }
+                let bytes = read_memory(&caller, name, name_len)?;
+                let Ok(name) = String::from_utf8(bytes) else {
+                    return Ok(NetError::BadAddress.code());
+                };
+                let ports = as_caller(&caller, |s, guest, _| {
+                    s.guests[guest].net.check_resolve(&name)
+                })?;
+                let Ok(ports) = ports else {
+                    return Ok(NetError::Denied.code());
+                };
+                let found = await_green(&mut caller, Box::pin(lookup(name))).await?;
+                let Ok(addrs) = found else {
+                    return Ok(NetError::BadAddress.code());
+                };
+                let text: String = addrs.iter().map(|ip| format!("{ip}\n")).collect();
+                if text.len() > len as usize {
+                    return Ok(NetError::InvalidInput.code());
+                }
+                as_caller(&caller, |s, guest, _| {
+                    s.guests[guest].net.learn(&addrs, &ports)
+                })?;
+                write_memory(&caller, buf, text.as_bytes())?;
+                Ok(text.len() as i64)
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// A policy refusal as a net error.
+fn check(allowed: Result<(), crate::net_policy::Denied>) -> Result<(), NetError> {
+    allowed.map_err(|_| NetError::Denied)
+}
+
+/// Opens a socket with `make`, if the guest may hold another descriptor.
+fn open(
+    s: &mut HubState,
+    guest: usize,
+    make: impl FnOnce(&mut HubState) -> Result<u32, NetError>,
+) -> Result<u64, NetError> {
+    if !s.may_open(guest) {
+        return Err(NetError::TooManyDescriptors);
+    }
+    make(s).map(u64::from)
+}
+
+/// A name lookup on the host's resolver threads (the system's resolver
+/// blocks; the hub's thread must not).
+fn lookup(name: String) -> impl Future<Output = std::io::Result<Vec<IpAddr>>> + Send {
+    let slot = Arc::new(Mutex::new(Lookup::default()));
+    let job = (name, slot.clone());
+    if resolver().lock().map(|tx| tx.send(job)).is_err() {
+        if let Ok(mut lookup) = slot.lock() {
+            lookup.result = Some(Err(std::io::Error::other("the resolver is gone")));
+        }
+    }
+    LookupFuture { slot }
+}
+
+#[derive(Default)]
+struct Lookup {
+    result: Option<std::io::Result<Vec<IpAddr>>>,
+    waker: Option<Waker>,
+}
+
+struct LookupFuture {
+    slot: Arc<Mutex<Lookup>>,
+}
+
+impl Future for LookupFuture {
+    type Output = std::io::Result<Vec<IpAddr>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(mut lookup) = self.slot.lock() else {
+            return Poll::Ready(Err(std::io::Error::other("the resolver failed")));
+        };
+        match lookup.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                lookup.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+type Job = (String, Arc<Mutex<Lookup>>);
+
+/// Threads that run lookups, however many green threads ask at once: a
+/// flood of lookups queues here instead of starting a thread each.
+const RESOLVER_THREADS: usize = 4;
+
+fn resolver() -> &'static Mutex<mpsc::Sender<Job>> {
+    static SENDER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    SENDER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..RESOLVER_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("wasmlet-resolver-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((name, slot)) = job else { return };
+                    let result = (name.as_str(), 0)
+                        .to_socket_addrs()
+                        .map(|addrs| addrs.map(|a| a.ip()).collect());
+                    let waker = match slot.lock() {
+                        Ok(mut lookup) => {
+                            lookup.result = Some(result);
+                            lookup.waker.take()
+                        }
+                        Err(_) => None,
+                    };
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("no resolver thread: {e}");
+            }
+        }
+        Mutex::new(tx)
+    })
+}

@@ -1,0 +1,399 @@
+//! A guest's sockets: host sockets in non-blocking mode, named by handles
+//! that are the guest's own (shared by its green threads), and the
+//! operations on them, each tried once: ready, failed, or "would block",
+//! naming the descriptor and readiness to wait for in the hub's poller.
+//! Free of wasmtime; the hub functions (`net_functions`) do the waiting.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+use slab::Slab;
+use socket2::{Domain, Protocol, Type};
+
+use crate::poller::Interest;
+
+/// The WIT `net-error` cases, in order: a failed call returns
+/// `-(case + 1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum NetError {
+    Denied = 0,
+    BadHandle,
+    BadAddress,
+    WrongKind,
+    TimedOut,
+    Interrupted,
+    ConnectionRefused,
+    ConnectionReset,
+    ConnectionAborted,
+    NotConnected,
+    AddressInUse,
+    AddressNotAvailable,
+    BrokenPipe,
+    TooManyDescriptors,
+    Unreachable,
+    InvalidInput,
+    Other,
+}
+
+impl NetError {
+    /// What a hub function returns for it.
+    pub(crate) fn code(self) -> i64 {
+        -(self as i64 + 1)
+    }
+
+    pub(crate) fn of(e: &io::Error) -> NetError {
+        use io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => NetError::ConnectionRefused,
+            K::ConnectionReset => NetError::ConnectionReset,
+            K::ConnectionAborted => NetError::ConnectionAborted,
+            K::NotConnected => NetError::NotConnected,
+            K::AddrInUse => NetError::AddressInUse,
+            K::AddrNotAvailable => NetError::AddressNotAvailable,
+            K::BrokenPipe => NetError::BrokenPipe,
+            K::TimedOut => NetError::TimedOut,
+            K::HostUnreachable | K::NetworkUnreachable => NetError::Unreachable,
+            K::InvalidInput => NetError::InvalidInput,
+            K::PermissionDenied => NetError::Denied,
+            _ => match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE) => NetError::TooManyDescriptors,
+                _ => NetError::Other,
+            },
+        }
+    }
+}
+
+/// One try of an operation.
+pub(crate) enum Try<T> {
+    Ready(T),
+    Failed(NetError),
+    /// Wait until this descriptor is ready so, then try again.
+    WouldBlock(RawFd, Interest),
+}
+
+impl<T> Try<T> {
+    fn of(result: io::Result<T>, fd: RawFd, interest: Interest) -> Try<T> {
+        match result {
+            Ok(v) => Try::Ready(v),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Try::WouldBlock(fd, interest),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Try::WouldBlock(fd, interest),
+            Err(e) => Try::Failed(NetError::of(&e)),
+        }
+    }
+}
+
+/// A guest's socket.
+pub(crate) enum Socket {
+    Listener(TcpListener),
+    Stream(TcpStream),
+    Udp(UdpSocket),
+    /// A connect under way: not usable until it completes.
+    Connecting(TcpStream),
+}
+
+impl Socket {
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        match self {
+            Socket::Listener(s) => s.as_raw_fd(),
+            Socket::Stream(s) | Socket::Connecting(s) => s.as_raw_fd(),
+            Socket::Udp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// The most bytes one read or write moves (a larger buffer is served in
+/// parts, as a socket would).
+pub(crate) const MOST_PER_CALL: usize = 256 * 1024;
+
+/// A guest's sockets, by handle (a slab key plus one: 0 is never a handle).
+#[derive(Default)]
+pub(crate) struct Sockets {
+    table: Slab<Socket>,
+}
+
+impl Sockets {
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn insert(&mut self, socket: Socket) -> u32 {
+        self.table.insert(socket) as u32 + 1
+    }
+
+    pub(crate) fn get(&self, handle: u32) -> Result<&Socket, NetError> {
+        let key = handle.checked_sub(1).ok_or(NetError::BadHandle)?;
+        self.table.get(key as usize).ok_or(NetError::BadHandle)
+    }
+
+    /// Takes a socket out (to close it).
+    pub(crate) fn remove(&mut self, handle: u32) -> Result<Socket, NetError> {
+        self.get(handle)?;
+        Ok(self.table.remove(handle as usize - 1))
+    }
+
+    /// Every socket's descriptor (the guest is ending: to forget them in
+    /// the poller before they close).
+    pub(crate) fn raw_fds(&self) -> Vec<RawFd> {
+        self.table.iter().map(|(_, s)| s.raw_fd()).collect()
+    }
+
+    fn stream(&self, handle: u32) -> Result<&TcpStream, NetError> {
+        match self.get(handle)? {
+            Socket::Stream(s) => Ok(s),
+            Socket::Connecting(_) => Err(NetError::NotConnected),
+            _ => Err(NetError::WrongKind),
+        }
+    }
+
+    fn udp(&self, handle: u32) -> Result<&UdpSocket, NetError> {
+        match self.get(handle)? {
+            Socket::Udp(s) => Ok(s),
+            _ => Err(NetError::WrongKind),
+        }
+    }
+
+    /// A listening TCP socket on `addr` with room for `backlog` pending
+    /// connections.
+    pub(crate) fn listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<u32, NetError> {
+        let socket =
+            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(|e| NetError::of(&e))?;
+        let set_up = socket
+            .set_reuse_address(true)
+            .and_then(|()| socket.set_nonblocking(true))
+            .and_then(|()| socket.bind(&addr.into()))
+            .and_then(|()| socket.listen(backlog.clamp(1, 65_535) as i32));
+        set_up.map_err(|e| NetError::of(&e))?;
+        Ok(self.insert(Socket::Listener(socket.into())))
+    }
+
+    /// Accepts a connection: its handle and the peer's address.
+    pub(crate) fn accept(&mut self, handle: u32) -> Try<(u32, SocketAddr)> {
+        let listener = match self.get(handle) {
+            Ok(Socket::Listener(l)) => l,
+            Ok(_) => return Try::Failed(NetError::WrongKind),
+            Err(e) => return Try::Failed(e),
+        };
+        let fd = listener.as_raw_fd();
+        match Try::of(listener.accept(), fd, Interest::Read) {
+            Try::Ready((stream, peer)) => match stream.set_nonblocking(true) {
+                Ok(()) => Try::Ready((self.insert(Socket::Stream(stream)), peer)),
+                Err(e) => Try::Failed(NetError::of(&e)),
+            },
+            Try::Failed(e) => Try::Failed(e),
+            Try::WouldBlock(fd, i) => Try::WouldBlock(fd, i),
+        }
+    }
+
+    /// Starts a connect to `addr`: the handle of a socket that is
+    /// [`Socket::Connecting`] until [`Sockets::finish_connect`] says it is
+    /// connected.
+    pub(crate) fn start_connect(&mut self, addr: SocketAddr) -> Result<u32, NetError> {
+        let socket =
+            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(|e| NetError::of(&e))?;
+        socket.set_nonblocking(true).map_err(|e| NetError::of(&e))?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(NetError::of(&e)),
+        }
+        Ok(self.insert(Socket::Connecting(socket.into())))
+    }
+
+    /// Whether the connect of `handle` has completed.
+    pub(crate) fn finish_connect(&mut self, handle: u32) -> Try<()> {
+        let stream = match self.get(handle) {
+            Ok(Socket::Connecting(s)) => s,
+            Ok(_) => return Try::Failed(NetError::WrongKind),
+            Err(e) => return Try::Failed(e),
+        };
+        match stream.take_error() {
+            Ok(Some(e)) | Err(e) => return Try::Failed(NetError::of(&e)),
+            Ok(None) => {}
+        }
+        match stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                return Try::WouldBlock(stream.as_raw_fd(), Interest::Write);
+            }
+            Err(e) => return Try::Failed(NetError::of(&e)),
+        }
+        let key = handle as usize - 1;
+        let Socket::Connecting(stream) = self.table.remove(key) else {
+            unreachable!("matched above");
+        };
+        let placed = self.table.vacant_entry();
+        debug_assert_eq!(placed.key(), key, "the slot just freed is reused");
+        placed.insert(Socket::Stream(stream));
+        Try::Ready(())
+    }
+
+    /// Reads up to `len` bytes (0: the peer closed its side).
+    pub(crate) fn read(&self, handle: u32, len: usize) -> Try<Vec<u8>> {
+        let stream = match self.stream(handle) {
+            Ok(s) => s,
+            Err(e) => return Try::Failed(e),
+        };
+        let mut buf = vec![0; len.min(MOST_PER_CALL)];
+        match Try::of(
+            (&*stream).read(&mut buf),
+            stream.as_raw_fd(),
+            Interest::Read,
+        ) {
+            Try::Ready(n) => {
+                buf.truncate(n);
+                Try::Ready(buf)
+            }
+            Try::Failed(e) => Try::Failed(e),
+            Try::WouldBlock(fd, i) => Try::WouldBlock(fd, i),
+        }
+    }
+
+    /// Writes some of `bytes`; how many.
+    pub(crate) fn write(&self, handle: u32, bytes: &[u8]) -> Try<usize> {
+        match self.stream(handle) {
+            Ok(s) => Try::of((&*s).write(bytes), s.as_raw_fd(), Interest::Write),
+            Err(e) => Try::Failed(e),
+        }
+    }
+
+    pub(crate) fn shutdown(&self, handle: u32, how: u32) -> Result<(), NetError> {
+        let how = match how {
+            0 => Shutdown::Read,
+            1 => Shutdown::Write,
+            2 => Shutdown::Both,
+            _ => return Err(NetError::InvalidInput),
+        };
+        self.stream(handle)?
+            .shutdown(how)
+            .map_err(|e| NetError::of(&e))
+    }
+
+    pub(crate) fn set_nodelay(&self, handle: u32, on: bool) -> Result<(), NetError> {
+        self.stream(handle)?
+            .set_nodelay(on)
+            .map_err(|e| NetError::of(&e))
+    }
+
+    /// The socket's own address (`peer`: its peer's).
+    pub(crate) fn addr(&self, handle: u32, peer: bool) -> Result<SocketAddr, NetError> {
+        let result = match (self.get(handle)?, peer) {
+            (Socket::Listener(l), false) => l.local_addr(),
+            (Socket::Stream(s) | Socket::Connecting(s), false) => s.local_addr(),
+            (Socket::Stream(s), true) => s.peer_addr(),
+            (Socket::Udp(u), false) => u.local_addr(),
+            (Socket::Udp(u), true) => u.peer_addr(),
+            (Socket::Listener(_) | Socket::Connecting(_), true) => {
+                return Err(NetError::NotConnected)
+            }
+        };
+        result.map_err(|e| NetError::of(&e))
+    }
+
+    /// A UDP socket bound to `addr`.
+    pub(crate) fn udp_bind(&mut self, addr: SocketAddr) -> Result<u32, NetError> {
+        let socket = UdpSocket::bind(addr).map_err(|e| NetError::of(&e))?;
+        socket.set_nonblocking(true).map_err(|e| NetError::of(&e))?;
+        Ok(self.insert(Socket::Udp(socket)))
+    }
+
+    pub(crate) fn send_to(&self, handle: u32, bytes: &[u8], to: SocketAddr) -> Try<usize> {
+        match self.udp(handle) {
+            Ok(u) => Try::of(u.send_to(bytes, to), u.as_raw_fd(), Interest::Write),
+            Err(e) => Try::Failed(e),
+        }
+    }
+
+    pub(crate) fn recv_from(&self, handle: u32, len: usize) -> Try<(Vec<u8>, SocketAddr)> {
+        let socket = match self.udp(handle) {
+            Ok(u) => u,
+            Err(e) => return Try::Failed(e),
+        };
+        let mut buf = vec![0; len.min(MOST_PER_CALL)];
+        match Try::of(
+            socket.recv_from(&mut buf),
+            socket.as_raw_fd(),
+            Interest::Read,
+        ) {
+            Try::Ready((n, from)) => {
+                buf.truncate(n);
+                Try::Ready((buf, from))
+            }
+            Try::Failed(e) => Try::Failed(e),
+            Try::WouldBlock(fd, i) => Try::WouldBlock(fd, i),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_accept_read_write_round_trip_never_blocks() {
+        let mut sockets = Sockets::default();
+        let listener = sockets.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = sockets.addr(listener, false).unwrap();
+        assert!(matches!(
+            sockets.accept(listener),
+            Try::WouldBlock(_, Interest::Read)
+        ));
+        let client = sockets.start_connect(addr).unwrap();
+        let server = loop {
+            if let Try::Ready((h, _)) = sockets.accept(listener) {
+                break h;
+            }
+        };
+        while let Try::WouldBlock(..) = sockets.finish_connect(client) {}
+        assert!(matches!(sockets.write(client, b"ping"), Try::Ready(4)));
+        let got = loop {
+            if let Try::Ready(b) = sockets.read(server, 64) {
+                break b;
+            }
+        };
+        assert_eq!(got, b"ping");
+        assert!(matches!(
+            sockets.read(server, 64),
+            Try::WouldBlock(_, Interest::Read)
+        ));
+        sockets.shutdown(client, 1).unwrap();
+        let eof = loop {
+            if let Try::Ready(b) = sockets.read(server, 64) {
+                break b;
+            }
+        };
+        assert!(eof.is_empty(), "0 bytes: the peer closed its side");
+        assert_eq!(sockets.len(), 3);
+        assert!(matches!(sockets.remove(client), Ok(Socket::Stream(_))));
+        assert_eq!(sockets.get(client).err(), Some(NetError::BadHandle));
+        assert_eq!(sockets.get(0).err(), Some(NetError::BadHandle));
+        assert_eq!(sockets.get(u32::MAX).err(), Some(NetError::BadHandle));
+        assert!(matches!(
+            sockets.read(listener, 1),
+            Try::Failed(NetError::WrongKind)
+        ));
+        assert_eq!(sockets.shutdown(server, 9), Err(NetError::InvalidInput));
+    }
+
+    #[test]
+    fn a_refused_connect_fails_and_says_so() {
+        // A port just freed: nobody listens there.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut sockets = Sockets::default();
+        let h = sockets.start_connect(port).unwrap();
+        let result = loop {
+            match sockets.finish_connect(h) {
+                Try::WouldBlock(..) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Try::Failed(e) => break e,
+                Try::Ready(()) => panic!("connected to nobody"),
+            }
+        };
+        assert_eq!(result, NetError::ConnectionRefused);
+    }
+}
