@@ -193,22 +193,38 @@ impl<T: 'static> GreenThread<T> {
     where
         T: Clone,
     {
-        self.join()?;
+        self.wait_end()?;
         let result = self.shared.result.borrow();
         result.clone().unwrap_or(Err(GreenThreadError::Vanished))
+    }
+
+    /// [`wait`](Self::wait) for a result that is not `Clone` (an
+    /// `io::Result`, say), as std's `JoinHandle::join`: moves the result out
+    /// of this handle. A clone of the handle that waits afterwards finds
+    /// [`GreenThreadError::Vanished`].
+    ///
+    /// ```no_run
+    /// let gt = wasmlet::spawn(|| std::fs::read("data.txt"));
+    /// let bytes = gt.join().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn join(self) -> Result<T, GreenThreadError> {
+        self.take_result()
     }
 
     /// [`wait`](Self::wait) for the one handle that will ever ask: moves the
     /// result out instead of cloning it.
     pub(crate) fn take_result(self) -> Result<T, GreenThreadError> {
-        self.join()?;
+        self.wait_end()?;
         let result = self.shared.result.borrow_mut().take();
         result.unwrap_or(Err(GreenThreadError::Vanished))
     }
 
     /// Yields until the green thread has ended (or a
     /// [`Timeout`](crate::Timeout) fires).
-    fn join(&self) -> Result<(), GreenThreadError> {
+    fn wait_end(&self) -> Result<(), GreenThreadError> {
         if self.dead() {
             return Ok(());
         }

@@ -53,6 +53,7 @@
 mod error;
 mod event;
 mod greenthread;
+pub mod net;
 pub mod plugin;
 mod pool;
 mod queue;

@@ -19,6 +19,7 @@ use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A time limit that ran out: eventlet's `Timeout` exception.
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 pub struct TimedOut {
     /// The id of the [`Timeout`] that fired; 0 for a call's own limit.
     timeout: u64,
-    error: Option<Rc<dyn Error>>,
+    error: Option<Arc<dyn Error + Send + Sync>>,
 }
 
 impl PartialEq for TimedOut {
@@ -58,7 +59,7 @@ impl TimedOut {
 
     /// The error the [`Timeout`] was made with ([`Timeout::with_error`]),
     /// if any.
-    pub fn custom_error(&self) -> Option<Rc<dyn Error>> {
+    pub fn custom_error(&self) -> Option<Arc<dyn Error + Send + Sync>> {
         self.error.clone()
     }
 }
@@ -75,7 +76,7 @@ impl fmt::Display for TimedOut {
 
 impl Error for TimedOut {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.error.as_deref()
+        self.error.as_deref().map(|e| e as &(dyn Error + 'static))
     }
 }
 
@@ -94,7 +95,7 @@ struct State {
     /// The duration it was made with (eventlet's `seconds`).
     duration: Duration,
     status: Cell<Status>,
-    error: Option<Rc<dyn Error>>,
+    error: Option<Arc<dyn Error + Send + Sync>>,
 }
 
 /// A time limit on the calling green thread's blocking calls, from now until
@@ -157,8 +158,11 @@ impl Timeout {
     /// let err = wasmlet::sleep(Duration::from_secs(1)).unwrap_err();
     /// assert_eq!(err.to_string(), "backend too slow");
     /// ```
-    pub fn with_error(duration: Duration, error: impl Into<Box<dyn Error>>) -> Timeout {
-        let timeout = Timeout::made(duration, Some(Rc::from(error.into())));
+    pub fn with_error(
+        duration: Duration,
+        error: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Timeout {
+        let timeout = Timeout::made(duration, Some(Arc::from(error.into())));
         timeout.start();
         timeout
     }
@@ -177,7 +181,7 @@ impl Timeout {
         Timeout::made(duration, None)
     }
 
-    fn made(duration: Duration, error: Option<Rc<dyn Error>>) -> Timeout {
+    fn made(duration: Duration, error: Option<Arc<dyn Error + Send + Sync>>) -> Timeout {
         let now = Instant::now();
         Timeout {
             state: Rc::new(State {

@@ -19,6 +19,7 @@ use crate::abi::{errno, timeout_of};
 use crate::host_functions::{as_caller, await_green, wait_ready};
 use crate::hub_state::HubState;
 use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
+use crate::poller::Interest;
 use crate::store_data::ThreadData;
 
 /// The WIT interface's import module name.
@@ -163,7 +164,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     Ok(handle) => handle as u32,
                     Err(e) => return Ok(e.code()),
                 };
+                // As eventlet's green connect, it always waits in the hub
+                // once: on loopback the connect is often done at once, and
+                // a client connecting in a loop would otherwise never let
+                // the green thread that accepts run (and its backlog fills).
+                let mut first = true;
                 let connected = until_ready(&mut caller, timeout_ns, |s, guest| {
+                    let sockets = &s.guests[guest].sockets;
+                    if std::mem::take(&mut first) {
+                        if let Ok(socket) = sockets.get(handle) {
+                            return Try::WouldBlock(socket.raw_fd(), Interest::Write);
+                        }
+                    }
                     s.guests[guest].sockets.finish_connect(handle)
                 })
                 .await?;
