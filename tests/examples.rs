@@ -231,3 +231,84 @@ fn the_plugin_host_calls_100_plugins_at_once_and_a_rogue_one_fails_alone() {
         assert!(lines.contains(&expected), "{expected:?} in {stdout}");
     }
 }
+
+/// A free loopback port (bound and let go: another process could take it
+/// in between, which these tests would report as a failure to bind).
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Runs the server example `server` on a free port (as the README says),
+/// then the client example `client` against it; the client's stdout.
+fn against_server(server: &str, client: &str, client_args: &[&str]) -> String {
+    let addr = free_port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run", "--listen", &addr])
+        .arg(example_wasm(server))
+        .args(["--", &addr])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut args = vec![addr.as_str()];
+    args.extend(client_args);
+    let out = support::cli_with(&["--connect", &addr], &example_wasm(client), &args);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{client}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_echo_server_echoes_every_message_of_many_concurrent_connections() {
+    let stdout = against_server("echo-server", "echo-client", &["100", "50"]);
+    assert_eq!(
+        stdout,
+        "100 connections x 50 messages: 5000 echoed, 0 connections failed\n"
+    );
+}
+
+#[test]
+fn the_crawler_fetches_every_page_of_the_http_server_through_a_pool() {
+    let stdout = against_server("http-server", "fetch", &[]);
+    assert_eq!(stdout, "fetched 511 pages (162145 bytes) over 9 levels\n");
+}
+
+#[test]
+fn the_chat_server_broadcasts_each_line_to_the_other_clients() {
+    let out = support::cli_with(
+        &["--listen", "127.0.0.1:0", "--connect", "127.0.0.1"],
+        &example_wasm("chat"),
+        &["demo"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = |who: &str| {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(who))
+            .unwrap_or_else(|| panic!("{who}: {stdout}"));
+        line.to_string()
+    };
+    assert!(heard("ann").contains("heard 1 lines") && heard("ann").contains("bob says hi ann"));
+    assert!(
+        heard("bob").contains("heard 2 lines") && heard("bob").contains("ann says how are you?")
+    );
+    assert!(heard("cat").contains("heard 3 lines"), "{stdout}");
+}

@@ -159,3 +159,16 @@ impl fmt::Display for SpawnError {
 }
 
 impl std::error::Error for SpawnError {}
+
+impl From<GreenThreadError> for std::io::Error {
+    /// For `?` in code that returns `io::Result`: an interruption keeps its
+    /// kind (see [`Interrupted`]); anything else is `Other`, with the
+    /// error's message (its kill error, which need not be `Send`, by its
+    /// message).
+    fn from(e: GreenThreadError) -> std::io::Error {
+        match e {
+            GreenThreadError::Interrupted(i) => i.into(),
+            e => std::io::Error::other(e.to_string()),
+        }
+    }
+}
