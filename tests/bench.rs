@@ -50,6 +50,9 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
         "plugin calls, 1000 in flight",
         "wait 1 ms  wasmlet, 2 hubs",
         "trivial    wasmtime, instance per call (Spin)",
+        "100 connections: round trips per second",
+        "resident memory per idle connection",
+        "wasmlet vs tokio",
     ] {
         assert!(stdout.contains(header), "{stdout}");
     }
