@@ -29,11 +29,22 @@ fn net_options(args: &[&str], listen: &[&str], connect: &[&str]) -> GuestOptions
         .collect();
     options.max_descriptors = 19_000;
     options.max_green_threads = Some(30_000);
+    options.max_host_memory = 4 << 30;
     options
 }
 
+/// A runtime whose hub may hold the full-size tests' green threads (a
+/// server's handler and a client for each connection).
+fn net_runtime() -> wasmlet_host::Runtime {
+    let config = wasmlet_host::Config {
+        max_green_threads: 40_000,
+        ..wasmlet_host::Config::default()
+    };
+    wasmlet_host::Runtime::new(config).expect("runtime")
+}
+
 fn run_net(options: GuestOptions) -> Run {
-    let runtime = runtime();
+    let runtime = net_runtime();
     let program = Program::from_file(runtime.engine(), guest("net")).expect("load guest");
     let mut hub = Hub::new(&runtime);
     let id = hub.add_guest(&program, options).expect("add guest");

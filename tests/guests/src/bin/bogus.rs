@@ -44,6 +44,20 @@ extern "C" {
     fn raw_call_return(status: u32, output: u32, len: u32);
 }
 
+#[link(wasm_import_module = "wasmlet:runtime/net@0.1.0")]
+extern "C" {
+    #[link_name = "tcp-listen"]
+    fn net_listen(addr: u32, len: u32, backlog: u32) -> i64;
+    #[link_name = "read"]
+    fn net_read(socket: u32, buf: u32, len: u32, timeout_ns: u64) -> i64;
+    #[link_name = "close"]
+    fn net_close(socket: u32) -> i64;
+    #[link_name = "address"]
+    fn net_address(socket: u32, peer: u32, buf: u32, len: u32) -> i64;
+    #[link_name = "resolve"]
+    fn net_resolve(name: u32, len: u32, buf: u32, buf_len: u32) -> i64;
+}
+
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn poll_oneoff(subscriptions: u32, events: u32, n: u32, nevents: u32) -> u32;
@@ -107,6 +121,26 @@ fn main() {
     ];
     for t in traps {
         println!("bad futex address: {}", t.wait().unwrap_err());
+    }
+    // The net interface: denied (no capability), bad handles, lengths
+    // past any address, and wild pointers, which trap their caller alone.
+    let addr = "127.0.0.1:80";
+    unsafe {
+        println!(
+            "net: listen denied {}, too long {}, read bad handle {}, close 0 {}, address bad handle {}",
+            net_listen(addr.as_ptr() as u32, addr.len() as u32, 1),
+            net_listen(addr.as_ptr() as u32, u32::MAX, 1),
+            net_read(77, 0xffff_fff0, u32::MAX, u64::MAX),
+            net_close(0),
+            net_address(u32::MAX, 1, 0xffff_fff0, 64),
+        );
+    }
+    let net_traps = [
+        wasmlet::spawn(|| unsafe { net_listen(0xffff_fff0, 200, 1) }),
+        wasmlet::spawn(|| unsafe { net_resolve(0xffff_ff00, 255, 0, 0) }),
+    ];
+    for t in net_traps {
+        println!("net wild pointer: {}", t.wait().unwrap_err());
     }
     // WASI poll_oneoff, answered by the hub: wild pointers and counts.
     let mut nevents = 0u32;

@@ -11,29 +11,32 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use wasmlet::net::{lookup_host, TcpListener, TcpStream, UdpSocket};
-use wasmlet::{Interrupted, Timeout};
+use wasmlet::{Builder, Interrupted, Timeout};
 
 fn yield_now() {
     wasmlet::sleep(Duration::ZERO).expect("main is never killed");
 }
 
-/// eventlet's echo server: accepts for ever, a green thread per connection.
-fn echo_server() -> (std::net::SocketAddr, wasmlet::Thread) {
+/// eventlet's echo server: accepts for ever, a green thread per connection
+/// (with `stack` bytes of shadow stack).
+fn echo_server(stack: usize) -> (std::net::SocketAddr, wasmlet::Thread) {
     let listener = TcpListener::bind_with_backlog("127.0.0.1:0", 4096).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = wasmlet::spawn_n(move || -> std::io::Result<()> {
         for conn in listener.incoming() {
             let mut conn = conn?;
-            wasmlet::spawn_n(move || -> std::io::Result<()> {
-                let mut buf = [0; 4096];
-                loop {
-                    let n = conn.read(&mut buf)?;
-                    if n == 0 {
-                        return Ok(());
+            Builder::new()
+                .stack_size(stack)
+                .spawn_n(move || -> std::io::Result<()> {
+                    let mut buf = [0; 4096];
+                    loop {
+                        let n = conn.read(&mut buf)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        conn.write_all(&buf[..n])?;
                     }
-                    conn.write_all(&buf[..n])?;
-                }
-            });
+                });
         }
         Ok(())
     });
@@ -41,7 +44,9 @@ fn echo_server() -> (std::net::SocketAddr, wasmlet::Thread) {
 }
 
 fn many(n: usize) {
-    let (addr, server) = echo_server();
+    // Small stacks: the guest's memory (1 GiB) holds 2n of them.
+    let stack = 16 * 1024;
+    let (addr, server) = echo_server(stack);
     let start = Instant::now();
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
@@ -54,16 +59,18 @@ fn many(n: usize) {
         .enumerate()
         .map(|(i, mut conn)| {
             let ok = ok.clone();
-            wasmlet::spawn(move || -> std::io::Result<()> {
-                let msg = format!("hello from {i}");
-                conn.write_all(msg.as_bytes())?;
-                let mut back = vec![0; msg.len()];
-                conn.read_exact(&mut back)?;
-                if back == msg.as_bytes() {
-                    ok.set(ok.get() + 1);
-                }
-                Ok(())
-            })
+            Builder::new()
+                .stack_size(stack)
+                .spawn(move || -> std::io::Result<()> {
+                    let msg = format!("hello from {i}");
+                    conn.write_all(msg.as_bytes())?;
+                    let mut back = vec![0; msg.len()];
+                    conn.read_exact(&mut back)?;
+                    if back == msg.as_bytes() {
+                        ok.set(ok.get() + 1);
+                    }
+                    Ok(())
+                })
         })
         .collect();
     for c in clients {
@@ -143,7 +150,7 @@ fn main() {
     }
 
     // 1. Echo: 200 concurrent clients, each a green thread.
-    let (addr, server) = echo_server();
+    let (addr, server) = echo_server(64 * 1024);
     let clients: Vec<_> = (0..200)
         .map(|i| {
             wasmlet::spawn(move || -> std::io::Result<bool> {
