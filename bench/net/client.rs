@@ -132,7 +132,8 @@ async fn idle(addr: &str, count: usize, pid: &str) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: net-bench-client ADDR (rr CONNECTIONS SECONDS | setup COUNT | idle COUNT PID)";
+    let usage =
+        "usage: net-bench-client ADDR (rr CONNECTIONS SECONDS | setup COUNT | idle COUNT PID)";
     let (addr, mode) = (args.first().expect(usage), args.get(1).expect(usage));
     let number = |i: usize| -> usize { args.get(i).and_then(|a| a.parse().ok()).expect(usage) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
