@@ -152,12 +152,49 @@ def fanout(g, count):
     return {"fanout_us": (time.perf_counter() - started) * 1e6 / count}
 
 
+def peak_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def spawnall(g, count):
+    started = time.perf_counter()
+    threads = [g.spawn(lambda i=i: i) for i in range(count)]
+    total = sum(g.wait(t) for t in threads)
+    assert total == count * (count - 1) // 2
+    return {
+        "spawnall_us": (time.perf_counter() - started) * 1e6 / count,
+        "spawnall_peak_mib": peak_kib() / 1024,
+    }
+
+
+MANY_ROUNDS = 20
+
+
+def switchmany(g, count):
+    def player():
+        for _ in range(MANY_ROUNDS):
+            g.sleep(0)
+
+    players = [g.spawn(player) for _ in range(count)]
+    g.sleep(0)
+    started = time.perf_counter()
+    for p in players:
+        g.wait(p)
+    return {"switchmany_ns": (time.perf_counter() - started) * 1e9 / (count * (MANY_ROUNDS - 1))}
+
+
 WORKLOADS = {
     "spawn": spawn,
     "switch": switch,
     "concurrent": concurrent,
     "timers": timers,
     "fanout": fanout,
+    "spawnall": spawnall,
+    "switchmany": switchmany,
 }
 
 if __name__ == "__main__":

@@ -37,6 +37,20 @@ WORKLOADS = [
     ),
     ("timers", 10_000, 500, ["--max-green-threads", "20000"], "sleepers of 1-10 ms"),
     ("fanout", 100_000, 2_000, [], "items through 100 workers over a bounded queue"),
+    (
+        "spawnall",
+        100_000,
+        2_000,
+        ["--max-green-threads", "110000", "--max-host-memory", "4096", "--dir", "/proc::/proc"],
+        "green threads spawned in one loop, then each waited for",
+    ),
+    (
+        "switchmany",
+        10_000,
+        500,
+        ["--max-green-threads", "20000"],
+        "green threads each yielding 20 times",
+    ),
 ]
 
 # Pause after each run of the memory-heavy workload (full mode only).
@@ -52,6 +66,9 @@ METRICS = [
     ("late_p50_ms", "ms", "timer lateness p50"),
     ("late_p99_ms", "ms", "timer lateness p99"),
     ("fanout_us", "µs", "fan-out/fan-in per item (Queue, 100 workers)"),
+    ("spawnall_us", "µs", "spawn 100,000 at once, then wait for each, per thread"),
+    ("spawnall_peak_mib", "MiB", "peak resident memory, 100,000 spawned at once"),
+    ("switchmany_ns", "ns", "switch among 10,000 green threads"),
 ]
 
 
@@ -149,7 +166,7 @@ def main():
                 print(f"  {system:8} {workload:10} {count:>7,} {what} ({rep + 1}/{reps})",
                       file=sys.stderr, flush=True)
                 figures = run_once(system, workload, count, flags)
-                if workload == "concurrent" and not args.quick:
+                if workload in ("concurrent", "spawnall") and not args.quick:
                     # The run just freed gigabytes; let the kernel finish
                     # reclaiming them before the next run is timed.
                     time.sleep(SETTLE_SECONDS)

@@ -13,7 +13,7 @@ mod support;
 use std::process::Command;
 
 const SYSTEMS: [&str; 3] = ["wasmlet", "eventlet", "gevent"];
-const METRICS: [&str; 8] = [
+const METRICS: [&str; 11] = [
     "spawn_us",
     "switch_ns",
     "start_ms",
@@ -22,6 +22,9 @@ const METRICS: [&str; 8] = [
     "late_p50_ms",
     "late_p99_ms",
     "fanout_us",
+    "spawnall_us",
+    "spawnall_peak_mib",
+    "switchmany_ns",
 ];
 
 #[test]

@@ -3,7 +3,7 @@
 //! JSON object of figures to stdout.
 //!
 //! Usage: greenbench WORKLOAD COUNT, where WORKLOAD is one of spawn, switch,
-//! concurrent, timers, fanout. `concurrent` reads the host's resident memory
+//! concurrent, timers, fanout, spawnall, switchmany. `concurrent` reads the host's resident memory
 //! from /proc/self/status, so run it with `--dir /proc::/proc`.
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,8 +28,12 @@ fn main() {
         "concurrent" => concurrent(count),
         "timers" => timers(count),
         "fanout" => fanout(count),
+        "spawnall" => spawn_all(count),
+        "switchmany" => switch_many(count),
         _ => {
-            eprintln!("usage: greenbench spawn|switch|concurrent|timers|fanout COUNT");
+            eprintln!(
+                "usage: greenbench spawn|switch|concurrent|timers|fanout|spawnall|switchmany COUNT"
+            );
             std::process::exit(2);
         }
     };
@@ -75,12 +79,62 @@ fn switch(rounds: usize) -> String {
 
 /// The host's resident memory, in KiB (0 if /proc is not visible).
 fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// A figure of /proc/self/status, in KiB (0 if /proc is not visible).
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// An eventlet-style program: a loop of `count` spawns, then a wait for
+/// each. µs per green thread, and the process's peak resident memory. (With
+/// 8 KiB shadow stacks for now: 100,000 of the default 64 KiB do not fit in
+/// a wasm32 memory; issue 13.)
+fn spawn_all(count: usize) -> String {
+    let builder = Builder::new().stack_size(SLEEPER_STACK);
+    let started = Instant::now();
+    let all: Vec<_> = (0..count).map(|i| builder.spawn(move || i)).collect();
+    let mut sum = 0;
+    for gt in all {
+        sum += gt.wait().expect("a bench thread failed");
+    }
+    assert!(sum > 0 || count <= 1);
+    let us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    let peak = status_kib("VmHWM:") as f64 / 1024.0;
+    format!(r#"{{"spawnall_us": {us:.3}, "spawnall_peak_mib": {peak:.1}}}"#)
+}
+
+/// Rounds of `sleep(0)` in each of the switch among many.
+const MANY_ROUNDS: usize = 20;
+
+/// `count` green threads each yielding `MANY_ROUNDS` times: ns per switch
+/// among many (each switch touches another thread's store, instance and
+/// stack).
+fn switch_many(count: usize) -> String {
+    let players: Vec<_> = (0..count)
+        .map(|_| {
+            wasmlet::spawn(|| {
+                for _ in 0..MANY_ROUNDS {
+                    let _ = wasmlet::sleep(Duration::ZERO);
+                }
+            })
+        })
+        .collect();
+    // Every player starts (its first run is a spawn, not a switch) before
+    // the clock does.
+    let _ = wasmlet::sleep(Duration::ZERO);
+    let started = Instant::now();
+    for p in players {
+        p.wait().expect("a player failed");
+    }
+    let ns = started.elapsed().as_nanos() as f64 / (count * (MANY_ROUNDS - 1)) as f64;
+    format!(r#"{{"switchmany_ns": {ns:.1}}}"#)
 }
 
 /// `count` green threads asleep at once: the time to start them all, and
