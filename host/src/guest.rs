@@ -45,7 +45,9 @@ pub struct GuestOptions {
     /// refusal). None: only the hub's limit.
     pub max_green_threads: Option<u32>,
     /// Most bytes of linear memory the guest may grow to (rounded down to
-    /// whole 64 KiB pages; never above what the module declares). A guest
+    /// whole 64 KiB pages; never above what the module declares, where the
+    /// loader reads the toolchain's default 1 GiB as all of wasm32's 4 GiB,
+    /// so that shadow stacks of many green threads fit). A guest
     /// whose main green thread fails with its memory at this limit ends
     /// with [`GuestError::LimitExceeded`] and exit code 137. None: the
     /// module's own maximum.

@@ -106,8 +106,16 @@ pub(crate) struct Rewritten {
     pub overflow_func: u32,
 }
 
-/// Rewrites `bytes`: exports `sp` and `tls` (global indices) and adds the
-/// stack check. Errors only on a module the scan accepted but the rewrite
+/// The maximum (in 64 KiB pages) that Rust's `wasm32-wasip1-threads`
+/// target declares by default: 1 GiB.
+const TOOLCHAIN_MAX_PAGES: u64 = 16_384;
+
+/// All of wasm32's address space, in 64 KiB pages: 4 GiB.
+const WASM32_MAX_PAGES: u64 = 65_536;
+
+/// Rewrites `bytes`: exports `sp` and `tls` (global indices), adds the
+/// stack check, and lets a memory of the toolchain's default maximum grow
+/// to 4 GiB. Errors only on a module the scan accepted but the rewrite
 /// cannot read, which the caller reports as malformed.
 pub(crate) fn rewrite(
     bytes: &[u8],
@@ -211,6 +219,26 @@ impl Reencode for StackCheck<'_> {
         types.ty().function([i32, i64, i64, i32], [i32]);
         types.ty().function([i32, i32, i32], [i32]);
         Ok(())
+    }
+
+    /// The guest's shared memory may grow to all of wasm32's 4 GiB where
+    /// the module declares the toolchain's default maximum (1 GiB): every
+    /// green thread's shadow stack is a slot of that memory, so the
+    /// default held only about 16,000 of them. A maximum the guest's author
+    /// chose otherwise is kept; `GuestOptions::max_memory` still applies.
+    fn memory_type(
+        &mut self,
+        ty: wasmparser::MemoryType,
+    ) -> Result<wasm_encoder::MemoryType, Error<RewriteError>> {
+        let mut ty = utils::memory_type(self, ty);
+        let default_maximum = ty.shared
+            && !ty.memory64
+            && ty.page_size_log2.is_none()
+            && ty.maximum == Some(TOOLCHAIN_MAX_PAGES);
+        if default_maximum {
+            ty.maximum = Some(WASM32_MAX_PAGES);
+        }
+        Ok(ty)
     }
 
     fn parse_import_section(
