@@ -41,16 +41,10 @@ WORKLOADS = [
         "spawnall",
         100_000,
         2_000,
-        ["--max-green-threads", "110000", "--max-host-memory", "4096", "--dir", "/proc::/proc"],
-        "green threads spawned in one loop, then each waited for",
+        ["--dir", "/proc::/proc"],
+        "green threads spawned in one loop, then each waited for (default settings)",
     ),
-    (
-        "switchmany",
-        10_000,
-        500,
-        ["--max-green-threads", "20000"],
-        "green threads each yielding 20 times",
-    ),
+    ("switchmany", 10_000, 500, [], "green threads each yielding 20 times (default settings)"),
 ]
 
 # Pause after each run of the memory-heavy workload (full mode only).

@@ -13,9 +13,11 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Shadow stack (the part of a green thread's stack in the guest's linear
-    /// memory) for a green thread spawned without a size of its own. Guests
-    /// hold at most 1 GiB of memory by default, so this bounds how many green
-    /// threads one guest can hold at once. Default 64 KiB.
+    /// memory) for a green thread spawned without a size of its own. A
+    /// guest's memory holds at most 4 GiB (wasm32), so this bounds how many
+    /// green threads one guest can hold at once: about 120,000 of the
+    /// default. An overflow is caught at the frame that would overflow, and
+    /// says to spawn with a larger `Builder::stack_size`. Default 32 KiB.
     pub shadow_stack_size: u32,
     /// Native stack each green thread's wasm code runs on (wasmtime's fiber
     /// stack), rounded up to whole pages; at least 256 KiB. Wasm code may use
@@ -24,9 +26,10 @@ pub struct Config {
     /// page for a green thread that sleeps). Default 1 MiB.
     pub fiber_stack_size: usize,
     /// Most green threads alive at once in one hub (over all its guests); a
-    /// spawn past it traps the spawner with an error saying so. It guards the
-    /// host against a guest spawning without end: each green thread holds
-    /// about 25 KiB of host memory. Default 10,000.
+    /// spawn past it traps the spawner with an error saying so. A sanity
+    /// bound: what guards the host against a guest spawning without end is
+    /// the guest's `GuestOptions::max_host_memory` (each green thread holds
+    /// about 25 KiB of host memory). Default 1,000,000.
     pub max_green_threads: u32,
     /// A green thread that runs this long without yielding is paused so that
     /// other *guests* run; no other green thread of its own guest runs before
@@ -43,9 +46,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            shadow_stack_size: 64 * 1024,
+            shadow_stack_size: 32 * 1024,
             fiber_stack_size: 1024 * 1024,
-            max_green_threads: 10_000,
+            max_green_threads: 1_000_000,
             time_slice: Some(Duration::from_millis(10)),
             spare_instances: 1024,
         }

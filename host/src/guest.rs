@@ -68,7 +68,8 @@ pub struct GuestOptions {
     /// and scheduling record), each pending link [`HOST_BYTES_PER_LINK`]. A
     /// spawn past it is refused (`try_spawn` reports it; `spawn` traps the
     /// spawner); a link past it ends the guest with
-    /// [`GuestError::LimitExceeded`]. Default 512 MiB.
+    /// [`GuestError::LimitExceeded`]. Default 4 GiB: 100,000 green threads
+    /// at once; lower it where many guests share a host.
     pub max_host_memory: u64,
     /// Most files and directories the guest may have open at once that it
     /// opened itself (its standard streams and preopened directories do not
@@ -124,7 +125,7 @@ impl Default for GuestOptions {
             max_memory: None,
             time_limit: None,
             max_cpu_time: None,
-            max_host_memory: 512 << 20,
+            max_host_memory: 4 << 30,
             max_descriptors: 256,
             max_output: 64 << 20,
             max_calls_in_flight: 1024,

@@ -92,14 +92,11 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// An eventlet-style program: a loop of `count` spawns, then a wait for
-/// each. µs per green thread, and the process's peak resident memory. (With
-/// 8 KiB shadow stacks for now: 100,000 of the default 64 KiB do not fit in
-/// a wasm32 memory; issue 13.)
+/// An eventlet-style program: a loop of `count` plain spawns, then a wait
+/// for each. µs per green thread, and the process's peak resident memory.
 fn spawn_all(count: usize) -> String {
-    let builder = Builder::new().stack_size(SLEEPER_STACK);
     let started = Instant::now();
-    let all: Vec<_> = (0..count).map(|i| builder.spawn(move || i)).collect();
+    let all: Vec<_> = (0..count).map(|i| wasmlet::spawn(move || i)).collect();
     let mut sum = 0;
     for gt in all {
         sum += gt.wait().expect("a bench thread failed");
