@@ -89,18 +89,23 @@ pub(crate) enum Socket {
     Listener(TcpListener),
     Stream(TcpStream),
     Udp(UdpSocket),
-    /// A connect under way: not usable until it completes.
-    Connecting(TcpStream),
 }
 
 impl Socket {
     pub(crate) fn raw_fd(&self) -> RawFd {
         match self {
             Socket::Listener(s) => s.as_raw_fd(),
-            Socket::Stream(s) | Socket::Connecting(s) => s.as_raw_fd(),
+            Socket::Stream(s) => s.as_raw_fd(),
             Socket::Udp(s) => s.as_raw_fd(),
         }
     }
+}
+
+/// A socket in the table.
+struct Slot {
+    socket: Socket,
+    /// A connect under way: the stream is not usable until it completes.
+    connecting: bool,
 }
 
 /// The most bytes one read or write moves (a larger buffer is served in
@@ -110,7 +115,7 @@ pub(crate) const MOST_PER_CALL: usize = 256 * 1024;
 /// A guest's sockets, by handle (a slab key plus one: 0 is never a handle).
 #[derive(Default)]
 pub(crate) struct Sockets {
-    table: Slab<Socket>,
+    table: Slab<Slot>,
 }
 
 impl Sockets {
@@ -118,31 +123,40 @@ impl Sockets {
         self.table.len()
     }
 
-    fn insert(&mut self, socket: Socket) -> u32 {
-        self.table.insert(socket) as u32 + 1
+    fn insert(&mut self, socket: Socket, connecting: bool) -> u32 {
+        self.table.insert(Slot { socket, connecting }) as u32 + 1
+    }
+
+    fn slot(&self, handle: u32) -> Result<&Slot, NetError> {
+        let key = handle.checked_sub(1).ok_or(NetError::BadHandle)?;
+        self.table.get(key as usize).ok_or(NetError::BadHandle)
     }
 
     pub(crate) fn get(&self, handle: u32) -> Result<&Socket, NetError> {
-        let key = handle.checked_sub(1).ok_or(NetError::BadHandle)?;
-        self.table.get(key as usize).ok_or(NetError::BadHandle)
+        self.slot(handle).map(|slot| &slot.socket)
     }
 
     /// Takes a socket out (to close it).
     pub(crate) fn remove(&mut self, handle: u32) -> Result<Socket, NetError> {
         self.get(handle)?;
-        Ok(self.table.remove(handle as usize - 1))
+        Ok(self.table.remove(handle as usize - 1).socket)
     }
 
     /// Every socket's descriptor (the guest is ending: to forget them in
     /// the poller before they close).
     pub(crate) fn raw_fds(&self) -> Vec<RawFd> {
-        self.table.iter().map(|(_, s)| s.raw_fd()).collect()
+        self.table.iter().map(|(_, s)| s.socket.raw_fd()).collect()
     }
 
     fn stream(&self, handle: u32) -> Result<&TcpStream, NetError> {
-        match self.get(handle)? {
-            Socket::Stream(s) => Ok(s),
-            Socket::Connecting(_) => Err(NetError::NotConnected),
+        match self.slot(handle)? {
+            Slot {
+                connecting: true, ..
+            } => Err(NetError::NotConnected),
+            Slot {
+                socket: Socket::Stream(s),
+                ..
+            } => Ok(s),
             _ => Err(NetError::WrongKind),
         }
     }
@@ -166,7 +180,7 @@ impl Sockets {
             .and_then(|()| socket.bind(&addr.into()))
             .and_then(|()| socket.listen(backlog.clamp(1, 65_535) as i32));
         set_up.map_err(|e| NetError::of(&e))?;
-        Ok(self.insert(Socket::Listener(socket.into())))
+        Ok(self.insert(Socket::Listener(socket.into()), false))
     }
 
     /// Accepts a connection: its handle and the peer's address.
@@ -179,7 +193,7 @@ impl Sockets {
         let fd = listener.as_raw_fd();
         match Try::of(listener.accept(), fd, Interest::Read) {
             Try::Ready((stream, peer)) => match stream.set_nonblocking(true) {
-                Ok(()) => Try::Ready((self.insert(Socket::Stream(stream)), peer)),
+                Ok(()) => Try::Ready((self.insert(Socket::Stream(stream), false), peer)),
                 Err(e) => Try::Failed(NetError::of(&e)),
             },
             Try::Failed(e) => Try::Failed(e),
@@ -187,9 +201,8 @@ impl Sockets {
         }
     }
 
-    /// Starts a connect to `addr`: the handle of a socket that is
-    /// [`Socket::Connecting`] until [`Sockets::finish_connect`] says it is
-    /// connected.
+    /// Starts a connect to `addr`: the handle of a stream that is not
+    /// usable until [`Sockets::finish_connect`] says it is connected.
     pub(crate) fn start_connect(&mut self, addr: SocketAddr) -> Result<u32, NetError> {
         let socket =
             socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
@@ -200,13 +213,16 @@ impl Sockets {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(NetError::of(&e)),
         }
-        Ok(self.insert(Socket::Connecting(socket.into())))
+        Ok(self.insert(Socket::Stream(socket.into()), true))
     }
 
     /// Whether the connect of `handle` has completed.
     pub(crate) fn finish_connect(&mut self, handle: u32) -> Try<()> {
-        let stream = match self.get(handle) {
-            Ok(Socket::Connecting(s)) => s,
+        let stream = match self.slot(handle) {
+            Ok(Slot {
+                socket: Socket::Stream(s),
+                connecting: true,
+            }) => s,
             Ok(_) => return Try::Failed(NetError::WrongKind),
             Err(e) => return Try::Failed(e),
         };
@@ -221,13 +237,8 @@ impl Sockets {
             }
             Err(e) => return Try::Failed(NetError::of(&e)),
         }
-        let key = handle as usize - 1;
-        let Socket::Connecting(stream) = self.table.remove(key) else {
-            unreachable!("matched above");
-        };
-        let placed = self.table.vacant_entry();
-        debug_assert_eq!(placed.key(), key, "the slot just freed is reused");
-        placed.insert(Socket::Stream(stream));
+        // In place: the guest's handle stays the same.
+        self.table[handle as usize - 1].connecting = false;
         Try::Ready(())
     }
 
@@ -280,15 +291,15 @@ impl Sockets {
 
     /// The socket's own address (`peer`: its peer's).
     pub(crate) fn addr(&self, handle: u32, peer: bool) -> Result<SocketAddr, NetError> {
-        let result = match (self.get(handle)?, peer) {
+        let slot = self.slot(handle)?;
+        let result = match (&slot.socket, peer) {
             (Socket::Listener(l), false) => l.local_addr(),
-            (Socket::Stream(s) | Socket::Connecting(s), false) => s.local_addr(),
+            (Socket::Stream(s), false) => s.local_addr(),
+            (Socket::Stream(_), true) if slot.connecting => return Err(NetError::NotConnected),
             (Socket::Stream(s), true) => s.peer_addr(),
             (Socket::Udp(u), false) => u.local_addr(),
             (Socket::Udp(u), true) => u.peer_addr(),
-            (Socket::Listener(_) | Socket::Connecting(_), true) => {
-                return Err(NetError::NotConnected)
-            }
+            (Socket::Listener(_), true) => return Err(NetError::NotConnected),
         };
         result.map_err(|e| NetError::of(&e))
     }
@@ -297,7 +308,7 @@ impl Sockets {
     pub(crate) fn udp_bind(&mut self, addr: SocketAddr) -> Result<u32, NetError> {
         let socket = UdpSocket::bind(addr).map_err(|e| NetError::of(&e))?;
         socket.set_nonblocking(true).map_err(|e| NetError::of(&e))?;
-        Ok(self.insert(Socket::Udp(socket)))
+        Ok(self.insert(Socket::Udp(socket), false))
     }
 
     pub(crate) fn send_to(&self, handle: u32, bytes: &[u8], to: SocketAddr) -> Try<usize> {

@@ -198,7 +198,7 @@ fn kill_queues_the_target_first_and_the_killer_last() {
     assert_eq!(h.next(), Some(h.main));
     assert_eq!(h.s.kill(0, h.main, sleeper, 0, false), Kill::Unwind);
     assert_eq!(h.state(sleeper), Some(State::Queued));
-    let _ = key;
+    assert!(h.s.is_unwinding(0, key));
     let order = h.run_all(|h, key| {
         if key != h.main {
             h.s.ended(0, key, None);
