@@ -130,6 +130,35 @@ fn a_refused_try_spawn_is_an_error_the_guest_handles() {
 }
 
 #[test]
+fn green_threads_waiting_to_start_are_charged_a_record_not_a_stack() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    // 1 MiB holds 31 running green threads (32 KiB each), but 1,000 that
+    // wait to start and then run one at a time.
+    let mut spawn_all = options(&["spawn-at-once", "1000", "0"]);
+    spawn_all.max_host_memory = 1 << 20;
+    let a = hub.add_guest(&hostile, spawn_all).unwrap();
+    // 100 spawned at once that all sleep: the starts past the limit fail,
+    // the others run to the end.
+    let mut sleepers = options(&["spawn-at-once", "100", "50"]);
+    sleepers.max_host_memory = 1 << 20;
+    let b = hub.add_guest(&hostile, sleepers).unwrap();
+    hub.run();
+    let (a, b) = (finished(&hub, a), finished(&hub, b));
+    assert_eq!(a.code, 0, "{:?} {}", a.error, a.stderr);
+    assert_eq!(a.stdout, "1000 of 1000 ended well; first failure: None\n");
+    assert_eq!(b.code, 0, "{:?} {}", b.error, b.stderr);
+    let ok: usize = b.stdout.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(ok, 31, "{}", b.stdout);
+    assert!(
+        b.stdout.contains("of 100 ended well; first failure: Some("),
+        "{}",
+        b.stdout
+    );
+}
+
+#[test]
 fn a_descriptor_hog_is_refused_at_its_own_limit_and_its_neighbour_opens_on() {
     let dir = std::env::temp_dir().join(format!("wasmlet-fds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -28,8 +28,9 @@ pub struct Config {
     /// Most green threads alive at once in one hub (over all its guests); a
     /// spawn past it traps the spawner with an error saying so. A sanity
     /// bound: what guards the host against a guest spawning without end is
-    /// the guest's `GuestOptions::max_host_memory` (each green thread holds
-    /// about 25 KiB of host memory). Default 1,000,000.
+    /// the guest's `GuestOptions::max_host_memory` (a running green thread
+    /// holds about 25 KiB of host memory, one spawned but not yet started a
+    /// few hundred bytes). Default 4,000,000.
     pub max_green_threads: u32,
     /// A green thread that runs this long without yielding is paused so that
     /// other *guests* run; no other green thread of its own guest runs before
@@ -48,7 +49,7 @@ impl Default for Config {
         Config {
             shadow_stack_size: 32 * 1024,
             fiber_stack_size: 1024 * 1024,
-            max_green_threads: 1_000_000,
+            max_green_threads: 4_000_000,
             time_slice: Some(Duration::from_millis(10)),
             spare_instances: 1024,
         }

@@ -63,13 +63,19 @@ pub struct GuestOptions {
     /// Needs preemption (`Config::time_slice`), which measures it.
     pub max_cpu_time: Option<std::time::Duration>,
     /// Most host memory the guest's green threads and links may take. Each
-    /// live green thread is charged [`HOST_BYTES_PER_GREEN_THREAD`] (its
-    /// store and instance, the touched pages of its fiber stack, its timer
-    /// and scheduling record), each pending link [`HOST_BYTES_PER_LINK`]. A
-    /// spawn past it is refused (`try_spawn` reports it; `spawn` traps the
-    /// spawner); a link past it ends the guest with
-    /// [`GuestError::LimitExceeded`]. Default 4 GiB: 100,000 green threads
-    /// at once; lower it where many guests share a host.
+    /// green thread that has started is charged [`HOST_BYTES_PER_GREEN_THREAD`]
+    /// (its store and instance, the touched pages of its fiber stack, its
+    /// timer and scheduling record), each one spawned but not yet started
+    /// [`HOST_BYTES_PER_UNSTARTED_THREAD`] (a record in a queue), each
+    /// pending link [`HOST_BYTES_PER_LINK`]. A spawn is refused unless one
+    /// more started green thread would fit (`try_spawn` reports it; `spawn`
+    /// traps the spawner); a green thread whose start would pass the limit
+    /// (many spawned, then all sleeping) fails instead of starting (its
+    /// `wait` reports a trap, and the hub logs why); a link past it ends the guest
+    /// with [`GuestError::LimitExceeded`]. Default 4 GiB: about 130,000
+    /// green threads running at once, or millions spawned at once and run
+    /// a few at a time (eventlet's "spawn them all, then wait for each");
+    /// lower it where many guests share a host.
     pub max_host_memory: u64,
     /// Most files and directories the guest may have open at once that it
     /// opened itself (its standard streams and preopened directories do not
@@ -106,6 +112,12 @@ pub struct GuestOptions {
 /// sleeping green thread of a small guest (`bench/run`), more for larger
 /// modules.
 pub const HOST_BYTES_PER_GREEN_THREAD: u64 = 32 * 1024;
+
+/// Host memory charged to a guest per green thread spawned but not yet
+/// started (see [`GuestOptions::max_host_memory`]): its scheduling record,
+/// its place in the run queue and its id's entry, with room to spare. It
+/// takes no store, instance, fiber stack or shadow stack until it starts.
+pub const HOST_BYTES_PER_UNSTARTED_THREAD: u64 = 512;
 
 /// Host memory charged to a guest per pending link (its record, with room
 /// to spare).

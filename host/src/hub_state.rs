@@ -21,7 +21,7 @@ use crate::control::Control;
 use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
-    HOST_BYTES_PER_LINK,
+    HOST_BYTES_PER_LINK, HOST_BYTES_PER_UNSTARTED_THREAD,
 };
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
 use crate::net_policy::NetPolicy;
@@ -29,7 +29,8 @@ use crate::net_sockets::{NetError, Sockets};
 use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
 use crate::scheduler::{
-    IoWaiter, Kill, Scheduler, Spawn, Suspension, FUTEX_NOT_EQUAL, FUTEX_WOKEN, UNWIND_CALLS,
+    Entry, IoWaiter, Kill, Scheduler, Spawn, Suspension, TaskCall, FUTEX_NOT_EQUAL, FUTEX_WOKEN,
+    UNWIND_CALLS,
 };
 use crate::stdio::HostStdio;
 use crate::worker::{ThreadFuture, Worker, STD_THREAD_START};
@@ -367,15 +368,53 @@ impl HubState {
 
     /// The green thread's call: its suspended one, or a new one for its
     /// next entry.
+    ///
+    /// # Errors
+    /// A green thread's first run fails (and it ends, its ending queued) if
+    /// it would pass its guest's host memory limit, or if the guest's
+    /// memory has no room for its shadow stack.
     pub fn take_call(&mut self, guest: usize, thread: usize) -> Result<ThreadFuture> {
         let entry = self.sched.start(guest, thread);
         let slot = self.sched.payload_mut(guest, thread);
         if let Some(call) = slot.future.take() {
             return Ok(call);
         }
-        let stack = slot.stack;
+        let needs_stack = slot.stack.is_none()
+            && matches!(
+                entry,
+                Entry::Task(TaskCall::Run { .. } | TaskCall::Finish { .. })
+            );
+        let size = slot.stack_size;
+        if needs_stack {
+            // Its first run: only now does it take a store, an instance, a
+            // fiber stack and a shadow stack (so a million spawned at once
+            // cost a million records, not a million stacks).
+            if matches!(entry, Entry::Task(TaskCall::Run { .. })) {
+                self.check_start(guest)?;
+            }
+            let stack = self.new_thread_stack(guest, size)?;
+            self.sched.payload_mut(guest, thread).stack = Some(stack);
+        }
+        let stack = self.sched.payload_mut(guest, thread).stack;
         let preempt = self.config.time_slice.is_some();
         new_call(self.live(guest), guest, thread, entry, stack, preempt)
+    }
+
+    /// Whether a green thread of `guest` that has just started (and is
+    /// already counted as started) keeps it within its host memory limit.
+    fn check_start(&self, guest: usize) -> Result<()> {
+        let most = self.guests[guest].max_host_memory;
+        if self.host_memory(guest) > most {
+            wasmtime::bail!(
+                "could not start: this guest's host memory limit of {} MiB is reached ({} green \
+                 threads running, {} more spawned and waiting to start; raise it with \
+                 `wasmlet run --max-host-memory MIB` or GuestOptions::max_host_memory)",
+                most >> 20,
+                self.sched.started_in(guest),
+                self.sched.alive_in(guest) - self.sched.started_in(guest),
+            );
+        }
+        Ok(())
     }
 
     /// The green thread's call returned Pending.
@@ -558,14 +597,15 @@ impl HubState {
         }
         let stack = match self.new_thread_stack(guest, 0) {
             Ok(stack) => stack,
-            Err((_, why)) => {
+            Err(why) => {
                 self.control.release_call(GuestId(guest));
-                return Err(CallError::Refused(why));
+                return Err(CallError::Refused(format!("{why:#}")));
             }
         };
         let payload = ThreadSlot {
             future: None,
             stack: Some(stack),
+            stack_size: 0,
         };
         let id = self.sched.spawn_for_host(guest, payload);
         self.calls.insert(
@@ -638,9 +678,12 @@ impl HubState {
     /// Host memory charged to a live guest (see
     /// `GuestOptions::max_host_memory`).
     pub fn host_memory(&self, guest: usize) -> u64 {
-        let threads = self.sched.alive_in(guest) as u64;
+        let started = self.sched.started_in(guest) as u64;
+        let unstarted = self.sched.alive_in(guest) as u64 - started;
         let links = self.sched.links_in(guest) as u64;
-        threads * HOST_BYTES_PER_GREEN_THREAD + links * HOST_BYTES_PER_LINK
+        started * HOST_BYTES_PER_GREEN_THREAD
+            + unstarted * HOST_BYTES_PER_UNSTARTED_THREAD
+            + links * HOST_BYTES_PER_LINK
     }
 
     /// What a live guest uses now; None once it has ended (or for a key
@@ -793,10 +836,11 @@ impl HubState {
         local: bool,
     ) -> Result<ThreadId, (SpawnRefusal, String)> {
         self.admit_green_thread(guest)?;
-        let stack = self.new_thread_stack(guest, stack_size)?;
+        self.check_spawnable(guest, stack_size)?;
         let slot = ThreadSlot {
             future: None,
-            stack: Some(stack),
+            stack: None,
+            stack_size,
         };
         let spawn = Spawn { task, delay, local };
         Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
@@ -830,10 +874,7 @@ impl HubState {
                 "the guest has used up wasi-threads' thread ids".into(),
             ));
         }
-        let slot = ThreadSlot {
-            future: None,
-            stack: None,
-        };
+        let slot = ThreadSlot::default();
         Ok(self.sched.spawn_std_thread(guest, arg, slot))
     }
 
@@ -864,15 +905,20 @@ impl HubState {
             }
         }
         let most = record.max_host_memory;
+        // Refused unless it could start now: a spawn is turned down while
+        // the guest's running green threads fill its limit, yet thousands
+        // may wait to start, each charged a record's worth.
         if self.host_memory(guest) + HOST_BYTES_PER_GREEN_THREAD > most {
             return Err((
                 SpawnRefusal::HostMemory,
                 format!(
                     "another green thread would pass this guest's host memory limit of {} MiB \
-                     ({} green threads and {} links alive; raise it with \
-                     `wasmlet run --max-host-memory MIB` or GuestOptions::max_host_memory)",
+                     ({} green threads running, {} waiting to start, and {} links; raise it \
+                     with `wasmlet run --max-host-memory MIB` or \
+                     GuestOptions::max_host_memory)",
                     most >> 20,
-                    self.sched.alive_in(guest),
+                    self.sched.started_in(guest),
+                    self.sched.alive_in(guest) - self.sched.started_in(guest),
                     self.sched.links_in(guest)
                 ),
             ));
@@ -880,14 +926,14 @@ impl HubState {
         Ok(())
     }
 
-    /// A stack slot for a new green thread of `guest` (`stack_size` 0: the
-    /// default).
-    fn new_thread_stack(
+    /// Whether `guest` can run a green thread with a shadow stack of
+    /// `stack_size` (0: the default): it has the SDK's entry points, and the
+    /// size is one a stack may have. Its stack is carved when it starts.
+    fn check_spawnable(
         &mut self,
         guest: usize,
         stack_size: u32,
-    ) -> Result<crate::shadow_stack::Slot, (SpawnRefusal, String)> {
-        let default_stack = self.config.shadow_stack_size;
+    ) -> Result<(), (SpawnRefusal, String)> {
         let live = self.live(guest);
         if !live.layout.can_spawn {
             return Err((
@@ -898,14 +944,28 @@ impl HubState {
                 ),
             ));
         }
+        crate::shadow_stack::check_stack_size(stack_size)
+            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))
+    }
+
+    /// A stack slot for a green thread of `guest` (`stack_size` 0: the
+    /// default).
+    ///
+    /// # Errors
+    /// If the guest cannot spawn, or its memory has no room for the slot.
+    fn new_thread_stack(
+        &mut self,
+        guest: usize,
+        stack_size: u32,
+    ) -> Result<crate::shadow_stack::Slot> {
+        self.check_spawnable(guest, stack_size)
+            .map_err(|(_, why)| wasmtime::format_err!("{why}"))?;
         let stack_size = if stack_size == 0 {
-            default_stack
+            self.config.shadow_stack_size
         } else {
             stack_size
         };
-        live.stacks
-            .alloc(stack_size)
-            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))
+        self.live(guest).stacks.alloc(stack_size)
     }
 
     /// Adds a link (see `Scheduler::link`).

@@ -29,9 +29,11 @@ use crate::worker::{run_main, Spares, Stack, ThreadFuture, Worker};
 pub(crate) struct ThreadSlot {
     /// Its suspended call, while it has one.
     pub future: Option<ThreadFuture>,
-    /// Its shadow stack and TLS block (None for main, which has the
-    /// module's own).
+    /// Its shadow stack and TLS block, from its first run on (None for
+    /// main and std threads, which have the guest's own).
     pub stack: Option<Slot>,
+    /// The shadow stack size it was spawned with (0: the default).
+    pub stack_size: u32,
 }
 
 /// The wasm side of a guest while it runs.

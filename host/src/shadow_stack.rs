@@ -67,6 +67,17 @@ struct FreeList {
     carved: usize,
 }
 
+/// Whether a green thread may ask for a shadow stack of `stack_size` bytes.
+///
+/// # Errors
+/// If it is larger than [`MAX_STACK_SIZE`].
+pub(crate) fn check_stack_size(stack_size: u32) -> Result<()> {
+    if stack_size > MAX_STACK_SIZE {
+        bail!("shadow stack of {stack_size} bytes asked for; the most is {MAX_STACK_SIZE}");
+    }
+    Ok(())
+}
+
 impl ShadowStacks {
     pub fn new(memory: SharedMemory, layout: std::sync::Arc<crate::program::Layout>) -> Self {
         let tls_size = round_up(layout.tls_image.len() as u64, ALIGN as u64) as u32;
@@ -83,9 +94,7 @@ impl ShadowStacks {
     /// A slot with a shadow stack of at least `stack_size` bytes and its TLS
     /// block initialised.
     pub fn alloc(&mut self, stack_size: u32) -> Result<Slot> {
-        if stack_size > MAX_STACK_SIZE {
-            bail!("shadow stack of {stack_size} bytes asked for; the most is {MAX_STACK_SIZE}");
-        }
+        check_stack_size(stack_size)?;
         let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
         let size32 = size as u32;
         let base = match self.free.get_mut(&size32).and_then(|l| l.bases.pop()) {

@@ -3,7 +3,8 @@
 //! JSON object of figures to stdout.
 //!
 //! Usage: greenbench WORKLOAD COUNT, where WORKLOAD is one of spawn, switch,
-//! concurrent, timers, fanout, spawnall, switchmany. `concurrent` reads the host's resident memory
+//! concurrent, timers, fanout, spawnall, switchmany, hold (for
+//! `bench/memory.py`). `concurrent` reads the host's resident memory
 //! from /proc/self/status, so run it with `--dir /proc::/proc`.
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,9 +31,11 @@ fn main() {
         "fanout" => fanout(count),
         "spawnall" => spawn_all(count),
         "switchmany" => switch_many(count),
+        "hold" => hold(count),
         _ => {
             eprintln!(
-                "usage: greenbench spawn|switch|concurrent|timers|fanout|spawnall|switchmany COUNT"
+                "usage: greenbench spawn|switch|concurrent|timers|fanout|spawnall|switchmany|hold \
+                 COUNT"
             );
             std::process::exit(2);
         }
@@ -132,6 +135,30 @@ fn switch_many(count: usize) -> String {
     }
     let ns = started.elapsed().as_nanos() as f64 / (count * (MANY_ROUNDS - 1)) as f64;
     format!(r#"{{"switchmany_ns": {ns:.1}}}"#)
+}
+
+/// For `bench/memory.py`, which reads the host's memory map from outside:
+/// prints `base` and the size of its memory once warm, then (a second later) puts `count` green threads
+/// to sleep as `concurrent` does, prints `ready` and the size of its memory,
+/// and holds them for two seconds.
+fn hold(count: usize) -> String {
+    use std::io::Write;
+    let builder = Builder::new().stack_size(SLEEPER_STACK);
+    builder.spawn(|| ()).wait().expect("warm-up");
+    let say = |what: &str| {
+        println!("{what}");
+        let _ = std::io::stdout().flush();
+    };
+    let memory = || core::arch::wasm32::memory_size(0) * 64 * 1024;
+    say(&format!("base {}", memory()));
+    let _ = wasmlet::sleep(Duration::from_secs(1));
+    let sleepers: Vec<_> = (0..count)
+        .map(|_| builder.spawn_n(|| wasmlet::sleep(Duration::from_secs(3600))))
+        .collect();
+    let _ = wasmlet::sleep(Duration::ZERO);
+    say(&format!("ready {}", memory()));
+    let _ = wasmlet::sleep(Duration::from_secs(2));
+    std::process::exit(if sleepers.len() == count { 0 } else { 1 });
 }
 
 /// `count` green threads asleep at once: the time to start them all, and

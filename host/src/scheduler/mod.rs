@@ -262,6 +262,10 @@ struct Guest<P> {
     io: usize,
     /// Links pending over all its green threads.
     links: usize,
+    /// Its green threads whose task has begun (`Thread::started`): the
+    /// ones that hold a store, an instance and a fiber stack; the others
+    /// are records in a queue.
+    started: usize,
 }
 
 impl<P> Guest<P> {
@@ -321,6 +325,7 @@ impl<P> Scheduler<P> {
             timed: 0,
             io: 0,
             links: 0,
+            started: 0,
         };
         guest.main = insert(&mut guest, 0, State::Queued, main_payload);
         self.guests.push(Some(guest));
@@ -334,6 +339,15 @@ impl<P> Scheduler<P> {
     /// Green threads alive over all guests.
     pub fn alive(&self) -> usize {
         self.alive
+    }
+
+    /// Green threads of one guest whose task has begun and not ended (0
+    /// once the guest has ended).
+    pub fn started_in(&self, guest: usize) -> usize {
+        self.guests
+            .get(guest)
+            .and_then(Option::as_ref)
+            .map_or(0, |g| g.started)
     }
 
     /// Green threads alive in one guest (0 once it has ended).
@@ -491,22 +505,26 @@ impl<P> Scheduler<P> {
             // spawn_after_local whose spawner has ended: it never runs.
             t.ending = Some((Ending::Cancelled, 0));
         }
-        if t.std_thread {
-            t.started = true;
+        let entry = if t.std_thread {
             let tid = u32::try_from(t.id).unwrap_or(u32::MAX);
-            return Entry::Task(TaskCall::StdThread { tid, arg: t.task });
-        }
-        match t.ending {
-            Some((how, error)) => Entry::Task(TaskCall::Finish {
-                task: t.task,
-                how,
-                error,
-            }),
-            None => {
-                t.started = true;
-                Entry::Task(TaskCall::Run { task: t.task })
+            Entry::Task(TaskCall::StdThread { tid, arg: t.task })
+        } else {
+            match t.ending {
+                Some((how, error)) => {
+                    return Entry::Task(TaskCall::Finish {
+                        task: t.task,
+                        how,
+                        error,
+                    })
+                }
+                None => Entry::Task(TaskCall::Run { task: t.task }),
             }
+        };
+        if !t.started {
+            t.started = true;
+            g.started += 1;
         }
+        entry
     }
 
     /// The green thread suspended (its call returned Pending).
@@ -595,6 +613,7 @@ impl<P> Scheduler<P> {
         let g = self.guest(guest);
         let t = g.threads.remove(thread);
         g.keys.remove(&t.id);
+        g.started -= usize::from(t.started);
         g.links -= t.links.len();
         for joiner in t.joiners {
             let g = self.guest(guest);
@@ -1293,6 +1312,8 @@ impl<P> Scheduler<P> {
             assert_eq!(g.io, io);
             let links: usize = g.threads.iter().map(|(_, t)| t.links.len()).sum();
             assert_eq!(g.links, links);
+            let started = g.threads.iter().filter(|(_, t)| t.started).count();
+            assert_eq!(g.started, started);
         }
         assert_eq!(self.alive, alive);
     }

@@ -122,6 +122,37 @@ fn ids_count_spawns_from_main_and_are_never_reused() {
 }
 
 #[test]
+fn a_thread_counts_as_started_from_its_first_run_until_it_is_gone() {
+    let mut h = Hub::new();
+    let a = h.spawn(h.main, Duration::ZERO, false);
+    let _b = h.spawn(h.main, Duration::ZERO, false);
+    assert_eq!((h.s.alive_in(0), h.s.started_in(0)), (3, 0));
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let a_key = h.next().unwrap();
+    assert_eq!(h.s.started_in(0), 1);
+    h.s.sleep(0, a_key, Duration::from_secs(1), at(h.now));
+    let b_key = h.next().unwrap();
+    assert_eq!(h.s.started_in(0), 2);
+    h.end(b_key);
+    assert_eq!(h.s.started_in(0), 1);
+    assert_eq!(h.next(), Some(h.main));
+    // Killed before it started, it runs only its ending: never counted.
+    let c = h.spawn(h.main, Duration::ZERO, false);
+    assert!(matches!(h.s.kill(0, h.main, c, 0, false), Kill::Target(_)));
+    let c_key = h.next().unwrap();
+    assert_eq!(h.s.current(0, c_key), c);
+    assert_eq!(h.s.started_in(0), 1);
+    h.end(c_key);
+    assert_eq!(h.next(), Some(h.main));
+    // Resumed to unwind, it is not counted twice; gone, it is not counted.
+    assert_eq!(h.s.kill(0, h.main, a, 0, false), Kill::Unwind);
+    assert_eq!(h.next(), Some(a_key));
+    assert_eq!(h.s.started_in(0), 1);
+    h.end_killed(a_key);
+    assert_eq!((h.s.alive_in(0), h.s.started_in(0)), (1, 0));
+}
+
+#[test]
 fn timers_fire_in_deadline_order_and_ties_in_the_order_set() {
     let mut h = Hub::new();
     let ids: Vec<_> = (0..4)

@@ -1,8 +1,12 @@
 //! What a hostile (or careless) guest does to its host's resources. Each
 //! mode pushes one limit:
 //!
-//! - `spawn`: `try_spawn`s sleepers until the host refuses, then shows the
-//!   refusal is an error it can handle (it finishes normally).
+//! - `spawn`: `try_spawn`s sleepers, letting each start, until the host
+//!   refuses, then shows the refusal is an error it can handle (it finishes
+//!   normally).
+//! - `spawn-at-once N MS`: spawns N green threads without yielding (each
+//!   sleeps MS ms unless MS is 0, then returns 1), then waits for each:
+//!   how many ended well, and the first failure.
 //! - `links N`: links N callbacks to one sleeping green thread.
 //! - `files DIR`: opens DIR's `data` file until refused, then closes them all
 //!   and opens one again.
@@ -25,6 +29,8 @@ fn main() {
                     Ok(gt) => sleepers.push(gt),
                     Err(e) => break e,
                 }
+                // Each starts (and goes to sleep) before the next spawn.
+                let _ = wasmlet::sleep(Duration::ZERO);
             };
             println!("refused after {} green threads: {error}", sleepers.len());
             for gt in sleepers.drain(..) {
@@ -32,6 +38,30 @@ fn main() {
             }
             let again = wasmlet::try_spawn(|| 7).map(|gt| gt.wait().unwrap());
             println!("once they ended: {again:?}");
+        }
+        "spawn-at-once" => {
+            let n: usize = arg(2).parse().unwrap();
+            let ms: u64 = arg(3).parse().unwrap();
+            let all: Vec<_> = (0..n)
+                .map(|_| {
+                    wasmlet::spawn(move || {
+                        if ms > 0 {
+                            wasmlet::sleep(Duration::from_millis(ms)).unwrap();
+                        }
+                        1
+                    })
+                })
+                .collect();
+            let (mut ok, mut first_failure) = (0, None);
+            for gt in all {
+                match gt.wait() {
+                    Ok(one) => ok += one,
+                    Err(e) => {
+                        first_failure.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            println!("{ok} of {n} ended well; first failure: {first_failure:?}");
         }
         "links" => {
             let n: u64 = arg(2).parse().unwrap();

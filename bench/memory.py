@@ -1,0 +1,94 @@
+"""Where a sleeping green thread's memory goes: the host's resident memory
+split into its three kinds, read from /proc/PID/smaps while the benchmark
+guest holds COUNT green threads asleep (`greenbench hold COUNT`, the same
+sleepers as the `concurrent` workload), minus what it held before they were
+spawned. Started by `bench/run`; prints a table and writes JSON.
+
+- fiber stacks: wasmlet's pool of native stacks (`host/src/fiber_stack.rs`),
+  read-write anonymous mappings of 256 stacks each (adjacent ones merge);
+- guest memory: the guest's shared linear memory, the read-write part of a
+  reservation whose rest (up to 4 GiB and its guard) is inaccessible;
+- host heap and the rest: everything else that is resident, mostly malloc's
+  heap, where each green thread's wasmtime store and instance live.
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WASMLET = ROOT / "target/release/wasmlet"
+GUEST = ROOT / "bench/guest/target/wasm32-wasip1-threads/release/greenbench.wasm"
+HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
+FIBER_CHUNK_MIN = 256 * (1 << 20)  # 256 stacks of the default 1 MiB
+
+
+def mappings(pid):
+    """Each mapping of the process: (start, end, permissions, name, rss bytes)."""
+    out = []
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = HEADER.match(line)
+            if m:
+                out.append([int(m[1], 16), int(m[2], 16), m[3], m[4], 0])
+            elif line.startswith("Rss:"):
+                out[-1][4] = int(line.split()[1]) * 1024
+    return out
+
+
+def classify(maps, memory_size):
+    """Resident bytes by kind; `memory_size` is the guest memory's size."""
+    kinds = {"fiber_stacks": 0, "guest_memory": 0, "host_heap_and_rest": 0}
+    anon_rw = [i for i, m in enumerate(maps) if m[2].startswith("rw") and m[3] == ""]
+    # The guest memory: accessible up to its size, the rest of its
+    # reservation inaccessible right after it.
+    reserved = [
+        i for i in anon_rw
+        if i + 1 < len(maps) and maps[i + 1][0] == maps[i][1] and maps[i + 1][2].startswith("---")
+    ]
+    guest = min(reserved, key=lambda i: abs(maps[i][1] - maps[i][0] - memory_size), default=None)
+    for i, (start, end, _perms, _name, rss) in enumerate(maps):
+        if i == guest:
+            kinds["guest_memory"] += rss
+        elif i in anon_rw and end - start >= FIBER_CHUNK_MIN:
+            kinds["fiber_stacks"] += rss
+        else:
+            kinds["host_heap_and_rest"] += rss
+    return kinds
+
+
+def measure(count):
+    proc = subprocess.Popen(
+        [str(WASMLET), "run", str(GUEST), "--", "hold", str(count)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline().split()
+        assert line and line[0] == "base", line
+        before = classify(mappings(proc.pid), int(line[1]))
+        line = proc.stdout.readline().split()
+        if not line or line[0] != "ready":
+            sys.exit(f"the guest did not get its {count} green threads asleep: {line!r}")
+        after = classify(mappings(proc.pid), int(line[1]))
+    finally:
+        proc.wait(timeout=60)
+    return {k: (after[k] - before[k]) / count for k in after}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--out", default=str(ROOT / "bench/results/memory.json"))
+    args = ap.parse_args()
+    per = measure(args.count)
+    per["total"] = sum(per.values())
+    print(f"Resident memory per sleeping green thread ({args.count:,} asleep, bytes):")
+    for kind, value in per.items():
+        print(f"  {kind.replace('_', ' '):<22} {value:>8,.0f}")
+    Path(args.out).write_text(json.dumps({"count": args.count, "bytes_per_thread": per}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
