@@ -80,14 +80,21 @@ def measure(count):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=100_000)
-    ap.add_argument("--out", default=str(ROOT / "bench/results/memory.json"))
+    ap.add_argument("--quick", action="store_true", help="1,000 green threads; no JSON unless --out")
+    ap.add_argument("--out", help="where to write the JSON (default bench/results/memory.json)")
     args = ap.parse_args()
+    if args.quick:
+        args.count = 1_000
+    elif args.out is None:
+        args.out = str(ROOT / "bench/results/memory.json")
     per = measure(args.count)
     per["total"] = sum(per.values())
     print(f"Resident memory per sleeping green thread ({args.count:,} asleep, bytes):")
     for kind, value in per.items():
         print(f"  {kind.replace('_', ' '):<22} {value:>8,.0f}")
-    Path(args.out).write_text(json.dumps({"count": args.count, "bytes_per_thread": per}, indent=2) + "\n")
+    if args.out:
+        figures = {"count": args.count, "bytes_per_thread": per}
+        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

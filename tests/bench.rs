@@ -50,6 +50,8 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
         "wasmlet/eventlet",
         "wasmlet/gevent",
         "machine: ",
+        "Resident memory per sleeping green thread (1,000 asleep, bytes):",
+        "host heap and rest",
         "plugin calls, 1000 in flight",
         "wait 1 ms  wasmlet, 2 hubs",
         "trivial    wasmtime, instance per call (Spin)",

@@ -119,33 +119,43 @@ pub(crate) enum Grave {
     Guest(#[allow(dead_code)] Box<LiveGuest>),
 }
 
-/// Drops green threads' calls and workers before the guests (and WASI
-/// contexts) their stores point at.
+/// Drops green threads' calls before the guests (and WASI contexts) their
+/// stores point at.
 ///
-/// A guest's linear memory is unmapped on another thread: giving back a
-/// memory of hundreds of MiB takes the kernel milliseconds, which the other
-/// guests' timers would wait.
+/// Workers and a guest's linear memory are dropped on another thread: giving
+/// back a store and instance (dozens of allocations, and its fiber stack's
+/// pages past the pool's resident share) costs about 5 µs, which a storm of
+/// kills would pay one by one on the hub; a memory of hundreds of MiB takes
+/// the kernel milliseconds, which the other guests' timers would wait.
 pub(crate) fn bury(mut graves: Vec<Grave>) {
     // `retain` drops what it removes, in place: no allocation per step.
-    graves.retain(|g| matches!(g, Grave::Guest(_)));
+    graves.retain(|g| !matches!(g, Grave::Call(_)));
     for grave in graves {
-        if let Grave::Guest(live) = grave {
-            let memory = live.stacks.memory().clone();
-            drop(live);
-            drop_elsewhere(memory);
+        match grave {
+            Grave::Call(_) => {}
+            Grave::Worker(worker) => drop_elsewhere(worker),
+            Grave::Guest(live) => {
+                let memory = live.stacks.memory().clone();
+                drop(live);
+                drop_elsewhere(Box::new(memory));
+            }
         }
     }
 }
 
-/// Drops `memory` (whose last reference this is, once its guest is gone) on
-/// a thread of its own, started at the first use; on this thread if that
-/// thread cannot be had.
-fn drop_elsewhere(memory: wasmtime::SharedMemory) {
+/// Drops `corpse` on a thread of its own (the reaper, started at the first
+/// use); on this thread if that thread cannot be had.
+///
+/// Sound for a worker, whose store holds its guest's `WasiPtr`
+/// (`store_data`): it is dropped only after its call ended, and dropping a
+/// store never reads its data's pointer, so the guest's WASI context may be
+/// gone by then; the guest's memory lives on while the store holds it.
+fn drop_elsewhere(corpse: Box<dyn Send>) {
     use std::sync::mpsc::{channel, Sender};
     use std::sync::OnceLock;
-    static REAPER: OnceLock<Option<Sender<wasmtime::SharedMemory>>> = OnceLock::new();
+    static REAPER: OnceLock<Option<Sender<Box<dyn Send>>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
-        let (send, receive) = channel::<wasmtime::SharedMemory>();
+        let (send, receive) = channel::<Box<dyn Send>>();
         std::thread::Builder::new()
             .name("wasmlet-reaper".into())
             .spawn(move || receive.into_iter().for_each(drop))
@@ -153,9 +163,9 @@ fn drop_elsewhere(memory: wasmtime::SharedMemory) {
             .map(|_| send)
     });
     if let Some(reaper) = reaper {
-        // The reaper never ends; were it gone, the memory comes back in the
+        // The reaper never ends; were it gone, the corpse comes back in the
         // error and is dropped here.
-        drop(reaper.send(memory));
+        drop(reaper.send(corpse));
     }
 }
 
