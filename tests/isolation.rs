@@ -222,6 +222,28 @@ fn timed_waits_that_end_early_hold_no_memory() {
 }
 
 #[test]
+fn a_guest_ended_with_many_green_threads_asleep_does_not_hold_the_hub() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let neighbour = Program::from_file(runtime.engine(), guest("lateness")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut limited = options(&["sleepers", "40000"]);
+    limited.time_limit = Some(Duration::from_millis(1500));
+    let s = hub.add_guest(&hostile, limited).unwrap();
+    let n = hub.add_guest(&neighbour, options(&["2500"])).unwrap();
+    hub.run();
+    let (s, n) = (finished(&hub, s), finished(&hub, n));
+    assert_eq!(s.code, 137, "{:?}", s.error);
+    assert_eq!(n.code, 0, "{}", n.stderr);
+    // Unwinding 40,000 suspended calls and dropping their stores took the
+    // hub about half a second when it was done there; on the reaper thread
+    // the neighbour sees a time slice at most.
+    let late_ms: f64 = n.stdout.trim().parse().unwrap();
+    println!("as 40,000 sleepers were ended, the neighbour was at most {late_ms} ms late");
+    assert!(late_ms < 200.0, "the neighbour was {late_ms} ms late");
+}
+
+#[test]
 fn a_spinning_guest_is_ended_at_its_cpu_time_limit() {
     let runtime = runtime();
     let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();

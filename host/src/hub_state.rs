@@ -110,29 +110,27 @@ impl GuestRecord {
     }
 }
 
-/// Things to drop after the current poll, on the hub's own stack: dropping a
-/// suspended green thread resumes its fiber to unwind it, which must not
-/// happen from inside another green thread's fiber.
+/// Things to drop after the current poll, outside every fiber (see [`bury`]):
+/// dropping a suspended green thread resumes its fiber to unwind it, which
+/// must not happen from inside another green thread's fiber.
 pub(crate) enum Grave {
     Call(#[allow(dead_code)] ThreadFuture),
     Worker(#[allow(dead_code)] Box<Worker>),
     Guest(#[allow(dead_code)] Box<LiveGuest>),
 }
 
-/// Drops green threads' calls before the guests (and WASI contexts) their
-/// stores point at.
-///
-/// Workers and a guest's linear memory are dropped on another thread: giving
-/// back a store and instance (dozens of allocations, and its fiber stack's
-/// pages past the pool's resident share) costs about 5 µs, which a storm of
-/// kills would pay one by one on the hub; a memory of hundreds of MiB takes
-/// the kernel milliseconds, which the other guests' timers would wait.
-pub(crate) fn bury(mut graves: Vec<Grave>) {
-    // `retain` drops what it removes, in place: no allocation per step.
-    graves.retain(|g| !matches!(g, Grave::Call(_)));
+/// Drops green threads' calls and workers, and ended guests' memories, on
+/// another thread (the reaper), outside any fiber: giving back a store and instance (dozens of
+/// allocations, and its fiber stack's pages past the pool's resident share)
+/// costs about 5 µs, which a storm of kills would pay one by one on the hub;
+/// a suspended call must first be resumed to unwind, which costs about as
+/// much again (a guest ended with 100,000 green threads asleep held the hub
+/// for over a second); a memory of hundreds of MiB takes the kernel
+/// milliseconds. The other guests' timers would wait for all of it.
+pub(crate) fn bury(graves: Vec<Grave>) {
     for grave in graves {
         match grave {
-            Grave::Call(_) => {}
+            Grave::Call(call) => drop_elsewhere(Box::new(call)),
             Grave::Worker(worker) => drop_elsewhere(worker),
             Grave::Guest(live) => {
                 let memory = live.stacks.memory().clone();
@@ -146,10 +144,12 @@ pub(crate) fn bury(mut graves: Vec<Grave>) {
 /// Drops `corpse` on a thread of its own (the reaper, started at the first
 /// use); on this thread if that thread cannot be had.
 ///
-/// Sound for a worker, whose store holds its guest's `WasiPtr`
-/// (`store_data`): it is dropped only after its call ended, and dropping a
-/// store never reads its data's pointer, so the guest's WASI context may be
-/// gone by then; the guest's memory lives on while the store holds it.
+/// Sound for a worker or a call, whose store holds its guest's `WasiPtr`
+/// (`store_data`): dropping a store never reads its data's pointer, and
+/// unwinding a suspended call runs no guest code and no host function (the
+/// host function it is suspended in is dropped, and the trap that follows
+/// unwinds the wasm frames), so the guest's WASI context may be gone by
+/// then; the guest's memory lives on while a store holds it.
 fn drop_elsewhere(corpse: Box<dyn Send>) {
     use std::sync::mpsc::{channel, Sender};
     use std::sync::OnceLock;

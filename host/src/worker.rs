@@ -24,7 +24,8 @@ use crate::store_data::ThreadData;
 
 /// A green thread's wasm call. It owns the worker it runs on and hands it
 /// back when the call returns normally.
-pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = (Result<()>, Option<Box<Worker>>)>>>;
+pub(crate) type ThreadFuture =
+    Pin<Box<dyn Future<Output = (Result<()>, Option<Box<Worker>>)> + Send>>;
 
 /// Where a green thread's stacks are: the shadow stack's top and the TLS
 /// block, in guest memory.

@@ -7,6 +7,7 @@
 //! - `spawn-at-once N MS`: spawns N green threads without yielding (each
 //!   sleeps MS ms unless MS is 0, then returns 1), then waits for each:
 //!   how many ended well, and the first failure.
+//! - `sleepers N`: puts N green threads to sleep for an hour, and main too.
 //! - `links N`: links N callbacks to one sleeping green thread.
 //! - `files DIR`: opens DIR's `data` file until refused, then closes them all
 //!   and opens one again.
@@ -62,6 +63,15 @@ fn main() {
                 }
             }
             println!("{ok} of {n} ended well; first failure: {first_failure:?}");
+        }
+        "sleepers" => {
+            let n: usize = arg(2).parse().unwrap();
+            for _ in 0..n {
+                wasmlet::spawn_n(|| {
+                    let _ = wasmlet::sleep(Duration::from_secs(3600));
+                });
+            }
+            let _ = wasmlet::sleep(Duration::from_secs(3600));
         }
         "links" => {
             let n: u64 = arg(2).parse().unwrap();
