@@ -546,11 +546,15 @@ impl Hub {
         let before = self.ticks.load(std::sync::atomic::Ordering::Relaxed);
         let poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         let ticks = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let mut call = Some(call);
         let graves = self.with(|state| {
             match poll {
-                Poll::Pending => state.suspended(guest, thread, call),
+                Poll::Pending => {
+                    if let Some(call) = call.take() {
+                        state.suspended(guest, thread, call);
+                    }
+                }
                 Poll::Ready((result, worker)) => {
-                    state.graveyard.push(hub_state::Grave::Call(call));
                     if let Some(worker) = worker {
                         state.keep_spare(guest, worker);
                     }
@@ -563,6 +567,8 @@ impl Hub {
             }
             std::mem::take(&mut state.graveyard)
         });
+        // A call that returned unwinds nothing: dropped here, at once.
+        drop(call);
         bury(graves);
     }
 }
