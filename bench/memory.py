@@ -16,11 +16,15 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WASMLET = ROOT / "target/release/wasmlet"
-GUEST = ROOT / "bench/guest/target/wasm32-wasip1-threads/release/greenbench.wasm"
+BUILT = ROOT / "bench/guest/target/wasm32-wasip1-threads/release"
+# The benchmark guest (190 KB of wasm), and a realistic one (regex and
+# serde_json, 1.3 MB), whose instances are larger.
+GUESTS = {"benchmark guest": BUILT / "greenbench.wasm", "realistic guest": BUILT / "realistic.wasm"}
 HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
 FIBER_CHUNK_MIN = 256 * (1 << 20)  # 256 stacks of the default 1 MiB
 
@@ -59,9 +63,9 @@ def classify(maps, memory_size):
     return kinds
 
 
-def measure(count):
+def measure(guest, count):
     proc = subprocess.Popen(
-        [str(WASMLET), "run", str(GUEST), "--", "hold", str(count)],
+        [str(WASMLET), "run", str(guest), "--", "hold", str(count)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -87,15 +91,23 @@ def main():
         args.count = 1_000
     elif args.out is None:
         args.out = str(ROOT / "bench/results/memory.json")
-    per = measure(args.count)
-    per["total"] = sum(per.values())
+    figures = {"count": args.count}
+    for name, guest in GUESTS.items():
+        per = measure(guest, args.count)
+        if not args.quick:
+            # Let the kernel take back the gigabytes first (as bench/suite.py
+            # does): its reclaim would land in the next measurement.
+            time.sleep(3)
+        per["total"] = sum(per.values())
+        figures[name.replace(" ", "_")] = per
+    names = list(GUESTS)
     print(f"Resident memory per sleeping green thread ({args.count:,} asleep, bytes):")
-    for kind, value in per.items():
-        print(f"  {kind.replace('_', ' '):<22} {value:>8,.0f}")
+    print(f"  {'':<22} " + " ".join(f"{n:>16}" for n in names))
+    for kind in figures[names[0].replace(" ", "_")]:
+        row = " ".join(f"{figures[n.replace(' ', '_')][kind]:>16,.0f}" for n in names)
+        print(f"  {kind.replace('_', ' '):<22} {row}")
     if args.out:
-        figures = {"count": args.count, "bytes_per_thread": per}
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
-
 
 if __name__ == "__main__":
     main()

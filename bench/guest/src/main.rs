@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use wasmlet::{Builder, Event, Queue};
 
+mod hold;
+
 /// Green threads spawned and waited for at a time in `spawn`.
 const WAVE: usize = 1000;
 /// Shadow stack of the sleepers in `concurrent`: a sleeping green thread
@@ -31,7 +33,9 @@ fn main() {
         "fanout" => fanout(count),
         "spawnall" => spawn_all(count),
         "switchmany" => switch_many(count),
-        "hold" => hold(count),
+        "hold" => hold::hold(count, SLEEPER_STACK, || {
+            let _ = wasmlet::sleep(Duration::from_secs(3600));
+        }),
         _ => {
             eprintln!(
                 "usage: greenbench spawn|switch|concurrent|timers|fanout|spawnall|switchmany|hold \
@@ -135,30 +139,6 @@ fn switch_many(count: usize) -> String {
     }
     let ns = started.elapsed().as_nanos() as f64 / (count * (MANY_ROUNDS - 1)) as f64;
     format!(r#"{{"switchmany_ns": {ns:.1}}}"#)
-}
-
-/// For `bench/memory.py`, which reads the host's memory map from outside:
-/// prints `base` and the size of its memory once warm, then (a second later) puts `count` green threads
-/// to sleep as `concurrent` does, prints `ready` and the size of its memory,
-/// and holds them for two seconds.
-fn hold(count: usize) -> String {
-    use std::io::Write;
-    let builder = Builder::new().stack_size(SLEEPER_STACK);
-    builder.spawn(|| ()).wait().expect("warm-up");
-    let say = |what: &str| {
-        println!("{what}");
-        let _ = std::io::stdout().flush();
-    };
-    let memory = || core::arch::wasm32::memory_size(0) * 64 * 1024;
-    say(&format!("base {}", memory()));
-    let _ = wasmlet::sleep(Duration::from_secs(1));
-    let sleepers: Vec<_> = (0..count)
-        .map(|_| builder.spawn_n(|| wasmlet::sleep(Duration::from_secs(3600))))
-        .collect();
-    let _ = wasmlet::sleep(Duration::ZERO);
-    say(&format!("ready {}", memory()));
-    let _ = wasmlet::sleep(Duration::from_secs(2));
-    std::process::exit(if sleepers.len() == count { 0 } else { 1 });
 }
 
 /// `count` green threads asleep at once: the time to start them all, and

@@ -1,0 +1,35 @@
+//! A realistic guest for `bench/memory.py`: a wasm module of about a
+//! megabyte (regex and serde_json), whose sleepers each parse a JSON
+//! document and search it with a regex before they sleep, so that each
+//! green thread's instance has that module's tables and its code has run.
+//!
+//! Usage: realistic hold COUNT
+use std::sync::OnceLock;
+use std::time::Duration;
+
+mod hold;
+
+const DOC: &str = r#"{"from": "ada@example.com", "to": ["bob@example.com", "eve@example.org"],
+  "subject": "green threads", "body": "write to carol@example.com or dave@example.net"}"#;
+
+/// Compiled once, shared by every green thread.
+static ADDRESS: OnceLock<regex::Regex> = OnceLock::new();
+
+/// Parses `DOC`, counts the addresses in it, then sleeps for an hour.
+fn sleeper() {
+    let doc: serde_json::Value = serde_json::from_str(DOC).expect("the document parses");
+    let re = ADDRESS.get_or_init(|| regex::Regex::new(r"[\w.]+@[\w.]+\.\w+").expect("regex"));
+    let found = re.find_iter(&doc.to_string()).count();
+    assert_eq!(found, 5);
+    let _ = wasmlet::sleep(Duration::from_secs(3600));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    if args.get(1).map(String::as_str) != Some("hold") {
+        eprintln!("usage: realistic hold COUNT");
+        std::process::exit(2);
+    }
+    hold::hold(count, 8 * 1024, sleeper);
+}
