@@ -482,3 +482,16 @@ fn a_hundred_thousand_green_threads_spawned_at_once_run_on_the_defaults() {
     assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
     assert_eq!(lines(&r.stdout), ["spawned 100000 at once, sum 4999950000"]);
 }
+
+/// A green thread takes its shadow stack, store and instance when it first
+/// runs: a million spawned at once are a million records in a queue (their
+/// 32 KiB default stacks would need 32 GiB, eight times a guest's memory).
+#[test]
+fn a_million_green_threads_spawned_at_once_run_on_the_defaults() {
+    let r = run("many", &["1000000"]);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        ["spawned 1000000 at once, sum 499999500000"]
+    );
+}
