@@ -130,6 +130,27 @@ fn a_refused_try_spawn_is_an_error_the_guest_handles() {
 }
 
 #[test]
+fn a_spawn_is_refused_when_the_guest_memory_has_no_room_for_its_stack() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut small = options(&["big-stacks"]);
+    small.max_memory = Some(256 << 20);
+    let g = hub.add_guest(&hostile, small).unwrap();
+    hub.run();
+    let g = finished(&hub, g);
+    assert_eq!(g.code, 0, "{:?} {}", g.error, g.stderr);
+    // Stacks are taken when threads start, and a spawn is refused when one
+    // more would not fit: three of 64 MiB fit beside the guest's own few MiB
+    // in 256.
+    assert_eq!(
+        g.stdout,
+        "refused after 3 green threads: no memory left for another green thread's stack\n\
+         all ran\n"
+    );
+}
+
+#[test]
 fn green_threads_waiting_to_start_are_charged_a_record_not_a_stack() {
     let runtime = runtime();
     let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();

@@ -371,9 +371,10 @@ impl Builder {
 
     /// The size of the green thread's shadow stack (the part of the stack in
     /// linear memory: arrays, and locals whose address is taken). Rounded up
-    /// to 16 bytes; 0 means the hub's default (64 KiB unless the host
-    /// configures otherwise). Smaller stacks let a guest hold more green
-    /// threads; its memory (1 GiB at most by default) bounds their number.
+    /// to 16 bytes; 0 means the hub's default (32 KiB unless the host
+    /// configures otherwise). A green thread takes its stack when it first
+    /// runs, and gives it back when it ends: smaller stacks let more of them
+    /// run at once, as many as the guest's memory (4 GiB at most) holds.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = u32::try_from(bytes).unwrap_or(u32::MAX);
         self

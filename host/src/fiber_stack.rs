@@ -113,15 +113,21 @@ impl Pool {
     }
 
     fn give_back(&self, base: usize) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.warm.len() < KEEP_RESIDENT {
-            free.warm.push(base);
-            return;
+        {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if free.warm.len() < KEEP_RESIDENT {
+                free.warm.push(base);
+                return;
+            }
         }
+        // Outside the lock: handing pages back takes microseconds, and the
+        // hub may be waiting to take a stack while the reaper thread gives
+        // back those of dead green threads.
         // SAFETY: the stack is no longer used by any fiber; its pages may go
         // (its guard stays: guard markers survive MADV_DONTNEED). A failure
         // only leaves them resident.
         let _ = unsafe { madvise(base as *mut _, self.size, Advice::LinuxDontNeed) };
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         free.cold.push(base);
     }
 }

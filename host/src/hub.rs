@@ -157,8 +157,14 @@ impl Hub {
     /// it exited, trapped in main, or deadlocked). See [`Hub::exit`]. A
     /// plugin ([`Hub::add_plugin`]) ends only when killed, so while one
     /// lives, `run` serves the calls and commands that handles send it.
+    ///
+    /// What ended green threads leave behind (their stores and instances,
+    /// and the futures of host functions they were suspended in) is dropped
+    /// on a thread of its own while the hub goes on; by the time `run` (or
+    /// [`Hub::serve`], or dropping the hub) returns, all of it has been.
     pub fn run(&mut self) {
         self.drive(Until::AllEnded);
+        hub_state::await_reaper();
     }
 
     /// Serves: runs guests and carries out handles' commands (calls, new
@@ -167,6 +173,7 @@ impl Hub {
     /// thread of its own that other threads feed, as in a [`HubPool`](crate::HubPool).
     pub fn serve(&mut self) {
         self.drive(Until::Shutdown);
+        hub_state::await_reaper();
     }
 
     /// Runs the guests until nothing is left to do now: no green thread is
@@ -583,6 +590,7 @@ impl Drop for Hub {
             std::mem::take(&mut state.graveyard)
         });
         bury(graves);
+        hub_state::await_reaper();
     }
 }
 

@@ -162,11 +162,38 @@ fn drop_elsewhere(corpse: Box<dyn Send>) {
             .ok()
             .map(|_| send)
     });
+    SENT_TO_REAPER.set(true);
     if let Some(reaper) = reaper {
         // The reaper never ends; were it gone, the corpse comes back in the
         // error and is dropped here.
         drop(reaper.send(corpse));
     }
+}
+
+thread_local! {
+    /// This thread sent the reaper something since it last waited for it.
+    static SENT_TO_REAPER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Waits until the reaper has dropped everything this thread sent it (the
+/// reaper drops in order, so a marker sent last marks the end): what
+/// `Hub::run` does before it returns, so that an embedder sees every
+/// future of its host functions that a guest's end abandoned dropped by
+/// then.
+pub(crate) fn await_reaper() {
+    struct Marker(std::sync::mpsc::SyncSender<()>);
+    impl Drop for Marker {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    if !SENT_TO_REAPER.replace(false) {
+        return;
+    }
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    drop_elsewhere(Box::new(Marker(send)));
+    SENT_TO_REAPER.set(false);
+    let _ = receive.recv();
 }
 
 /// The state of one hub.
@@ -955,7 +982,26 @@ impl HubState {
             ));
         }
         crate::shadow_stack::check_stack_size(stack_size)
-            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))
+            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))?;
+        let size = if stack_size == 0 {
+            self.config.shadow_stack_size
+        } else {
+            stack_size
+        };
+        let live = self.live(guest);
+        if !live.stacks.could_alloc(size) {
+            return Err((
+                SpawnRefusal::LinearMemory,
+                format!(
+                    "the guest's memory is full ({} MiB): no room for another green thread's \
+                     {} KiB shadow stack; spawn with a smaller Builder::stack_size, or link the \
+                     guest with a larger --max-memory",
+                    live.stacks.memory_size() >> 20,
+                    size >> 10
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A stack slot for a green thread of `guest` (`stack_size` 0: the

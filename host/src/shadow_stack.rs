@@ -116,12 +116,39 @@ impl ShadowStacks {
         Ok(slot)
     }
 
-    /// The guest memory's size in bytes.
+    /// Whether a slot for a `stack_size`-byte stack could be had now: a
+    /// freed one of its size, room left in what the hub last grew, or room
+    /// for the memory to grow (below its maximum and below 4 GiB). A spawn
+    /// is refused without it, as `alloc` would fail when the thread starts
+    /// (`alloc` may still fail then, if others took the room meanwhile).
+    pub fn could_alloc(&self, stack_size: u32) -> bool {
+        let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
+        if self
+            .free
+            .get(&(size as u32))
+            .is_some_and(|l| !l.bases.is_empty())
+        {
+            return true;
+        }
+        if self.next + size <= self.end {
+            return true;
+        }
+        let data_size = self.memory.data_size() as u64;
+        let most = self
+            .memory
+            .ty()
+            .maximum()
+            .map_or(1 << 32, |pages| pages * WASM_PAGE);
+        let grown = data_size + round_up(size, WASM_PAGE);
+        grown <= most && data_size + size < 1 << 32
+    }
+
     /// The guest's memory.
     pub fn memory(&self) -> &SharedMemory {
         &self.memory
     }
 
+    /// The guest memory's size in bytes.
     pub fn memory_size(&self) -> u64 {
         self.memory.data_size() as u64
     }

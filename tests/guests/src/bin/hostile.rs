@@ -7,6 +7,8 @@
 //! - `spawn-at-once N MS`: spawns N green threads without yielding (each
 //!   sleeps MS ms unless MS is 0, then returns 1), then waits for each:
 //!   how many ended well, and the first failure.
+//! - `big-stacks`: `try_spawn`s sleepers with 64 MiB shadow stacks, letting
+//!   each start, until refused.
 //! - `sleepers N`: puts N green threads to sleep for an hour, and main too.
 //! - `links N`: links N callbacks to one sleeping green thread.
 //! - `files DIR`: opens DIR's `data` file until refused, then closes them all
@@ -63,6 +65,25 @@ fn main() {
                 }
             }
             println!("{ok} of {n} ended well; first failure: {first_failure:?}");
+        }
+        "big-stacks" => {
+            let builder = wasmlet::Builder::new().stack_size(64 << 20);
+            let mut sleepers = Vec::new();
+            let error = loop {
+                match builder.try_spawn(|| wasmlet::sleep(Duration::from_millis(10))) {
+                    Ok(gt) => sleepers.push(gt),
+                    Err(e) => break e,
+                }
+                let _ = wasmlet::sleep(Duration::ZERO);
+                if sleepers.len() > 100 {
+                    panic!("never refused");
+                }
+            };
+            println!("refused after {} green threads: {error}", sleepers.len());
+            for gt in sleepers.drain(..) {
+                gt.wait().unwrap().unwrap();
+            }
+            println!("all ran");
         }
         "sleepers" => {
             let n: usize = arg(2).parse().unwrap();
