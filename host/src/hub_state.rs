@@ -114,19 +114,20 @@ impl GuestRecord {
 /// dropping a suspended green thread resumes its fiber to unwind it, which
 /// must not happen from inside another green thread's fiber.
 pub(crate) enum Grave {
-    Call(#[allow(dead_code)] ThreadFuture),
-    Worker(#[allow(dead_code)] Box<Worker>),
-    Guest(#[allow(dead_code)] Box<LiveGuest>),
+    Call(ThreadFuture),
+    Worker(Box<Worker>),
+    Guest(Box<LiveGuest>),
 }
 
 /// Drops green threads' calls and workers, and ended guests' memories, on
-/// another thread (the reaper), outside any fiber: giving back a store and instance (dozens of
-/// allocations, and its fiber stack's pages past the pool's resident share)
-/// costs about 5 µs, which a storm of kills would pay one by one on the hub;
-/// a suspended call must first be resumed to unwind, which costs about as
-/// much again (a guest ended with 100,000 green threads asleep held the hub
-/// for over a second); a memory of hundreds of MiB takes the kernel
-/// milliseconds. The other guests' timers would wait for all of it.
+/// another thread (the reaper), outside any fiber. The other guests' timers
+/// would wait for all of it on the hub: giving back a store and instance
+/// (dozens of allocations, and its fiber stack's pages past the pool's
+/// resident share) costs about 5 µs, which a storm of kills would pay one
+/// by one; a suspended call must first be resumed to unwind, which costs
+/// about as much again (a guest ended with 100,000 green threads asleep held
+/// the hub for over a second); a memory of hundreds of MiB takes the kernel
+/// milliseconds.
 pub(crate) fn bury(graves: Vec<Grave>) {
     for grave in graves {
         match grave {
