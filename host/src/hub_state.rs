@@ -633,11 +633,18 @@ impl HubState {
             let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
             return Err(CallError::GuestEnded(exit));
         }
-        let stack = match self.new_thread_stack(guest, 0) {
+        let stack = self
+            .check_spawnable(guest, 0)
+            .map_err(|(_, why)| why)
+            .and_then(|()| {
+                self.new_thread_stack(guest, 0)
+                    .map_err(|e| format!("{e:#}"))
+            });
+        let stack = match stack {
             Ok(stack) => stack,
             Err(why) => {
                 self.control.release_call(GuestId(guest));
-                return Err(CallError::Refused(format!("{why:#}")));
+                return Err(CallError::Refused(why));
             }
         };
         let payload = ThreadSlot {
@@ -965,13 +972,15 @@ impl HubState {
     }
 
     /// Whether `guest` can run a green thread with a shadow stack of
-    /// `stack_size` (0: the default): it has the SDK's entry points, and the
-    /// size is one a stack may have. Its stack is carved when it starts.
+    /// `stack_size` (0: the default): it has the SDK's entry points, and its
+    /// memory has room for one more such stack now. The stack is carved
+    /// when the thread starts.
     fn check_spawnable(
         &mut self,
         guest: usize,
         stack_size: u32,
     ) -> Result<(), (SpawnRefusal, String)> {
+        let size = self.stack_size_or_default(stack_size);
         let live = self.live(guest);
         if !live.layout.can_spawn {
             return Err((
@@ -982,47 +991,31 @@ impl HubState {
                 ),
             ));
         }
-        crate::shadow_stack::check_stack_size(stack_size)
-            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))?;
-        let size = if stack_size == 0 {
-            self.config.shadow_stack_size
-        } else {
-            stack_size
-        };
-        let live = self.live(guest);
-        if !live.stacks.could_alloc(size) {
-            return Err((
-                SpawnRefusal::LinearMemory,
-                format!(
-                    "the guest's memory is full ({} MiB): no room for another green thread's \
-                     {} KiB shadow stack; spawn with a smaller Builder::stack_size, or link the \
-                     guest with a larger --max-memory",
-                    live.stacks.memory_size() >> 20,
-                    size >> 10
-                ),
-            ));
+        live.stacks
+            .check_room(size)
+            .map_err(|e| (SpawnRefusal::LinearMemory, format!("{e:#}")))
+    }
+
+    /// `stack_size`, or the configured default for 0.
+    fn stack_size_or_default(&self, stack_size: u32) -> u32 {
+        match stack_size {
+            0 => self.config.shadow_stack_size,
+            size => size,
         }
-        Ok(())
     }
 
     /// A stack slot for a green thread of `guest` (`stack_size` 0: the
-    /// default).
+    /// default), one that `check_spawnable` admitted.
     ///
     /// # Errors
-    /// If the guest cannot spawn, or its memory has no room for the slot.
+    /// If its memory has no room for the slot.
     fn new_thread_stack(
         &mut self,
         guest: usize,
         stack_size: u32,
     ) -> Result<crate::shadow_stack::Slot> {
-        self.check_spawnable(guest, stack_size)
-            .map_err(|(_, why)| wasmtime::format_err!("{why}"))?;
-        let stack_size = if stack_size == 0 {
-            self.config.shadow_stack_size
-        } else {
-            stack_size
-        };
-        self.live(guest).stacks.alloc(stack_size)
+        let size = self.stack_size_or_default(stack_size);
+        self.live(guest).stacks.alloc(size)
     }
 
     /// Adds a link (see `Scheduler::link`).

@@ -71,7 +71,7 @@ struct FreeList {
 ///
 /// # Errors
 /// If it is larger than [`MAX_STACK_SIZE`].
-pub(crate) fn check_stack_size(stack_size: u32) -> Result<()> {
+fn check_stack_size(stack_size: u32) -> Result<()> {
     if stack_size > MAX_STACK_SIZE {
         bail!("shadow stack of {stack_size} bytes asked for; the most is {MAX_STACK_SIZE}");
     }
@@ -121,17 +121,21 @@ impl ShadowStacks {
     /// for the memory to grow (below its maximum and below 4 GiB). A spawn
     /// is refused without it, as `alloc` would fail when the thread starts
     /// (`alloc` may still fail then, if others took the room meanwhile).
-    pub fn could_alloc(&self, stack_size: u32) -> bool {
+    ///
+    /// # Errors
+    /// As `alloc`'s: the size is too large, or the memory is full.
+    pub fn check_room(&self, stack_size: u32) -> Result<()> {
+        check_stack_size(stack_size)?;
         let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
         if self
             .free
             .get(&(size as u32))
             .is_some_and(|l| !l.bases.is_empty())
         {
-            return true;
+            return Ok(());
         }
         if self.next + size <= self.end {
-            return true;
+            return Ok(());
         }
         let data_size = self.memory.data_size() as u64;
         let most = self
@@ -139,8 +143,21 @@ impl ShadowStacks {
             .ty()
             .maximum()
             .map_or(1 << 32, |pages| pages * WASM_PAGE);
-        let grown = data_size + round_up(size, WASM_PAGE);
-        grown <= most && data_size + size < 1 << 32
+        if data_size + round_up(size, WASM_PAGE) <= most && data_size + size < 1 << 32 {
+            return Ok(());
+        }
+        Err(self.full(size))
+    }
+
+    /// The error of a memory with no room for a slot of `size` bytes.
+    fn full(&self, size: u64) -> wasmtime::Error {
+        format_err!(
+            "the guest's memory is full ({} MiB, its maximum): no room for another green \
+             thread's {} KiB shadow stack; spawn with a smaller Builder::stack_size, or link the \
+             guest with a larger --max-memory",
+            self.memory.data_size() >> 20,
+            size >> 10
+        )
     }
 
     /// The guest's memory.
@@ -178,15 +195,10 @@ impl ShadowStacks {
             let old = match self.memory.grow(pages) {
                 Ok(old) => old,
                 // Near the maximum a smaller step may still fit.
-                Err(_) => self.memory.grow(size.div_ceil(WASM_PAGE)).map_err(|_| {
-                    format_err!(
-                        "the guest's memory is full ({} MiB, its maximum): no room for another \
-                         green thread's {} KiB shadow stack; spawn with a smaller \
-                         Builder::stack_size, or link the guest with a larger --max-memory",
-                        self.memory.data_size() >> 20,
-                        size >> 10
-                    )
-                })?,
+                Err(_) => self
+                    .memory
+                    .grow(size.div_ceil(WASM_PAGE))
+                    .map_err(|_| self.full(size))?,
             };
             let new_pages = self.memory.data_size() as u64 / WASM_PAGE;
             self.next = old * WASM_PAGE;
