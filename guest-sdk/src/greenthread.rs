@@ -594,6 +594,14 @@ pub fn getcurrent() -> Thread {
 /// Its links run (as the dying thread) before this returns. Killing an ended
 /// thread does nothing. The caller yields. Returns true if it killed.
 ///
+/// Killing the calling green thread itself (`kill(getcurrent())`) returns
+/// true at once, without yielding, and the caller is killed from then on:
+/// its next blocking call returns [`Interrupted::Killed`]; return with `?`,
+/// and what it holds (a permit, a lock guard, a pool slot) is dropped on the
+/// way out, as eventlet's `GreenletExit` unwinds. Its `wait()` reports
+/// [`GreenThreadError::Killed`] whatever it returns. Killing main ends the
+/// guest.
+///
 /// ```no_run
 /// let gt = wasmlet::spawn(|| wasmlet::sleep(std::time::Duration::from_secs(60)));
 /// wasmlet::kill(gt.thread());

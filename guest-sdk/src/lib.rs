@@ -42,7 +42,9 @@
 //!   calls return [`Interrupted::Killed`] (the one it is suspended in, and
 //!   every later one, at once); return with `?`, and its values are
 //!   dropped. One that ignores the kill (16 more blocking calls) is ended at
-//!   the 17th, its values leaked.
+//!   the 17th, its values leaked. A green thread that kills itself
+//!   (`kill(getcurrent())`) goes on the same way: the kill returns, and its
+//!   next blocking call reports it.
 //! - A std::thread cannot be killed, and a panic in one aborts the guest.
 //! - The host may limit green threads and memory: [`spawn`] traps the caller
 //!   past a limit, [`try_spawn`] returns the refusal.

@@ -71,6 +71,7 @@ const ERRORS: [(&str, io::ErrorKind); 17] = [
 const DENIED: i64 = -1;
 const TIMED_OUT: i64 = -5;
 const INTERRUPTED: i64 = -6;
+const TOO_MANY_DESCRIPTORS: i64 = -14;
 
 impl Interrupted {
     /// The interruption an I/O error carries, if it is one: a socket call
@@ -87,6 +88,56 @@ impl From<Interrupted> for io::Error {
             Interrupted::Killed => io::ErrorKind::Other,
         };
         io::Error::new(kind, i)
+    }
+}
+
+/// The error of a call refused because the guest, or the whole process,
+/// holds as many descriptors as it may (the WIT `too-many-descriptors`).
+#[derive(Debug)]
+struct OutOfDescriptors;
+
+impl fmt::Display for OutOfDescriptors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "too many open descriptors: the guest holds as many as it may (raise it with \
+             `--max-descriptors N`, GuestOptions::max_descriptors), or the host has none left",
+        )
+    }
+}
+
+impl std::error::Error for OutOfDescriptors {}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<OutOfDescriptors>())
+}
+
+/// How long `incoming` waits before it tries again while descriptors are
+/// exhausted: Go's `net/http` figures (5 ms, doubling, at most 1 s).
+#[derive(Default)]
+struct Backoff {
+    /// The current wait; zero outside an episode.
+    delay: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    /// Waits before the next try, saying why on the first wait of an
+    /// episode.
+    fn wait(&mut self, why: &io::Error) -> Result<(), Interrupted> {
+        if self.delay.is_zero() {
+            eprintln!("accept: {why}; waiting for one to be closed");
+            self.delay = Self::FIRST;
+        } else {
+            self.delay = (self.delay * 2).min(Self::MOST);
+        }
+        crate::sleep(self.delay)
+    }
+
+    fn reset(&mut self) {
+        self.delay = Duration::ZERO;
     }
 }
 
@@ -118,6 +169,9 @@ fn error(code: i64, needs: impl FnOnce() -> Option<Needs>) -> io::Error {
             None => "not allowed by the host".to_string(),
         };
         return io::Error::new(io::ErrorKind::PermissionDenied, message);
+    }
+    if code == TOO_MANY_DESCRIPTORS {
+        return io::Error::other(OutOfDescriptors);
     }
     let index = usize::try_from(-code - 1).unwrap_or(usize::MAX);
     match ERRORS.get(index) {
@@ -162,12 +216,60 @@ fn immediate(code: i64, needs: impl FnOnce() -> Option<Needs>) -> io::Result<u64
 }
 
 /// A socket handle, closed when the last owner drops it.
-struct Handle(u32);
+struct Handle {
+    id: u32,
+    /// `set_nonblocking`: shared by every clone of the socket, as the flag
+    /// of a file description is by every duplicate of its descriptor.
+    nonblocking: Cell<bool>,
+}
+
+impl Handle {
+    fn new(id: u32) -> Handle {
+        Handle {
+            id,
+            nonblocking: Cell::new(false),
+        }
+    }
+
+    /// Runs a call that may wait: at once and never waiting in
+    /// non-blocking mode (`WouldBlock` if it would have waited), else as
+    /// [`blocking`].
+    fn call(
+        &self,
+        own: Option<Duration>,
+        mut call: impl FnMut(u64) -> i64,
+        needs: impl Fn() -> Option<Needs>,
+    ) -> io::Result<u64> {
+        if !self.nonblocking.get() {
+            return blocking(own, call, needs);
+        }
+        match call(0) {
+            TIMED_OUT => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the socket is not ready (non-blocking mode)",
+            )),
+            code => immediate(code, needs),
+        }
+    }
+}
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        host::close(self.0);
+        host::close(self.id);
     }
+}
+
+/// A socket's own timeout, checked as std checks it: a zero duration is
+/// refused.
+fn own_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a zero timeout is not allowed (as in std): use set_nonblocking(true) for calls \
+             that never wait",
+        ));
+    }
+    Ok(timeout)
 }
 
 fn address_of(handle: u32, peer: bool) -> io::Result<SocketAddr> {
@@ -321,7 +423,7 @@ impl TcpListener {
             let code = host::tcp_listen(text.as_ptr() as u32, text.len() as u32, backlog);
             let handle = immediate(code, || Some(Needs::Listen(addr)))?;
             Ok(TcpListener {
-                handle: Handle(handle as u32),
+                handle: Handle::new(handle as u32),
             })
         })
     }
@@ -332,7 +434,9 @@ impl TcpListener {
     /// An interruption (a [`Timeout`](crate::Timeout), a kill), or the
     /// socket's error.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let handle = blocking(None, |t| host::tcp_accept(self.handle.0, t), || None)?;
+        let handle = self
+            .handle
+            .call(None, |t| host::tcp_accept(self.handle.id, t), || None)?;
         let stream = TcpStream::from_handle(handle as u32);
         let peer = stream.peer_addr()?;
         Ok((stream, peer))
@@ -340,8 +444,39 @@ impl TcpListener {
 
     /// The connections as they come (each [`accept`](Self::accept)); never
     /// ends on its own.
+    ///
+    /// It does not spin when the guest (or the process) holds as many
+    /// descriptors as it may: as Go's `net/http` does, it waits (5 ms,
+    /// doubling up to 1 s) and tries again until a connection can be taken,
+    /// and prints the condition to stderr once per episode, with the flag
+    /// that raises the limit. Other errors, and an interruption of that wait
+    /// (a kill, a [`Timeout`](crate::Timeout)), are handed out.
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
-        std::iter::repeat_with(|| self.accept().map(|(s, _)| s))
+        let mut backoff = Backoff::default();
+        std::iter::repeat_with(move || loop {
+            match self.accept() {
+                Ok((stream, _)) => {
+                    backoff.reset();
+                    return Ok(stream);
+                }
+                Err(e) if is_out_of_descriptors(&e) && !self.handle.nonblocking.get() => {
+                    if let Err(interrupted) = backoff.wait(&e) {
+                        return Err(interrupted.into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        })
+    }
+
+    /// Moves the listener into or out of non-blocking mode, as std's: an
+    /// `accept` with no connection waiting fails at once with `WouldBlock`.
+    ///
+    /// # Errors
+    /// Never (std's signature).
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.handle.nonblocking.set(nonblocking);
+        Ok(())
     }
 
     /// The address it listens on (the port the host picked, for port 0).
@@ -349,7 +484,7 @@ impl TcpListener {
     /// # Errors
     /// The socket's error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        address_of(self.handle.0, false)
+        address_of(self.handle.id, false)
     }
 }
 
@@ -373,7 +508,7 @@ impl fmt::Debug for TcpStream {
 impl TcpStream {
     fn from_handle(handle: u32) -> TcpStream {
         TcpStream {
-            handle: Rc::new(Handle(handle)),
+            handle: Rc::new(Handle::new(handle)),
             read_timeout: Cell::new(None),
             write_timeout: Cell::new(None),
         }
@@ -413,7 +548,7 @@ impl TcpStream {
     /// # Errors
     /// `NotConnected`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        address_of(self.handle.0, true)
+        address_of(self.handle.id, true)
     }
 
     /// Its own address.
@@ -421,7 +556,7 @@ impl TcpStream {
     /// # Errors
     /// The socket's error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        address_of(self.handle.0, false)
+        address_of(self.handle.id, false)
     }
 
     /// Shuts down reading, writing or both.
@@ -434,7 +569,7 @@ impl TcpStream {
             Shutdown::Write => 1,
             Shutdown::Both => 2,
         };
-        immediate(host::shutdown(self.handle.0, how), || None).map(drop)
+        immediate(host::shutdown(self.handle.id, how), || None).map(drop)
     }
 
     /// Sets `TCP_NODELAY`.
@@ -442,25 +577,37 @@ impl TcpStream {
     /// # Errors
     /// The socket's error.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        immediate(host::set_nodelay(self.handle.0, on), || None).map(drop)
+        immediate(host::set_nodelay(self.handle.id, on), || None).map(drop)
     }
 
     /// A limit on each read (None: none); a read past it fails with
     /// `TimedOut`.
     ///
     /// # Errors
-    /// Never (std's signature).
+    /// `InvalidInput` for a zero duration, as std's (for reads that never
+    /// wait, [`set_nonblocking`](Self::set_nonblocking)).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.read_timeout.set(timeout);
+        self.read_timeout.set(own_timeout(timeout)?);
         Ok(())
     }
 
     /// A limit on each write (None: none).
     ///
     /// # Errors
-    /// Never (std's signature).
+    /// As [`set_read_timeout`](Self::set_read_timeout).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.write_timeout.set(timeout);
+        self.write_timeout.set(own_timeout(timeout)?);
+        Ok(())
+    }
+
+    /// Moves the connection (every clone of it) into or out of
+    /// non-blocking mode, as std's: a read or write that would wait fails at
+    /// once with `WouldBlock` instead (eventlet's `setblocking(False)`).
+    ///
+    /// # Errors
+    /// Never (std's signature).
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.handle.nonblocking.set(nonblocking);
         Ok(())
     }
 
@@ -480,9 +627,9 @@ impl TcpStream {
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let (at, len) = (buf.as_mut_ptr() as u32, buf.len() as u32);
-        let n = blocking(
+        let n = self.handle.call(
             self.read_timeout.get(),
-            |t| host::read(self.handle.0, at, len, t),
+            |t| host::read(self.handle.id, at, len, t),
             || None,
         )?;
         Ok(n as usize)
@@ -492,9 +639,9 @@ impl Read for &TcpStream {
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let (at, len) = (buf.as_ptr() as u32, buf.len() as u32);
-        let n = blocking(
+        let n = self.handle.call(
             self.write_timeout.get(),
-            |t| host::write(self.handle.0, at, len, t),
+            |t| host::write(self.handle.id, at, len, t),
             || None,
         )?;
         Ok(n as usize)
@@ -546,7 +693,7 @@ impl UdpSocket {
             let code = host::udp_bind(text.as_ptr() as u32, text.len() as u32);
             let handle = immediate(code, || Some(Needs::Listen(addr)))?;
             Ok(UdpSocket {
-                handle: Handle(handle as u32),
+                handle: Handle::new(handle as u32),
                 read_timeout: Cell::new(None),
             })
         })
@@ -562,11 +709,11 @@ impl UdpSocket {
             .first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses"))?;
         let text = to.to_string();
-        let n = blocking(
+        let n = self.handle.call(
             None,
             |t| {
                 host::udp_send_to(
-                    self.handle.0,
+                    self.handle.id,
                     buf.as_ptr() as u32,
                     buf.len() as u32,
                     text.as_ptr() as u32,
@@ -586,9 +733,9 @@ impl UdpSocket {
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut from = [0u8; 64];
         let (at, len) = (buf.as_mut_ptr() as u32, buf.len() as u32);
-        let n = blocking(
+        let n = self.handle.call(
             self.read_timeout.get(),
-            |t| host::udp_recv_from(self.handle.0, at, len, from.as_mut_ptr() as u32, t),
+            |t| host::udp_recv_from(self.handle.id, at, len, from.as_mut_ptr() as u32, t),
             || None,
         )?;
         let end = from.iter().position(|&b| b == 0).unwrap_or(from.len());
@@ -602,9 +749,20 @@ impl UdpSocket {
     /// A limit on each `recv_from` (None: none).
     ///
     /// # Errors
-    /// Never (std's signature).
+    /// `InvalidInput` for a zero duration, as std's.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.read_timeout.set(timeout);
+        self.read_timeout.set(own_timeout(timeout)?);
+        Ok(())
+    }
+
+    /// Moves the socket into or out of non-blocking mode, as std's: a
+    /// `send_to` or `recv_from` that would wait fails at once with
+    /// `WouldBlock` instead.
+    ///
+    /// # Errors
+    /// Never (std's signature).
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.handle.nonblocking.set(nonblocking);
         Ok(())
     }
 
@@ -613,6 +771,6 @@ impl UdpSocket {
     /// # Errors
     /// The socket's error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        address_of(self.handle.0, false)
+        address_of(self.handle.id, false)
     }
 }

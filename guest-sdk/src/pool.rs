@@ -2,7 +2,7 @@
 //! threads run at once, and [`GreenPile`], which gathers their results in
 //! spawn order.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::rc::Rc;
@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::error::GreenThreadError;
 use crate::error::Interrupted;
 use crate::greenthread::{getcurrent, spawn, spawn_n, GreenThread, Thread};
+use crate::queue::Queue;
 use crate::timeout::Limit;
 use crate::waiter::{keep, wait_in, WaitList};
 
@@ -400,9 +401,15 @@ where
 /// ```
 pub struct GreenPile<T> {
     pool: GreenPool,
-    /// Shared by the pile's clones: one green thread may spawn while
-    /// another iterates (the borrow never spans a yield).
-    pending: Rc<RefCell<VecDeque<GreenThread<T>>>>,
+    /// Shared by the pile's clones, so one green thread may spawn while
+    /// another iterates: the spawned green threads in the order they got
+    /// their pool slots. `None` wakes an iterator that waits for a spawn
+    /// which then failed (it looks at `promised` again).
+    spawned: Queue<Option<GreenThread<T>>>,
+    /// Spawns begun and not yet handed out, counted before a spawn waits for
+    /// its slot (eventlet's `counter`): while it is not 0, iterating waits
+    /// for the next result instead of ending.
+    promised: Rc<Cell<usize>>,
 }
 
 impl<T> Clone for GreenPile<T> {
@@ -411,7 +418,8 @@ impl<T> Clone for GreenPile<T> {
     fn clone(&self) -> Self {
         GreenPile {
             pool: self.pool.clone(),
-            pending: self.pending.clone(),
+            spawned: self.spawned.clone(),
+            promised: self.promised.clone(),
         }
     }
 }
@@ -420,7 +428,7 @@ impl<T> fmt::Debug for GreenPile<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GreenPile")
             .field("pool", &self.pool)
-            .field("pending", &self.pending.borrow().len())
+            .field("pending", &self.promised.get())
             .finish()
     }
 }
@@ -435,30 +443,56 @@ impl<T: 'static> GreenPile<T> {
     pub fn with_pool(pool: GreenPool) -> GreenPile<T> {
         GreenPile {
             pool,
-            pending: Rc::default(),
+            spawned: Queue::new(),
+            promised: Rc::default(),
         }
     }
 
     /// Runs `f` in the pool (yielding while it is full); its result is
-    /// handed out after those of earlier spawns.
+    /// handed out after those of earlier spawns. It counts at once, before
+    /// it waits for room: a green thread iterating the pile meanwhile waits
+    /// for its result instead of ending (as eventlet's pile does).
     ///
     /// # Errors
     /// [`Interrupted`] if the wait for room in the pool was (nothing was
     /// spawned).
     pub fn spawn(&self, f: impl FnOnce() -> T + 'static) -> Result<(), Interrupted> {
-        let gt = self.pool.spawn(f)?;
-        self.pending.borrow_mut().push_back(gt);
-        Ok(())
+        self.promised.set(self.promised.get() + 1);
+        match self.pool.spawn(f) {
+            Ok(gt) => {
+                put_unbounded(&self.spawned, Some(gt));
+                Ok(())
+            }
+            Err(interrupted) => {
+                self.promised.set(self.promised.get() - 1);
+                if self.promised.get() == 0 {
+                    // Nothing more is coming: iterators waiting for this
+                    // spawn end.
+                    for _ in 0..self.spawned.getting() {
+                        put_unbounded(&self.spawned, None);
+                    }
+                }
+                Err(interrupted)
+            }
+        }
     }
 
-    /// How many results are still to be handed out.
+    /// How many results are still to be handed out, spawns still waiting
+    /// for a pool slot included.
     pub fn len(&self) -> usize {
-        self.pending.borrow().len()
+        self.promised.get()
     }
 
     /// True if every result has been handed out.
     pub fn is_empty(&self) -> bool {
-        self.pending.borrow().is_empty()
+        self.len() == 0
+    }
+}
+
+/// A put into an unbounded queue, which never waits and so never fails.
+fn put_unbounded<T>(queue: &Queue<T>, item: T) {
+    if queue.put_nowait(item).is_err() {
+        unreachable!("an unbounded queue is never full");
     }
 }
 
@@ -467,9 +501,26 @@ impl<T: 'static> Iterator for GreenPile<T> {
 
     /// Waits for the oldest spawn's result; None once nothing is pending
     /// (a spawn after that, through any clone, is handed out by the next
-    /// call).
+    /// call). A spawn still waiting for its pool slot is waited for.
     fn next(&mut self) -> Option<Self::Item> {
-        let oldest = self.pending.borrow_mut().pop_front()?;
-        Some(oldest.take_result())
+        loop {
+            if self.promised.get() == 0 {
+                return None;
+            }
+            match self.spawned.get() {
+                Ok(Some(oldest)) => {
+                    self.promised.set(self.promised.get() - 1);
+                    return Some(oldest.take_result());
+                }
+                // A spawn failed: look at the count again.
+                Ok(None) => continue,
+                Err(empty) => {
+                    let why = empty
+                        .interrupted()
+                        .expect("a get that may wait fails only when interrupted");
+                    return Some(Err(GreenThreadError::Interrupted(why)));
+                }
+            }
+        }
     }
 }

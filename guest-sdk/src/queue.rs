@@ -381,6 +381,13 @@ impl<T> Queue<T> {
     /// Takes the oldest item only if one is queued; never yields. A
     /// putter blocked on a full (or rendezvous) queue is not served: as in
     /// eventlet, that needs a `get` that may wait.
+    ///
+    /// eventlet makes one exception: its `get_nowait` called from the hub
+    /// itself (a `schedule_call_*` callback) does take a blocked putter's
+    /// item. wasmlet's scheduled calls run as green threads, not in the hub,
+    /// so they get no such exception. A callback that should take it calls
+    /// `get_timeout(Duration::ZERO)`, which takes a blocked putter's item
+    /// (or a queued one) at once and never waits.
     pub fn get_nowait(&self) -> Result<T, Empty> {
         self.get_limited(None)
     }

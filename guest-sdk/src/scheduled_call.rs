@@ -12,6 +12,12 @@
 //!
 //! As in eventlet, where these functions run in the hub, a call should not
 //! block: while it waits, the calls due after it wait too.
+//!
+//! One consequence of running on a green thread rather than in the hub: a
+//! `Queue::get_nowait` in a call does not take a blocked putter's item,
+//! where eventlet's (called from its hub) does. Call
+//! `get_timeout(Duration::ZERO)` there instead: it takes that item without
+//! waiting.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

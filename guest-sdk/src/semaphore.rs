@@ -397,14 +397,23 @@ impl CappedSemaphore {
         )
     }
 
-    /// eventlet's `balance`: its two inner semaphores' balances, the count's
-    /// (count minus waiting acquirers) less the room's (limit minus count,
-    /// minus waiting releasers).
+    /// eventlet's `balance`: its lower semaphore's balance less its upper
+    /// one's, where eventlet's two inner semaphores count each blocked waiter
+    /// twice. A blocked acquirer has already released the upper semaphore
+    /// (its counter is `limit - count + acquirers`) and waits on the lower
+    /// one (`count - acquirers`); a blocked releaser the other way round. So
+    /// the figure is `2 * (count + releasers - acquirers) - limit`:
+    /// `CappedSemaphore::new(0, 2)` with three blocked acquirers says −8, as
+    /// eventlet does.
     pub fn balance(&self) -> isize {
         let state = self.state.borrow();
         let (count, limit) = (state.count as isize, state.limit as isize);
-        let lower = count - state.acquirers.len() as isize;
-        let upper = (limit - count) - state.releasers.len() as isize;
+        let (acquirers, releasers) = (
+            state.acquirers.len() as isize,
+            state.releasers.len() as isize,
+        );
+        let lower = count + releasers - acquirers;
+        let upper = (limit - count) + acquirers - releasers;
         lower - upper
     }
 

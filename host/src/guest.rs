@@ -77,12 +77,20 @@ pub struct GuestOptions {
     /// a few at a time (eventlet's "spawn them all, then wait for each");
     /// lower it where many guests share a host.
     pub max_host_memory: u64,
-    /// Most files and directories the guest may have open at once that it
-    /// opened itself (its standard streams and preopened directories do not
-    /// count): an open past it fails with `EMFILE`, which the guest sees as
-    /// an error (`std::fs::File::open` returns it). The process's own
-    /// descriptor limit is shared by every guest and the embedder; this
-    /// keeps one guest from taking it all. Default 256.
+    /// Most sockets, files and directories the guest may have open at once
+    /// that it opened itself (its standard streams and preopened directories
+    /// do not count): an open past it fails with `EMFILE`, which the guest
+    /// sees as an error (`std::fs::File::open` returns it; a socket call
+    /// says which flag raises it).
+    ///
+    /// Default: no cap of its own (`u32::MAX`). As with eventlet and Go, a
+    /// server may then hold what the process may: the host raises the
+    /// process's `RLIMIT_NOFILE` to its hard limit, keeps a reserve for
+    /// itself, and shares the rest between guests so that none can starve
+    /// another: each guest is guaranteed 256 descriptors (or its cap, if
+    /// lower), and past that takes only room that is neither held nor
+    /// guaranteed to another guest. Set a cap where many guests share a
+    /// host and one should hold no more.
     pub max_descriptors: u32,
     /// Most bytes kept of each captured stream (see `capture_output`): a
     /// write past it traps the writing green thread, and a guest whose main
@@ -138,7 +146,7 @@ impl Default for GuestOptions {
             time_limit: None,
             max_cpu_time: None,
             max_host_memory: 4 << 30,
-            max_descriptors: 256,
+            max_descriptors: u32::MAX,
             max_output: 64 << 20,
             max_calls_in_flight: 1024,
         }

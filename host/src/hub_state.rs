@@ -25,6 +25,7 @@ use crate::guest::{
 };
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
 use crate::net_policy::NetPolicy;
+use crate::descriptor_budget::{DescriptorBudget, DescriptorShare};
 use crate::net_sockets::{NetError, Sockets};
 use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
@@ -58,9 +59,10 @@ pub(crate) struct GuestRecord {
     pub host_stdio: HostStdio,
     /// `GuestOptions::max_host_memory`.
     pub max_host_memory: u64,
-    /// `GuestOptions::max_descriptors`, and the descriptors it opened
-    /// itself that are open.
-    pub max_descriptors: u32,
+    /// Its part of the process's descriptors (capped at
+    /// `GuestOptions::max_descriptors`), and the descriptors it opened itself
+    /// that are open.
+    pub descriptors: DescriptorShare,
     pub opened: rustc_hash::FxHashSet<u32>,
     /// CPU time charged to it, and `GuestOptions::max_cpu_time`.
     pub cpu_time: Duration,
@@ -97,7 +99,7 @@ impl GuestRecord {
                 .map(|bytes| bytes / (64 * 1024) * (64 * 1024)),
             host_stdio: HostStdio::new(options.inherit_stdin, !options.capture_output),
             max_host_memory: options.max_host_memory,
-            max_descriptors: options.max_descriptors,
+            descriptors: DescriptorBudget::process().share(options.max_descriptors as usize),
             opened: Default::default(),
             cpu_time: Duration::ZERO,
             max_cpu_time: options.max_cpu_time,
@@ -465,10 +467,6 @@ impl HubState {
         match self.sched.suspended(guest, thread, Instant::now) {
             Suspension::Keep => self.sched.payload_mut(guest, thread).future = Some(call),
             Suspension::Drop => self.graveyard.push(Grave::Call(call)),
-            Suspension::MainKilled => {
-                self.graveyard.push(Grave::Call(call));
-                self.end_guest(guest, GuestExit::failed(1, GuestError::MainKilled));
-            }
         }
     }
 
@@ -799,6 +797,10 @@ impl HubState {
         }
         drop(sockets);
         let record = &mut self.guests[guest];
+        // Its files close with its WASI context, on the reaper: given back
+        // now, as its sockets are.
+        record.opened.clear();
+        record.descriptors.update(0);
         if record.unlogged_refusals > 0 {
             tracing::warn!(
                 "{} more green threads of this guest were stopped the same way",
@@ -1040,11 +1042,21 @@ impl HubState {
         Ok(self.sched.link(guest, target, callback))
     }
 
-    /// True if the guest may open another descriptor (it holds fewer than
-    /// its `max_descriptors`).
-    pub fn may_open(&self, guest: usize) -> bool {
-        let record = &self.guests[guest];
-        record.opened.len() + record.sockets.len() < record.max_descriptors as usize
+    /// True if the guest may open another descriptor: it holds fewer than
+    /// its `max_descriptors`, and its neighbours' guarantees leave it room
+    /// (see [`crate::descriptor_budget`]).
+    pub fn may_open(&mut self, guest: usize) -> bool {
+        let record = &mut self.guests[guest];
+        let held = record.opened.len() + record.sockets.len();
+        record.descriptors.may_open(held).is_ok()
+    }
+
+    /// The guest opened or closed a descriptor: the process's count
+    /// follows.
+    pub fn descriptors_changed(&mut self, guest: usize) {
+        let record = &mut self.guests[guest];
+        let held = record.opened.len() + record.sockets.len();
+        record.descriptors.update(held);
     }
 
     /// Closes a socket of the guest: it leaves the poller first, and green
@@ -1056,6 +1068,7 @@ impl HubState {
         let socket = self.guests[guest].sockets.remove(handle)?;
         self.forget_descriptor(socket.raw_fd());
         drop(socket);
+        self.descriptors_changed(guest);
         Ok(())
     }
 
@@ -1065,7 +1078,9 @@ impl HubState {
             return;
         };
         match poller.forget(fd) {
-            Ok(waiters) => waiters.into_iter().for_each(|w| self.sched.io_ready(w)),
+            Ok(waiters) => waiters.into_iter().for_each(|w| {
+                self.sched.io_ready(w);
+            }),
             Err(e) => tracing::error!("the hub's poller failed: {e}"),
         }
     }
@@ -1129,14 +1144,18 @@ impl HubState {
         error: u32,
         only_unstarted: bool,
     ) -> Result<(KillStatus, bool)> {
-        // A caller unwinding from a kill of its own does not wait for its
-        // target either.
-        let caller_yields = !self.unwinding_call(guest, caller)?;
+        // A caller unwinding from a kill does not wait for its target
+        // either.
+        let mut caller_yields = !self.unwinding_call(guest, caller)?;
         let status = match self
             .sched
             .kill(guest, caller, target, error, only_unstarted)
         {
             Kill::Done(status) => status,
+            Kill::Caller => {
+                caller_yields = false;
+                KillStatus::Killed
+            }
             Kill::Unwind => KillStatus::Killed,
             Kill::Target(key) => {
                 if let Some(call) = self.sched.payload_mut(guest, key).future.take() {

@@ -24,7 +24,8 @@
 //! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
 //! threads' stacks), `store_data`, `worker`, `lifecycle` (a green thread's
 //! call and its end), `call` (the host's calls of plugin functions),
-//! `control` ([`HubHandle`]), `poller` and `stdio` (waiting for host
+//! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
+//! shared between guests), `poller` and `stdio` (waiting for host
 //! descriptors), `hub_state` (what host functions share with the run loop),
 //! `guest_memory`, `poll`, `host_functions` and `wasi_overrides` (the host
 //! side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
@@ -35,6 +36,7 @@ mod call;
 mod clock;
 mod config;
 mod control;
+mod descriptor_budget;
 mod fiber_stack;
 pub mod guest;
 mod guest_memory;

@@ -138,7 +138,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     if !s.may_open(guest) {
                         return Try::Failed(NetError::TooManyDescriptors);
                     }
-                    s.guests[guest].sockets.accept(listener)
+                    let accepted = s.guests[guest].sockets.accept(listener);
+                    if let Try::Ready(_) = accepted {
+                        s.descriptors_changed(guest);
+                    }
+                    accepted
                 })
                 .await?;
                 Ok(encode(accepted.map(|(handle, _)| u64::from(handle))))
@@ -393,7 +397,9 @@ fn open(
     if !s.may_open(guest) {
         return Err(NetError::TooManyDescriptors);
     }
-    make(s).map(u64::from)
+    let handle = make(s)?;
+    s.descriptors_changed(guest);
+    Ok(u64::from(handle))
 }
 
 /// A name lookup on the host's resolver threads (the system's resolver

@@ -11,11 +11,13 @@
 //!
 //! Each descriptor is registered once however many green threads (of however
 //! many guests) wait on it, in oneshot mode, and re-armed while waiters
-//! remain. A waiter is an opaque `W` the hub checks when it is woken (its
+//! remain. Its waiters are served one per readiness, in the order they came
+//! (see [`Poller::poll`]). A waiter is an opaque `W` the hub checks when it is woken (its
 //! green thread may have been killed meanwhile): the poller knows nothing of
 //! the scheduler.
 
 use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -32,8 +34,8 @@ pub(crate) enum Interest {
 
 /// The green threads waiting on one descriptor.
 struct Source<W> {
-    readers: Vec<W>,
-    writers: Vec<W>,
+    readers: VecDeque<W>,
+    writers: VecDeque<W>,
     /// Waiters a prune left: the lists are pruned again when they have
     /// doubled, so waiters of killed green threads cannot pile up.
     kept: usize,
@@ -94,15 +96,15 @@ impl<W: Copy> Poller<W> {
                 // green thread waits on it (in `poll`).
                 unsafe { self.os.add(raw, polling::Event::none(key_of(raw)))? };
                 entry.insert(Source {
-                    readers: Vec::new(),
-                    writers: Vec::new(),
+                    readers: VecDeque::new(),
+                    writers: VecDeque::new(),
                     kept: 0,
                 })
             }
         };
         match interest {
-            Interest::Read => source.readers.push(waiter),
-            Interest::Write => source.writers.push(waiter),
+            Interest::Read => source.readers.push_back(waiter),
+            Interest::Write => source.writers.push_back(waiter),
         }
         if source.readers.len() + source.writers.len() > 2 * source.kept.max(32) {
             source.readers.retain(&is_live);
@@ -150,19 +152,33 @@ impl<W: Copy> Poller<W> {
         // caller closes it only after this.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         self.os.delete(borrowed)?;
-        let mut waiters = source.readers;
+        let mut waiters = Vec::from(source.readers);
         waiters.extend(source.writers);
         Ok(waiters)
     }
 
     /// Waits up to `timeout` (None: until a descriptor is ready or
-    /// [`polling::Poller::notify`] is called) and hands the waiters of every
-    /// descriptor that became ready to `wake`.
+    /// [`polling::Poller::notify`] is called) and hands waiters of every
+    /// descriptor that became ready to `wake`, which says whether the waiter
+    /// was still waiting (and so is served).
+    ///
+    /// Waiters of one descriptor are served in turn: a readiness serves the
+    /// longest-waiting live reader (or writer) alone, and the others keep
+    /// their places. A green thread that has read and comes back to wait
+    /// goes behind them, so two readers of one socket take its chunks in
+    /// turn (as eventlet's do) instead of the first taking every one. If the
+    /// one served leaves data unread, the level-triggered re-arm reports the
+    /// descriptor again at the next poll and the next waiter is served. An
+    /// error or hang-up wakes every waiter: each must see it.
     ///
     /// # Errors
     /// If the OS poller fails (not on an interrupted wait: that returns
     /// with nothing woken).
-    pub fn poll(&mut self, timeout: Option<Duration>, mut wake: impl FnMut(W)) -> io::Result<()> {
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        mut wake: impl FnMut(W) -> bool,
+    ) -> io::Result<()> {
         self.events.clear();
         match self.os.wait(&mut self.events, timeout) {
             Ok(_) => {}
@@ -174,14 +190,20 @@ impl<W: Copy> Poller<W> {
             let Some(source) = self.sources.get_mut(&raw) else {
                 continue;
             };
-            // An error or hang-up is reported as both: the read or write
-            // that follows sees it.
-            let failed = event.is_err() == Some(true);
-            if event.readable || failed {
-                source.readers.drain(..).for_each(&mut wake);
-            }
-            if event.writable || failed {
-                source.writers.drain(..).for_each(&mut wake);
+            // An error or hang-up is reported as both, to every waiter: the
+            // read or write that follows sees it.
+            let failed = event.is_err() == Some(true) || event.is_interrupt();
+            if failed {
+                for waiter in source.readers.drain(..).chain(source.writers.drain(..)) {
+                    wake(waiter);
+                }
+            } else {
+                if event.readable {
+                    serve_one(&mut source.readers, &mut wake);
+                }
+                if event.writable {
+                    serve_one(&mut source.writers, &mut wake);
+                }
             }
             // SAFETY (for the borrow): registered descriptors are open (see
             // `wait_for`).
@@ -195,6 +217,16 @@ impl<W: Copy> Poller<W> {
             }
         }
         Ok(())
+    }
+}
+
+/// Wakes the longest-waiting waiter of `waiters` that is still waiting,
+/// dropping those before it that have left.
+fn serve_one<W>(waiters: &mut VecDeque<W>, wake: &mut impl FnMut(W) -> bool) {
+    while let Some(waiter) = waiters.pop_front() {
+        if wake(waiter) {
+            return;
+        }
     }
 }
 
@@ -226,13 +258,19 @@ mod tests {
             .unwrap();
         let mut woken = Vec::new();
         poller
-            .poll(Some(Duration::ZERO), |w| woken.push(w))
+            .poll(Some(Duration::ZERO), |w| {
+                woken.push(w);
+                true
+            })
             .unwrap();
         assert!(woken.is_empty(), "no data yet");
         assert!(poller.is_waiting());
         tx.write_all(b"x").unwrap();
         poller
-            .poll(Some(Duration::from_secs(5)), |w| woken.push(w))
+            .poll(Some(Duration::from_secs(5)), |w| {
+                woken.push(w);
+                true
+            })
             .unwrap();
         assert_eq!(woken, [7]);
         assert!(!poller.is_waiting(), "the descriptor is deregistered");
@@ -250,7 +288,10 @@ mod tests {
             .unwrap();
         let mut woken = Vec::new();
         poller
-            .poll(Some(Duration::from_secs(5)), |w| woken.push(w))
+            .poll(Some(Duration::from_secs(5)), |w| {
+                woken.push(w);
+                true
+            })
             .unwrap();
         assert_eq!(woken, [2], "writable at once, not readable");
         assert!(poller.is_waiting(), "the reader still waits, re-armed");
@@ -298,5 +339,59 @@ mod tests {
             .wait_for(file.as_fd(), Interest::Read, 1u32, |_| true)
             .unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn readers_of_one_descriptor_are_served_in_turn() {
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let mut poller = Poller::new().unwrap();
+        for w in [1u32, 2, 3] {
+            poller
+                .wait_for(rx.as_fd(), Interest::Read, w, |_| true)
+                .unwrap();
+        }
+        tx.write_all(b"x").unwrap();
+        let mut woken = Vec::new();
+        // Reader 1 has left (killed, say): the next one is served instead.
+        poller
+            .poll(Some(Duration::from_secs(5)), |w| {
+                woken.push(w);
+                w != 1
+            })
+            .unwrap();
+        assert_eq!(woken, [1, 2], "one live reader per readiness");
+        // Reader 2 read nothing and comes back: it goes behind reader 3,
+        // which the level-triggered re-arm serves next.
+        poller
+            .wait_for(rx.as_fd(), Interest::Read, 2, |_| true)
+            .unwrap();
+        woken.clear();
+        poller
+            .poll(Some(Duration::from_secs(5)), |w| {
+                woken.push(w);
+                true
+            })
+            .unwrap();
+        assert_eq!(woken, [3]);
+    }
+
+    #[test]
+    fn a_hang_up_wakes_every_waiter() {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let mut poller = Poller::new().unwrap();
+        for w in [1u32, 2, 3] {
+            poller
+                .wait_for(rx.as_fd(), Interest::Read, w, |_| true)
+                .unwrap();
+        }
+        drop(tx);
+        let mut woken = Vec::new();
+        poller
+            .poll(Some(Duration::from_secs(5)), |w| {
+                woken.push(w);
+                true
+            })
+            .unwrap();
+        assert_eq!(woken, [1, 2, 3]);
     }
 }

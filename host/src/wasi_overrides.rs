@@ -128,6 +128,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
                     if let Some(fd) = s.read_guest_memory(guest, opened as u32, 4) {
                         let fd = u32::from_le_bytes(fd.try_into().expect("4 bytes"));
                         s.guests[guest].opened.insert(fd);
+                        s.descriptors_changed(guest);
                     }
                 })?;
             }
@@ -143,7 +144,9 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
                 as_caller(&caller, |s, guest, _| {
                     let record = &mut s.guests[guest];
                     record.host_stdio.closed(fd as u32);
-                    record.opened.remove(&(fd as u32));
+                    if record.opened.remove(&(fd as u32)) {
+                        s.descriptors_changed(guest);
+                    }
                 })?;
             }
             Ok(result)
@@ -164,6 +167,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
                     if moved {
                         record.opened.insert(to as u32);
                     }
+                    s.descriptors_changed(guest);
                 })?;
             }
             Ok(result)

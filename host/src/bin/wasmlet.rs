@@ -75,10 +75,13 @@ struct RunArgs {
     /// MiB (each green thread is charged 32 KiB).
     #[arg(long, value_name = "MIB", default_value_t = GuestOptions::default().max_host_memory >> 20)]
     max_host_memory: u64,
-    /// Most files the guest may have open at once (beyond its standard
-    /// streams and directories); an open past it fails with EMFILE.
-    #[arg(long, value_name = "N", default_value_t = GuestOptions::default().max_descriptors)]
-    max_descriptors: u32,
+    /// Most sockets and files the guest may have open at once (beyond its
+    /// standard streams and directories); an open past it fails with
+    /// EMFILE. Default: what the process may hold (its limit raised to the
+    /// hard limit), less a reserve for the host and 256 kept for each other
+    /// guest.
+    #[arg(long, value_name = "N")]
+    max_descriptors: Option<u32>,
     /// An address the guest may listen on (TCP) or bind (UDP), exactly;
     /// repeat for more. Port 0 (any free port) only if given as port 0.
     /// Without any, the guest may not listen.
@@ -175,7 +178,9 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         max_memory: args.max_memory.map(|mib| mib.saturating_mul(1 << 20)),
         max_cpu_time: args.max_cpu_time,
         max_host_memory: args.max_host_memory.saturating_mul(1 << 20),
-        max_descriptors: args.max_descriptors,
+        max_descriptors: args
+            .max_descriptors
+            .unwrap_or(GuestOptions::default().max_descriptors),
         net_listen: args.listen,
         net_connect: args.connect,
         ..GuestOptions::default()

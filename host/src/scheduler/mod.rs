@@ -188,6 +188,11 @@ pub(crate) enum Kill {
     /// The target was killed and resumes to unwind (its suspended call is
     /// kept). The status is `killed`; caller and target are queued.
     Unwind,
+    /// The caller killed itself (not main): it is unwinding from here on,
+    /// and goes on at once without yielding, so that it returns through its
+    /// frames and drops what it owns (eventlet's `kill(getcurrent())` raises
+    /// `GreenletExit` in place). The status is `killed`; nothing is queued.
+    Caller,
     /// The main green thread was killed: the guest ends.
     Main,
 }
@@ -197,10 +202,8 @@ pub(crate) enum Kill {
 pub(crate) enum Suspension {
     /// Keep its call, to be resumed when it is next run.
     Keep,
-    /// It killed itself: drop its call; its ending is queued.
+    /// A runaway killed while paused: drop its call; its ending is queued.
     Drop,
-    /// The main green thread killed itself: the guest ends.
-    MainKilled,
 }
 
 /// One green thread's record.
@@ -214,8 +217,6 @@ struct Thread<P> {
     ending: Option<(Ending, u32)>,
     /// Its task has begun (for `cancel`).
     started: bool,
-    /// It killed itself: the hub ends it once it has suspended.
-    self_killed: bool,
     /// Killed while it ran its task, and unwinding.
     unwinding: Option<Unwinding>,
     /// Its last suspension was preemption's (not a hub wait): a kill
@@ -539,17 +540,7 @@ impl<P> Scheduler<P> {
         thread: usize,
         now: impl FnOnce() -> Instant,
     ) -> Suspension {
-        let g = self.guest(guest);
-        let is_main = thread == g.main;
-        let t = &mut g.threads[thread];
-        if t.self_killed {
-            t.self_killed = false;
-            if is_main {
-                return Suspension::MainKilled;
-            }
-            self.make_runnable(guest, thread, true);
-            return Suspension::Drop;
-        }
+        let t = &mut self.guest(guest).threads[thread];
         if t.state == State::Running {
             if let Some(Unwinding {
                 error,
@@ -903,17 +894,19 @@ impl<P> Scheduler<P> {
         if only_unstarted && (t.started || is_main) {
             return Kill::Done(KillStatus::AlreadyStarted);
         }
-        if key == caller {
-            // It cannot be dropped while it runs: the hub ends it once it
-            // has suspended.
-            if !is_main {
-                t.ending = Some((Ending::Killed, error));
-            }
-            t.self_killed = true;
-            return Kill::Done(KillStatus::Killed);
-        }
         if is_main {
+            // Main killed, by itself too: the guest ends (as a program
+            // whose main thread raised GreenletExit), and with it everything
+            // its green threads held.
             return Kill::Main;
+        }
+        if key == caller {
+            t.unwinding = Some(Unwinding {
+                error,
+                calls_left: UNWIND_CALLS,
+                spinning: false,
+            });
+            return Kill::Caller;
         }
         let kill = self.kill_target(guest, key, error);
         if caller_yields {
@@ -1269,11 +1262,13 @@ impl<P> Scheduler<P> {
     }
 
     /// The descriptor the waiter waits on is ready: queues its green thread
-    /// if it still waits.
-    pub fn io_ready(&mut self, waiter: IoWaiter) {
-        if self.io_waiter_is_live(&waiter) {
+    /// if it still waits, and says whether it did.
+    pub fn io_ready(&mut self, waiter: IoWaiter) -> bool {
+        let live = self.io_waiter_is_live(&waiter);
+        if live {
             self.make_runnable(waiter.guest, waiter.thread, false);
         }
+        live
     }
 
     /// Checks the invariants in the module docs (tests only: it walks
@@ -1329,7 +1324,6 @@ fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
         task,
         ending: None,
         started: false,
-        self_killed: false,
         unwinding: None,
         paused: false,
         std_thread: false,

@@ -251,12 +251,8 @@ fn drive(s: &mut dyn Sched, program: &[Op]) -> Vec<Event> {
                                     pending.remove(&target);
                                     None
                                 }
-                                Kill::Done(KillStatus::Killed) => {
-                                    // It killed itself: it suspends, and is
-                                    // dropped there.
-                                    s.sleep(id, 0, now);
-                                    Some(Some(Pending::Yield))
-                                }
+                                // It killed itself: it goes on, unwinding.
+                                Kill::Caller => None,
                                 Kill::Unwind | Kill::Done(_) if !yields => None,
                                 Kill::Unwind | Kill::Done(_) => {
                                     s.sleep(id, 0, now);
@@ -333,10 +329,6 @@ fn drive(s: &mut dyn Sched, program: &[Op]) -> Vec<Event> {
                 pending.insert(id, suspends);
             }
             Suspension::Drop => {}
-            Suspension::MainKilled => {
-                log.push(Event::GuestEnds);
-                break;
-            }
         }
     }
     log
@@ -486,7 +478,6 @@ struct M {
     state: MState,
     ending: Option<Ending>,
     started: bool,
-    self_killed: bool,
     /// Killed while it ran: how many more blocking calls it may make.
     unwinding: Option<u32>,
     links: Vec<(u64, u32)>,
@@ -510,7 +501,6 @@ impl Model {
             state,
             ending: None,
             started: false,
-            self_killed: false,
             unwinding: None,
             links: Vec::new(),
             permit: false,
@@ -617,15 +607,13 @@ impl Sched for Model {
         if cancel && (self.t(target).started || target == 1) {
             return Kill::Done(KillStatus::AlreadyStarted);
         }
-        if target == caller {
-            if target != 1 {
-                self.t(target).ending = Some(Ending::Killed);
-            }
-            self.t(target).self_killed = true;
-            return Kill::Done(KillStatus::Killed);
-        }
         if target == 1 {
             return Kill::Main;
+        }
+        if target == caller {
+            // eventlet raises GreenletExit in place: it goes on, unwinding.
+            self.t(target).unwinding = Some(UNWIND_CALLS);
+            return Kill::Caller;
         }
         // A started thread (the model never preempts) unwinds; one that has
         // not started never runs.
@@ -642,14 +630,8 @@ impl Sched for Model {
         }
         kill
     }
-    fn suspended(&mut self, t: ThreadId) -> Suspension {
-        if std::mem::take(&mut self.t(t).self_killed) {
-            if t == 1 {
-                return Suspension::MainKilled;
-            }
-            self.wake(t, true);
-            return Suspension::Drop;
-        }
+    fn suspended(&mut self, _: ThreadId) -> Suspension {
+        // The model never preempts, so no runaway is ever dropped.
         Suspension::Keep
     }
     fn join(

@@ -283,18 +283,32 @@ fn cancel_kills_only_a_thread_that_has_not_started() {
 }
 
 #[test]
-fn killing_main_ends_the_guest_and_killing_itself_drops_the_call() {
+fn killing_main_ends_the_guest_even_from_main() {
+    let mut h = Hub::new();
+    h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
+    let key = h.next().unwrap();
+    assert_eq!(h.s.kill(0, key, 1, 0, false), Kill::Main);
+    assert_eq!(h.s.kill(0, h.main, 1, 0, false), Kill::Main);
+}
+
+#[test]
+fn a_thread_that_kills_itself_goes_on_unwinding_and_ends_killed_when_it_returns() {
     let mut h = Hub::new();
     let t = h.spawn(h.main, Duration::ZERO, false);
     h.s.sleep(0, h.main, Duration::ZERO, at(h.now));
     let key = h.next().unwrap();
-    assert_eq!(h.s.kill(0, key, 1, 0, false), Kill::Main);
+    assert_eq!(h.s.kill(0, key, t, 7, false), Kill::Caller);
+    assert_eq!(h.state(t), Some(State::Running), "it goes on, not queued");
+    assert!(h.s.is_unwinding(0, key));
+    assert_eq!(h.s.unwinding_call(0, key), Ok(true), "its waits answer at once");
     assert_eq!(
         h.s.kill(0, key, t, 0, false),
-        Kill::Done(KillStatus::Killed)
+        Kill::Done(KillStatus::NotAlive),
+        "a second kill finds it unwinding"
     );
-    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Drop);
-    assert_eq!(h.state(t), Some(State::Queued), "its ending is queued");
+    assert_eq!(h.s.ended(0, key, None), None, "its ending runs first");
+    assert_eq!(h.state(t), Some(State::Queued));
     assert_eq!(h.next(), Some(key));
 }
 
