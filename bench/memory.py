@@ -107,6 +107,9 @@ def main():
         row = " ".join(f"{figures[n.replace(' ', '_')][kind]:>16,.0f}" for n in names)
         print(f"  {kind.replace('_', ' '):<22} {row}")
     if args.out:
+        # On a fresh clone with `bench/run --out FILE` elsewhere, nothing has
+        # made bench/results/ yet.
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
 
 if __name__ == "__main__":

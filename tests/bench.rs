@@ -88,4 +88,22 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
             assert!(row[ratio].is_number() || row[ratio].is_null(), "{row}");
         }
     }
+    // `bench/run --out FILE` elsewhere leaves bench/results/ unmade on a
+    // fresh clone, where the memory step writes: it makes its own folder.
+    let fresh = std::env::temp_dir().join(format!("wasmlet-bench-{}", std::process::id()));
+    let memory_json = fresh.join("results").join("memory.json");
+    let out = Command::new("python3")
+        .arg(root.join("bench/memory.py"))
+        .args(["--quick", "--out"])
+        .arg(&memory_json)
+        .output()
+        .expect("running bench/memory.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&memory_json).expect("memory.json was written");
+    std::fs::remove_dir_all(&fresh).ok();
+    assert!(written.contains("\"count\": 1000"), "{written}");
 }

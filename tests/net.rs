@@ -13,7 +13,7 @@ use std::time::Duration;
 use wasmlet_host::{ConnectRule, GuestOptions, Hub, Program};
 
 /// The tests that count the process's descriptors must not overlap with
-/// any other test here.
+/// any other test here that opens sockets.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn full_size() -> bool {
@@ -239,4 +239,64 @@ fn bad_network_rules_are_refused_with_the_forms_that_work() {
         .unwrap_err()
         .to_string();
     assert!(bad.contains("HOST:PORT"), "{bad}");
+}
+
+/// Two green threads reading one socket take its chunks in turn (eventlet
+/// alternates them; the first waiter used to take every one); non-blocking
+/// sockets report `WouldBlock` as std's do; a zero timeout is refused as
+/// std refuses it.
+#[test]
+fn readers_of_one_socket_are_served_in_turn_and_nonblocking_mode_does_not_wait() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = run_net(net_options(&["turns"], &["127.0.0.1:0"], &["127.0.0.0/8"]));
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [
+            "two readers of one socket: 10 and 10 chunks",
+            "non-blocking: accept WouldBlock, read WouldBlock, then Ok(1); a zero timeout: \
+             InvalidInput",
+        ]
+    );
+}
+
+/// A free loopback port for a guest to listen on.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server at its descriptor cap does not spin in `incoming()`: it backs
+/// off, says so once per episode (not per attempt) naming the flag, and
+/// takes the waiting connections once it has closed some. Two episodes
+/// here: 10 connections accepted 4 at a time by a guest capped at 5
+/// descriptors (its listener and 4).
+#[test]
+fn a_server_out_of_descriptors_backs_off_and_says_so_once_per_episode() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let runtime = net_runtime();
+    let program = Program::from_file(runtime.engine(), guest("net")).expect("load guest");
+    let mut hub = Hub::new(&runtime);
+    let mut server = net_options(&["exhaust", &addr, "4", "10"], &[&addr], &[]);
+    server.max_descriptors = 5;
+    let server = hub.add_guest(&program, server).expect("server");
+    let client = net_options(&["connect-many", &addr, "10"], &[], &["127.0.0.0/8"]);
+    let client = hub.add_guest(&program, client).expect("client");
+    hub.run();
+    let (server, client) = (finished(&hub, server), finished(&hub, client));
+    assert_eq!(client.code, 0, "{:?} {}", client.error, client.stderr);
+    assert_eq!(lines(&client.stdout), ["10 connections served"]);
+    assert_eq!(server.code, 0, "{:?} {}", server.error, server.stderr);
+    assert_eq!(lines(&server.stdout), ["listening", "accepted 10"]);
+    let said: Vec<_> = server
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("accept: "))
+        .collect();
+    assert_eq!(said.len(), 2, "once per episode: {said:?}");
+    assert!(said[0].contains("--max-descriptors N"), "{}", said[0]);
 }

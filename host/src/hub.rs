@@ -394,9 +394,11 @@ impl Hub {
         let mut shutdown = false;
         let woken = self.control.take_woken();
         if !woken.is_empty() {
-            self.with(|state| woken.into_iter().for_each(|w| {
+            self.with(|state| {
+                woken.into_iter().for_each(|w| {
                     state.sched.io_ready(w);
-                }));
+                })
+            });
         }
         if self.control.take_cancels() {
             let graves = self.with(|state| {

@@ -18,6 +18,7 @@ use crate::abi::{Ending, JoinStatus, KillStatus, SpawnRefusal, ThreadId};
 use crate::call::{CallError, CallRecord, CallSlot, PendingCall};
 use crate::config::Config;
 use crate::control::Control;
+use crate::descriptor_budget::{DescriptorBudget, DescriptorShare};
 use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
@@ -25,7 +26,6 @@ use crate::guest::{
 };
 use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
 use crate::net_policy::NetPolicy;
-use crate::descriptor_budget::{DescriptorBudget, DescriptorShare};
 use crate::net_sockets::{NetError, Sockets};
 use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};

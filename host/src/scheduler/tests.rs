@@ -301,7 +301,11 @@ fn a_thread_that_kills_itself_goes_on_unwinding_and_ends_killed_when_it_returns(
     assert_eq!(h.s.kill(0, key, t, 7, false), Kill::Caller);
     assert_eq!(h.state(t), Some(State::Running), "it goes on, not queued");
     assert!(h.s.is_unwinding(0, key));
-    assert_eq!(h.s.unwinding_call(0, key), Ok(true), "its waits answer at once");
+    assert_eq!(
+        h.s.unwinding_call(0, key),
+        Ok(true),
+        "its waits answer at once"
+    );
     assert_eq!(
         h.s.kill(0, key, t, 0, false),
         Kill::Done(KillStatus::NotAlive),

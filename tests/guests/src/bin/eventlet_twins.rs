@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use wasmlet::{CappedSemaphore, GreenPile, GreenPool, GreenThreadError, Interrupted, Queue, Semaphore};
+use wasmlet::{
+    CappedSemaphore, GreenPile, GreenPool, GreenThreadError, Interrupted, Queue, Semaphore,
+};
 
 fn yield_now() {
     wasmlet::sleep(Duration::ZERO).expect("main is never killed");

@@ -139,9 +139,111 @@ fn reset(addr: &str) {
     }
 }
 
+/// Two green threads reading one socket take its chunks in turn; non-blocking
+/// mode reports `WouldBlock`; a zero timeout is refused as std's.
+fn turns() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let counts = Rc::new([Cell::new(0), Cell::new(0)]);
+    let readers: Vec<_> = (0..2)
+        .map(|me| {
+            let conn = conn.try_clone().unwrap();
+            let counts = counts.clone();
+            wasmlet::spawn(move || -> std::io::Result<()> {
+                let mut buf = [0; 64];
+                loop {
+                    if (&conn).read(&mut buf)? == 0 {
+                        return Ok(());
+                    }
+                    counts[me].set(counts[me].get() + 1);
+                    (&conn).write_all(b"k")?;
+                }
+            })
+        })
+        .collect();
+    // Both readers wait now, the first one first.
+    yield_now();
+    for _ in 0..20 {
+        client.write_all(b"chunk").unwrap();
+        client.read_exact(&mut [0; 1]).unwrap();
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    for r in readers {
+        r.join().unwrap().unwrap();
+    }
+    println!(
+        "two readers of one socket: {} and {} chunks",
+        counts[0].get(),
+        counts[1].get()
+    );
+
+    listener.set_nonblocking(true).unwrap();
+    let nothing = listener.accept().unwrap_err().kind();
+    let mut second = TcpStream::connect(addr).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    conn.set_nonblocking(true).unwrap();
+    let empty = (&conn).read(&mut [0; 8]).unwrap_err().kind();
+    // Loopback delivers the byte within the write.
+    second.write_all(b"x").unwrap();
+    let got = (&conn).read(&mut [0; 8]).map_err(|e| e.kind());
+    let zero = conn
+        .set_read_timeout(Some(Duration::ZERO))
+        .unwrap_err()
+        .kind();
+    println!(
+        "non-blocking: accept {nothing:?}, read {empty:?}, then {got:?}; a zero timeout: {zero:?}"
+    );
+}
+
+/// Accepts on `addr` with a cap of descriptors (given by the host), holding
+/// what it accepts in batches of `batch`, until `total` came: `incoming`
+/// waits, without spinning, while the guest is at its cap.
+fn exhaust(addr: &str, batch: usize, total: usize) {
+    let listener = TcpListener::bind(addr).unwrap();
+    println!("listening");
+    let accepted = wasmlet::Queue::new();
+    let server = {
+        let accepted = accepted.clone();
+        wasmlet::spawn_n(move || -> std::io::Result<()> {
+            for conn in listener.incoming() {
+                accepted.put(conn?).ok();
+            }
+            Ok(())
+        })
+    };
+    let mut held = Vec::new();
+    for _ in 0..total {
+        held.push(accepted.get().unwrap());
+        if held.len() == batch {
+            // The server is at the cap and backing off: a few of its
+            // retries pass, refused, before the batch is let go.
+            wasmlet::sleep(Duration::from_millis(40)).unwrap();
+            held.clear();
+        }
+    }
+    server.kill();
+    println!("accepted {total}");
+}
+
+/// Connects `n` times to `addr`, then waits for each connection's end.
+fn connect_many(addr: &str, n: usize) {
+    let conns: Vec<_> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for mut conn in conns {
+        conn.read_to_end(&mut Vec::new()).unwrap();
+    }
+    println!("{n} connections served");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
+        Some("turns") => return turns(),
+        Some("exhaust") => {
+            return exhaust(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap())
+        }
+        Some("connect-many") => return connect_many(&args[2], args[3].parse().unwrap()),
         Some("many") => return many(args[2].parse().unwrap()),
         Some("cycles") => return cycles(args[2].parse().unwrap()),
         Some("hold") => return hold(&args[2], args[3].parse().unwrap()),
