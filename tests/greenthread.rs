@@ -426,6 +426,16 @@ fn std_threads_run_as_green_threads() {
     );
 }
 
+/// A program that never names the SDK (none of it is linked, so the
+/// loader adds no SDK entry points): its std threads run green all the same.
+/// It trapped before ("failed to find function export `wasmlet:run-on`").
+#[test]
+fn std_threads_run_green_in_a_program_without_the_sdk() {
+    let r = run("plain_std", &[]);
+    assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
+    assert_eq!(lines(&r.stdout), ["threads sent [1, 2, 3, 4], total 10"]);
+}
+
 /// A panic aborts a wasm program, in any thread: the guest ends, and says
 /// which std::thread failed.
 #[test]

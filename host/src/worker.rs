@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use wasmtime::error::Context as _;
-use wasmtime::{Instance, InstancePre, Result, Store, TypedFunc, Val};
+use wasmtime::{Instance, InstancePre, Result, Store, TypedFunc, Val, WasmParams, WasmResults};
 
 use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
@@ -61,10 +61,13 @@ pub(crate) struct Worker {
     store: Store<ThreadData>,
     /// For the exports only a `std::thread` needs, looked up when one runs.
     instance: Instance,
-    /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `rewrite`).
-    run: TypedFunc<(u32, u32, u32, u32, u32), ()>,
-    /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`.
-    finish: TypedFunc<FinishArgs, ()>,
+    /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `rewrite`). None in
+    /// a program built without the SDK, whose green threads are all
+    /// `std::thread`s.
+    run: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`; None
+    /// as `run`.
+    finish: Option<TypedFunc<FinishArgs, ()>>,
 }
 
 impl Worker {
@@ -82,8 +85,8 @@ impl Worker {
             store.epoch_deadline_async_yield_and_update(1);
         }
         let instance = pre.instantiate_async(&mut store).await?;
-        let run = instance.get_typed_func(&mut store, RUN_ON_EXPORT)?;
-        let finish = instance.get_typed_func(&mut store, FINISH_ON_EXPORT)?;
+        let run = entry(&instance, &mut store, RUN_ON_EXPORT)?;
+        let finish = entry(&instance, &mut store, FINISH_ON_EXPORT)?;
         Ok(Box::new(Worker {
             below: None,
             store,
@@ -122,11 +125,13 @@ impl Worker {
         match entry {
             TaskCall::Run { task } => {
                 let args = (task, sp, tls, limit, span);
-                self.run.call_async(store, args).await
+                let run = self.run.as_ref().context(NO_SDK)?;
+                run.call_async(store, args).await
             }
             TaskCall::Finish { task, how, error } => {
                 let args = (task, how as u32, error, sp, tls, limit, span);
-                self.finish.call_async(store, args).await
+                let finish = self.finish.as_ref().context(NO_SDK)?;
+                finish.call_async(store, args).await
             }
             TaskCall::StdThread { tid, arg } => {
                 // wasi-libc's `wasi_thread_start` moves the stack pointer to
@@ -146,6 +151,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// Why a green thread of the SDK's cannot run in a program without it (the
+/// hub refuses such spawns before: only a bug gets here).
+const NO_SDK: &str = "the guest was built without the wasmlet SDK: it has no `wasmlet-run`";
+
+/// The typed export `name` if the loader added it (see `rewrite`): a program
+/// built without the SDK has none.
+///
+/// # Errors
+/// If it is there with another type.
+fn entry<P: WasmParams, R: WasmResults>(
+    instance: &Instance,
+    store: &mut Store<ThreadData>,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>> {
+    if instance.get_export(&mut *store, name).is_none() {
+        return Ok(None);
+    }
+    instance.get_typed_func(&mut *store, name).map(Some)
 }
 
 /// The main green thread's life: its own store and instance, `_start`, on
