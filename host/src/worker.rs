@@ -50,6 +50,9 @@ impl Stack {
 /// threads (wasi-threads' `wasi_thread_start(tid, start_arg)`).
 pub(crate) const STD_THREAD_START: &str = "wasi_thread_start";
 
+/// `wasmlet:run-on`'s parameters: task, sp, tls, limit, span.
+type RunArgs = (u32, u32, u32, u32, u32);
+
 /// `wasmlet:finish-on`'s parameters: task, how, error, then as `run-on`.
 type FinishArgs = (u32, u32, u32, u32, u32, u32, u32);
 
@@ -64,7 +67,7 @@ pub(crate) struct Worker {
     /// `wasmlet:run-on(task, sp, tls, limit, span)` (see `rewrite`). None in
     /// a program built without the SDK, whose green threads are all
     /// `std::thread`s.
-    run: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    run: Option<TypedFunc<RunArgs, ()>>,
     /// `wasmlet:finish-on(task, how, error, sp, tls, limit, span)`; None
     /// as `run`.
     finish: Option<TypedFunc<FinishArgs, ()>>,
