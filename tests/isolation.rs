@@ -323,3 +323,39 @@ fn every_way_to_block_at_once_leaves_the_hub_running() {
     assert_eq!(out.status.code(), Some(137), "{err}");
     assert!(err.contains("time limit of 0.500 s"), "{err}");
 }
+
+/// A storm of waits ending together (30,000 futex waiters timing out at
+/// one deadline, as many woken by one `notify_all`, as many links unlinked
+/// newest first) is O(1) work per wait: each used to search its queue, and
+/// the first two held the hub for 470 and 200 ms. The rules are the
+/// scheduler's unit tests (`futex_waiters_timing_out_at_once_leave_no_entry_behind`,
+/// `a_burst_of_due_timers_fires_over_several_steps_in_deadline_order`); this
+/// checks the wiring, and that nothing is left: every green thread is gone
+/// and the neighbour ran throughout (its lateness is printed, not asserted).
+#[test]
+fn a_storm_of_waits_ending_together_leaves_nothing_behind() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let neighbour = Program::from_file(runtime.engine(), guest("lateness")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let storm = hub
+        .add_guest(&hostile, options(&["futex-storm", "30000"]))
+        .unwrap();
+    let n = hub.add_guest(&neighbour, options(&["3000"])).unwrap();
+    hub.run();
+    let (storm, n) = (finished(&hub, storm), finished(&hub, n));
+    assert_eq!(storm.code, 0, "{:?} {}", storm.error, storm.stderr);
+    assert_eq!(
+        storm.stdout.lines().collect::<Vec<_>>(),
+        [
+            "30000 of 30000 timed out together",
+            "30000 woken by one notify_all",
+            "30000 links unlinked newest first",
+        ]
+    );
+    assert_eq!(n.code, 0, "{}", n.stderr);
+    println!(
+        "beside the storm, the neighbour was at most {} ms late",
+        n.stdout.trim()
+    );
+}

@@ -44,6 +44,9 @@
 //! - `timed` counts the guest's green threads whose state has a timer, and
 //!   `io` those waiting for a host descriptor, and `links` their pending
 //!   links;
+//! - a futex address is in its guest's map exactly while some green thread
+//!   waits on it, and its queue counts those current waits (the queue may
+//!   also hold ended ones, skipped when reached: see `Waiter`);
 //! - `alive` counts the records of every live guest.
 
 mod timers;
@@ -53,7 +56,7 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -226,9 +229,14 @@ struct Thread<P> {
     /// start argument; it cannot be killed, and it has no SDK ending.
     std_thread: bool,
     /// `(link id, callback)`, in link order.
-    links: VecDeque<(u64, u32)>,
-    /// Keys of the green threads joining it.
-    joiners: Vec<usize>,
+    /// Link ids rise in link order, so the map's order is link order; a
+    /// map, not a queue, so that `unlink` finds and removes one in
+    /// O(log links) (a scan of 30 million took 64 ms of the hub).
+    links: BTreeMap<u64, u32>,
+    /// The green threads joining it, as their waits were when they began:
+    /// an entry whose wait has ended (timed out, killed) stays until the
+    /// thread ends or the list is pruned (see [`Waiter`]).
+    joiners: Vec<Waiter>,
     /// Bumped whenever it stops waiting, so that the timer of an ended wait
     /// is recognised as stale.
     wait_token: u64,
@@ -242,6 +250,59 @@ struct Thread<P> {
     payload: P,
 }
 
+/// Most timers [`Scheduler::fire_due_timers`] fires in one call (about
+/// 0.4 ms of work).
+pub(crate) const TIMERS_PER_STEP: usize = 4096;
+
+/// One green thread's wait, as a queue of waiters records it: still
+/// current while the thread (its key and id) has not stopped waiting since
+/// (its wait token is unchanged).
+///
+/// Queues keep the entries of waits that ended otherwise (a timeout, a
+/// kill) until they are passed or pruned, instead of searching for them
+/// when the wait ends: that search made a wait's end cost O(waiters), and
+/// 30,000 futex waiters timing out together held the hub for half a second.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    key: usize,
+    id: ThreadId,
+    token: u64,
+}
+
+impl Waiter {
+    fn of<P>(key: usize, t: &Thread<P>) -> Waiter {
+        Waiter {
+            key,
+            id: t.id,
+            token: t.wait_token,
+        }
+    }
+
+    /// True while the wait it recorded goes on.
+    fn is_current<P>(&self, threads: &Slab<Thread<P>>) -> bool {
+        threads
+            .get(self.key)
+            .is_some_and(|t| t.id == self.id && t.wait_token == self.token)
+    }
+}
+
+/// True when a list of waiters of length `len` should be pruned of ended
+/// waits: when it reaches a power of two past 64, so that pruning costs O(1)
+/// a push, amortised, and ended waits never pile up past the current ones.
+fn worth_pruning(len: usize) -> bool {
+    len >= 64 && len.is_power_of_two()
+}
+
+/// The green threads waiting on one futex address.
+///
+/// Invariant: `current` counts the entries of `waiters` whose wait goes on;
+/// the queue is removed from its guest's map when it reaches 0.
+#[derive(Default)]
+struct FutexQueue {
+    waiters: VecDeque<Waiter>,
+    current: usize,
+}
+
 /// The green threads of one live guest.
 struct Guest<P> {
     threads: Slab<Thread<P>>,
@@ -252,7 +313,7 @@ struct Guest<P> {
     run_queue: VecDeque<usize>,
     /// The green threads waiting on each futex address, in the order they
     /// started waiting.
-    futexes: FxHashMap<u64, VecDeque<usize>>,
+    futexes: FxHashMap<u64, FutexQueue>,
     /// In the scheduler's round robin.
     in_ready: bool,
     /// Green threads waiting on a timer: while none do, none waits for a
@@ -425,15 +486,13 @@ impl<P> Scheduler<P> {
         let t = &mut g.threads[thread];
         t.wait_token += 1;
         let state = t.state;
-        if let State::Joining { target, .. } = state {
-            if let Some(key) = g.key_of(target) {
-                g.threads[key].joiners.retain(|&j| j != thread);
-            }
-        }
+        // A joiner's entry in its target's list is left to go stale (see
+        // `Waiter`); a futex waiter's too, but the count of current ones
+        // follows at once, so an address nobody waits on leaves the map.
         if let State::Futex { address, .. } = state {
-            if let Some(waiters) = g.futexes.get_mut(&address) {
-                waiters.retain(|&w| w != thread);
-                if waiters.is_empty() {
+            if let Some(queue) = g.futexes.get_mut(&address) {
+                queue.current -= 1;
+                if queue.current == 0 {
                     g.futexes.remove(&address);
                 }
             }
@@ -607,12 +666,8 @@ impl<P> Scheduler<P> {
         g.started -= usize::from(t.started);
         g.links -= t.links.len();
         for joiner in t.joiners {
-            let g = self.guest(guest);
-            let waiting = g.threads.get(joiner).is_some_and(
-                |j| matches!(j.state, State::Joining { target, .. } if target == t.id),
-            );
-            if waiting {
-                self.make_runnable(guest, joiner, false);
+            if joiner.is_current(&self.guest(guest).threads) {
+                self.make_runnable(guest, joiner.key, false);
             }
         }
         t.payload
@@ -720,12 +775,20 @@ impl<P> Scheduler<P> {
     /// would otherwise each spend a time slice before a due timer is served.
     /// It cannot starve them: once it runs a whole slice, preemption puts it
     /// at the back.
+    ///
+    /// At most [`TIMERS_PER_STEP`] fire in one call: the hub calls this
+    /// before every step, so a burst (30,000 waits with one deadline) fires
+    /// over a few steps instead of holding the hub for all of it, and a
+    /// neighbour's timer, in deadline order among them, waits a few short
+    /// steps at most.
     pub fn fire_due_timers(&mut self, now: Instant) {
         let mut ahead = 0;
+        let mut fired = 0;
         while let Some(timer) = self.timers.peek() {
-            if timer.deadline > now {
+            if timer.deadline > now || fired == TIMERS_PER_STEP {
                 break;
             }
+            fired += 1;
             let timer = self.timers.pop().expect("peeked");
             if !timer_is_live(&self.guests, &timer) {
                 continue;
@@ -1010,7 +1073,13 @@ impl<P> Scheduler<P> {
         if timeout == Some(Duration::ZERO) {
             return Some(JoinStatus::TimedOut);
         }
-        g.threads[key].joiners.push(caller);
+        let joiner = Waiter::of(caller, &g.threads[caller]);
+        let mut joiners = std::mem::take(&mut g.threads[key].joiners);
+        joiners.push(joiner);
+        if worth_pruning(joiners.len()) {
+            joiners.retain(|w| w.is_current(&g.threads));
+        }
+        g.threads[key].joiners = joiners;
         g.threads[caller].state = State::Joining {
             target,
             timed: timeout.is_some(),
@@ -1041,7 +1110,7 @@ impl<P> Scheduler<P> {
         let id = g.next_link;
         g.next_link += 1;
         g.links += 1;
-        g.threads[key].links.push_back((id, callback));
+        g.threads[key].links.insert(id, callback);
         id
     }
 
@@ -1051,11 +1120,10 @@ impl<P> Scheduler<P> {
         let Some(key) = g.key_of(target) else {
             return 0;
         };
-        let links = &mut g.threads[key].links;
-        match links.iter().position(|(id, _)| *id == link) {
-            Some(at) => {
+        match g.threads[key].links.remove(&link) {
+            Some(callback) => {
                 g.links -= 1;
-                links.remove(at).map_or(0, |(_, cb)| cb)
+                callback
             }
             None => 0,
         }
@@ -1064,7 +1132,7 @@ impl<P> Scheduler<P> {
     /// The caller's next link in link order, or 0.
     pub fn next_link(&mut self, guest: usize, thread: usize) -> u32 {
         let g = self.guest(guest);
-        match g.threads[thread].links.pop_front() {
+        match g.threads[thread].links.pop_first() {
             Some((_, callback)) => {
                 g.links -= 1;
                 callback
@@ -1141,7 +1209,15 @@ impl<P> Scheduler<P> {
             return Some(FUTEX_TIMED_OUT);
         }
         let g = self.guest(guest);
-        g.futexes.entry(address).or_default().push_back(thread);
+        let queue = g.futexes.entry(address).or_default();
+        queue
+            .waiters
+            .push_back(Waiter::of(thread, &g.threads[thread]));
+        queue.current += 1;
+        if worth_pruning(queue.waiters.len()) {
+            let threads = &g.threads;
+            queue.waiters.retain(|w| w.is_current(threads));
+        }
         let t = &mut g.threads[thread];
         t.unparked = false;
         t.state = State::Futex {
@@ -1169,15 +1245,16 @@ impl<P> Scheduler<P> {
         let mut woken = 0;
         while woken < count {
             let g = self.guest(guest);
-            let Some(waiters) = g.futexes.get_mut(&address) else {
+            // While the queue is in the map, a current waiter is in it.
+            let Some(queue) = g.futexes.get_mut(&address) else {
                 break;
             };
-            let Some(thread) = waiters.pop_front() else {
-                g.futexes.remove(&address);
-                break;
-            };
-            g.threads[thread].unparked = true;
-            self.make_runnable(guest, thread, false);
+            let waiter = queue.waiters.pop_front().expect("a current waiter");
+            if !waiter.is_current(&g.threads) {
+                continue;
+            }
+            g.threads[waiter.key].unparked = true;
+            self.make_runnable(guest, waiter.key, false);
             woken += 1;
         }
         woken
@@ -1307,6 +1384,15 @@ impl<P> Scheduler<P> {
             assert_eq!(g.io, io);
             let links: usize = g.threads.iter().map(|(_, t)| t.links.len()).sum();
             assert_eq!(g.links, links);
+            for (address, queue) in &g.futexes {
+                let current = queue
+                    .waiters
+                    .iter()
+                    .filter(|w| w.is_current(&g.threads))
+                    .count();
+                assert_eq!(queue.current, current, "futex {address:#x}");
+                assert!(current > 0, "futex {address:#x} has no current waiter");
+            }
             let started = g.threads.iter().filter(|(_, t)| t.started).count();
             assert_eq!(g.started, started);
         }
@@ -1327,7 +1413,7 @@ fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
         unwinding: None,
         paused: false,
         std_thread: false,
-        links: VecDeque::new(),
+        links: BTreeMap::new(),
         joiners: Vec::new(),
         wait_token: 0,
         permit: false,

@@ -352,9 +352,14 @@ fn join_wakes_when_the_target_ends_and_times_out_otherwise() {
     h.advance(10 * MS);
     assert_eq!(h.next(), Some(h.main));
     assert_eq!(h.s.join_result(0, h.main, t), JoinStatus::TimedOut);
-    assert!(h.s.guests[0].as_ref().unwrap().threads[key]
-        .joiners
-        .is_empty());
+    let g = h.s.guests[0].as_ref().unwrap();
+    assert!(
+        g.threads[key]
+            .joiners
+            .iter()
+            .all(|j| !j.is_current(&g.threads)),
+        "the timed-out join is no longer current"
+    );
     assert_eq!(h.s.join(0, h.main, t, None, at(h.now)), None);
     h.advance(Duration::from_secs(1));
     assert_eq!(h.next(), Some(key));
@@ -936,4 +941,84 @@ fn a_timed_io_wait_ends_at_its_timer_and_its_readiness_goes_stale() {
     h.s.io_ready(waiter);
     h.s.debug_check();
     assert_eq!(h.next(), None, "a late readiness wakes nothing");
+}
+
+#[test]
+fn futex_waiters_timing_out_at_once_leave_no_entry_behind() {
+    let mut h = Hub::new();
+    let n = 5_000;
+    let ids: Vec<_> = (0..n)
+        .map(|_| h.spawn(h.main, Duration::ZERO, false))
+        .collect();
+    h.s.sleep(0, h.main, Duration::from_secs(60), at(h.now));
+    for _ in 0..n {
+        // (Not `h.next()`: its invariant check is quadratic.)
+        let (_, key) = h.s.next_runnable().unwrap();
+        h.s.start(0, key);
+        assert_eq!(h.s.futex_wait(0, key, 0x40, Some(10 * MS), at(h.now)), None);
+    }
+    h.now += 10 * MS;
+    // Each timeout ends its wait in O(1), not by a search of the queue (two
+    // calls: a step fires at most TIMERS_PER_STEP).
+    h.s.fire_due_timers(h.now);
+    h.s.fire_due_timers(h.now);
+    h.s.debug_check();
+    assert!(
+        h.s.guests[0].as_ref().unwrap().futexes.is_empty(),
+        "the address leaves the map with its last current waiter"
+    );
+    for id in &ids[..3] {
+        let key = h.key(*id);
+        assert_eq!(h.s.futex_result(0, key), FUTEX_TIMED_OUT);
+    }
+    assert_eq!(h.s.futex_notify(0, 0x40, u32::MAX), 0);
+}
+
+#[test]
+fn a_notify_skips_waits_that_ended_and_wakes_the_current_ones_in_order() {
+    let mut h = Hub::new();
+    let a = h.spawn(h.main, Duration::ZERO, false);
+    let b = h.spawn(h.main, Duration::ZERO, false);
+    let c = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::from_secs(60), at(h.now));
+    let (ka, kb, kc) = (h.key(a), h.key(b), h.key(c));
+    assert_eq!(h.next(), Some(ka));
+    h.s.futex_wait(0, ka, 8, Some(MS), at(h.now));
+    assert_eq!(h.next(), Some(kb));
+    h.s.futex_wait(0, kb, 8, None, at(h.now));
+    assert_eq!(h.next(), Some(kc));
+    h.s.futex_wait(0, kc, 8, None, at(h.now));
+    h.advance(MS);
+    assert_eq!(h.next(), Some(ka), "a timed out");
+    // a waits again: behind c now, its old entry stale at the front.
+    h.s.futex_wait(0, ka, 8, None, at(h.now));
+    assert_eq!(h.s.futex_notify(0, 8, 2), 2);
+    assert_eq!(h.next(), Some(kb));
+    assert_eq!(h.next(), Some(kc));
+    assert_eq!(h.s.futex_notify(0, 8, 5), 1);
+    assert_eq!(h.next(), Some(ka));
+    assert!(h.s.guests[0].as_ref().unwrap().futexes.is_empty());
+}
+
+#[test]
+fn a_burst_of_due_timers_fires_over_several_steps_in_deadline_order() {
+    let mut h = Hub::new();
+    let n = TIMERS_PER_STEP + 10;
+    for _ in 0..n {
+        h.spawn(h.main, Duration::ZERO, false);
+    }
+    h.s.sleep(0, h.main, 2 * MS, at(h.now));
+    for _ in 0..n {
+        let (_, key) = h.s.next_runnable().unwrap();
+        h.s.start(0, key);
+        h.s.sleep(0, key, MS, at(h.now));
+    }
+    h.now += 2 * MS;
+    h.s.fire_due_timers(h.now);
+    let g = h.s.guests[0].as_ref().unwrap();
+    assert_eq!(g.run_queue.len(), TIMERS_PER_STEP, "one step's worth");
+    h.s.fire_due_timers(h.now);
+    let g = h.s.guests[0].as_ref().unwrap();
+    assert_eq!(g.run_queue.len(), n + 1, "the rest, then main's, later");
+    assert_eq!(g.run_queue.back(), Some(&h.main));
 }

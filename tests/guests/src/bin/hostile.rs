@@ -15,6 +15,10 @@
 //!   and opens one again.
 //! - `timed-waits N`: N channel receives with a 1 h timeout that a
 //!   neighbour's send ends early (each leaves a timer the hub must free).
+//! - `futex-storm N [PHASES]`: (1) N green threads wait on one condition
+//!   variable with one deadline, all time out together; (2) N wait again
+//!   and one `notify_all` wakes them all; (3) N links to one green thread
+//!   are unlinked newest first. PHASES (default `123`) picks which run.
 //! - `spin`: spins for ever.
 //! - `block`: waits for ever on stdin, then on a futex, then in
 //!   `std::thread::sleep` (each in its own green thread).
@@ -142,6 +146,60 @@ fn main() {
                 to_sender.send(got).unwrap();
             }
             println!("{got} timed waits ended early");
+        }
+        "futex-storm" => {
+            use std::sync::{Arc, Condvar, Mutex};
+            let n: usize = arg(2).parse().unwrap();
+            let phases = if arg(3).is_empty() { "123" } else { arg(3) };
+            let pair = Arc::new((Mutex::new(false), Condvar::new()));
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            let waiters: Vec<_> = (0..n * usize::from(phases.contains('1')))
+                .map(|_| {
+                    let pair = pair.clone();
+                    wasmlet::spawn(move || {
+                        let (lock, cond) = &*pair;
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        let guard = lock.lock().unwrap();
+                        cond.wait_timeout(guard, left).unwrap().1.timed_out()
+                    })
+                })
+                .collect();
+            let timed_out = waiters.into_iter().filter(|w| w.wait().unwrap()).count();
+            println!("{timed_out} of {n} timed out together");
+            let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let n2 = n * usize::from(phases.contains('2'));
+            let waiters: Vec<_> = (0..n2)
+                .map(|_| {
+                    let (pair, waiting) = (pair.clone(), waiting.clone());
+                    wasmlet::spawn(move || {
+                        let (lock, cond) = &*pair;
+                        let mut go = lock.lock().unwrap();
+                        waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        while !*go {
+                            go = cond.wait(go).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            while waiting.load(std::sync::atomic::Ordering::Relaxed) < n2 {
+                let _ = wasmlet::sleep(Duration::ZERO);
+            }
+            *pair.0.lock().unwrap() = true;
+            pair.1.notify_all();
+            for w in waiters {
+                w.wait().unwrap();
+            }
+            println!("{n} woken by one notify_all");
+            let target = wasmlet::spawn(|| wasmlet::sleep(Duration::from_secs(3600)));
+            let n3 = n * usize::from(phases.contains('3'));
+            let links: Vec<_> = (0..n3).map(|_| target.link(|_| {})).collect();
+            let unlinked = links
+                .into_iter()
+                .rev()
+                .filter(|&l| target.unlink(l))
+                .count();
+            target.kill();
+            println!("{unlinked} links unlinked newest first");
         }
         "spin" => {
             let mut spins = 0u64;
