@@ -174,6 +174,27 @@ fn a_spinning_call_holds_only_its_own_plugin_and_can_be_cancelled() {
     assert_eq!(finish(&mut hub, &behind).unwrap(), b"BEHIND");
 }
 
+/// A call cancelled while it waits, which ignores the kill its wait
+/// reports and computes on, is ended at the second preemption after
+/// (a whole slice without a blocking call): it ran on for ever, and the
+/// plugin's next call got no answer.
+#[test]
+fn a_cancelled_call_that_ignores_its_kill_and_computes_on_is_ended() {
+    let runtime = runtime();
+    let mut hub = Hub::new(&runtime);
+    let p = hub
+        .add_plugin(&plugin_program(&runtime), options(&[]))
+        .unwrap();
+    let deaf = hub.call(p, "deaf", b"".to_vec()).unwrap();
+    hub.run_until_idle();
+    assert!(deaf.try_result().is_none(), "it waits in its sleep");
+    deaf.cancel();
+    assert!(matches!(finish(&mut hub, &deaf), Err(CallError::Cancelled)));
+    let next = hub.call(p, "upper", b"next".to_vec()).unwrap();
+    assert_eq!(finish(&mut hub, &next).unwrap(), b"NEXT");
+    assert_eq!(hub.usage(p).unwrap().green_threads, 0);
+}
+
 #[test]
 fn the_hub_can_be_driven_a_turn_at_a_time_until_idle_or_until_a_deadline() {
     let runtime = runtime();

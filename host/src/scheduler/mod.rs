@@ -32,10 +32,11 @@
 //!   as a thread that has not started) only where that is safe, at a hub
 //!   call: waiting for an async host function's future, or making more than
 //!   [`UNWIND_CALLS`] blocking calls after its kill. The one exception is a
-//!   runaway: killed (by the host) while paused, it is ended at its next
-//!   preemption if it has not reached a blocking call by then; ending it
-//!   mid-code may leave a lock of its guest held (wasi-libc's malloc lock
-//!   among them), but nothing else would stop it.
+//!   runaway: a killed thread that runs a whole time slice without a
+//!   blocking call (killed while paused, or one that ignored the kill its
+//!   wait reported and computes on) is ended at the preemption that finds
+//!   it so; ending it mid-code may leave a lock of its guest held
+//!   (wasi-libc's malloc lock among them), but nothing else would stop it.
 //!
 //! Invariants (checked by `debug_check` in tests):
 //! - a green thread is in its guest's run queue exactly when its state is
@@ -162,9 +163,10 @@ struct Unwinding {
     error: u32,
     /// How many more blocking calls it may make (see [`UNWIND_CALLS`]).
     calls_left: u32,
-    /// Killed (by the host) while preemption had paused it, and it has not
-    /// reached a blocking call since: a spinner, perhaps, that never will.
-    /// Still running at its next preemption, it is ended there.
+    /// It has not reached a blocking call since it was killed while
+    /// preemption had paused it, or since a preemption found it unwinding:
+    /// a spinner, perhaps, that never will. Still running at its next
+    /// preemption, it is ended there.
     spinning: bool,
 }
 
@@ -601,19 +603,25 @@ impl<P> Scheduler<P> {
     ) -> Suspension {
         let t = &mut self.guest(guest).threads[thread];
         if t.state == State::Running {
-            if let Some(Unwinding {
-                error,
-                spinning: true,
-                ..
-            }) = t.unwinding
-            {
-                // Killed while paused, and a whole slice later it has still
-                // not reached a blocking call: a runaway, which only a hard
-                // end stops (the one place a thread is ended mid-code; it
-                // may leave a lock of the guest's held).
-                t.ending = Some((Ending::Killed, error));
-                self.make_runnable(guest, thread, true);
-                return Suspension::Drop;
+            match &mut t.unwinding {
+                Some(Unwinding {
+                    error,
+                    spinning: true,
+                    ..
+                }) => {
+                    // Killed, and a whole slice later it has still not
+                    // reached a blocking call: a runaway, which only a hard
+                    // end stops (the one place a thread is ended mid-code;
+                    // it may leave a lock of the guest's held).
+                    t.ending = Some((Ending::Killed, *error));
+                    self.make_runnable(guest, thread, true);
+                    return Suspension::Drop;
+                }
+                // Killed, and computing since its last blocking call (one
+                // that ignores the kill its wait reported, say): if the
+                // next preemption finds it still so, it is a runaway.
+                Some(u) => u.spinning = true,
+                None => {}
             }
             t.paused = true;
             // Nothing recorded a wait: preemption paused it so other guests

@@ -1022,3 +1022,21 @@ fn a_burst_of_due_timers_fires_over_several_steps_in_deadline_order() {
     assert_eq!(g.run_queue.len(), n + 1, "the rest, then main's, later");
     assert_eq!(g.run_queue.back(), Some(&h.main));
 }
+
+#[test]
+fn a_killed_thread_that_computes_on_through_two_preemptions_is_ended_hard() {
+    let mut h = Hub::new();
+    let t = h.spawn(h.main, Duration::ZERO, false);
+    h.s.sleep(0, h.main, Duration::from_secs(60), at(h.now));
+    let key = h.next().unwrap();
+    h.s.sleep(0, key, Duration::from_secs(60), at(h.now));
+    assert_eq!(h.s.kill_by_host(0, t), Kill::Unwind);
+    assert_eq!(h.next(), Some(key));
+    // Its sleep reports the kill; it ignores it and computes on.
+    assert_eq!(h.s.unwinding_call(0, key), Ok(true));
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Keep);
+    assert_eq!(h.next(), Some(key), "the first preemption lets it go on");
+    assert_eq!(h.s.suspended(0, key, at(h.now)), Suspension::Drop);
+    assert_eq!(h.next(), Some(key), "its ending runs");
+    // A blocking call between two preemptions would have spared it.
+}

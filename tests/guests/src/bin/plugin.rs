@@ -37,6 +37,15 @@ fn exits(_: &[u8]) -> String {
     std::process::exit(3)
 }
 
+/// Waits 60 s, then (a kill ignored) spins for ever.
+fn deaf(_: &[u8]) -> String {
+    let _ = wasmlet::sleep(Duration::from_secs(60));
+    let mut spins = 0u64;
+    loop {
+        spins = std::hint::black_box(spins + 1);
+    }
+}
+
 fn spins(_: &[u8]) -> String {
     let mut spins = 0u64;
     loop {
@@ -65,7 +74,7 @@ fn total(input: &[u8]) -> Result<wasmlet::plugin::Json<Total>, String> {
     }))
 }
 
-wasmlet::export!(upper, fails, panics, traps, slow, count, exits, spins, total);
+wasmlet::export!(upper, fails, panics, traps, slow, count, exits, spins, deaf, total);
 
 fn main() {
     CALLS.store(0, Ordering::Relaxed);
