@@ -359,3 +359,35 @@ fn a_storm_of_waits_ending_together_leaves_nothing_behind() {
         n.stdout.trim()
     );
 }
+
+/// A guest that fills the hub's green-thread bound (here 3,000; 4,000,000
+/// by default) with spawns leaves every other guest, even one added after
+/// it, its guaranteed share (a sixteenth of the bound, at most 1,024):
+/// before, every other guest's spawn was refused.
+#[test]
+fn a_guest_filling_the_hub_leaves_each_other_guest_its_share() {
+    let runtime = wasmlet_host::Runtime::new(wasmlet_host::Config {
+        max_green_threads: 3000,
+        ..wasmlet_host::Config::default()
+    })
+    .unwrap();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let hog = hub.add_guest(&hostile, options(&["fill-hub"])).unwrap();
+    hub.run_until_idle();
+    let late = hub
+        .add_guest(&hostile, options(&["spawn-at-once", "100", "0"]))
+        .unwrap();
+    hub.run_until_idle();
+    let late = finished(&hub, late);
+    assert_eq!(late.code, 0, "{:?} {}", late.error, late.stderr);
+    assert_eq!(late.stdout, "100 of 100 ended well; first failure: None\n");
+    hub.kill_guest(hog, "the test is over");
+    hub.run();
+    let hog = finished(&hub, hog);
+    assert!(
+        hog.stdout.starts_with("held 2999 green threads, then: "),
+        "{}",
+        hog.stdout
+    );
+}

@@ -272,8 +272,8 @@ pub(crate) fn with<R>(guest: usize, f: impl FnOnce(&mut HubState) -> R) -> Resul
 impl HubState {
     pub fn new(config: Config, control: std::sync::Arc<Control>) -> HubState {
         HubState {
+            sched: Scheduler::with_bound(config.max_green_threads as usize),
             config,
-            sched: Scheduler::default(),
             guests: Vec::new(),
             graveyard: Vec::new(),
             time_limits: BinaryHeap::new(),
@@ -929,13 +929,13 @@ impl HubState {
     /// guest's and the host-memory limits.
     fn admit_green_thread(&self, guest: usize) -> Result<(), (SpawnRefusal, String)> {
         let max = self.config.max_green_threads;
-        if self.sched.alive() >= max as usize {
+        if !self.sched.has_room(guest, max as usize) {
             return Err((
                 SpawnRefusal::HubFull,
                 format!(
-                    "too many green threads alive at once: the hub holds at most {max} \
-                     (raise it with `wasmlet run --max-green-threads N` or \
-                     Config::max_green_threads)"
+                    "too many green threads alive at once: the hub holds at most {max}, less \
+                     what it keeps for each other guest (raise it with \
+                     `wasmlet run --max-green-threads N` or Config::max_green_threads)"
                 ),
             ));
         }

@@ -48,7 +48,8 @@
 //! - a futex address is in its guest's map exactly while some green thread
 //!   waits on it, and its queue counts those current waits (the queue may
 //!   also hold ended ones, skipped when reached: see `Waiter`);
-//! - `alive` counts the records of every live guest.
+//! - `alive` counts the records of every live guest, and `reserved` what
+//!   each live guest holds short of its guaranteed share.
 
 mod timers;
 
@@ -252,6 +253,11 @@ struct Thread<P> {
     payload: P,
 }
 
+/// Green threads each guest may hold however full the hub is (see
+/// [`Scheduler::has_room`]), unless the hub's bound is small: then a
+/// sixteenth of it.
+pub(crate) const GUARANTEED_GREEN_THREADS: usize = 1024;
+
 /// Most timers [`Scheduler::fire_due_timers`] fires in one call (about
 /// 0.4 ms of work).
 pub(crate) const TIMERS_PER_STEP: usize = 4096;
@@ -360,6 +366,12 @@ pub(crate) struct Scheduler<P> {
     timers: Timers,
     /// Green threads alive over all guests.
     alive: usize,
+    /// Green threads set aside for guests below their guarantee: the sum
+    /// over live guests of `guarantee` less what each holds (see
+    /// [`Scheduler::has_room`]).
+    reserved: usize,
+    /// Green threads each guest may hold however full the hub is.
+    guarantee: usize,
 }
 
 impl<P> Default for Scheduler<P> {
@@ -369,11 +381,22 @@ impl<P> Default for Scheduler<P> {
             ready: VecDeque::new(),
             timers: Timers::default(),
             alive: 0,
+            reserved: 0,
+            guarantee: GUARANTEED_GREEN_THREADS,
         }
     }
 }
 
 impl<P> Scheduler<P> {
+    /// A scheduler for a hub that holds at most `most` green threads (a
+    /// sanity bound: see [`Scheduler::has_room`]).
+    pub fn with_bound(most: usize) -> Self {
+        Scheduler {
+            guarantee: GUARANTEED_GREEN_THREADS.min(most / 16).max(1),
+            ..Scheduler::default()
+        }
+    }
+
     /// Adds a guest whose main green thread (id 1) is queued; returns the
     /// guest's key.
     pub fn add_guest(&mut self, main_payload: P) -> usize {
@@ -394,6 +417,7 @@ impl<P> Scheduler<P> {
         guest.main = insert(&mut guest, 0, State::Queued, main_payload);
         self.guests.push(Some(guest));
         self.alive += 1;
+        self.reserved += self.guarantee - 1;
         let key = self.guests.len() - 1;
         let main = self.guest(key).main;
         self.enqueue(key, main, false);
@@ -415,6 +439,17 @@ impl<P> Scheduler<P> {
     }
 
     /// Green threads alive in one guest (0 once it has ended).
+    /// Whether the guest may have one more green thread under a hub bound
+    /// of `most`: below its guarantee ([`GUARANTEED_GREEN_THREADS`], or a
+    /// sixteenth of a smaller bound) it always may (the bound is a sanity bound, passed by at most that many a
+    /// guest); past them, only while the hub stays under `most` with every
+    /// other guest's unused guarantee set aside. So one guest filling the
+    /// hub (with millions of delayed spawns, say) leaves each other guest,
+    /// and each guest added after it, its guaranteed share.
+    pub fn has_room(&self, guest: usize, most: usize) -> bool {
+        self.alive_in(guest) < self.guarantee || self.alive + self.reserved < most
+    }
+
     pub fn alive_in(&self, guest: usize) -> usize {
         self.guests
             .get(guest)
@@ -670,6 +705,10 @@ impl<P> Scheduler<P> {
         self.alive -= 1;
         let g = self.guest(guest);
         let t = g.threads.remove(thread);
+        if g.threads.len() < self.guarantee {
+            self.reserved += 1;
+        }
+        let g = self.guest(guest);
         g.keys.remove(&t.id);
         g.started -= usize::from(t.started);
         g.links -= t.links.len();
@@ -687,6 +726,7 @@ impl<P> Scheduler<P> {
             return Vec::new();
         };
         self.alive -= g.threads.len();
+        self.reserved -= self.guarantee.saturating_sub(g.threads.len());
         if self.timers.note_stale(g.timed) {
             let guests = &self.guests;
             self.timers.retain(|timer| timer_is_live(guests, timer));
@@ -892,6 +932,10 @@ impl<P> Scheduler<P> {
             State::Delayed
         };
         let key = insert(g, task, state, payload);
+        if g.threads.len() <= self.guarantee {
+            self.reserved -= 1;
+        }
+        let g = self.guest(guest);
         g.threads[key].spawner = spawner;
         let id = g.threads[key].id;
         // Room for every green thread in the run queue and for a timer each,
@@ -1405,6 +1449,13 @@ impl<P> Scheduler<P> {
             assert_eq!(g.started, started);
         }
         assert_eq!(self.alive, alive);
+        let reserved: usize = self
+            .guests
+            .iter()
+            .flatten()
+            .map(|g| self.guarantee.saturating_sub(g.threads.len()))
+            .sum();
+        assert_eq!(self.reserved, reserved);
     }
 }
 

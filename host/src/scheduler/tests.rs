@@ -1040,3 +1040,35 @@ fn a_killed_thread_that_computes_on_through_two_preemptions_is_ended_hard() {
     assert_eq!(h.next(), Some(key), "its ending runs");
     // A blocking call between two preemptions would have spared it.
 }
+
+#[test]
+fn a_guest_below_its_guarantee_has_room_however_full_the_hub_is() {
+    let mut s: Scheduler<()> = Scheduler::with_bound(160);
+    assert_eq!(s.guarantee, 10, "a sixteenth of a small bound");
+    let (a, b) = (s.add_guest(()), s.add_guest(()));
+    let main_a = s.guests[a].as_ref().unwrap().main;
+    let spawn = Spawn {
+        task: 1,
+        delay: Duration::ZERO,
+        local: false,
+    };
+    let now = Instant::now();
+    let mut held = 1;
+    while s.has_room(a, 160) {
+        s.spawn(a, main_a, spawn, (), at(now));
+        held += 1;
+    }
+    assert_eq!(
+        held,
+        160 - 1 - 9,
+        "b holds 1 (its main), and 9 more are kept for it"
+    );
+    s.debug_check();
+    assert!(s.has_room(b, 160));
+    // A guest added now still gets its share.
+    let c = s.add_guest(());
+    assert!(s.has_room(c, 160));
+    s.end_guest(a);
+    s.debug_check();
+    assert!(s.has_room(a + 1, 160));
+}

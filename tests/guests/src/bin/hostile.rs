@@ -7,6 +7,8 @@
 //! - `spawn-at-once N MS`: spawns N green threads without yielding (each
 //!   sleeps MS ms unless MS is 0, then returns 1), then waits for each:
 //!   how many ended well, and the first failure.
+//! - `fill-hub`: `try_spawn`s hour-long sleepers without yielding until the
+//!   host refuses, says how many it holds, and sleeps on.
 //! - `big-stacks`: `try_spawn`s sleepers with 64 MiB shadow stacks, letting
 //!   each start, until refused.
 //! - `sleepers N`: puts N green threads to sleep for an hour, and main too.
@@ -45,6 +47,17 @@ fn main() {
             }
             let again = wasmlet::try_spawn(|| 7).map(|gt| gt.wait().unwrap());
             println!("once they ended: {again:?}");
+        }
+        "fill-hub" => {
+            let mut held = Vec::new();
+            let refusal = loop {
+                match wasmlet::try_spawn(|| wasmlet::sleep(Duration::from_secs(3600))) {
+                    Ok(gt) => held.push(gt),
+                    Err(e) => break e,
+                }
+            };
+            println!("held {} green threads, then: {refusal}", held.len());
+            let _ = wasmlet::sleep(Duration::from_secs(3600));
         }
         "spawn-at-once" => {
             let n: usize = arg(2).parse().unwrap();
