@@ -75,6 +75,8 @@ pub(crate) struct GuestRecord {
     pub plugin: bool,
     /// What it may reach on the network.
     pub net: NetPolicy,
+    /// Whose its name lookups are, on the process's resolver threads.
+    pub lookup_owner: crate::resolver::Owner,
     /// Its open sockets.
     pub sockets: Sockets,
 }
@@ -107,6 +109,7 @@ impl GuestRecord {
             last_refusal: SpawnRefusal::HubFull,
             plugin: false,
             net: NetPolicy::new(options.net_listen.clone(), options.net_connect.clone()),
+            lookup_owner: crate::resolver::new_owner(),
             sockets: Sockets::default(),
         }
     }

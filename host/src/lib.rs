@@ -26,7 +26,8 @@
 //! call and its end), `call` (the host's calls of plugin functions),
 //! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
 //! shared between guests), `poller` and `stdio` (waiting for host
-//! descriptors), `hub_state` (what host functions share with the run loop),
+//! descriptors), `resolver` (name lookups, shared fairly between guests),
+//! `hub_state` (what host functions share with the run loop),
 //! `guest_memory`, `poll`, `host_functions` and `wasi_overrides` (the host
 //! side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
 //! ([`Hub`]: the embedding API and the run loop) and `pool` ([`HubPool`]).
@@ -51,6 +52,7 @@ mod poll;
 mod poller;
 mod pool;
 pub mod program;
+mod resolver;
 mod rewrite;
 pub mod runtime;
 mod scheduler;

@@ -6,11 +6,7 @@
 //! Every function returns an `i64`: the value, or `-(1 + net-error)`. A
 //! pointer or length outside the guest's memory traps the caller alone.
 
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use wasmtime::{Caller, Linker, Result};
@@ -20,6 +16,7 @@ use crate::host_functions::{as_caller, await_green, wait_ready};
 use crate::hub_state::HubState;
 use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
 use crate::poller::Interest;
+use crate::resolver::Resolver;
 use crate::store_data::ThreadData;
 
 /// The WIT interface's import module name.
@@ -358,13 +355,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 let Ok(name) = String::from_utf8(bytes) else {
                     return Ok(NetError::BadAddress.code());
                 };
-                let ports = as_caller(&caller, |s, guest, _| {
-                    s.guests[guest].net.check_resolve(&name)
+                let (ports, owner) = as_caller(&caller, |s, guest, _| {
+                    let record = &s.guests[guest];
+                    (record.net.check_resolve(&name), record.lookup_owner)
                 })?;
                 let Ok(ports) = ports else {
                     return Ok(NetError::Denied.code());
                 };
-                let found = await_green(&mut caller, Box::pin(lookup(name))).await?;
+                let lookup = Resolver::system().lookup(owner, name);
+                let found = await_green(&mut caller, Box::pin(lookup)).await?;
                 let Ok(addrs) = found else {
                     return Ok(NetError::BadAddress.code());
                 };
@@ -400,87 +399,4 @@ fn open(
     let handle = make(s)?;
     s.descriptors_changed(guest);
     Ok(u64::from(handle))
-}
-
-/// A name lookup on the host's resolver threads (the system's resolver
-/// blocks; the hub's thread must not).
-fn lookup(name: String) -> impl Future<Output = std::io::Result<Vec<IpAddr>>> + Send {
-    let slot = Arc::new(Mutex::new(Lookup::default()));
-    let job = (name, slot.clone());
-    if resolver().lock().map(|tx| tx.send(job)).is_err() {
-        if let Ok(mut lookup) = slot.lock() {
-            lookup.result = Some(Err(std::io::Error::other("the resolver is gone")));
-        }
-    }
-    LookupFuture { slot }
-}
-
-#[derive(Default)]
-struct Lookup {
-    result: Option<std::io::Result<Vec<IpAddr>>>,
-    waker: Option<Waker>,
-}
-
-struct LookupFuture {
-    slot: Arc<Mutex<Lookup>>,
-}
-
-impl Future for LookupFuture {
-    type Output = std::io::Result<Vec<IpAddr>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(mut lookup) = self.slot.lock() else {
-            return Poll::Ready(Err(std::io::Error::other("the resolver failed")));
-        };
-        match lookup.result.take() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                lookup.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-type Job = (String, Arc<Mutex<Lookup>>);
-
-/// Threads that run lookups, however many green threads ask at once: a
-/// flood of lookups queues here instead of starting a thread each.
-const RESOLVER_THREADS: usize = 4;
-
-fn resolver() -> &'static Mutex<mpsc::Sender<Job>> {
-    static SENDER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    SENDER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..RESOLVER_THREADS {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("wasmlet-resolver-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((name, slot)) = job else { return };
-                    let result = (name.as_str(), 0)
-                        .to_socket_addrs()
-                        .map(|addrs| addrs.map(|a| a.ip()).collect());
-                    let waker = match slot.lock() {
-                        Ok(mut lookup) => {
-                            lookup.result = Some(result);
-                            lookup.waker.take()
-                        }
-                        Err(_) => None,
-                    };
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!("no resolver thread: {e}");
-            }
-        }
-        Mutex::new(tx)
-    })
 }
