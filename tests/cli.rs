@@ -292,8 +292,14 @@ fn time_limit_ends_a_guest_that_runs_too_long() {
 
 /// `wasmlet run stdio.wasm -- mode` with every stream piped.
 fn stdio_guest(mode: &str) -> std::process::Child {
+    stdio_guest_with(&[], mode)
+}
+
+/// `stdio_guest` with CLI flags.
+fn stdio_guest_with(flags: &[&str], mode: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
         .args(["run"])
+        .args(flags)
         .arg(guest("stdio"))
         .args(["--", mode])
         .stdin(std::process::Stdio::piped())
@@ -417,4 +423,106 @@ fn the_cpu_time_and_descriptor_limits_have_flags() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Runs the stdio guest in `mode` with stdin and stdout piped, and hands
+/// its stderr lines over a channel (so that a test can wait for a line with
+/// a watchdog, never for time to pass).
+fn stdio_guest_lines(mode: &str) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    // A preopened directory, at descriptor 3: what the guest moves its
+    // stream onto.
+    let dir = format!("{}::/d", std::env::temp_dir().display());
+    let mut child = stdio_guest_with(&["--dir", &dir], mode);
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a stderr line starting with `prefix`; a guest that never says
+/// it (a hub blocked for good, say) is killed after a minute, failing the
+/// test instead of hanging it.
+fn expect_line(
+    child: &mut std::process::Child,
+    lines: &std::sync::mpsc::Receiver<String>,
+    prefix: &str,
+) -> String {
+    let watchdog = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = watchdog.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no line {prefix:?}; stderr was {seen:?}");
+            }
+        }
+    }
+}
+
+/// Issue 19: a guest that moves its stdout onto descriptor 3 and writes more
+/// than the pipe holds still waits green (it blocked the hub's OS thread,
+/// and every guest with it, when the moved stream was handed to
+/// wasmtime-wasi as an ordinary descriptor).
+#[test]
+fn a_stdout_moved_past_2_still_waits_green_when_full() {
+    use std::io::Read;
+    let (mut child, lines) = stdio_guest_lines("write-moved");
+    // Nobody reads stdout until the neighbour has ticked 20 times.
+    expect_line(&mut child, &lines, "ticked 20 times while writing");
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    assert_eq!(expect_line(&mut child, &lines, "wrote: "), "wrote: true");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(stdout.len(), 4 << 20);
+}
+
+/// The same for stdin moved onto descriptor 3.
+#[test]
+fn a_stdin_moved_past_2_still_waits_green() {
+    use std::io::Write;
+    let (mut child, lines) = stdio_guest_lines("read-moved");
+    expect_line(&mut child, &lines, "ticked 20 times while reading");
+    child.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "read: hello\n");
+}
+
+/// A guest cannot read its stdout: a terminal's descriptor is open both
+/// ways, and the guest read the user's keystrokes through it. A socket
+/// stands in for the terminal here.
+#[test]
+fn a_guest_cannot_read_the_hosts_stdout() {
+    use std::io::Write;
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.write_all(b"secret\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run"])
+        .arg(guest("stdio"))
+        .args(["--", "read-stdout"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("running wasmlet");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("reading stdout: Err(Some(8))"), "EBADF: {err}");
 }

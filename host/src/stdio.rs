@@ -25,11 +25,16 @@ use crate::abi::errno;
 /// next read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Which of a guest's descriptors 0, 1 and 2 are still the host's own
-/// stdin, stdout and stderr (the guest may close or renumber them).
+/// Which of a guest's descriptors are the host's own stdin, stdout and
+/// stderr: 0, 1 and 2 to begin with (those it inherits), wherever the guest
+/// moves them (`fd_renumber`) until it closes them. Followed past 2: a
+/// stream moved to 3 blocked the hub's thread when it was handed to
+/// wasmtime-wasi as an ordinary descriptor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct HostStdio {
-    host: [Option<RawFd>; 3],
+    /// By host stream (0, 1, 2): the guest's descriptor for it, if it still
+    /// has one.
+    guest_fd: [Option<u32>; 3],
 }
 
 impl HostStdio {
@@ -37,7 +42,7 @@ impl HostStdio {
     /// stdout and stderr unless they are captured.
     pub fn new(stdin: bool, stdout_and_stderr: bool) -> HostStdio {
         HostStdio {
-            host: [
+            guest_fd: [
                 stdin.then_some(0),
                 stdout_and_stderr.then_some(1),
                 stdout_and_stderr.then_some(2),
@@ -45,26 +50,41 @@ impl HostStdio {
         }
     }
 
-    /// The host descriptor behind the guest's `fd`, if it is one of them.
+    /// The host stream behind the guest's `fd` (0, 1 or 2), if it is one.
     pub fn host_fd(&self, fd: u32) -> Option<RawFd> {
-        self.host.get(fd as usize).copied().flatten()
+        let host = self.guest_fd.iter().position(|&g| g == Some(fd))?;
+        Some(host as RawFd)
     }
 
     /// The guest closed `fd`.
     pub fn closed(&mut self, fd: u32) {
-        if let Some(slot) = self.host.get_mut(fd as usize) {
-            *slot = None;
+        for slot in &mut self.guest_fd {
+            if *slot == Some(fd) {
+                *slot = None;
+            }
         }
     }
 
-    /// The guest moved `from` onto `to` (`fd_renumber`).
+    /// The guest moved `from` onto `to` (`fd_renumber`): what was `to` is
+    /// closed, and a host stream at `from` is at `to` now.
     pub fn renumbered(&mut self, from: u32, to: u32) {
-        let moved = self.host_fd(from);
-        self.closed(from);
-        if let Some(slot) = self.host.get_mut(to as usize) {
-            *slot = moved;
+        if from == to {
+            return;
+        }
+        self.closed(to);
+        for slot in &mut self.guest_fd {
+            if *slot == Some(from) {
+                *slot = Some(to);
+            }
         }
     }
+}
+
+/// Whether the host stream `host` (0, 1 or 2) is one to read (stdin) or to
+/// write: a read of the host's stdout would read a terminal's keystrokes,
+/// as a terminal's descriptor is open both ways.
+pub(crate) fn is_input(host: RawFd) -> bool {
+    host == 0
 }
 
 /// What a transfer that must not block did.
@@ -211,5 +231,23 @@ mod tests {
         assert_eq!(stdio.host_fd(0), None, "a file moved onto 0 is WASI's own");
         assert_eq!(HostStdio::new(false, false).host_fd(1), None);
         assert_eq!(stdio.host_fd(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_host_stream_moved_past_2_is_still_the_hosts() {
+        let mut stdio = HostStdio::new(true, true);
+        stdio.renumbered(1, 3);
+        assert_eq!((stdio.host_fd(1), stdio.host_fd(3)), (None, Some(1)));
+        stdio.renumbered(0, 10);
+        assert_eq!(stdio.host_fd(10), Some(0));
+        stdio.renumbered(3, 3);
+        assert_eq!(stdio.host_fd(3), Some(1));
+        stdio.renumbered(10, 3);
+        assert_eq!(
+            (stdio.host_fd(3), stdio.host_fd(10)),
+            (Some(0), None),
+            "stdout at 3 was closed by the move"
+        );
+        assert!(is_input(0) && !is_input(1) && !is_input(2));
     }
 }

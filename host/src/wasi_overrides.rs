@@ -76,7 +76,12 @@ fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
         |mut caller: Caller<'_, ThreadData>, (fd, iovs, iovs_len, nread): (i32, i32, i32, i32)| {
             Box::new(async move {
                 match host_stream(&caller, fd)? {
-                    Some(host) => read_host(&mut caller, host, iovs, iovs_len, nread).await,
+                    Some(host) if stdio::is_input(host.as_raw_fd()) => {
+                        read_host(&mut caller, host, iovs, iovs_len, nread).await
+                    }
+                    // The host's stdout or stderr: not for reading (it may
+                    // be a terminal, open both ways).
+                    Some(_) => Ok(errno::BADF),
                     None => wasi_p1!(&mut caller, fd_read(fd, iovs, iovs_len, nread)),
                 }
             })
@@ -89,7 +94,10 @@ fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
          (fd, iovs, iovs_len, nwritten): (i32, i32, i32, i32)| {
             Box::new(async move {
                 match host_stream(&caller, fd)? {
-                    Some(host) => write_host(&mut caller, host, iovs, iovs_len, nwritten).await,
+                    Some(host) if !stdio::is_input(host.as_raw_fd()) => {
+                        write_host(&mut caller, host, iovs, iovs_len, nwritten).await
+                    }
+                    Some(_) => Ok(errno::BADF),
                     None => wasi_p1!(&mut caller, fd_write(fd, iovs, iovs_len, nwritten)),
                 }
             })

@@ -4,7 +4,37 @@
 //! `stdio read`: reads one line from stdin (the test sends it late).
 //! `stdio write`: writes 4 MiB to stdout (the test drains it late).
 //! `stdio kill`: a green thread waiting on stdin is killed; main goes on.
-use std::io::{BufRead, Write};
+//! `stdio write-moved` / `read-moved`: the same after moving stdout (or
+//! stdin) onto descriptor 3 with `fd_renumber` (run with a `--dir`, whose
+//! preopen is 3: WASI moves only onto an open descriptor); each says on
+//! stderr when its neighbour has ticked 20 times while it waits.
+//! `stdio read-stdout`: tries to read descriptor 1.
+use std::io::{BufRead, Read, Write};
+use std::os::fd::FromRawFd;
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn fd_renumber(from: u32, to: u32) -> u16;
+}
+
+/// Moves descriptor `from` onto `to`.
+fn renumber(from: u32, to: u32) {
+    // SAFETY: a plain WASI call on two descriptor numbers.
+    assert_eq!(unsafe { fd_renumber(from, to) }, 0, "fd_renumber");
+}
+
+/// Ticks every millisecond while `waiting` runs; says so on stderr once it
+/// has ticked 20 times.
+fn tick_while<T: 'static>(waiting: &wasmlet::GreenThread<T>, what: &str) {
+    let mut ticks = 0;
+    while !waiting.thread().dead() {
+        let _ = wasmlet::sleep(Duration::from_millis(1));
+        ticks += 1;
+        if ticks == 20 {
+            eprintln!("ticked 20 times while {what}");
+        }
+    }
+}
 use std::time::Duration;
 
 /// Ticks every millisecond until `done` is set; how many ticks it made.
@@ -49,6 +79,38 @@ fn main() {
             reader.kill();
             println!("reader: {:?}", reader.wait().map_err(|e| e.to_string()));
         }
-        _ => panic!("usage: stdio read|write|kill"),
+        Some("write-moved") => {
+            renumber(1, 3);
+            let writer = wasmlet::spawn(|| {
+                // SAFETY: descriptor 3 is stdout, moved; this File is its
+                // only owner.
+                let mut out = unsafe { std::fs::File::from_raw_fd(3) };
+                out.write_all(&vec![b'x'; 4 << 20]).is_ok()
+            });
+            tick_while(&writer, "writing");
+            eprintln!("wrote: {}", writer.wait().unwrap());
+        }
+        Some("read-moved") => {
+            renumber(0, 3);
+            let reader = wasmlet::spawn(|| {
+                // SAFETY: descriptor 3 is stdin, moved; this File is its
+                // only owner.
+                let input = unsafe { std::fs::File::from_raw_fd(3) };
+                let mut line = String::new();
+                std::io::BufReader::new(input)
+                    .read_line(&mut line)
+                    .map(|_| line)
+            });
+            tick_while(&reader, "reading");
+            println!("read: {}", reader.join().unwrap().unwrap().trim_end());
+        }
+        Some("read-stdout") => {
+            // SAFETY: descriptor 1 is stdout; forgotten below, not closed.
+            let mut out = unsafe { std::fs::File::from_raw_fd(1) };
+            let got = out.read(&mut [0; 64]).map_err(|e| e.raw_os_error());
+            std::mem::forget(out);
+            eprintln!("reading stdout: {got:?}");
+        }
+        _ => panic!("usage: stdio read|write|kill|write-moved|read-moved|read-stdout"),
     }
 }
