@@ -526,3 +526,38 @@ fn a_guest_cannot_read_the_hosts_stdout() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("reading stdout: Err(Some(8))"), "EBADF: {err}");
 }
+
+/// The host's own log line to a stderr pipe a guest has filled (nobody
+/// reads it) does not stop the hub: it is dropped and counted (it blocked
+/// the hub's OS thread for good).
+#[test]
+fn a_host_log_line_to_a_full_stderr_does_not_stop_the_hub() {
+    use std::io::{BufRead, Read};
+    let mut child = stdio_guest("full-stderr");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Stderr is read only once the guest says it still runs (a watchdog
+    // ends a guest that never does).
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60));
+    if line.is_err() {
+        let _ = child.kill();
+    }
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        line.as_deref(),
+        Ok("still running after the refusal: true"),
+        "{}",
+        err.trim_start_matches('e')
+    );
+    assert!(status.success());
+}

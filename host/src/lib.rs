@@ -75,4 +75,5 @@ pub use net_policy::{ConnectRule, NetPolicy};
 pub use pool::{HubPool, PoolGuest, PoolHandle};
 pub use program::Program;
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use stdio::StderrLog;
 pub use store_data::ThreadData;

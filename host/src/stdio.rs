@@ -87,6 +87,52 @@ pub(crate) fn is_input(host: RawFd) -> bool {
     host == 0
 }
 
+/// The process's stderr for the host's own log lines, written without ever
+/// blocking: the hub logs from its own thread, and a guest that filled a
+/// stderr pipe nobody reads made the host's next log line stop the hub
+/// (and every guest on it). A line that does not fit now is dropped and
+/// counted; the next one that fits says how many were.
+///
+/// ```no_run
+/// tracing_subscriber::fmt().with_writer(|| wasmlet_host::StderrLog).init();
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StderrLog;
+
+/// Log lines [`StderrLog`] dropped since it last said so.
+static DROPPED_LINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl std::io::Write for StderrLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: descriptor 2 is the process's stderr; were it closed, the
+        // write fails with EBADF (or reaches what took its number, as any
+        // program's stderr write would).
+        let fd = unsafe { BorrowedFd::borrow_raw(2) };
+        let dropped = DROPPED_LINES.swap(0, Relaxed);
+        if dropped > 0 {
+            let note = format!("wasmlet: {dropped} log lines dropped: stderr was full\n");
+            if !matches!(try_write(fd, note.as_bytes()), Attempt::Done(_)) {
+                DROPPED_LINES.fetch_add(dropped + 1, Relaxed);
+                return Ok(buf.len());
+            }
+        }
+        match try_write(fd, buf) {
+            Attempt::Done(n) => Ok(n),
+            // Full: dropped. Failed (stderr closed): there is nowhere to say
+            // it.
+            Attempt::NotReady | Attempt::Failed(_) => {
+                DROPPED_LINES.fetch_add(1, Relaxed);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What a transfer that must not block did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Attempt<T> {

@@ -139,7 +139,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("WASMLET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        // Never blocks the hub on a full stderr pipe.
+        .with_writer(|| wasmlet_host::StderrLog)
         .without_time()
         .with_target(false)
         .init();

@@ -9,6 +9,9 @@
 //! preopen is 3: WASI moves only onto an open descriptor); each says on
 //! stderr when its neighbour has ticked 20 times while it waits.
 //! `stdio read-stdout`: tries to read descriptor 1.
+//! `stdio full-stderr`: fills stderr (the test reads it only at the end),
+//! then makes the host log a line (a spawn it refuses), then says on stdout
+//! that it still runs.
 use std::io::{BufRead, Read, Write};
 use std::os::fd::FromRawFd;
 
@@ -111,6 +114,30 @@ fn main() {
             std::mem::forget(out);
             eprintln!("reading stdout: {got:?}");
         }
-        _ => panic!("usage: stdio read|write|kill|write-moved|read-moved|read-stdout"),
+        Some("full-stderr") => {
+            // The writer holds std's stderr lock while it waits: nothing
+            // else of the guest's may print there.
+            wasmlet::hub_exceptions(false);
+            let writer = wasmlet::spawn(|| std::io::stderr().write_all(&vec![b'e'; 1 << 20]));
+            // 20 ticks with the writer still at it: the pipe is full.
+            let mut ticks = 0;
+            while ticks < 20 && !writer.thread().dead() {
+                let _ = wasmlet::sleep(Duration::from_millis(1));
+                ticks += 1;
+            }
+            // A spawn the host refuses, which it logs (to the full stderr).
+            let spawner = wasmlet::spawn(|| {
+                wasmlet::Builder::new()
+                    .stack_size(u32::MAX as usize)
+                    .spawn(|| ());
+            });
+            let refused = spawner.wait().is_err();
+            for _ in 0..20 {
+                let _ = wasmlet::sleep(Duration::from_millis(1));
+            }
+            println!("still running after the refusal: {refused}");
+            std::process::exit(0);
+        }
+        _ => panic!("usage: stdio read|write|kill|write-moved|read-moved|read-stdout|full-stderr"),
     }
 }
