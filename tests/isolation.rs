@@ -391,3 +391,43 @@ fn a_guest_filling_the_hub_leaves_each_other_guest_its_share() {
         hog.stdout
     );
 }
+
+/// Beside two guests that spin, a 1 ms timer of a third is served at the
+/// next epoch tick (1 ms) instead of after the spinner's whole 10 ms slice:
+/// a spinner is paused as soon as another guest's timer is due. The figures
+/// are printed, not asserted (the rule is `preemption`'s unit test); what is
+/// checked is that the spinners are paused at all and the sleeper finishes.
+#[test]
+fn a_timer_beside_spinners_is_served_at_the_next_tick() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let neighbour = Program::from_file(runtime.engine(), guest("lateness")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let mut spinners = Vec::new();
+    for _ in 0..2 {
+        let mut spin = options(&["spin"]);
+        spin.time_limit = Some(Duration::from_secs(30));
+        spinners.push(hub.add_guest(&hostile, spin).unwrap());
+    }
+    let n = hub
+        .add_guest(&neighbour, options(&["500", "percentiles"]))
+        .unwrap();
+    while hub.exit(n).is_none() {
+        hub.run_until(std::time::Instant::now() + Duration::from_millis(50));
+    }
+    for s in spinners {
+        hub.kill_guest(s, "the test is over");
+    }
+    hub.run();
+    let n = finished(&hub, n);
+    assert_eq!(n.code, 0, "{}", n.stderr);
+    let figures: Vec<f64> = n
+        .stdout
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    println!(
+        "beside 2 spinners, a 1 ms sleep was late by p50 {} ms, p99 {} ms, worst {} ms",
+        figures[0], figures[1], figures[2]
+    );
+}

@@ -77,23 +77,26 @@ pub struct Hub {
     /// Shared with the host functions while `run` is on the stack (see
     /// `hub_state::enter`); the `Rc` keeps `Hub` on its thread.
     state: Rc<RefCell<HubState>>,
-    /// The runtime's count of time slices, and the slice: CPU time is
-    /// charged to the guest that was running when a slice passed.
+    /// The runtime's count of epoch ticks, and a tick's length: CPU time is
+    /// charged to the guest that was running when a tick passed.
     ticks: Arc<std::sync::atomic::AtomicU64>,
-    slice: Duration,
+    tick: Duration,
 }
 
 impl Hub {
     /// A hub with no guests yet, scheduling on the calling OS thread.
     pub fn new(runtime: &Runtime) -> Hub {
         let control = Control::new();
-        let state = HubState::new(runtime.config().clone(), control.clone());
+        let state = HubState::new(runtime.config().clone(), control.clone(), runtime.ticks());
         Hub {
             runtime: runtime.clone(),
             control,
             state: Rc::new(RefCell::new(state)),
             ticks: runtime.ticks(),
-            slice: runtime.config().time_slice.unwrap_or_default(),
+            tick: runtime
+                .config()
+                .time_slice
+                .map_or(Duration::ZERO, crate::preemption::tick),
         }
     }
 
@@ -542,7 +545,11 @@ impl Hub {
 
     /// Polls one green thread until it suspends or ends.
     fn step(&mut self, guest: usize, thread: usize) {
-        let call = self.with(|state| state.take_call(guest, thread));
+        let before = self.ticks.load(std::sync::atomic::Ordering::Relaxed);
+        let call = self.with(|state| {
+            state.step_begins(before);
+            state.take_call(guest, thread)
+        });
         let mut call = match call {
             Ok(call) => call,
             Err(error) => {
@@ -554,7 +561,6 @@ impl Hub {
                 return;
             }
         };
-        let before = self.ticks.load(std::sync::atomic::Ordering::Relaxed);
         let poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         let ticks = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
         let mut call = Some(call);
@@ -574,7 +580,7 @@ impl Hub {
             }
             state.check_deadlock(guest);
             if ticks > 0 {
-                state.charge_cpu(guest, self.slice * ticks as u32);
+                state.charge_cpu(guest, self.tick * ticks as u32);
             }
             std::mem::take(&mut state.graveyard)
         });

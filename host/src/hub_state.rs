@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use wasmtime::{format_err, Result};
+use wasmtime::{format_err, Result, StoreContextMut, UpdateDeadline};
 
 use crate::abi::{Ending, JoinStatus, KillStatus, SpawnRefusal, ThreadId};
 use crate::call::{CallError, CallRecord, CallSlot, PendingCall};
@@ -34,7 +34,8 @@ use crate::scheduler::{
     UNWIND_CALLS,
 };
 use crate::stdio::HostStdio;
-use crate::worker::{ThreadFuture, Worker, STD_THREAD_START};
+use crate::store_data::ThreadData;
+use crate::worker::{Preempt, ThreadFuture, Worker, STD_THREAD_START};
 
 /// How many times `Config::spare_instances` a guest may hold between two
 /// idle moments of the hub; past that, the worker of an ended green thread is
@@ -217,6 +218,11 @@ pub(crate) struct HubState {
     pub control: std::sync::Arc<Control>,
     /// Calls of guest functions by the host, by guest and green thread id.
     pub calls: rustc_hash::FxHashMap<(usize, ThreadId), CallRecord>,
+    /// The runtime's count of epoch ticks, the tick the current step began
+    /// at, and the ticks in a time slice (see `crate::preemption`).
+    ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    step_tick: u64,
+    slice_ticks: u64,
 }
 
 thread_local! {
@@ -272,10 +278,49 @@ pub(crate) fn with<R>(guest: usize, f: impl FnOnce(&mut HubState) -> R) -> Resul
     Ok(f(&mut state))
 }
 
+/// What a running store does at each epoch tick (see `crate::preemption`):
+/// pause, so that other guests run, once its slice is up or another guest's
+/// timer is due; else go on to the next tick.
+///
+/// # Errors
+/// Never: a hub it cannot reach (its guest ended) pauses it.
+fn at_tick(store: StoreContextMut<'_, ThreadData>) -> Result<UpdateDeadline> {
+    let guest = store.data().guest;
+    let pause = with(guest, |state| state.should_pause(guest)).unwrap_or(true);
+    Ok(if pause {
+        UpdateDeadline::Yield(1)
+    } else {
+        UpdateDeadline::Continue(1)
+    })
+}
+
 impl HubState {
-    pub fn new(config: Config, control: std::sync::Arc<Control>) -> HubState {
+    /// Whether the green thread of `guest` now running is to be paused at
+    /// this tick (see `crate::preemption`).
+    fn should_pause(&self, guest: usize) -> bool {
+        let ticks_run = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - self.step_tick;
+        let due = self.sched.foreign_timer_due(guest, Instant::now());
+        crate::preemption::pause(ticks_run, self.slice_ticks, due)
+    }
+
+    /// A step begins at the runtime's tick `tick`: the running green thread's
+    /// slice is counted from there.
+    pub fn step_begins(&mut self, tick: u64) {
+        self.step_tick = tick;
+    }
+
+    pub fn new(
+        config: Config,
+        control: std::sync::Arc<Control>,
+        ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> HubState {
         HubState {
             sched: Scheduler::with_bound(config.max_green_threads as usize),
+            slice_ticks: config
+                .time_slice
+                .map_or(u64::MAX, crate::preemption::ticks_per_slice),
+            ticks,
+            step_tick: 0,
             config,
             guests: Vec::new(),
             graveyard: Vec::new(),
@@ -439,7 +484,7 @@ impl HubState {
             self.sched.payload_mut(guest, thread).stack = Some(stack);
         }
         let stack = self.sched.payload_mut(guest, thread).stack;
-        let preempt = self.config.time_slice.is_some();
+        let preempt = self.config.time_slice.map(|_| at_tick as Preempt);
         new_call(self.live(guest), guest, thread, entry, stack, preempt)
     }
 

@@ -51,6 +51,7 @@ mod net_sockets;
 mod poll;
 mod poller;
 mod pool;
+mod preemption;
 pub mod program;
 mod resolver;
 mod rewrite;

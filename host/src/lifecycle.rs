@@ -22,7 +22,7 @@ use crate::program::Layout;
 use crate::scheduler::{Entry, TaskCall};
 use crate::shadow_stack::{ShadowStacks, Slot};
 use crate::store_data::{ThreadData, WasiBox};
-use crate::worker::{run_main, Spares, Stack, ThreadFuture, Worker};
+use crate::worker::{run_main, Preempt, Spares, Stack, ThreadFuture, Worker};
 
 /// What the hub keeps with each green thread's scheduling record.
 #[derive(Default)]
@@ -56,7 +56,7 @@ pub(crate) fn new_call(
     thread: usize,
     entry: Entry,
     stack: Option<Slot>,
-    preempt: bool,
+    preempt: Option<Preempt>,
 ) -> Result<ThreadFuture> {
     let data = ThreadData::new(guest, thread, live.wasi.ptr());
     let call = match entry {

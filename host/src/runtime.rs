@@ -205,8 +205,10 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("wasmlet-epoch".into())
                 .spawn(move || {
+                    // Ticks finer than a slice: see `crate::preemption`.
+                    let tick = crate::preemption::tick(slice);
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(slice);
+                        std::thread::sleep(tick);
                         ticks.fetch_add(1, Ordering::Relaxed);
                         engine.increment_epoch();
                     }

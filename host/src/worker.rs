@@ -14,7 +14,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use wasmtime::error::Context as _;
-use wasmtime::{Instance, InstancePre, Result, Store, TypedFunc, Val, WasmParams, WasmResults};
+use wasmtime::{
+    Instance, InstancePre, Result, Store, StoreContextMut, TypedFunc, UpdateDeadline, Val,
+    WasmParams, WasmResults,
+};
 
 use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
@@ -78,15 +81,12 @@ impl Worker {
     pub(crate) async fn new(
         pre: &InstancePre<ThreadData>,
         data: ThreadData,
-        preempt: bool,
+        preempt: Option<Preempt>,
     ) -> Result<Box<Worker>> {
         let mut store = Store::new(pre.module().engine(), data);
-        if preempt {
-            // A deadline before instantiation, so that a start function that
-            // never returns is paused like any other code.
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_async_yield_and_update(1);
-        }
+        // Before instantiation, so that a start function that never returns
+        // is paused like any other code.
+        preemptible(&mut store, preempt);
         let instance = pre.instantiate_async(&mut store).await?;
         let run = entry(&instance, &mut store, RUN_ON_EXPORT)?;
         let finish = entry(&instance, &mut store, FINISH_ON_EXPORT)?;
@@ -176,21 +176,31 @@ fn entry<P: WasmParams, R: WasmResults>(
     instance.get_typed_func(&mut *store, name).map(Some)
 }
 
+/// What a store does at each epoch tick while wasm runs: pause (yield to
+/// the hub) or go on (see `crate::preemption`).
+pub(crate) type Preempt = fn(StoreContextMut<'_, ThreadData>) -> Result<UpdateDeadline>;
+
+/// Makes `store` call `preempt` at the next epoch tick (and, through what it
+/// returns, at every tick after).
+fn preemptible(store: &mut Store<ThreadData>, preempt: Option<Preempt>) {
+    if let Some(preempt) = preempt {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(preempt);
+    }
+}
+
 /// The main green thread's life: its own store and instance, `_start`, on
 /// the module's own shadow stack, whose top is `stack_top` (checked if the
 /// loader added the stack check).
 pub(crate) async fn run_main(
     pre: InstancePre<ThreadData>,
     data: ThreadData,
-    preempt: bool,
+    preempt: Option<Preempt>,
     stack_top: u32,
 ) -> (Result<()>, Option<Box<Worker>>) {
     let result = async {
         let mut store = Store::new(pre.module().engine(), data);
-        if preempt {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_async_yield_and_update(1);
-        }
+        preemptible(&mut store, preempt);
         let instance = pre.instantiate_async(&mut store).await?;
         let limit = instance.get_global(&mut store, STACK_LIMIT_EXPORT);
         let span = instance.get_global(&mut store, STACK_SPAN_EXPORT);

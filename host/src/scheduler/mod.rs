@@ -11,8 +11,10 @@
 //! The rules:
 //! - **Guests take turns** one switch at a time (a round robin of guests that
 //!   have a runnable green thread), so no guest starves another. A guest
-//!   whose timer comes due goes to the head of the round robin, so however
-//!   many guests spin, a due timer waits for one time slice at most.
+//!   whose timer comes due goes to the head of the round robin, and a
+//!   running green thread of another guest is paused at the next epoch tick
+//!   (`foreign_timer_due`, see `crate::preemption`), so however many guests
+//!   spin, a due timer waits for one tick (1 ms) at most.
 //! - **Within a guest, a FIFO run queue**: `spawn` and every wake-up queue at
 //!   the back; a green thread paused by preemption, and a green thread that
 //!   was killed (its ending runs next), queue at the front.
@@ -815,6 +817,15 @@ impl<P> Scheduler<P> {
     /// worth reading for [`Scheduler::fire_due_timers`].
     pub fn has_timers(&self) -> bool {
         self.timers.len() > 0
+    }
+
+    /// True if the earliest timer (perhaps stale) is due at `now` and is not
+    /// `guest`'s: pausing `guest`'s running green thread lets that other
+    /// guest's wake-up run now (see `crate::preemption`).
+    pub fn foreign_timer_due(&self, guest: usize, now: Instant) -> bool {
+        self.timers
+            .peek()
+            .is_some_and(|t| t.deadline <= now && t.guest != guest)
     }
 
     /// Wakes every green thread whose timer is due at `now`. A guest that

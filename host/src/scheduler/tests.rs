@@ -1072,3 +1072,13 @@ fn a_guest_below_its_guarantee_has_room_however_full_the_hub_is() {
     s.debug_check();
     assert!(s.has_room(a + 1, 160));
 }
+
+#[test]
+fn only_another_guests_due_timer_is_a_reason_to_pause() {
+    let mut h = Hub::new();
+    let other = h.s.add_guest(());
+    h.s.sleep(0, h.main, MS, at(h.now));
+    assert!(!h.s.foreign_timer_due(1, h.now), "not due yet");
+    assert!(!h.s.foreign_timer_due(0, h.now + MS), "its own");
+    assert!(h.s.foreign_timer_due(other, h.now + MS), "guest 0's, due");
+}
