@@ -11,7 +11,9 @@
 //!   another guest's sake;
 //! - past its guarantee a guest takes from the *free room*: the process's
 //!   limit, less what the host keeps for itself ([`host_reserve`]), less
-//!   what every guest holds, less every guest's unused guarantee;
+//!   what every guest holds, less every guest's unused guarantee (at most
+//!   half the room all told: a thousand plugins' guarantees would otherwise
+//!   leave no guest more than its own 256);
 //! - and never past its own cap (`GuestOptions::max_descriptors`).
 //!
 //! A guest that opens and holds thousands of sockets thus gets what the
@@ -141,7 +143,8 @@ impl DescriptorShare {
         }
         let mut counts = self.budget.lock();
         account(&mut counts, self.guaranteed, &mut self.counted, held);
-        if counts.held + counts.unused_guarantees < counts.room {
+        let set_aside = counts.unused_guarantees.min(counts.room / 2);
+        if counts.held + set_aside < counts.room {
             Ok(())
         } else {
             Err(Refusal::NoRoom)
@@ -264,5 +267,19 @@ mod tests {
         assert!(room >= 64, "{room}");
         assert_eq!(host_reserve(20_000), 1024);
         assert_eq!(host_reserve(256), 64);
+    }
+
+    #[test]
+    fn guarantees_set_aside_at_most_half_the_room() {
+        let budget = DescriptorBudget::with_room(1000);
+        let idle: Vec<_> = (0..100).map(|_| budget.share(usize::MAX)).collect();
+        let mut busy = budget.share(usize::MAX);
+        let mut held = 0;
+        while busy.may_open(held).is_ok() {
+            held += 1;
+            busy.update(held);
+        }
+        assert_eq!(held, 500, "100 idle guests' guarantees set aside half");
+        drop(idle);
     }
 }

@@ -1,8 +1,10 @@
 //! Reads of stdin and writes to stdout that must wait suspend only their
-//! green thread: a neighbour ticks every millisecond meanwhile.
+//! green thread: a neighbour ticks every millisecond meanwhile, and says on
+//! stderr when it has ticked 20 times while the reader or writer waits (the
+//! test waits for that line before it sends or drains anything).
 //!
-//! `stdio read`: reads one line from stdin (the test sends it late).
-//! `stdio write`: writes 4 MiB to stdout (the test drains it late).
+//! `stdio read`: reads one line from stdin.
+//! `stdio write`: writes 4 MiB to stdout.
 //! `stdio kill`: a green thread waiting on stdin is killed; main goes on.
 //! `stdio write-moved` / `read-moved`: the same after moving stdout (or
 //! stdin) onto descriptor 3 with `fd_renumber` (run with a `--dir`, whose
@@ -40,35 +42,25 @@ fn tick_while<T: 'static>(waiting: &wasmlet::GreenThread<T>, what: &str) {
 }
 use std::time::Duration;
 
-/// Ticks every millisecond until `done` is set; how many ticks it made.
-fn ticker(done: std::rc::Rc<std::cell::Cell<bool>>) -> wasmlet::GreenThread<u32> {
-    wasmlet::spawn(move || {
-        let mut ticks = 0;
-        while !done.get() {
-            let _ = wasmlet::sleep(Duration::from_millis(1));
-            ticks += 1;
-        }
-        ticks
-    })
-}
-
 fn main() {
-    let done = std::rc::Rc::new(std::cell::Cell::new(false));
     match std::env::args().nth(1).as_deref() {
         Some("read") => {
-            let ticks = ticker(done.clone());
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).unwrap();
-            done.set(true);
-            eprintln!("ticks while reading: {}", ticks.wait().unwrap());
-            println!("read: {}", line.trim_end());
+            let reader = wasmlet::spawn(|| {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).map(|_| line)
+            });
+            tick_while(&reader, "reading");
+            println!("read: {}", reader.join().unwrap().unwrap().trim_end());
         }
         Some("write") => {
-            let ticks = ticker(done.clone());
-            let block = vec![b'x'; 4 << 20];
-            std::io::stdout().lock().write_all(&block).unwrap();
-            done.set(true);
-            eprintln!("ticks while writing: {}", ticks.wait().unwrap());
+            let writer = wasmlet::spawn(|| {
+                std::io::stdout()
+                    .lock()
+                    .write_all(&vec![b'x'; 4 << 20])
+                    .is_ok()
+            });
+            tick_while(&writer, "writing");
+            eprintln!("wrote: {}", writer.wait().unwrap());
         }
         Some("kill") => {
             let reader = wasmlet::spawn(|| {
