@@ -295,6 +295,10 @@ fn instance_per_call(
     let mut pooling = wasmtime::PoolingAllocationConfig::default();
     pooling.total_core_instances(2 * IN_FLIGHT as u32);
     pooling.total_memories(2 * IN_FLIGHT as u32);
+    // As many fiber stacks: a finished call's comes back only when its store
+    // is dropped, and with the default (1,000, exactly IN_FLIGHT) a new call
+    // could find none ("maximum concurrent limit of 1000 for fibers").
+    pooling.total_stacks(2 * IN_FLIGHT as u32);
     pooling.max_memory_size(1 << 20);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
     let engine = wasmtime::Engine::new(&config)?;
