@@ -219,14 +219,15 @@ pub struct GuestUsage {
     pub host_memory: u64,
     /// Spare instances it keeps for its next green threads.
     pub spare_instances: usize,
-    /// Files and directories it has open that it opened itself.
+    /// Sockets, files and directories it has open that it opened itself.
     pub descriptors: u32,
     /// CPU time its green threads have used. The hub samples rather than
     /// times each switch (reading the clock would cost a tenth of a switch):
-    /// every time slice, the guest running at that moment is charged the
-    /// slice, so the figure is exact to within a slice for a guest that
-    /// runs long, and right on average over many slices for one that runs
-    /// in short bursts. Zero when preemption is off (`Config::time_slice`).
+    /// at every epoch tick (1 ms, or the time slice if shorter), the guest
+    /// running at that moment is charged the tick, so the figure is exact to
+    /// within a tick for a guest that runs long, and right on average for
+    /// one that runs in short bursts (unless it times them to fall between
+    /// ticks). Zero when preemption is off (`Config::time_slice`).
     pub cpu_time: std::time::Duration,
 }
 
