@@ -276,8 +276,9 @@ fn issue_19s_differences_from_eventlet_are_gone() {
 #[ignore = "needs eventlet (bench/.venv): run by .ci/run"]
 fn the_eventlet_twin_prints_the_same_lines() {
     let root = support::repo_root();
+    // A relative path is the repository's (tests run in host/).
     let python = std::env::var_os("WASMLET_EVENTLET_PYTHON")
-        .map(std::path::PathBuf::from)
+        .map(|p| root.join(p))
         .unwrap_or_else(|| root.join("bench/.venv/bin/python"));
     let out = std::process::Command::new(&python)
         .arg(root.join("tests/twins/eventlet_twins.py"))

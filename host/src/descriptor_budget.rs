@@ -151,6 +151,17 @@ impl DescriptorShare {
         }
     }
 
+    /// The guest has ended: what it held and its guarantee go back to the
+    /// others at once (its record, and this share, live on for its exit's
+    /// sake).
+    pub fn release(&mut self) {
+        let mut counts = self.budget.lock();
+        account(&mut counts, self.guaranteed, &mut self.counted, 0);
+        counts.unused_guarantees -= self.guaranteed;
+        self.guaranteed = 0;
+        self.cap = 0;
+    }
+
     /// The guest holds `held` descriptors now (after an open or a close).
     pub fn update(&mut self, held: usize) {
         let mut counts = self.budget.lock();
@@ -170,8 +181,7 @@ fn account(counts: &mut Counts, guaranteed: usize, counted: &mut usize, held: us
 
 impl Drop for DescriptorShare {
     fn drop(&mut self) {
-        self.update(0);
-        self.budget.lock().unused_guarantees -= self.guaranteed;
+        self.release();
     }
 }
 
@@ -256,7 +266,14 @@ mod tests {
         let budget = DescriptorBudget::with_room(1000);
         let mut first = budget.share(usize::MAX);
         first.update(700);
-        drop(first);
+        let second = budget.share(usize::MAX);
+        first.release();
+        assert_eq!(first.may_open(0), Err(Refusal::OwnCap), "it opens no more");
+        {
+            let counts = budget.lock();
+            assert_eq!((counts.held, counts.unused_guarantees), (0, GUARANTEED));
+        }
+        drop((first, second));
         let counts = budget.lock();
         assert_eq!((counts.held, counts.unused_guarantees), (0, 0));
     }

@@ -848,7 +848,7 @@ impl HubState {
         // Its files close with its WASI context, on the reaper: given back
         // now, as its sockets are.
         record.opened.clear();
-        record.descriptors.update(0);
+        record.descriptors.release();
         if record.unlogged_refusals > 0 {
             tracing::warn!(
                 "{} more green threads of this guest were stopped the same way",
