@@ -27,6 +27,7 @@
 //! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
 //! shared between guests), `poller` and `stdio` (waiting for host
 //! descriptors), `resolver` (name lookups, shared fairly between guests),
+//! `preemption` (when a running green thread is paused for other guests),
 //! `hub_state` (what host functions share with the run loop),
 //! `guest_memory`, `poll`, `host_functions` and `wasi_overrides` (the host
 //! side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
