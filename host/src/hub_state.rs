@@ -83,6 +83,11 @@ pub(crate) struct GuestRecord {
 }
 
 impl GuestRecord {
+    /// Sockets, files and directories it opened itself and holds.
+    fn held_descriptors(&self) -> usize {
+        self.opened.len() + self.sockets.len()
+    }
+
     /// A record for a guest that starts with `live`; its limits as
     /// `options` say.
     pub fn new(
@@ -787,7 +792,7 @@ impl HubState {
             memory: live.stacks.memory_size(),
             host_memory: self.host_memory(guest),
             spare_instances: live.spare.len(),
-            descriptors: (record.opened.len() + record.sockets.len()) as u32,
+            descriptors: record.held_descriptors() as u32,
             cpu_time: record.cpu_time,
         })
     }
@@ -1095,7 +1100,7 @@ impl HubState {
     /// (see [`crate::descriptor_budget`]).
     pub fn may_open(&mut self, guest: usize) -> bool {
         let record = &mut self.guests[guest];
-        let held = record.opened.len() + record.sockets.len();
+        let held = record.held_descriptors();
         record.descriptors.may_open(held).is_ok()
     }
 
@@ -1103,7 +1108,7 @@ impl HubState {
     /// follows.
     pub fn descriptors_changed(&mut self, guest: usize) {
         let record = &mut self.guests[guest];
-        let held = record.opened.len() + record.sockets.len();
+        let held = record.held_descriptors();
         record.descriptors.update(held);
     }
 

@@ -249,6 +249,19 @@ mod tests {
     use std::os::fd::{AsFd, AsRawFd};
     use std::os::unix::net::UnixStream;
 
+    /// Polls once, waiting up to `timeout`; every waiter handed out (each
+    /// still waiting).
+    fn poll_all(poller: &mut Poller<u32>, timeout: Duration) -> Vec<u32> {
+        let mut woken = Vec::new();
+        poller
+            .poll(Some(timeout), |w| {
+                woken.push(w);
+                true
+            })
+            .unwrap();
+        woken
+    }
+
     #[test]
     fn a_reader_is_woken_once_its_descriptor_has_data() {
         let (mut tx, rx) = UnixStream::pair().unwrap();
@@ -256,22 +269,11 @@ mod tests {
         poller
             .wait_for(rx.as_fd(), Interest::Read, 7u32, |_| true)
             .unwrap();
-        let mut woken = Vec::new();
-        poller
-            .poll(Some(Duration::ZERO), |w| {
-                woken.push(w);
-                true
-            })
-            .unwrap();
+        let mut woken = poll_all(&mut poller, Duration::ZERO);
         assert!(woken.is_empty(), "no data yet");
         assert!(poller.is_waiting());
         tx.write_all(b"x").unwrap();
-        poller
-            .poll(Some(Duration::from_secs(5)), |w| {
-                woken.push(w);
-                true
-            })
-            .unwrap();
+        woken.extend(poll_all(&mut poller, Duration::from_secs(5)));
         assert_eq!(woken, [7]);
         assert!(!poller.is_waiting(), "the descriptor is deregistered");
     }
@@ -286,13 +288,7 @@ mod tests {
         poller
             .wait_for(rx.as_fd(), Interest::Write, 2u32, |_| true)
             .unwrap();
-        let mut woken = Vec::new();
-        poller
-            .poll(Some(Duration::from_secs(5)), |w| {
-                woken.push(w);
-                true
-            })
-            .unwrap();
+        let woken = poll_all(&mut poller, Duration::from_secs(5));
         assert_eq!(woken, [2], "writable at once, not readable");
         assert!(poller.is_waiting(), "the reader still waits, re-armed");
     }
@@ -365,14 +361,7 @@ mod tests {
         poller
             .wait_for(rx.as_fd(), Interest::Read, 2, |_| true)
             .unwrap();
-        woken.clear();
-        poller
-            .poll(Some(Duration::from_secs(5)), |w| {
-                woken.push(w);
-                true
-            })
-            .unwrap();
-        assert_eq!(woken, [3]);
+        assert_eq!(poll_all(&mut poller, Duration::from_secs(5)), [3]);
     }
 
     #[test]
@@ -385,13 +374,7 @@ mod tests {
                 .unwrap();
         }
         drop(tx);
-        let mut woken = Vec::new();
-        poller
-            .poll(Some(Duration::from_secs(5)), |w| {
-                woken.push(w);
-                true
-            })
-            .unwrap();
+        let woken = poll_all(&mut poller, Duration::from_secs(5));
         assert_eq!(woken, [1, 2, 3]);
     }
 }

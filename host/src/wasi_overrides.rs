@@ -7,8 +7,8 @@
 //! | `poll_oneoff` | sleeps the OS thread | clock subscriptions become a hub timer ([`crate::poll`]) |
 //! | `clock_time_get` | a memory-export lookup per call | the hub's clocks ([`crate::clock`]) |
 //! | `sched_yield` | yields the OS thread, not the green thread | the hub's `sleep(0)`: std's `thread::yield_now` lets the guest's other green threads run |
-//! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::stdio`]) |
-//! | `path_open` | nothing bounds how many a guest opens | refused with `EMFILE` past the guest's `max_descriptors` |
+//! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr (wherever the guest moved them) | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::stdio`]); a read of stdout or stderr, or a write of stdin, fails with `EBADF` |
+//! | `path_open` | nothing bounds how many a guest opens | refused with `EMFILE` past the guest's share of the process's descriptors ([`crate::descriptor_budget`]) |
 //! | `fd_close`, `fd_renumber` | — | passed on, noting which descriptors are still the host's streams, and which the guest opened |
 //!
 //! Every other descriptor (files in preopened directories, captured output)
