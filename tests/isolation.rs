@@ -302,6 +302,43 @@ fn a_spinning_guest_is_ended_at_its_cpu_time_limit() {
     assert_eq!(n.code, 0, "{}", n.stderr);
 }
 
+/// A guest that computes in bursts shorter than an epoch tick and sleeps
+/// between them is charged every burst, with preemption on and off. (CPU
+/// time was sampled at ticks: without preemption it was never charged, and
+/// with it, bursts timed to fall between ticks escaped.)
+#[test]
+fn a_guest_computing_in_short_bursts_is_charged_all_of_them() {
+    for time_slice in [Some(Duration::from_millis(10)), None] {
+        let config = wasmlet_host::Config {
+            time_slice,
+            ..Default::default()
+        };
+        let runtime = wasmlet_host::Runtime::new(config).unwrap();
+        let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+        let mut hub = Hub::new(&runtime);
+        let g = hub
+            .add_guest(&hostile, options(&["bursts", "200", "300"]))
+            .unwrap();
+        hub.run();
+        let charged = hub.exit(g).unwrap().cpu_time;
+        let run = finished(&hub, g);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let computed: u64 = run
+            .stdout
+            .trim()
+            .strip_prefix("computed ")
+            .and_then(|r| r.strip_suffix(" us"))
+            .and_then(|us| us.parse().ok())
+            .unwrap_or_else(|| panic!("{:?}", run.stdout));
+        let computed = Duration::from_micros(computed);
+        println!("slice {time_slice:?}: computed {computed:?}, charged {charged:?}");
+        assert!(
+            charged >= computed,
+            "slice {time_slice:?}: charged {charged:?} for {computed:?} computed"
+        );
+    }
+}
+
 #[test]
 fn every_way_to_block_at_once_leaves_the_hub_running() {
     use std::process::{Command, Stdio};

@@ -60,7 +60,8 @@ pub struct GuestOptions {
     /// it (see [`GuestUsage::cpu_time`]): past it, the hub ends the guest
     /// (within one time slice even while it spins) with
     /// [`GuestError::LimitExceeded`] and exit code 137. None: no limit.
-    /// Needs preemption (`Config::time_slice`), which measures it.
+    /// Ending a guest that spins without a host call needs preemption
+    /// (`Config::time_slice`): the limit is checked as each step ends.
     pub max_cpu_time: Option<std::time::Duration>,
     /// Most host memory the guest's green threads and links may take. Each
     /// green thread that has started is charged [`HOST_BYTES_PER_GREEN_THREAD`]
@@ -221,13 +222,14 @@ pub struct GuestUsage {
     pub spare_instances: usize,
     /// Sockets, files and directories it has open that it opened itself.
     pub descriptors: u32,
-    /// CPU time its green threads have used. The hub samples rather than
-    /// times each switch (reading the clock would cost a tenth of a switch):
-    /// at every epoch tick (1 ms, or the time slice if shorter), the guest
-    /// running at that moment is charged the tick, so the figure is exact to
-    /// within a tick for a guest that runs long, and right on average for
-    /// one that runs in short bursts (unless it times them to fall between
-    /// ticks). Zero when preemption is off (`Config::time_slice`).
+    /// CPU time its green threads have used: every step the hub gives one of
+    /// them (from resuming it to getting the hub back) is timed, on the CPU's
+    /// time-stamp counter where it is invariant (two reads a step, about
+    /// 11 ns each), so a guest that computes in short bursts is charged all
+    /// of them. It is wall time while the step runs: time the OS takes the
+    /// hub's thread away mid-step counts too. Work the host does for the
+    /// guest's calls during the step counts; the hub's own work between
+    /// steps does not.
     pub cpu_time: std::time::Duration,
 }
 

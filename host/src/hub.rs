@@ -27,6 +27,7 @@ use wasmtime::{format_err, Result};
 
 use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
+use crate::cpu_clock;
 use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
 use crate::lifecycle::{LiveGuest, ThreadSlot};
@@ -77,10 +78,9 @@ pub struct Hub {
     /// Shared with the host functions while `run` is on the stack (see
     /// `hub_state::enter`); the `Rc` keeps `Hub` on its thread.
     state: Rc<RefCell<HubState>>,
-    /// The runtime's count of epoch ticks, and a tick's length: CPU time is
-    /// charged to the guest that was running when a tick passed.
+    /// The runtime's count of epoch ticks: a running green thread's time
+    /// slice is counted in them.
     ticks: Arc<std::sync::atomic::AtomicU64>,
-    tick: Duration,
 }
 
 impl Hub {
@@ -93,10 +93,6 @@ impl Hub {
             control,
             state: Rc::new(RefCell::new(state)),
             ticks: runtime.ticks(),
-            tick: runtime
-                .config()
-                .time_slice
-                .map_or(Duration::ZERO, crate::preemption::tick),
         }
     }
 
@@ -561,8 +557,10 @@ impl Hub {
                 return;
             }
         };
+        // The guest is charged for the step (see `crate::cpu_clock`).
+        let began = cpu_clock::cycles();
         let poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        let ticks = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let spent = cpu_clock::between(began, cpu_clock::cycles());
         let mut call = Some(call);
         let graves = self.with(|state| {
             match poll {
@@ -579,9 +577,7 @@ impl Hub {
                 }
             }
             state.check_deadlock(guest);
-            if ticks > 0 {
-                state.charge_cpu(guest, self.tick * ticks as u32);
-            }
+            state.charge_cpu(guest, spent);
             std::mem::take(&mut state.graveyard)
         });
         // A call that returned unwinds nothing: dropped here, at once.

@@ -65,8 +65,9 @@ pub(crate) struct GuestRecord {
     /// that are open.
     pub descriptors: DescriptorShare,
     pub opened: rustc_hash::FxHashSet<u32>,
-    /// CPU time charged to it, and `GuestOptions::max_cpu_time`.
-    pub cpu_time: Duration,
+    /// CPU time charged to it, in `crate::cpu_clock` cycles, and
+    /// `GuestOptions::max_cpu_time`.
+    pub cpu_cycles: u64,
     pub max_cpu_time: Option<Duration>,
     /// `GuestOptions::max_output` (when its output is captured).
     pub max_output: usize,
@@ -83,6 +84,11 @@ pub(crate) struct GuestRecord {
 }
 
 impl GuestRecord {
+    /// CPU time charged to it.
+    pub fn cpu_time(&self) -> Duration {
+        crate::cpu_clock::to_duration(self.cpu_cycles)
+    }
+
     /// Sockets, files and directories it opened itself and holds.
     fn held_descriptors(&self) -> usize {
         self.opened.len() + self.sockets.len()
@@ -109,7 +115,7 @@ impl GuestRecord {
             max_host_memory: options.max_host_memory,
             descriptors: DescriptorBudget::process().share(options.max_descriptors as usize),
             opened: Default::default(),
-            cpu_time: Duration::ZERO,
+            cpu_cycles: 0,
             max_cpu_time: options.max_cpu_time,
             max_output: options.max_output,
             last_refusal: SpawnRefusal::HubFull,
@@ -793,17 +799,17 @@ impl HubState {
             host_memory: self.host_memory(guest),
             spare_instances: live.spare.len(),
             descriptors: record.held_descriptors() as u32,
-            cpu_time: record.cpu_time,
+            cpu_time: record.cpu_time(),
         })
     }
 
-    /// Charges `cpu` to the guest's CPU time, and ends it if that passes its
-    /// limit.
-    pub fn charge_cpu(&mut self, guest: usize, cpu: Duration) {
+    /// Charges a step's `cycles` (see `crate::cpu_clock`) to the guest's CPU
+    /// time, and ends it if that passes its limit.
+    pub fn charge_cpu(&mut self, guest: usize, cycles: u64) {
         let record = &mut self.guests[guest];
-        record.cpu_time += cpu;
+        record.cpu_cycles = record.cpu_cycles.saturating_add(cycles);
         if let Some(limit) = record.max_cpu_time {
-            if record.cpu_time > limit && self.sched.is_live(guest) {
+            if record.cpu_time() > limit && self.sched.is_live(guest) {
                 let what = format!("CPU time limit of {:.3} s", limit.as_secs_f64());
                 self.end_guest(
                     guest,
@@ -861,7 +867,7 @@ impl HubState {
             );
             record.unlogged_refusals = 0;
         }
-        let cpu_time = record.cpu_time;
+        let cpu_time = record.cpu_time();
         let exit = record
             .exit
             .get_or_insert(GuestExit { cpu_time, ..exit })

@@ -28,6 +28,7 @@
 //! shared between guests), `poller` and `stdio` (waiting for host
 //! descriptors), `resolver` (name lookups, shared fairly between guests),
 //! `preemption` (when a running green thread is paused for other guests),
+//! `cpu_clock` (what a guest's CPU time is measured on),
 //! `hub_state` (what host functions share with the run loop),
 //! `guest_memory`, `poll`, `host_functions` and `wasi_overrides` (the host
 //! side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
@@ -38,6 +39,7 @@ mod call;
 mod clock;
 mod config;
 mod control;
+mod cpu_clock;
 mod descriptor_budget;
 mod fiber_stack;
 pub mod guest;

@@ -37,7 +37,8 @@ struct Inner {
     linker: Linker<ThreadData>,
     config: Config,
     stop_ticker: Arc<AtomicBool>,
-    /// Time slices the ticker has counted: the clock CPU time is sampled on.
+    /// Epoch ticks the ticker has counted: the clock time slices are
+    /// counted on.
     ticks: Arc<AtomicU64>,
 }
 
@@ -196,6 +197,7 @@ impl Runtime {
         for define in definitions {
             define(&mut linker)?;
         }
+        crate::cpu_clock::start();
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicU64::new(0));
         if let Some(slice) = config.time_slice {
@@ -236,8 +238,8 @@ impl Runtime {
         &self.inner.config
     }
 
-    /// Time slices counted so far (stays 0 without preemption): a hub
-    /// charges a guest one slice for each that passes while it runs.
+    /// Epoch ticks counted so far (stays 0 without preemption): a hub
+    /// pauses a green thread once a slice's worth has passed while it runs.
     pub(crate) fn ticks(&self) -> Arc<AtomicU64> {
         self.inner.ticks.clone()
     }

@@ -22,6 +22,9 @@
 //!   and one `notify_all` wakes them all; (3) N links to one green thread
 //!   are unlinked newest first. PHASES (default `123`) picks which run.
 //! - `spin`: spins for ever.
+//! - `bursts N US`: computes N bursts of US microseconds each (timed on its
+//!   own clock), sleeping 1 ms after each, and prints the time it computed
+//!   in microseconds.
 //! - `block`: waits for ever on stdin, then on a futex, then in
 //!   `std::thread::sleep` (each in its own green thread).
 use std::time::Duration;
@@ -219,6 +222,21 @@ fn main() {
             loop {
                 spins = std::hint::black_box(spins + 1);
             }
+        }
+        "bursts" => {
+            let (bursts, micros): (u32, u64) = (arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            let burst = Duration::from_micros(micros);
+            let mut computed = Duration::ZERO;
+            for _ in 0..bursts {
+                let began = std::time::Instant::now();
+                let mut spins = 0u64;
+                while began.elapsed() < burst {
+                    spins = std::hint::black_box(spins + 1);
+                }
+                computed += began.elapsed();
+                wasmlet::sleep(Duration::from_millis(1)).unwrap();
+            }
+            println!("computed {} us", computed.as_micros());
         }
         "block" => {
             wasmlet::spawn_n(|| {
