@@ -53,6 +53,8 @@
 //! - `alive` counts the records of every live guest, and `reserved` what
 //!   each live guest holds short of its guaranteed share.
 
+mod run_queue;
+mod thread_ids;
 mod timers;
 
 #[cfg(test)]
@@ -68,6 +70,8 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 
 use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
+use run_queue::RunQueue;
+use thread_ids::ThreadIds;
 use timers::{Timer, Timers};
 
 /// What a green thread is doing, from the hub's point of view.
@@ -316,11 +320,11 @@ struct FutexQueue {
 /// The green threads of one live guest.
 struct Guest<P> {
     threads: Slab<Thread<P>>,
-    keys: FxHashMap<ThreadId, usize>,
+    keys: ThreadIds,
     main: usize,
     next_id: ThreadId,
     next_link: u64,
-    run_queue: VecDeque<usize>,
+    run_queue: RunQueue,
     /// The green threads waiting on each futex address, in the order they
     /// started waiting.
     futexes: FxHashMap<u64, FutexQueue>,
@@ -342,7 +346,7 @@ struct Guest<P> {
 
 impl<P> Guest<P> {
     fn key_of(&self, id: ThreadId) -> Option<usize> {
-        self.keys.get(&id).copied()
+        self.keys.get(id)
     }
 
     fn name_of(&self, key: usize) -> String {
@@ -404,11 +408,11 @@ impl<P> Scheduler<P> {
     pub fn add_guest(&mut self, main_payload: P) -> usize {
         let mut guest = Guest {
             threads: Slab::new(),
-            keys: FxHashMap::default(),
+            keys: ThreadIds::default(),
             main: 0,
             next_id: 1,
             next_link: 1,
-            run_queue: VecDeque::new(),
+            run_queue: RunQueue::default(),
             futexes: FxHashMap::default(),
             in_ready: false,
             timed: 0,
@@ -711,7 +715,7 @@ impl<P> Scheduler<P> {
             self.reserved += 1;
         }
         let g = self.guest(guest);
-        g.keys.remove(&t.id);
+        g.keys.remove(t.id);
         g.started -= usize::from(t.started);
         g.links -= t.links.len();
         for joiner in t.joiners {
@@ -949,12 +953,9 @@ impl<P> Scheduler<P> {
         let g = self.guest(guest);
         g.threads[key].spawner = spawner;
         let id = g.threads[key].id;
-        // Room for every green thread in the run queue and for a timer each,
-        // made here: growing them when thousands of green threads wake or
-        // sleep at once stalls the hub for milliseconds (the copy, and the
-        // page faults of fresh memory).
-        let (queued, threads) = (g.run_queue.len(), g.threads.len());
-        g.run_queue.reserve(threads.saturating_sub(queued));
+        // Room for a timer each, made here: growing the heap when thousands
+        // of green threads sleep at once would stall the hub. (The run queue
+        // and the id map grow without a pause: see `RunQueue`, `ThreadIds`.)
         if delay.is_zero() {
             self.enqueue(guest, key, false);
         } else {
@@ -1429,9 +1430,9 @@ impl<P> Scheduler<P> {
                 usize::from(g.in_ready)
             );
             for (k, t) in g.threads.iter() {
-                let queued = g.run_queue.iter().filter(|&&q| q == k).count();
+                let queued = g.run_queue.iter().filter(|&q| q == k).count();
                 assert_eq!(queued, usize::from(t.state == State::Queued), "thread {k}");
-                assert_eq!(g.keys.get(&t.id), Some(&k));
+                assert_eq!(g.keys.get(t.id), Some(k));
             }
             let timed = g
                 .threads

@@ -1020,7 +1020,7 @@ fn a_burst_of_due_timers_fires_over_several_steps_in_deadline_order() {
     h.s.fire_due_timers(h.now);
     let g = h.s.guests[0].as_ref().unwrap();
     assert_eq!(g.run_queue.len(), n + 1, "the rest, then main's, later");
-    assert_eq!(g.run_queue.back(), Some(&h.main));
+    assert_eq!(g.run_queue.iter().last(), Some(h.main));
 }
 
 #[test]

@@ -21,6 +21,8 @@
 //!   variable with one deadline, all time out together; (2) N wait again
 //!   and one `notify_all` wakes them all; (3) N links to one green thread
 //!   are unlinked newest first. PHASES (default `123`) picks which run.
+//! - `delayed N`: `spawn_after`s N green threads an hour away without
+//!   yielding, and prints the slowest spawn call in microseconds.
 //! - `spin`: spins for ever.
 //! - `bursts N US`: computes N bursts of US microseconds each (timed on its
 //!   own clock), sleeping 1 ms after each, and prints the time it computed
@@ -222,6 +224,17 @@ fn main() {
             loop {
                 spins = std::hint::black_box(spins + 1);
             }
+        }
+        "delayed" => {
+            let n: usize = arg(2).parse().unwrap();
+            let mut held = Vec::with_capacity(n);
+            let mut slowest = Duration::ZERO;
+            for _ in 0..n {
+                let began = std::time::Instant::now();
+                held.push(wasmlet::spawn_after(Duration::from_secs(3600), || ()));
+                slowest = slowest.max(began.elapsed());
+            }
+            println!("slowest spawn {} us", slowest.as_micros());
         }
         "bursts" => {
             let (bursts, micros): (u32, u64) = (arg(2).parse().unwrap(), arg(3).parse().unwrap());
