@@ -145,6 +145,15 @@ fn measured_rate() -> Option<u64> {
     Some(rate)
 }
 
+/// Measures the rate until it is fixed, so that [`to_duration`] is cheap
+/// from then on (the runtime's ticker calls this at each tick; a load once
+/// the rate is fixed).
+pub fn settle() {
+    if source() == TSC && FIXED_RATE.load(Ordering::Relaxed) == 0 {
+        let _ = measured_rate();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

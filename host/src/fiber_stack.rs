@@ -26,7 +26,12 @@
 //! overruns that reserve: it faults instead of writing into the neighbouring
 //! fiber's saved state. On a kernel without `MADV_GUARD_INSTALL` the stacks
 //! have no guard (a warning says so once).
+//!
+//! A stack given back keeps only its top [`ALLOWANCE`] resident (warm for its
+//! next fiber): what deep recursion left below is handed back, and any depth
+//! marker `crate::stack_charge` installed is removed.
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
@@ -41,6 +46,17 @@ const STACKS_PER_CHUNK: usize = 256;
 /// Freed stacks beyond this many have their pages handed back to the kernel
 /// (after a burst of green threads, memory returns to what steady use needs).
 const KEEP_RESIDENT: usize = 16 * 1024;
+
+/// Bytes at the top of each stack that the flat per-green-thread charge
+/// (`HOST_BYTES_PER_GREEN_THREAD`) covers, and that stay resident for the
+/// stack's next thread.
+pub(crate) const ALLOWANCE: usize = 16 * 1024;
+
+thread_local! {
+    /// `(base, top)` of the last stack handed out on this thread: the hub
+    /// takes it after each step, to learn which stack a new store got.
+    static HANDED_OUT: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+}
 
 /// The fiber stacks of a runtime: a [`StackCreator`] for wasmtime.
 pub(crate) struct FiberStacks(Arc<Pool>);
@@ -113,6 +129,11 @@ impl Pool {
     }
 
     fn give_back(&self, base: usize) {
+        // Its top stays warm for the next fiber; what lies below it may have
+        // been touched by deep recursion nobody is charged for any more, and
+        // may hold a depth marker its next store would not expect.
+        trim(base, base + self.size - ALLOWANCE.min(self.size));
+        remove_guards(base, base + self.size);
         {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
             if free.warm.len() < KEEP_RESIDENT {
@@ -143,6 +164,7 @@ unsafe impl StackCreator for FiberStacks {
             pool.size
         );
         let base = pool.take()?;
+        HANDED_OUT.with(|h| h.set(Some((base, base + size))));
         Ok(Box::new(FiberStack {
             base: NonNull::new(base as *mut u8).expect("mappings are never at 0"),
             size,
@@ -183,10 +205,20 @@ unsafe impl StackMemory for FiberStack {
     }
 }
 
+/// `MADV_GUARD_INSTALL` (Linux 6.13+; not yet in the libc crate).
+pub(crate) const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// `MADV_GUARD_REMOVE`.
+pub(crate) const MADV_GUARD_REMOVE: libc::c_int = 103;
+
+/// Removes every guard page in `[from, to)` (whole pages).
+fn remove_guards(from: usize, to: usize) {
+    // SAFETY: part of a stack of ours that no fiber uses; removing a guard
+    // only makes a page ordinary memory again.
+    unsafe { libc::madvise(from as *mut libc::c_void, to - from, MADV_GUARD_REMOVE) };
+}
+
 /// Makes the page at `at` fault on any access, without splitting its mapping.
 fn install_guard(at: usize, page: usize) {
-    /// `MADV_GUARD_INSTALL` (Linux 6.13+; not yet in the libc crate).
-    const MADV_GUARD_INSTALL: libc::c_int = 102;
     // SAFETY: `at` is a page of a private anonymous mapping of ours that no
     // stack uses: making it fault affects nothing else.
     let failed = unsafe { libc::madvise(at as *mut libc::c_void, page, MADV_GUARD_INSTALL) } != 0;
@@ -198,6 +230,27 @@ fn install_guard(at: usize, page: usize) {
                  (MADV_GUARD_INSTALL needs Linux 6.13); green threads' fiber stacks have none"
             )
         });
+    }
+}
+
+/// `(base, top)` of the stack handed out on this thread since the last
+/// call, if one was: the hub asks after each step, to learn which stack a
+/// new store took.
+pub(crate) fn take_handed_out() -> Option<(usize, usize)> {
+    HANDED_OUT.with(Cell::take)
+}
+
+/// Hands the whole pages of `[from, to)` back to the kernel (they read as
+/// zeros when next touched).
+pub(crate) fn trim(from: usize, to: usize) {
+    let page = rustix::param::page_size();
+    let (from, to) = (from.next_multiple_of(page), to - to % page);
+    if from < to {
+        // SAFETY: callers pass part of a stack of ours that no fiber uses:
+        // a stack given back, the part below a suspended fiber's stack
+        // pointer, or a stack whose fiber has finished. A failure only
+        // leaves the pages resident.
+        let _ = unsafe { madvise(from as *mut _, to - from, Advice::LinuxDontNeed) };
     }
 }
 

@@ -65,8 +65,10 @@ pub struct GuestOptions {
     pub max_cpu_time: Option<std::time::Duration>,
     /// Most host memory the guest's green threads and links may take. Each
     /// green thread that has started is charged [`HOST_BYTES_PER_GREEN_THREAD`]
-    /// (its store and instance, the touched pages of its fiber stack, its
-    /// timer and scheduling record), each one spawned but not yet started
+    /// (its store and instance, the top 16 KiB of its fiber stack, its
+    /// timer and scheduling record) and the rest of its fiber stack as deep
+    /// as it may have touched it (x86-64 Linux 6.13+: a thread past the
+    /// limit there ends the guest, when it next suspends), each one spawned but not yet started
     /// [`HOST_BYTES_PER_UNSTARTED_THREAD`] (a record in a queue), each
     /// pending link [`HOST_BYTES_PER_LINK`]. A spawn is refused unless one
     /// more started green thread would fit (`try_spawn` reports it; `spawn`

@@ -28,6 +28,7 @@ use wasmtime::{format_err, Result};
 use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
 use crate::cpu_clock;
+use crate::fiber_stack;
 use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
 use crate::lifecycle::{LiveGuest, ThreadSlot};
@@ -557,12 +558,16 @@ impl Hub {
                 return;
             }
         };
-        // The guest is charged for the step (see `crate::cpu_clock`).
+        // The guest is charged for the step (see `crate::cpu_clock`), and
+        // for the fiber stack its store runs on (`crate::stack_charge`).
+        fiber_stack::take_handed_out();
         let began = cpu_clock::cycles();
         let poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         let spent = cpu_clock::between(began, cpu_clock::cycles());
+        let handed_out = fiber_stack::take_handed_out();
         let mut call = Some(call);
         let graves = self.with(|state| {
+            state.stepped(guest, thread, handed_out);
             match poll {
                 Poll::Pending => {
                     if let Some(call) = call.take() {
@@ -571,7 +576,7 @@ impl Hub {
                 }
                 Poll::Ready((result, worker)) => {
                     if let Some(worker) = worker {
-                        state.keep_spare(guest, worker);
+                        state.keep_spare(guest, thread, worker);
                     }
                     state.call_ended(guest, thread, result);
                 }

@@ -69,6 +69,9 @@ pub(crate) struct GuestRecord {
     /// `GuestOptions::max_cpu_time`.
     pub cpu_cycles: u64,
     pub max_cpu_time: Option<Duration>,
+    /// Bytes of its green threads' fiber stacks charged to its host memory
+    /// (see `crate::fiber_stack`).
+    pub stack_bytes: u64,
     /// `GuestOptions::max_output` (when its output is captured).
     pub max_output: usize,
     /// Why its latest `try-spawn` that returned 0 refused.
@@ -116,6 +119,7 @@ impl GuestRecord {
             descriptors: DescriptorBudget::process().share(options.max_descriptors as usize),
             opened: Default::default(),
             cpu_cycles: 0,
+            stack_bytes: 0,
             max_cpu_time: options.max_cpu_time,
             max_output: options.max_output,
             last_refusal: SpawnRefusal::HubFull,
@@ -496,7 +500,53 @@ impl HubState {
         }
         let stack = self.sched.payload_mut(guest, thread).stack;
         let preempt = self.config.time_slice.map(|_| at_tick as Preempt);
-        new_call(self.live(guest), guest, thread, entry, stack, preempt)
+        let (call, fiber) = new_call(self.live(guest), guest, thread, entry, stack, preempt)?;
+        self.sched.payload_mut(guest, thread).fiber = fiber;
+        Ok(call)
+    }
+
+    /// A step of the green thread ran `cycles` (see `crate::cpu_clock`);
+    /// `handed_out` is the fiber stack its store took in it, if it took one.
+    pub fn stepped(&mut self, guest: usize, thread: usize, handed_out: Option<(usize, usize)>) {
+        if let Some(slot) = self.sched.payload_if_live(guest, thread) {
+            slot.fiber.stepped(handed_out);
+        }
+    }
+
+    /// Charges the guest `now` bytes for a green thread's fiber stack where
+    /// it was charged `before`; ends it if that passes its host memory
+    /// limit.
+    fn charge_stack(&mut self, guest: usize, before: u64, now: u64) {
+        let record = &mut self.guests[guest];
+        record.stack_bytes = record
+            .stack_bytes
+            .saturating_sub(before)
+            .saturating_add(now);
+        let (most, stacks) = (record.max_host_memory, record.stack_bytes);
+        if now > before && self.sched.is_live(guest) && self.host_memory(guest) > most {
+            let what = format!(
+                "host memory limit of {} MiB (its green threads' native stacks hold {} KiB past \
+                 the first {} KiB of each)",
+                most >> 20,
+                stacks >> 10,
+                crate::fiber_stack::ALLOWANCE >> 10,
+            );
+            self.end_guest(
+                guest,
+                GuestExit::failed(137, GuestError::LimitExceeded(what)),
+            );
+        }
+    }
+
+    /// A green thread's call is dropped (and its store with it): its fiber
+    /// stack's charge ends.
+    fn drop_call(&mut self, guest: usize, thread: usize) {
+        let slot = self.sched.payload_mut(guest, thread);
+        let charged = std::mem::take(&mut slot.fiber).charged();
+        if let Some(call) = slot.future.take() {
+            self.graveyard.push(Grave::Call(call));
+        }
+        self.charge_stack(guest, charged, 0);
     }
 
     /// Whether a green thread of `guest` that has just started (and is
@@ -524,8 +574,17 @@ impl HubState {
             return;
         }
         match self.sched.suspended(guest, thread, Instant::now) {
-            Suspension::Keep => self.sched.payload_mut(guest, thread).future = Some(call),
-            Suspension::Drop => self.graveyard.push(Grave::Call(call)),
+            Suspension::Keep => {
+                let slot = self.sched.payload_mut(guest, thread);
+                slot.future = Some(call);
+                let before = slot.fiber.charged();
+                let now = slot.fiber.suspended();
+                self.charge_stack(guest, before, now);
+            }
+            Suspension::Drop => {
+                self.sched.payload_mut(guest, thread).future = Some(call);
+                self.drop_call(guest, thread);
+            }
         }
     }
 
@@ -705,9 +764,8 @@ impl HubState {
             }
         };
         let payload = ThreadSlot {
-            future: None,
             stack: Some(stack),
-            stack_size: 0,
+            ..ThreadSlot::default()
         };
         let id = self.sched.spawn_for_host(guest, payload);
         self.calls.insert(
@@ -736,9 +794,7 @@ impl HubState {
                 continue;
             }
             if let Kill::Target(key) = self.sched.kill_by_host(guest, id) {
-                if let Some(call) = self.sched.payload_mut(guest, key).future.take() {
-                    self.graveyard.push(Grave::Call(call));
-                }
+                self.drop_call(guest, key);
             }
         }
     }
@@ -747,6 +803,7 @@ impl HubState {
         if let Some(call) = slot.future {
             self.graveyard.push(Grave::Call(call));
         }
+        self.charge_stack(guest, slot.fiber.charged(), 0);
         if let (Some(stack), Some(live)) = (slot.stack, self.guests[guest].live.as_mut()) {
             live.stacks.free(stack);
         }
@@ -786,6 +843,7 @@ impl HubState {
         started * HOST_BYTES_PER_GREEN_THREAD
             + unstarted * HOST_BYTES_PER_UNSTARTED_THREAD
             + links * HOST_BYTES_PER_LINK
+            + self.guests[guest].stack_bytes
     }
 
     /// What a live guest uses now; None once it has ended (or for a key
@@ -908,7 +966,14 @@ impl HubState {
 
     /// Keeps the worker of a green thread that ended normally for the
     /// guest's next green thread.
-    pub fn keep_spare(&mut self, guest: usize, worker: Box<Worker>) {
+    pub fn keep_spare(&mut self, guest: usize, thread: usize, mut worker: Box<Worker>) {
+        if let Some(slot) = self.sched.payload_if_live(guest, thread) {
+            let mut fiber = std::mem::take(&mut slot.fiber);
+            let charged = fiber.charged();
+            fiber.finished();
+            worker.watch = fiber.into_watch();
+            self.charge_stack(guest, charged, 0);
+        }
         let most = self.config.spare_instances.saturating_mul(SURPLUS_FACTOR);
         match self.guests[guest].live.as_mut() {
             Some(live) if live.layout.reuse_workers && live.spare.len() < most => {
@@ -944,9 +1009,8 @@ impl HubState {
         self.admit_green_thread(guest)?;
         self.check_spawnable(guest, stack_size)?;
         let slot = ThreadSlot {
-            future: None,
-            stack: None,
             stack_size,
+            ..ThreadSlot::default()
         };
         let spawn = Spawn { task, delay, local };
         Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
@@ -1217,9 +1281,7 @@ impl HubState {
             }
             Kill::Unwind => KillStatus::Killed,
             Kill::Target(key) => {
-                if let Some(call) = self.sched.payload_mut(guest, key).future.take() {
-                    self.graveyard.push(Grave::Call(call));
-                }
+                self.drop_call(guest, key);
                 KillStatus::Killed
             }
             Kill::Main => {

@@ -22,8 +22,8 @@
 //! `clock`, [`guest`] (a guest's options and its exit), [`program`] (loading
 //! and checking modules) with `rewrite` (the loader's rewrite: stack checks,
 //! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
-//! threads' stacks), `store_data`, `worker`, `lifecycle` (a green thread's
-//! call and its end), `call` (the host's calls of plugin functions),
+//! threads' stacks), `store_data`, `stack_charge` (what a fiber stack costs
+//! its guest), `worker`, `lifecycle` (a green thread's call and its end), `call` (the host's calls of plugin functions),
 //! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
 //! shared between guests), `poller` and `stdio` (waiting for host
 //! descriptors), `resolver` (name lookups, shared fairly between guests),
@@ -61,6 +61,7 @@ mod rewrite;
 pub mod runtime;
 mod scheduler;
 mod shadow_stack;
+mod stack_charge;
 mod stdio;
 mod store_data;
 mod wasi_overrides;

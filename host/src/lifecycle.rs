@@ -21,6 +21,7 @@ use crate::abi::Ending;
 use crate::program::Layout;
 use crate::scheduler::{Entry, TaskCall};
 use crate::shadow_stack::{ShadowStacks, Slot};
+use crate::stack_charge::{StackUse, StackWatch};
 use crate::store_data::{ThreadData, WasiBox};
 use crate::worker::{run_main, Preempt, Spares, Stack, ThreadFuture, Worker};
 
@@ -34,6 +35,8 @@ pub(crate) struct ThreadSlot {
     pub stack: Option<Slot>,
     /// The shadow stack size it was spawned with (0: the default).
     pub stack_size: u32,
+    /// The fiber stack its store runs on (see `crate::stack_charge`).
+    pub fiber: StackUse,
 }
 
 /// The wasm side of a guest while it runs.
@@ -49,7 +52,8 @@ pub(crate) struct LiveGuest {
 }
 
 /// The call that runs `entry` for green thread `thread` of guest `guest`
-/// (`stack` is its slot; every spawned green thread has one).
+/// (`stack` is its slot; every spawned green thread has one), and the fiber
+/// stack it runs on if it reuses a spare worker's.
 pub(crate) fn new_call(
     live: &mut LiveGuest,
     guest: usize,
@@ -57,12 +61,14 @@ pub(crate) fn new_call(
     entry: Entry,
     stack: Option<Slot>,
     preempt: Option<Preempt>,
-) -> Result<ThreadFuture> {
+) -> Result<(ThreadFuture, StackUse)> {
     let data = ThreadData::new(guest, thread, live.wasi.ptr());
     let call = match entry {
         Entry::Main => {
             let top = live.layout.main_stack_top;
-            return Ok(Box::pin(run_main(live.pre.clone(), data, preempt, top)));
+            let watch = StackWatch::new();
+            let main = run_main(live.pre.clone(), data, preempt, top, watch.clone());
+            return Ok((Box::pin(main), StackUse::of(watch)));
         }
         Entry::Task(call) => call,
     };
@@ -83,16 +89,20 @@ pub(crate) fn new_call(
     if live.layout.reuse_workers {
         if let Some(mut worker) = live.spare.pop() {
             worker.assign(thread);
-            return Ok(Box::pin(worker.run(stack, call)));
+            let fiber = worker.watch.take().map(StackUse::of).unwrap_or_default();
+            return Ok((Box::pin(worker.run(stack, call)), fiber));
         }
     }
     let pre = live.pre.clone();
-    Ok(Box::pin(async move {
-        match Worker::new(&pre, data, preempt).await {
+    let watch = StackWatch::new();
+    let fiber = StackUse::of(watch.clone());
+    let call = Box::pin(async move {
+        match Worker::new(&pre, data, preempt, watch).await {
             Ok(worker) => worker.run(stack, call).await,
             Err(error) => (Err(error), None),
         }
-    }))
+    });
+    Ok((call, fiber))
 }
 
 /// How a green thread's call ended.

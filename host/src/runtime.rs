@@ -213,6 +213,7 @@ impl Runtime {
                         std::thread::sleep(tick);
                         ticks.fetch_add(1, Ordering::Relaxed);
                         engine.increment_epoch();
+                        crate::cpu_clock::settle();
                     }
                 })
                 .context("starting the preemption ticker")?;

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use wasmtime::error::Context as _;
 use wasmtime::{
@@ -23,6 +24,7 @@ use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
 };
 use crate::scheduler::TaskCall;
+use crate::stack_charge::StackWatch;
 use crate::store_data::ThreadData;
 
 /// A green thread's wasm call. It owns the worker it runs on and hands it
@@ -64,6 +66,10 @@ type FinishArgs = (u32, u32, u32, u32, u32, u32, u32);
 pub(crate) struct Worker {
     /// The next worker down in a [`Spares`] stack.
     below: Option<Box<Worker>>,
+    /// How deep its store's fiber stack has been (see `crate::stack_charge`):
+    /// held here while it is a spare, by its green thread's record while it
+    /// runs one.
+    pub(crate) watch: Option<Arc<StackWatch>>,
     store: Store<ThreadData>,
     /// For the exports only a `std::thread` needs, looked up when one runs.
     instance: Instance,
@@ -82,8 +88,10 @@ impl Worker {
         pre: &InstancePre<ThreadData>,
         data: ThreadData,
         preempt: Option<Preempt>,
+        watch: Arc<StackWatch>,
     ) -> Result<Box<Worker>> {
         let mut store = Store::new(pre.module().engine(), data);
+        watch.watch(&mut store);
         // Before instantiation, so that a start function that never returns
         // is paused like any other code.
         preemptible(&mut store, preempt);
@@ -92,6 +100,7 @@ impl Worker {
         let finish = entry(&instance, &mut store, FINISH_ON_EXPORT)?;
         Ok(Box::new(Worker {
             below: None,
+            watch: None,
             store,
             instance,
             run,
@@ -197,9 +206,11 @@ pub(crate) async fn run_main(
     data: ThreadData,
     preempt: Option<Preempt>,
     stack_top: u32,
+    watch: Arc<StackWatch>,
 ) -> (Result<()>, Option<Box<Worker>>) {
     let result = async {
         let mut store = Store::new(pre.module().engine(), data);
+        watch.watch(&mut store);
         preemptible(&mut store, preempt);
         let instance = pre.instantiate_async(&mut store).await?;
         let limit = instance.get_global(&mut store, STACK_LIMIT_EXPORT);

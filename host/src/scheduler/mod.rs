@@ -492,6 +492,13 @@ impl<P> Scheduler<P> {
         &mut self.guest(guest).threads[thread].payload
     }
 
+    /// The payload of a green thread, if its guest is live and it has a
+    /// record.
+    pub fn payload_if_live(&mut self, guest: usize, thread: usize) -> Option<&mut P> {
+        let g = self.guests.get_mut(guest)?.as_mut()?;
+        g.threads.get_mut(thread).map(|t| &mut t.payload)
+    }
+
     /// How messages name a green thread.
     pub fn name_of(&self, guest: usize, thread: usize) -> String {
         self.guest_ref(guest).name_of(thread)

@@ -23,6 +23,9 @@
 //!   are unlinked newest first. PHASES (default `123`) picks which run.
 //! - `delayed N`: `spawn_after`s N green threads an hour away without
 //!   yielding, and prints the slowest spawn call in microseconds.
+//! - `deep N FRAMES hold|return`: N green threads each recurse FRAMES
+//!   calls deep and sleep an hour, at the bottom (`hold`) or after
+//!   returning (`return`); main prints `N deep` once all sleep, and ends.
 //! - `spin`: spins for ever.
 //! - `bursts N US`: computes N bursts of US microseconds each (timed on its
 //!   own clock), sleeping 1 ms after each, and prints the time it computed
@@ -30,6 +33,18 @@
 //! - `block`: waits for ever on stdin, then on a futex, then in
 //!   `std::thread::sleep` (each in its own green thread).
 use std::time::Duration;
+
+/// Recurses `n` calls deep, then calls `at_bottom`.
+#[inline(never)]
+fn recurse(n: u32, at_bottom: &dyn Fn()) -> u64 {
+    if n == 0 {
+        at_bottom();
+        return 1;
+    }
+    // Not a tail call, nor an accumulation LLVM turns into a loop; and no
+    // local in memory (each frame would take shadow stack too).
+    recurse(n - 1, at_bottom).rotate_left(n % 63 + 1) ^ u64::from(n)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -224,6 +239,30 @@ fn main() {
             loop {
                 spins = std::hint::black_box(spins + 1);
             }
+        }
+        "deep" => {
+            let (n, frames): (u32, u32) = (arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            let hold = arg(4) == "hold";
+            let asleep = std::rc::Rc::new(std::cell::Cell::new(0u32));
+            for _ in 0..n {
+                let asleep = asleep.clone();
+                wasmlet::spawn_n(move || {
+                    let sleep = || {
+                        asleep.set(asleep.get() + 1);
+                        let _ = wasmlet::sleep(Duration::from_secs(3600));
+                    };
+                    if hold {
+                        recurse(frames, &sleep);
+                    } else {
+                        recurse(frames, &|| ());
+                        sleep();
+                    }
+                });
+            }
+            while asleep.get() < n {
+                wasmlet::sleep(Duration::from_millis(1)).unwrap();
+            }
+            println!("{n} deep");
         }
         "delayed" => {
             let n: usize = arg(2).parse().unwrap();
