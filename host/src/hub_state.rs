@@ -508,6 +508,9 @@ impl HubState {
     /// A step of the green thread ran `cycles` (see `crate::cpu_clock`);
     /// `handed_out` is the fiber stack its store took in it, if it took one.
     pub fn stepped(&mut self, guest: usize, thread: usize, handed_out: Option<(usize, usize)>) {
+        if handed_out.is_none() {
+            return;
+        }
         if let Some(slot) = self.sched.payload_if_live(guest, thread) {
             slot.fiber.stepped(handed_out);
         }
@@ -972,7 +975,9 @@ impl HubState {
             let charged = fiber.charged();
             fiber.finished();
             worker.watch = fiber.into_watch();
-            self.charge_stack(guest, charged, 0);
+            if charged > 0 {
+                self.charge_stack(guest, charged, 0);
+            }
         }
         let most = self.config.spare_instances.saturating_mul(SURPLUS_FACTOR);
         match self.guests[guest].live.as_mut() {
