@@ -369,25 +369,67 @@ fn a_green_thread_waiting_on_stdin_can_be_killed_and_the_guest_ends() {
 
 #[test]
 fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
+    use std::io::BufRead;
     use std::process::{Command, Stdio};
-    let child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
         .args(["run", "--time-limit", "4"])
         .arg(guest("sleeper"))
         .args(["--", "60000"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running wasmlet");
-    // Time to compile and start (a SIGQUIT before the hub runs is taken
-    // over too, but would find no hub to report yet).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: a plain kill(2) of our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
-    let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
+    let (lines, from_child) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A SIGQUIT before the CLI takes it over kills the process: wait until
+    // the kernel says it is caught. One before the hub runs (while the
+    // program compiles) finds no hub to report yet: ask until the report
+    // comes (the guest's time limit counts from when the hub runs it).
+    let caught = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (libc::SIGQUIT - 1)) != 0)
+    };
+    while !caught(child.id()) {
+        assert!(child.try_wait().unwrap().is_none(), "wasmlet ended early");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut err = String::new();
+    loop {
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+        match from_child.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(line) => {
+                err += &line;
+                err.push('\n');
+                if line.contains("wasmlet: SIGQUIT: hub:") {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for line in from_child.iter() {
+        err += &line;
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
     // The guest went on after the report, to its time limit.
-    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert_eq!(status.code(), Some(137), "{err}");
     assert!(
         err.contains("wasmlet: SIGQUIT: hub: 1 live guests, 1 green threads"),
         "{err}"

@@ -11,31 +11,18 @@
 //! thread id is reported through the result, and a request the hub cannot
 //! meet traps the calling green thread alone.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use wasmtime::Result;
-use wasmtime::{AsContextMut, Caller, Linker};
+use wasmtime::{Caller, Linker};
 
 use crate::abi::{
     errno, timeout_of, CallStatus, KillStatus, SpawnRefusal, HUB_MODULE, SPAWN_LOCAL,
 };
 use crate::call::CallRecord;
-use crate::guest_memory::GuestMemory;
-use crate::hub_state::{self, HubState};
-use crate::poller::Interest;
+use crate::host_call::{as_caller, suspend, wait_green};
+use crate::hub_state::HubState;
 use crate::store_data::ThreadData;
-
-/// Runs `f` on the hub's state as the calling green thread `(guest, thread)`.
-pub(crate) fn as_caller<R>(
-    caller: &Caller<'_, ThreadData>,
-    f: impl FnOnce(&mut HubState, usize, usize) -> R,
-) -> Result<R> {
-    let (guest, thread) = (caller.data().guest, caller.data().thread);
-    hub_state::with(guest, |state| f(state, guest, thread))
-}
 
 /// Adds the hub interface (and a refusal of `wasi::thread-spawn`) to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
@@ -138,16 +125,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "join",
         |mut caller: Caller<'_, ThreadData>, (target, timeout_ns): (u64, u64)| {
             Box::new(async move {
-                let now = as_caller(&caller, |s, guest, thread| {
-                    s.join(guest, thread, target, timeout_of(timeout_ns))
-                })??;
-                if let Some(status) = now {
-                    return Ok(status as u32);
-                }
-                suspend(&mut caller).await;
-                as_caller(&caller, |s, guest, thread| {
-                    s.sched.join_result(guest, thread, target) as u32
-                })
+                let status = wait_green(
+                    &mut caller,
+                    |s, guest, thread| s.join(guest, thread, target, timeout_of(timeout_ns)),
+                    |s, guest, thread| s.sched.join_result(guest, thread, target),
+                );
+                Ok(status.await? as u32)
             })
         },
     )?;
@@ -177,16 +160,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "park",
         |mut caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
             Box::new(async move {
-                let now = as_caller(&caller, |s, guest, thread| {
-                    s.park(guest, thread, timeout_of(timeout_ns))
-                })??;
-                if let Some(unparked) = now {
-                    return Ok(unparked as u32);
-                }
-                suspend(&mut caller).await;
-                as_caller(&caller, |s, guest, thread| {
-                    s.sched.park_result(guest, thread) as u32
-                })
+                let unparked = wait_green(
+                    &mut caller,
+                    |s, guest, thread| s.park(guest, thread, timeout_of(timeout_ns)),
+                    |s, guest, thread| s.sched.park_result(guest, thread),
+                );
+                Ok(unparked.await? as u32)
             })
         },
     )?;
@@ -230,7 +209,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     add_call_functions(linker)?;
-    crate::net_functions::add_to_linker(linker)?;
     // wasi-threads' `thread-spawn`, which Rust's std::thread (wasi-libc's
     // pthread_create) calls: the new thread is a green thread of the guest.
     // It runs when the caller next yields, and its locks, joins and
@@ -274,85 +252,6 @@ fn spawn_for(
             Err(refusal) => refused(&mut s.guests[guest], refusal),
         }
     })
-}
-
-/// Defines the embedder's async host function `module::name` (see
-/// `RuntimeBuilder::func_async`): the calling green thread waits alone for
-/// the future `func` returns, polled with a waker that wakes it from any
-/// thread.
-pub(crate) fn define_async<Params, R, F, Fut>(
-    linker: &mut Linker<ThreadData>,
-    module: &str,
-    name: &str,
-    func: F,
-) -> Result<()>
-where
-    Params: wasmtime::WasmTyList + Send + 'static,
-    R: wasmtime::WasmRet + Send + 'static,
-    F: Fn(GuestMemory, Params) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R>> + Send + 'static,
-{
-    let func = std::sync::Arc::new(func);
-    linker.func_wrap_async(
-        module,
-        name,
-        move |mut caller: Caller<'_, ThreadData>, params: Params| {
-            let func = func.clone();
-            Box::new(async move {
-                let future = Box::pin(func(GuestMemory::of(&caller), params));
-                await_green(&mut caller, future).await?
-            })
-        },
-    )?;
-    Ok(())
-}
-
-/// Polls `future` as the calling green thread, which waits alone while it
-/// is pending (its waker wakes it from any thread).
-///
-/// # Errors
-/// If the caller has been killed and the future is not ready: it cannot
-/// wait, and the error ends it.
-pub(crate) async fn await_green<T>(
-    caller: &mut Caller<'_, ThreadData>,
-    mut future: Pin<Box<dyn Future<Output = T> + Send>>,
-) -> Result<T> {
-    loop {
-        let waker = as_caller(caller, |s, guest, thread| {
-            std::task::Waker::from(std::sync::Arc::new(GreenWaker {
-                waiter: s.sched.next_waiter(guest, thread),
-                control: s.control.clone(),
-            }))
-        })?;
-        if let Poll::Ready(result) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
-            return Ok(result);
-        }
-        as_caller(caller, |s, guest, thread| {
-            if s.sched.is_unwinding(guest, thread) {
-                // It cannot report the kill through the future, nor wait:
-                // ended hard.
-                wasmtime::bail!(
-                    "{} was killed and then waited for an async host function",
-                    s.sched.name_of(guest, thread)
-                );
-            }
-            s.sched.future_wait(guest, thread);
-            Ok(())
-        })??;
-        suspend(caller).await;
-    }
-}
-
-/// Wakes the green thread that waits for a future, from any thread.
-struct GreenWaker {
-    waiter: crate::scheduler::IoWaiter,
-    control: std::sync::Arc<crate::control::Control>,
-}
-
-impl std::task::Wake for GreenWaker {
-    fn wake(self: std::sync::Arc<Self>) {
-        self.control.wake_green_thread(self.waiter);
-    }
 }
 
 /// The functions through which a green thread running a host call gets its
@@ -452,16 +351,12 @@ async fn futex_wait(
     timeout_ns: i64,
 ) -> Result<u32> {
     let timeout = u64::try_from(timeout_ns).ok().map(Duration::from_nanos);
-    let now = as_caller(caller, |s, guest, thread| {
-        s.futex_wait(guest, thread, address, expected, width, timeout)
-    })??;
-    if let Some(result) = now {
-        return Ok(result);
-    }
-    suspend(caller).await;
-    as_caller(caller, |s, guest, thread| {
-        s.sched.futex_result(guest, thread)
-    })
+    wait_green(
+        caller,
+        |s, guest, thread| s.futex_wait(guest, thread, address, expected, width, timeout),
+        |s, guest, thread| s.sched.futex_result(guest, thread),
+    )
+    .await
 }
 
 async fn yield_if_killed(
@@ -479,79 +374,4 @@ fn killed(caller: &Caller<'_, ThreadData>) -> Result<bool> {
     as_caller(caller, |s, guest, thread| {
         s.sched.is_unwinding(guest, thread)
     })
-}
-
-/// How long a green thread whose descriptor can neither be polled nor
-/// transferred waits before it tries again (not met in practice: what epoll
-/// refuses is a regular file or `/dev/null`, which are always ready).
-const RETRY_UNPOLLABLE: Duration = Duration::from_millis(1);
-
-/// Parks the caller until `fd` is ready for `interest`, or `timeout` has
-/// passed (or briefly, if `fd` cannot be polled). `Err(errno)`: `INTR` if
-/// the caller has been killed (before or during the wait: it does not wait
-/// again), `IO` if the hub's poller failed.
-///
-/// `fd` must stay open while the caller waits: the host's own streams, or
-/// a guest's socket, which is forgotten in the poller (its waiters woken)
-/// before it closes.
-pub(crate) async fn wait_ready(
-    caller: &mut Caller<'_, ThreadData>,
-    fd: std::os::fd::RawFd,
-    interest: Interest,
-    timeout: Option<Duration>,
-) -> Result<Result<(), i32>> {
-    if as_caller(caller, |s, guest, thread| s.unwinding_call(guest, thread))?? {
-        return Ok(Err(errno::INTR));
-    }
-    // SAFETY: open while the caller waits, as the function's contract says;
-    // the poller keeps the descriptor's number, not this borrow.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let waits = as_caller(caller, |s, guest, thread| {
-        s.io_wait(guest, thread, borrowed, interest, timeout)
-    })?;
-    match waits {
-        Ok(true) => {}
-        Ok(false) => {
-            as_caller(caller, |s, guest, thread| {
-                s.sleep(guest, thread, RETRY_UNPOLLABLE)
-            })?;
-        }
-        Err(e) => {
-            tracing::warn!("a green thread could not wait for a host descriptor: {e}");
-            return Ok(Err(errno::IO));
-        }
-    }
-    suspend(caller).await;
-    // Killed while it waited: the wait reports it.
-    if as_caller(caller, |s, guest, thread| {
-        s.sched.is_unwinding(guest, thread)
-    })? {
-        return Ok(Err(errno::INTR));
-    }
-    Ok(Ok(()))
-}
-
-/// Suspends the calling green thread once (the hub has recorded why it
-/// waits). When it resumes it gets a fresh time slice: the epoch deadline it
-/// had may have passed while it waited, and would otherwise pause it again at
-/// once.
-pub(crate) async fn suspend(caller: &mut Caller<'_, ThreadData>) {
-    Suspend(false).await;
-    caller.as_context_mut().set_epoch_deadline(1);
-}
-
-/// A future that is pending once, then ready: how a hub function suspends its
-/// green thread after recording why it waits.
-struct Suspend(bool);
-
-impl Future for Suspend {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            Poll::Pending
-        }
-    }
 }

@@ -30,8 +30,9 @@
 //! `preemption` (when a running green thread is paused for other guests),
 //! `cpu_clock` (what a guest's CPU time is measured on),
 //! `hub_state` (what host functions share with the run loop),
-//! `guest_memory`, `poll`, `host_functions` and `wasi_overrides` (the host
-//! side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
+//! `guest_memory`, `poll`, `host_call` (how a host function waits as its
+//! green thread), `host_functions`, `net_functions` and `wasi_overrides` (the
+//! host side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
 //! ([`Hub`]: the embedding API and the run loop) and `pool` ([`HubPool`]).
 
 mod abi;
@@ -44,6 +45,7 @@ mod descriptor_budget;
 mod fiber_stack;
 pub mod guest;
 mod guest_memory;
+mod host_call;
 mod host_functions;
 mod hub;
 mod hub_state;
@@ -82,3 +84,88 @@ pub use program::Program;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use stdio::StderrLog;
 pub use store_data::ThreadData;
+
+#[cfg(test)]
+mod module_graph {
+    //! The crate's modules form a DAG (the module map above is bottom up):
+    //! every `crate::module` a file's code names is an edge, and a circle
+    //! fails.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The top-level module a file under `src/` belongs to.
+    fn module_of(path: &Path, src: &Path) -> Option<String> {
+        let relative = path.strip_prefix(src).ok()?;
+        let first = relative.components().next()?.as_os_str().to_str()?;
+        let name = first.strip_suffix(".rs").unwrap_or(first);
+        (!matches!(name, "lib" | "bin")).then(|| name.to_string())
+    }
+
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_module_uses_one_that_uses_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut paths = Vec::new();
+        files(&src, &mut paths);
+        let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for path in &paths {
+            let Some(from) = module_of(path, &src) else {
+                continue;
+            };
+            // Code only: a doc comment may name any module.
+            let text: String = std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let edges = uses.entry(from.clone()).or_default();
+            for (at, _) in text.match_indices("crate::") {
+                let name: String = text[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let is_module = src.join(format!("{name}.rs")).exists() || src.join(&name).is_dir();
+                if is_module && name != from {
+                    edges.insert(name);
+                }
+            }
+        }
+        // Depth-first search for a back edge.
+        fn visit(
+            module: &str,
+            uses: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) {
+            if done.contains(module) {
+                return;
+            }
+            if let Some(at) = path.iter().position(|m| m == module) {
+                panic!("a module circle: {} -> {module}", path[at..].join(" -> "));
+            }
+            path.push(module.to_string());
+            for next in uses.get(module).into_iter().flatten() {
+                visit(next, uses, path, done);
+            }
+            path.pop();
+            done.insert(module.to_string());
+        }
+        let mut done = BTreeSet::new();
+        for module in uses.keys() {
+            visit(module, &uses, &mut Vec::new(), &mut done);
+        }
+        assert!(uses.len() > 20, "the modules were found: {uses:?}");
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Instant;
 use wasmtime::{Caller, Linker, Result};
 
 use crate::abi::{errno, timeout_of};
-use crate::host_functions::{as_caller, await_green, wait_ready};
+use crate::host_call::{as_caller, await_green, wait_ready};
 use crate::hub_state::HubState;
 use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
 use crate::poller::Interest;

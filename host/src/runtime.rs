@@ -118,7 +118,7 @@ impl RuntimeBuilder {
     {
         let (module, name) = (module.to_string(), name.to_string());
         self.definitions.push(Box::new(move |linker| {
-            crate::host_functions::define_async(linker, &module, &name, func)
+            crate::host_call::define_async(linker, &module, &name, func)
                 .with_context(|| defined_twice(&module, &name))
         }));
         self
@@ -191,7 +191,9 @@ impl Runtime {
             .with_host_stack(Arc::new(FiberStacks::new(fiber_stack_size)));
         let engine = Engine::new(&wasm).context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
+        // Every linker of the host's functions, from this one place.
         crate::host_functions::add_to_linker(&mut linker)?;
+        crate::net_functions::add_to_linker(&mut linker)?;
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
         crate::wasi_overrides::add_to_linker(&mut linker)?;
         for define in definitions {

@@ -21,7 +21,7 @@ use wasmtime::{AsContextMut, Caller, Extern, Linker, Result};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
 use crate::abi::errno;
-use crate::host_functions::{as_caller, suspend, wait_ready};
+use crate::host_call::{as_caller, suspend, wait_ready};
 use crate::poller::Interest;
 use crate::stdio::{self, Attempt};
 use crate::store_data::ThreadData;

@@ -106,3 +106,28 @@ pub fn finished(hub: &Hub, id: wasmlet_host::GuestId) -> Run {
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
+
+/// Watches a running hub from another thread: waits until guest `first` has
+/// ended, then says whether `second` was still live at that moment, and
+/// kills `second`. Isolation tests use it instead of a bound on lateness: a
+/// `second` that held the hub (a hog of a minute or more) would outlive
+/// nothing, however loaded the machine.
+pub fn ended_while_other_ran(
+    handle: wasmlet_host::HubHandle,
+    first: wasmlet_host::GuestId,
+    second: wasmlet_host::GuestId,
+) -> std::thread::JoinHandle<bool> {
+    use std::time::Duration;
+    std::thread::spawn(move || {
+        // A hub that answers nothing for this long has failed the test.
+        let wait = Duration::from_secs(300);
+        // Polls the hub's report of `first` (each answer comes between two
+        // steps); the pause only spaces the polls.
+        while handle.usage(first, wait).is_some() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let live = handle.usage(second, wait).is_some();
+        handle.kill_guest(second, "the test is done");
+        live
+    })
+}
