@@ -3,7 +3,7 @@
 //! through the `polling` crate) that says when one does.
 //!
 //! A green thread that would block on a host descriptor (the host's stdin
-//! or stdout when a guest inherits them; sockets, later) registers here and
+//! or stdout when a guest inherits them, and guests' sockets) registers here and
 //! suspends; the hub asks the OS poller, without waiting while any green
 //! thread is runnable, and until the next timer when none is, and wakes the
 //! waiters of every descriptor that became ready. So only the waiting green

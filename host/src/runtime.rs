@@ -168,10 +168,10 @@ impl Runtime {
         );
         let page = rustix::param::page_size();
         let fiber_stack_size = config.fiber_stack_size.div_ceil(page) * page;
-        // Fiber stacks have no guard page (see `fiber_stack`): what wasm may
-        // use is bounded by wasmtime's check, and the rest is left to the
-        // host functions wasm calls, whose depth does not depend on the
-        // guest.
+        // What wasm may use of a fiber stack is bounded by wasmtime's check;
+        // the rest is left to the host functions wasm calls, whose depth
+        // does not depend on the guest (a guard page below each stack stops
+        // one that overruns it: see `fiber_stack`).
         let host_reserve = (fiber_stack_size / 4).max(HOST_STACK_RESERVE);
         wasmtime::ensure!(
             config.max_green_threads > 0,
