@@ -73,6 +73,8 @@ struct Free {
     warm: Vec<usize>,
     /// Bases of free stacks whose pages were handed back.
     cold: Vec<usize>,
+    /// Every mapping made, unmapped when the pool goes.
+    chunks: Vec<usize>,
 }
 
 impl FiberStacks {
@@ -87,6 +89,7 @@ impl FiberStacks {
                 // would stall the hub.
                 warm: Vec::with_capacity(KEEP_RESIDENT),
                 cold: Vec::new(),
+                chunks: Vec::new(),
             }),
         }))
     }
@@ -119,6 +122,7 @@ impl Pool {
                 self.size / 1024
             )
         })? as usize;
+        free.chunks.push(chunk);
         for i in 0..STACKS_PER_CHUNK {
             install_guard(chunk + i * self.stride(), self.page);
         }
@@ -150,6 +154,18 @@ impl Pool {
         let _ = unsafe { madvise(base as *mut _, self.size, Advice::LinuxDontNeed) };
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         free.cold.push(base);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let length = self.stride() * STACKS_PER_CHUNK;
+        let free = self.free.get_mut().unwrap_or_else(|e| e.into_inner());
+        for &chunk in &free.chunks {
+            // SAFETY: every stack holds the pool alive (`FiberStack::pool`),
+            // so none is in use now: the mapping is ours alone to unmap.
+            let _ = unsafe { rustix::mm::munmap(chunk as *mut _, length) };
+        }
     }
 }
 
@@ -300,6 +316,24 @@ mod tests {
             out.status,
             String::from_utf8_lossy(&out.stdout)
         );
+    }
+
+    #[test]
+    fn a_dropped_pool_unmaps_its_stacks() {
+        let stacks = FiberStacks::new(SIZE);
+        let stack = stacks.new_stack(SIZE, false).unwrap();
+        let base = stack.range().start;
+        let mapped = |at: usize| {
+            let mut resident = [0u8; 1];
+            // SAFETY: `mincore` only reports on the page (ENOMEM if it is
+            // not mapped); it touches nothing.
+            unsafe { libc::mincore(at as *mut libc::c_void, 1, resident.as_mut_ptr()) == 0 }
+        };
+        assert!(mapped(base));
+        drop(stacks);
+        assert!(mapped(base), "a stack handed out keeps its pool");
+        drop(stack);
+        assert!(!mapped(base), "the last stack's return unmapped the pool");
     }
 
     #[test]
