@@ -102,8 +102,7 @@ fn a_host_function_cannot_take_a_name_that_is_already_defined() {
     let error = Runtime::builder(Config::default())
         .func(wasmlet_host::HUB_MODULE, "spawn", |a: i32| a)
         .build()
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         format!("{error:#}").contains("the name is taken"),
         "{error:#}"

@@ -84,6 +84,12 @@ pub struct Hub {
     ticks: Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
 impl Hub {
     /// A hub with no guests yet, scheduling on the calling OS thread.
     pub fn new(runtime: &Runtime) -> Hub {

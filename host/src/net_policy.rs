@@ -23,9 +23,19 @@ use ipnet::IpNet;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectRule {
     /// Addresses in `net`, on ports `ports` (inclusive).
-    Net { net: IpNet, ports: (u16, u16) },
+    Net {
+        /// The network.
+        net: IpNet,
+        /// The lowest and highest port, inclusive.
+        ports: (u16, u16),
+    },
     /// A host name the guest may resolve, and the port it may then reach.
-    Host { name: String, port: u16 },
+    Host {
+        /// The name, as the guest resolves it.
+        name: String,
+        /// The one port.
+        port: u16,
+    },
 }
 
 /// A rule that could not be read, and why (with the forms that are

@@ -205,8 +205,8 @@ impl<W: Copy> Poller<W> {
                     serve_one(&mut source.writers, &mut wake);
                 }
             }
-            // SAFETY (for the borrow): registered descriptors are open (see
-            // `wait_for`).
+            // SAFETY: registered descriptors are open (see `wait_for`), so
+            // the borrow is of an open descriptor.
             let fd = unsafe { BorrowedFd::borrow_raw(raw) };
             if source.readers.is_empty() && source.writers.is_empty() {
                 self.sources.remove(&raw);

@@ -40,6 +40,14 @@ pub struct HubPool {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for HubPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubPool")
+            .field("hubs", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// How long a pool handle waits for a hub to add a guest.
 const ADD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -123,6 +131,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct PoolHandle {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolHandle").finish_non_exhaustive()
+    }
 }
 
 impl PoolHandle {

@@ -33,6 +33,12 @@ pub struct Program {
     pub(crate) layout: std::sync::Arc<Layout>,
 }
 
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").finish_non_exhaustive()
+    }
+}
+
 /// What the hub needs to know about a program to start green threads in it.
 #[derive(Debug)]
 pub(crate) struct Layout {

@@ -32,6 +32,14 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     engine: Engine,
     linker: Linker<ThreadData>,
@@ -79,6 +87,15 @@ type Definition = Box<dyn FnOnce(&mut Linker<ThreadData>) -> Result<()>>;
 pub struct RuntimeBuilder {
     config: Config,
     definitions: Vec<Definition>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("config", &self.config)
+            .field("definitions", &self.definitions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RuntimeBuilder {

@@ -22,6 +22,15 @@ pub struct ThreadData {
     wasi: WasiPtr,
 }
 
+impl std::fmt::Debug for ThreadData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadData")
+            .field("guest", &self.guest)
+            .field("thread", &self.thread)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ThreadData {
     pub(crate) fn new(guest: usize, thread: usize, wasi: WasiPtr) -> ThreadData {
         ThreadData {
