@@ -77,7 +77,7 @@ pub struct Hub {
     /// Commands from [`HubHandle`]s on other threads.
     control: Arc<Control>,
     /// Shared with the host functions while `run` is on the stack (see
-    /// `hub_state::enter`); the `Rc` keeps `Hub` on its thread.
+    /// `hub_state::scoped`); the `Rc` keeps `Hub` on its thread.
     state: Rc<RefCell<HubState>>,
     /// The runtime's count of epoch ticks: a running green thread's time
     /// slice is counted in them.
@@ -170,7 +170,7 @@ impl Hub {
     /// [`Hub::serve`], or dropping the hub) returns, all of it has been.
     pub fn run(&mut self) {
         self.drive(Until::AllEnded);
-        hub_state::await_reaper();
+        crate::reaper::await_reaper();
     }
 
     /// Serves: runs guests and carries out handles' commands (calls, new
@@ -179,7 +179,7 @@ impl Hub {
     /// thread of its own that other threads feed, as in a [`HubPool`](crate::HubPool).
     pub fn serve(&mut self) {
         self.drive(Until::Shutdown);
-        hub_state::await_reaper();
+        crate::reaper::await_reaper();
     }
 
     /// Runs the guests until nothing is left to do now: no green thread is
@@ -224,7 +224,11 @@ impl Hub {
         // Only a hint: without it timers are just later.
         let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
         let state = self.state.clone();
-        let _entered = hub_state::enter(&state);
+        hub_state::scoped(&state, || self.drive_in_context(until))
+    }
+
+    /// [`Hub::drive`], with the hub's state reachable by host functions.
+    fn drive_in_context(&mut self, until: Until) -> bool {
         let mut next_io_check = Instant::now();
         let mut stepped = false;
         loop {
@@ -607,7 +611,7 @@ impl Drop for Hub {
             std::mem::take(&mut state.graveyard)
         });
         bury(graves);
-        hub_state::await_reaper();
+        crate::reaper::await_reaper();
     }
 }
 

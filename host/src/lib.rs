@@ -28,8 +28,11 @@
 //! shared between guests), `poller` and `stdio` (waiting for host
 //! descriptors), `resolver` (name lookups, shared fairly between guests),
 //! `preemption` (when a running green thread is paused for other guests),
-//! `cpu_clock` (what a guest's CPU time is measured on),
-//! `hub_state` (what host functions share with the run loop),
+//! `cpu_clock` (what a guest's CPU time is measured on), `reaper` (drops
+//! what ended green threads leave, off the hub), `hub_state` (what host
+//! functions share with the run loop: the state, split by job into
+//! `context`, `guest_record`, `thread_life`, `spawning`, `waits`, `io`,
+//! `calls` and `limits`),
 //! `guest_memory`, `poll`, `host_call` (how a host function waits as its
 //! green thread), `host_functions`, `net_functions` and `wasi_overrides` (the
 //! host side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
@@ -58,6 +61,7 @@ mod poller;
 mod pool;
 mod preemption;
 pub mod program;
+mod reaper;
 mod resolver;
 mod rewrite;
 pub mod runtime;

@@ -65,7 +65,7 @@ pub(crate) struct WasiPtr(NonNull<WasiP1Ctx>);
 // SAFETY: the pointer is dereferenced only on the hub's OS thread: a hub and
 // every store it runs stay there (`Hub` is neither `Send` nor `Sync`). The
 // one store that leaves is a dead worker's, dropped on the reaper thread
-// (`hub_state::bury`), and dropping a store never dereferences it. wasmtime
+// (`reaper::bury`), and dropping a store never dereferences it. wasmtime
 // merely requires store data to be `Send`.
 unsafe impl Send for WasiPtr {}
 

@@ -1,0 +1,95 @@
+//! The host's calls of plugin functions: each starts a green thread of the plugin, and can be cancelled.
+
+use super::*;
+
+impl HubState {
+    /// Starts a call of the plugin `guest`'s function `name` with `input`,
+    /// as a new green thread; the caller's handle.
+    ///
+    /// # Errors
+    /// If the guest is not a live plugin, has as many calls in flight as it
+    /// may ([`CallError::Busy`]), or cannot start a green thread.
+    pub fn start_call(
+        &mut self,
+        guest: usize,
+        name: String,
+        input: Vec<u8>,
+    ) -> Result<PendingCall, CallError> {
+        if !self.sched.is_live(guest) || !self.guests.get(guest).is_some_and(|g| g.plugin) {
+            let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
+            return Err(CallError::GuestEnded(exit));
+        }
+        self.control.reserve_call(GuestId(guest), false)?;
+        let slot = std::sync::Arc::new(CallSlot::default());
+        let pending = PendingCall {
+            slot: slot.clone(),
+            hub: self.control.clone(),
+        };
+        self.start_call_into(guest, name, input, slot)?;
+        Ok(pending)
+    }
+
+    /// [`HubState::start_call`] with the caller's slot, its room in flight
+    /// already reserved (given back if the call cannot start).
+    pub fn start_call_into(
+        &mut self,
+        guest: usize,
+        name: String,
+        input: Vec<u8>,
+        slot: std::sync::Arc<CallSlot>,
+    ) -> Result<(), CallError> {
+        if !self.sched.is_live(guest) || !self.guests.get(guest).is_some_and(|g| g.plugin) {
+            self.control.release_call(GuestId(guest));
+            let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
+            return Err(CallError::GuestEnded(exit));
+        }
+        let stack = self
+            .check_spawnable(guest, 0)
+            .map_err(|(_, why)| why)
+            .and_then(|()| {
+                self.new_thread_stack(guest, 0)
+                    .map_err(|e| format!("{e:#}"))
+            });
+        let stack = match stack {
+            Ok(stack) => stack,
+            Err(why) => {
+                self.control.release_call(GuestId(guest));
+                return Err(CallError::Refused(why));
+            }
+        };
+        let payload = ThreadSlot {
+            stack: Some(stack),
+            ..ThreadSlot::default()
+        };
+        let id = self.sched.spawn_for_host(guest, payload);
+        self.calls.insert(
+            (guest, id),
+            CallRecord {
+                name,
+                input: Some(input),
+                outcome: None,
+                trap: None,
+                slot,
+            },
+        );
+        Ok(())
+    }
+
+    /// Kills the green threads of calls their callers cancelled.
+    pub fn cancel_calls(&mut self) {
+        let cancelled: Vec<(usize, ThreadId)> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.slot.is_cancelled())
+            .map(|(&key, _)| key)
+            .collect();
+        for (guest, id) in cancelled {
+            if !self.sched.is_live(guest) {
+                continue;
+            }
+            if let Kill::Target(key) = self.sched.kill_by_host(guest, id) {
+                self.drop_call(guest, key);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What each guest is charged (host memory, CPU time), its limits, and how a guest ends.
+
+use super::*;
+
+impl HubState {
+    /// Host memory charged to a live guest (see
+    /// `GuestOptions::max_host_memory`).
+    pub fn host_memory(&self, guest: usize) -> u64 {
+        let started = self.sched.started_in(guest) as u64;
+        let unstarted = self.sched.alive_in(guest) as u64 - started;
+        let links = self.sched.links_in(guest) as u64;
+        started * HOST_BYTES_PER_GREEN_THREAD
+            + unstarted * HOST_BYTES_PER_UNSTARTED_THREAD
+            + links * HOST_BYTES_PER_LINK
+            + self.guests[guest].stack_bytes
+    }
+
+    /// What a live guest uses now; None once it has ended (or for a key
+    /// that is no guest's).
+    pub fn usage(&self, guest: usize) -> Option<GuestUsage> {
+        let record = self.guests.get(guest)?;
+        let live = record.live.as_ref()?;
+        Some(GuestUsage {
+            green_threads: self.sched.alive_in(guest),
+            memory: live.stacks.memory_size(),
+            host_memory: self.host_memory(guest),
+            spare_instances: live.spare.len(),
+            descriptors: record.held_descriptors() as u32,
+            cpu_time: record.cpu_time(),
+        })
+    }
+
+    /// Charges a step's `cycles` (see `crate::cpu_clock`) to the guest's CPU
+    /// time, and ends it if that passes its limit.
+    pub fn charge_cpu(&mut self, guest: usize, cycles: u64) {
+        let record = &mut self.guests[guest];
+        record.cpu_cycles = record.cpu_cycles.saturating_add(cycles);
+        if let Some(limit) = record.max_cpu_time {
+            if record.cpu_time() > limit && self.sched.is_live(guest) {
+                let what = format!("CPU time limit of {:.3} s", limit.as_secs_f64());
+                self.end_guest(
+                    guest,
+                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
+                );
+            }
+        }
+    }
+
+    /// Ends the guest if none of its green threads can ever run again (a
+    /// plugin's can: the host may call it).
+    pub fn check_deadlock(&mut self, guest: usize) {
+        if self.guests[guest].plugin {
+            return;
+        }
+        if let Some(report) = self.sched.deadlock(guest) {
+            self.end_guest(guest, GuestExit::failed(1, GuestError::Deadlock(report)));
+        }
+    }
+
+    /// Ends a live guest as deadlocked, whatever its state.
+    pub fn end_blocked(&mut self, guest: usize) {
+        let report = self.sched.blocked_report(guest);
+        self.end_guest(guest, GuestExit::failed(1, GuestError::Deadlock(report)));
+    }
+
+    pub fn end_guest(&mut self, guest: usize, exit: GuestExit) {
+        for slot in self.sched.end_guest(guest) {
+            if let Some(call) = slot.future {
+                self.graveyard.push(Grave::Call(call));
+            }
+        }
+        if let Some(mut live) = self.guests[guest].live.take() {
+            while let Some(worker) = live.spare.pop() {
+                self.graveyard.push(Grave::Worker(worker));
+            }
+            // After its stores: the WASI context they point at.
+            self.graveyard.push(Grave::Guest(Box::new(live)));
+        }
+        // Its sockets close: each leaves the poller first.
+        let sockets = std::mem::take(&mut self.guests[guest].sockets);
+        for fd in sockets.raw_fds() {
+            self.forget_descriptor(fd);
+        }
+        drop(sockets);
+        let record = &mut self.guests[guest];
+        // Its files close with its WASI context, on the reaper: given back
+        // now, as its sockets are.
+        record.opened.clear();
+        record.descriptors.release();
+        if record.unlogged_refusals > 0 {
+            tracing::warn!(
+                "{} more green threads of this guest were stopped the same way",
+                record.unlogged_refusals
+            );
+            record.unlogged_refusals = 0;
+        }
+        let cpu_time = record.cpu_time();
+        let exit = record
+            .exit
+            .get_or_insert(GuestExit { cpu_time, ..exit })
+            .clone();
+        let ended: Vec<_> = self
+            .calls
+            .keys()
+            .filter(|k| k.0 == guest)
+            .copied()
+            .collect();
+        for key in ended {
+            if let Some(call) = self.calls.remove(&key) {
+                call.slot
+                    .finish(Err(CallError::GuestEnded(Some(exit.clone()))));
+            }
+        }
+        self.control.guest_ended(GuestId(guest));
+    }
+
+    /// Ends every guest whose time limit has passed at `now`; the next time
+    /// limit still to come.
+    pub fn enforce_time_limits(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(Reverse((when, guest, limit))) = self.time_limits.peek().copied() {
+            if when > now {
+                return Some(when);
+            }
+            self.time_limits.pop();
+            if self.sched.is_live(guest) {
+                let what = format!("time limit of {:.3} s", limit.as_secs_f64());
+                self.end_guest(
+                    guest,
+                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
+                );
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,315 @@
+//! A green thread's call: its start, its suspensions and its end (what its end means for its guest), and the workers it leaves.
+
+use super::*;
+
+impl HubState {
+    /// The green thread's call: its suspended one, or a new one for its
+    /// next entry.
+    ///
+    /// # Errors
+    /// A green thread's first run fails (and it ends, its ending queued) if
+    /// it would pass its guest's host memory limit, or if the guest's
+    /// memory has no room for its shadow stack.
+    pub fn take_call(&mut self, guest: usize, thread: usize) -> Result<ThreadFuture> {
+        let entry = self.sched.start(guest, thread);
+        let slot = self.sched.payload_mut(guest, thread);
+        if let Some(call) = slot.future.take() {
+            return Ok(call);
+        }
+        let needs_stack = slot.stack.is_none()
+            && matches!(
+                entry,
+                Entry::Task(TaskCall::Run { .. } | TaskCall::Finish { .. })
+            );
+        let size = slot.stack_size;
+        if needs_stack {
+            // Its first run: only now does it take a store, an instance, a
+            // fiber stack and a shadow stack (so a million spawned at once
+            // cost a million records, not a million stacks).
+            if matches!(entry, Entry::Task(TaskCall::Run { .. })) {
+                self.check_start(guest)?;
+            }
+            let stack = self.new_thread_stack(guest, size)?;
+            self.sched.payload_mut(guest, thread).stack = Some(stack);
+        }
+        let stack = self.sched.payload_mut(guest, thread).stack;
+        let preempt = self.config.time_slice.map(|_| at_tick as Preempt);
+        let (call, fiber) = new_call(self.live(guest), guest, thread, entry, stack, preempt)?;
+        self.sched.payload_mut(guest, thread).fiber = fiber;
+        Ok(call)
+    }
+
+    /// A step of the green thread ran `cycles` (see `crate::cpu_clock`);
+    /// `handed_out` is the fiber stack its store took in it, if it took one.
+    pub fn stepped(&mut self, guest: usize, thread: usize, handed_out: Option<(usize, usize)>) {
+        if handed_out.is_none() {
+            return;
+        }
+        if let Some(slot) = self.sched.payload_if_live(guest, thread) {
+            slot.fiber.stepped(handed_out);
+        }
+    }
+
+    /// Charges the guest `now` bytes for a green thread's fiber stack where
+    /// it was charged `before`; ends it if that passes its host memory
+    /// limit.
+    pub(super) fn charge_stack(&mut self, guest: usize, before: u64, now: u64) {
+        let record = &mut self.guests[guest];
+        record.stack_bytes = record
+            .stack_bytes
+            .saturating_sub(before)
+            .saturating_add(now);
+        let (most, stacks) = (record.max_host_memory, record.stack_bytes);
+        if now > before && self.sched.is_live(guest) && self.host_memory(guest) > most {
+            let what = format!(
+                "host memory limit of {} MiB (its green threads' native stacks hold {} KiB past \
+                 the first {} KiB of each)",
+                most >> 20,
+                stacks >> 10,
+                crate::fiber_stack::ALLOWANCE >> 10,
+            );
+            self.end_guest(
+                guest,
+                GuestExit::failed(137, GuestError::LimitExceeded(what)),
+            );
+        }
+    }
+
+    /// A green thread's call is dropped (and its store with it): its fiber
+    /// stack's charge ends.
+    pub(super) fn drop_call(&mut self, guest: usize, thread: usize) {
+        let slot = self.sched.payload_mut(guest, thread);
+        let charged = std::mem::take(&mut slot.fiber).charged();
+        if let Some(call) = slot.future.take() {
+            self.graveyard.push(Grave::Call(call));
+        }
+        self.charge_stack(guest, charged, 0);
+    }
+
+    /// Whether a green thread of `guest` that has just started (and is
+    /// already counted as started) keeps it within its host memory limit.
+    pub(super) fn check_start(&self, guest: usize) -> Result<()> {
+        let most = self.guests[guest].max_host_memory;
+        if self.host_memory(guest) > most {
+            wasmtime::bail!(
+                "could not start: this guest's host memory limit of {} MiB is reached ({} green \
+                 threads running, {} more spawned and waiting to start; raise it with \
+                 `wasmlet run --max-host-memory MIB` or GuestOptions::max_host_memory)",
+                most >> 20,
+                self.sched.started_in(guest),
+                self.sched.alive_in(guest) - self.sched.started_in(guest),
+            );
+        }
+        Ok(())
+    }
+
+    /// The green thread's call returned Pending.
+    pub fn suspended(&mut self, guest: usize, thread: usize, call: ThreadFuture) {
+        if !self.sched.is_live(guest) {
+            // It ended its own guest (killed main, exit): nothing to resume.
+            self.graveyard.push(Grave::Call(call));
+            return;
+        }
+        match self.sched.suspended(guest, thread, Instant::now) {
+            Suspension::Keep => {
+                let slot = self.sched.payload_mut(guest, thread);
+                slot.future = Some(call);
+                let before = slot.fiber.charged();
+                let now = slot.fiber.suspended();
+                self.charge_stack(guest, before, now);
+            }
+            Suspension::Drop => {
+                self.sched.payload_mut(guest, thread).future = Some(call);
+                self.drop_call(guest, thread);
+            }
+        }
+    }
+
+    /// The green thread's call returned.
+    pub fn call_ended(&mut self, guest: usize, thread: usize, result: Result<()>) {
+        let Some(live) = self.guests[guest].live.as_ref() else {
+            return;
+        };
+        let end = CallEnd::of(result, live.layout.overflow_func);
+        if self.sched.is_main(guest, thread)
+            && self.guests[guest].plugin
+            && matches!(end, CallEnd::Returned)
+        {
+            // A plugin's main has set it up; its calls come from the host.
+            let slot = self.sched.main_returned(guest);
+            self.bury_slot(guest, slot);
+            return;
+        }
+        if self.sched.is_std_thread(guest, thread) {
+            if let CallEnd::Failed { error, .. } = &end {
+                // As a trap in any thread of a wasi-threads program (a Rust
+                // panic aborts the process there too): the guest ends.
+                let name = self.sched.name_of(guest, thread);
+                let exit = GuestExit::failed(
+                    134,
+                    GuestError::StdThreadTrap(format!(
+                        "{name}, a std::thread, trapped (which ends every thread of the \
+                         guest, as in any wasi-threads program): {error:?}"
+                    )),
+                );
+                self.end_guest(guest, exit);
+                return;
+            }
+        }
+        if self.sched.is_main(guest, thread) {
+            let exit = match end {
+                CallEnd::Returned => GuestExit::code(0),
+                CallEnd::Exit(code) => GuestExit::code(code),
+                CallEnd::Failed { .. } if self.at_output_limit(guest) => {
+                    let limit = self.guests[guest].max_output;
+                    let what = format!("captured output limit of {} MiB per stream", limit >> 20);
+                    GuestExit::failed(137, GuestError::LimitExceeded(what))
+                }
+                CallEnd::Failed { .. } if self.at_memory_limit(guest) => {
+                    let limit = self.guests[guest].memory_limit.unwrap_or(0);
+                    let what = format!("linear memory limit of {} MiB", limit >> 20);
+                    GuestExit::failed(137, GuestError::LimitExceeded(what))
+                }
+                CallEnd::Failed { how, error, .. } => {
+                    let what = if how == Ending::TrapShadowStackOverflow {
+                        "shadow stack overflow (the main green thread's stack is the module's \
+                         own: link the guest with a larger `-z stack-size`): "
+                    } else {
+                        ""
+                    };
+                    GuestExit::failed(134, GuestError::Trap(format!("{what}{error:?}")))
+                }
+            };
+            self.end_guest(guest, exit);
+            return;
+        }
+        let failure = match end {
+            CallEnd::Returned => None,
+            CallEnd::Exit(code) => {
+                self.end_guest(guest, GuestExit::code(code));
+                return;
+            }
+            CallEnd::Failed { .. } if self.guests[guest].plugin && self.at_memory_limit(guest) => {
+                // A plugin whose memory is full stays full (a failed green
+                // thread's allocations are never freed): it ends, and its
+                // host can start it afresh.
+                let limit = self.guests[guest].memory_limit.unwrap_or(0);
+                let what = format!("linear memory limit of {} MiB", limit >> 20);
+                self.end_guest(
+                    guest,
+                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
+                );
+                return;
+            }
+            CallEnd::Failed { how, trap, error } => {
+                let name = self.sched.name_of(guest, thread);
+                if !trap {
+                    // Not a trap of its own code (the SDK reports those) but
+                    // a hub function refusing it, e.g. memory full on spawn:
+                    // logged once per guest, the rest counted.
+                    let record = &mut self.guests[guest];
+                    if record.refusal_logged {
+                        record.unlogged_refusals += 1;
+                    } else {
+                        record.refusal_logged = true;
+                        tracing::warn!("{name} stopped: {}", error.root_cause());
+                    }
+                }
+                Some((how, name, error))
+            }
+        };
+        let ending = failure.as_ref().map(|(how, ..)| *how);
+        let id = self.sched.current(guest, thread);
+        if let (Some((_, _, error)), Some(call)) = (&failure, self.calls.get_mut(&(guest, id))) {
+            call.trap.get_or_insert_with(|| format!("{error:?}"));
+        }
+        match self.sched.ended(guest, thread, ending) {
+            None => {}
+            Some(slot) => {
+                if let Some((_, name, error)) = failure {
+                    tracing::warn!("{name} failed while ending: {error:?}");
+                }
+                self.bury_slot(guest, slot);
+                self.call_done(guest, id);
+            }
+        }
+    }
+
+    /// The green thread `id` of `guest` is gone: if it ran a call, its
+    /// result goes to the caller.
+    pub(super) fn call_done(&mut self, guest: usize, id: ThreadId) {
+        if let Some(call) = self.calls.remove(&(guest, id)) {
+            let slot = call.slot.clone();
+            slot.finish(call.result());
+            // After the result: whoever gets the room sees the call ended.
+            self.control.release_call(GuestId(guest));
+        }
+    }
+
+    pub(super) fn bury_slot(&mut self, guest: usize, slot: ThreadSlot) {
+        if let Some(call) = slot.future {
+            self.graveyard.push(Grave::Call(call));
+        }
+        self.charge_stack(guest, slot.fiber.charged(), 0);
+        if let (Some(stack), Some(live)) = (slot.stack, self.guests[guest].live.as_mut()) {
+            live.stacks.free(stack);
+        }
+    }
+
+    /// Whether the guest's memory has grown near its `max_memory`, so that
+    /// a failure of its main green thread (an allocation refused, which
+    /// aborts) is taken for the limit's doing. "Near" is within an eighth of
+    /// the limit (at least 2 MiB): the request that failed may have been
+    /// that large.
+    pub(super) fn at_memory_limit(&self, guest: usize) -> bool {
+        let record = &self.guests[guest];
+        match (record.memory_limit, record.live.as_ref()) {
+            (Some(limit), Some(live)) => {
+                live.stacks.memory_size() + (limit / 8).max(2 << 20) > limit
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a captured stream of the guest is full (a write past it
+    /// traps the writer).
+    pub(super) fn at_output_limit(&self, guest: usize) -> bool {
+        let record = &self.guests[guest];
+        record
+            .output
+            .as_ref()
+            .is_some_and(|o| o.full(record.max_output))
+    }
+
+    /// Keeps the worker of a green thread that ended normally for the
+    /// guest's next green thread.
+    pub fn keep_spare(&mut self, guest: usize, thread: usize, mut worker: Box<Worker>) {
+        if let Some(slot) = self.sched.payload_if_live(guest, thread) {
+            let mut fiber = std::mem::take(&mut slot.fiber);
+            let charged = fiber.charged();
+            fiber.finished();
+            worker.watch = fiber.into_watch();
+            if charged > 0 {
+                self.charge_stack(guest, charged, 0);
+            }
+        }
+        let most = self.config.spare_instances.saturating_mul(SURPLUS_FACTOR);
+        match self.guests[guest].live.as_mut() {
+            Some(live) if live.layout.reuse_workers && live.spare.len() < most => {
+                live.spare.push(worker)
+            }
+            _ => self.graveyard.push(Grave::Worker(worker)),
+        }
+    }
+
+    /// Takes one worker past its guest's `Config::spare_instances`, to be
+    /// dropped.
+    pub fn surplus_spare(&mut self) -> Option<Box<Worker>> {
+        let keep = self.config.spare_instances;
+        self.guests
+            .iter_mut()
+            .filter_map(|g| g.live.as_mut())
+            .find(|live| live.spare.len() > keep)
+            .and_then(|live| live.spare.pop())
+    }
+}
