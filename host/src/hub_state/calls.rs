@@ -1,4 +1,5 @@
-//! The host's calls of plugin functions: each starts a green thread of the plugin, and can be cancelled.
+//! The host's calls of plugin functions: each starts a green thread of the
+//! plugin, and can be cancelled.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Waits for host descriptors (the poller), guests' descriptors and sockets, and the hub's report.
+//! Waits for host descriptors (the poller), guests' descriptors and sockets,
+//! and the hub's report.
 
 use super::*;
 

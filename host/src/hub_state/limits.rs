@@ -1,4 +1,5 @@
-//! What each guest is charged (host memory, CPU time), its limits, and how a guest ends.
+//! What each guest is charged (host memory, CPU time), its limits, and how a
+//! guest ends.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Spawning green threads and std threads, within the hub's and the guest's limits; links.
+//! Spawning green threads and std threads, within the hub's and the guest's
+//! limits; links.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! A green thread's call: its start, its suspensions and its end (what its end means for its guest), and the workers it leaves.
+//! A green thread's call: its start, its suspensions and its end (what its end
+//! means for its guest), and the workers it leaves.
 
 use super::*;
 

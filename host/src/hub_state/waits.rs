@@ -1,4 +1,5 @@
-//! The hub waits host functions ask for: sleep, join, park, futexes, kill; and guest memory.
+//! The hub waits host functions ask for: sleep, join, park, futexes, kill; and
+//! guest memory.
 
 use super::*;
 
