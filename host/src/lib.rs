@@ -23,7 +23,8 @@
 //! and checking modules) with `rewrite` (the loader's rewrite: stack checks,
 //! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
 //! threads' stacks), `store_data`, `stack_charge` (what a fiber stack costs
-//! its guest), `worker`, `lifecycle` (a green thread's call and its end), `call` (the host's calls of plugin functions),
+//! its guest), `worker`, `lifecycle` (a green thread's call and its end), `ending`
+//! (what a call's end means for the thread and its guest: a pure function), `call` (the host's calls of plugin functions),
 //! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
 //! shared between guests), `poller` and `stdio` (waiting for host
 //! descriptors), `resolver` (name lookups, shared fairly between guests),
@@ -45,6 +46,7 @@ mod config;
 mod control;
 mod cpu_clock;
 mod descriptor_budget;
+mod ending;
 mod fiber_stack;
 pub mod guest;
 mod guest_memory;

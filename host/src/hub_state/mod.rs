@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Result, StoreContextMut, UpdateDeadline};
 
-use crate::abi::{Ending, JoinStatus, KillStatus, SpawnRefusal, ThreadId};
+use crate::abi::{JoinStatus, KillStatus, SpawnRefusal, ThreadId};
 use crate::call::{CallError, CallRecord, CallSlot, PendingCall};
 use crate::config::Config;
 use crate::control::Control;
 use crate::descriptor_budget::{DescriptorBudget, DescriptorShare};
+use crate::ending::{Facts, Verdict};
 use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,

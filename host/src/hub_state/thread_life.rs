@@ -132,78 +132,35 @@ impl HubState {
             return;
         };
         let end = CallEnd::of(result, live.layout.overflow_func);
-        if self.sched.is_main(guest, thread)
-            && self.guests[guest].plugin
-            && matches!(end, CallEnd::Returned)
-        {
-            // A plugin's main has set it up; its calls come from the host.
-            let slot = self.sched.main_returned(guest);
-            self.bury_slot(guest, slot);
-            return;
+        let record = &self.guests[guest];
+        let mut facts = Facts {
+            main: self.sched.is_main(guest, thread),
+            std_thread: self.sched.is_std_thread(guest, thread),
+            plugin: record.plugin,
+            ..Facts::default()
+        };
+        if matches!(end, CallEnd::Failed { .. }) {
+            // Only a failure needs these (and a name costs an allocation).
+            facts.output_full = self.at_output_limit(guest).then_some(record.max_output);
+            facts.memory_full = self
+                .at_memory_limit(guest)
+                .then(|| record.memory_limit.unwrap_or(0));
+            facts.name = self.sched.name_of(guest, thread);
         }
-        if self.sched.is_std_thread(guest, thread) {
-            if let CallEnd::Failed { error, .. } = &end {
-                // As a trap in any thread of a wasi-threads program (a Rust
-                // panic aborts the process there too): the guest ends.
-                let name = self.sched.name_of(guest, thread);
-                let exit = GuestExit::failed(
-                    134,
-                    GuestError::StdThreadTrap(format!(
-                        "{name}, a std::thread, trapped (which ends every thread of the \
-                         guest, as in any wasi-threads program): {error:?}"
-                    )),
-                );
+        let failure = match crate::ending::judge(end, &facts) {
+            Verdict::PluginReady => {
+                let slot = self.sched.main_returned(guest);
+                self.bury_slot(guest, slot);
+                return;
+            }
+            Verdict::GuestEnds(exit) => {
                 self.end_guest(guest, exit);
                 return;
             }
-        }
-        if self.sched.is_main(guest, thread) {
-            let exit = match end {
-                CallEnd::Returned => GuestExit::code(0),
-                CallEnd::Exit(code) => GuestExit::code(code),
-                CallEnd::Failed { .. } if self.at_output_limit(guest) => {
-                    let limit = self.guests[guest].max_output;
-                    let what = format!("captured output limit of {} MiB per stream", limit >> 20);
-                    GuestExit::failed(137, GuestError::LimitExceeded(what))
-                }
-                CallEnd::Failed { .. } if self.at_memory_limit(guest) => {
-                    let limit = self.guests[guest].memory_limit.unwrap_or(0);
-                    let what = format!("linear memory limit of {} MiB", limit >> 20);
-                    GuestExit::failed(137, GuestError::LimitExceeded(what))
-                }
-                CallEnd::Failed { how, error, .. } => {
-                    let what = if how == Ending::TrapShadowStackOverflow {
-                        "shadow stack overflow (the main green thread's stack is the module's \
-                         own: link the guest with a larger `-z stack-size`): "
-                    } else {
-                        ""
-                    };
-                    GuestExit::failed(134, GuestError::Trap(format!("{what}{error:?}")))
-                }
-            };
-            self.end_guest(guest, exit);
-            return;
-        }
-        let failure = match end {
-            CallEnd::Returned => None,
-            CallEnd::Exit(code) => {
-                self.end_guest(guest, GuestExit::code(code));
-                return;
-            }
-            CallEnd::Failed { .. } if self.guests[guest].plugin && self.at_memory_limit(guest) => {
-                // A plugin whose memory is full stays full (a failed green
-                // thread's allocations are never freed): it ends, and its
-                // host can start it afresh.
-                let limit = self.guests[guest].memory_limit.unwrap_or(0);
-                let what = format!("linear memory limit of {} MiB", limit >> 20);
-                self.end_guest(
-                    guest,
-                    GuestExit::failed(137, GuestError::LimitExceeded(what)),
-                );
-                return;
-            }
-            CallEnd::Failed { how, trap, error } => {
-                let name = self.sched.name_of(guest, thread);
+            Verdict::ThreadEnds { failure: None } => None,
+            Verdict::ThreadEnds {
+                failure: Some((how, trap, error)),
+            } => {
                 if !trap {
                     // Not a trap of its own code (the SDK reports those) but
                     // a hub function refusing it, e.g. memory full on spawn:
@@ -213,10 +170,10 @@ impl HubState {
                         record.unlogged_refusals += 1;
                     } else {
                         record.refusal_logged = true;
-                        tracing::warn!("{name} stopped: {}", error.root_cause());
+                        tracing::warn!("{} stopped: {}", facts.name, error.root_cause());
                     }
                 }
-                Some((how, name, error))
+                Some((how, facts.name, error))
             }
         };
         let ending = failure.as_ref().map(|(how, ..)| *how);
