@@ -95,8 +95,20 @@ impl Hub {
         }
     }
 
+    /// Runs `f` on the hub's state, then buries what it left to drop
+    /// (outside the borrow, and outside every fiber: host functions reach
+    /// the state through `hub_state::with`, never through `Hub`). Burial is
+    /// never forgotten: every change of the state goes through here.
     fn with<R>(&self, f: impl FnOnce(&mut HubState) -> R) -> R {
-        f(&mut self.state.borrow_mut())
+        let (result, graves) = {
+            let mut state = self.state.borrow_mut();
+            let result = f(&mut state);
+            (result, state.take_graves())
+        };
+        if !graves.is_empty() {
+            bury(graves);
+        }
+        result
     }
 
     /// Adds a guest running `program`; its main green thread (`_start`) runs
@@ -250,14 +262,12 @@ impl Hub {
     /// another thread, use a [`HubHandle`].
     pub fn kill_guest(&mut self, guest: GuestId, reason: impl Into<String>) {
         let reason = reason.into();
-        let graves = self.with(|state| {
+        self.with(|state| {
             if state.sched.is_live(guest.0) {
                 let exit = GuestExit::failed(137, GuestError::Killed(reason));
                 state.end_guest(guest.0, exit);
             }
-            std::mem::take(&mut state.graveyard)
         });
-        bury(graves);
     }
 
     /// A `Send + Sync` handle through which other threads can control this
@@ -348,13 +358,11 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         // Stores first, then the WASI contexts they point at.
-        let graves = self.with(|state| {
+        self.with(|state| {
             for guest in state.sched.live_guests() {
                 state.end_guest(guest, GuestExit::code(1));
             }
-            std::mem::take(&mut state.graveyard)
         });
-        bury(graves);
         crate::reaper::await_reaper();
     }
 }

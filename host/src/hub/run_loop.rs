@@ -31,14 +31,12 @@ impl Hub {
         let mut stepped = false;
         loop {
             if self.obey_handles() {
-                let graves = self.with(|state| {
+                self.with(|state| {
                     for guest in state.sched.live_guests() {
                         let why = GuestError::Killed("the hub shut down".into());
                         state.end_guest(guest, GuestExit::failed(137, why));
                     }
-                    std::mem::take(&mut state.graveyard)
                 });
-                bury(graves);
                 if until == Until::Shutdown {
                     return stepped;
                 }
@@ -126,13 +124,11 @@ impl Hub {
             }
         }
         // Anything left is blocked with nothing to wake it.
-        let graves = self.with(|state| {
+        self.with(|state| {
             for guest in state.sched.live_guests() {
                 state.end_blocked(guest);
             }
-            std::mem::take(&mut state.graveyard)
         });
-        bury(graves);
         stepped
     }
 
@@ -152,11 +148,9 @@ impl Hub {
             });
         }
         if self.control.take_cancels() {
-            let graves = self.with(|state| {
+            self.with(|state| {
                 state.cancel_calls();
-                std::mem::take(&mut state.graveyard)
             });
-            bury(graves);
         }
         for command in self.control.take() {
             match command {
@@ -223,11 +217,9 @@ impl Hub {
         let mut call = match call {
             Ok(call) => call,
             Err(error) => {
-                let graves = self.with(|state| {
+                self.with(|state| {
                     state.call_ended(guest, thread, Err(error));
-                    std::mem::take(&mut state.graveyard)
                 });
-                bury(graves);
                 return;
             }
         };
@@ -239,7 +231,7 @@ impl Hub {
         let spent = cpu_clock::between(began, cpu_clock::cycles());
         let handed_out = fiber_stack::take_handed_out();
         let mut call = Some(call);
-        let graves = self.with(|state| {
+        self.with(|state| {
             state.stepped(guest, thread, handed_out);
             match poll {
                 Poll::Pending => {
@@ -256,11 +248,9 @@ impl Hub {
             }
             state.check_deadlock(guest);
             state.charge_cpu(guest, spent);
-            std::mem::take(&mut state.graveyard)
         });
         // A call that returned unwinds nothing: dropped here, at once.
         drop(call);
-        bury(graves);
     }
 }
 

@@ -60,7 +60,9 @@ pub(crate) struct HubState {
     pub config: Config,
     pub sched: Scheduler<ThreadSlot>,
     pub guests: Vec<GuestRecord>,
-    pub graveyard: Vec<Grave>,
+    /// What to drop once the current green thread is off its fiber (see
+    /// `crate::reaper`); the hub takes it after each change.
+    graveyard: Vec<Grave>,
     /// Guests' time limits: (when, guest, the limit as given), earliest
     /// first.
     pub time_limits: BinaryHeap<Reverse<(Instant, usize, Duration)>>,
@@ -94,6 +96,11 @@ fn at_tick(store: StoreContextMut<'_, ThreadData>) -> Result<UpdateDeadline> {
 }
 
 impl HubState {
+    /// What was left to drop since the last call.
+    pub fn take_graves(&mut self) -> Vec<Grave> {
+        std::mem::take(&mut self.graveyard)
+    }
+
     /// Whether the green thread of `guest` now running is to be paused at
     /// this tick (see `crate::preemption`).
     fn should_pause(&self, guest: usize) -> bool {
