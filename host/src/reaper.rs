@@ -28,11 +28,10 @@ pub(crate) fn bury(graves: Vec<Grave>) {
         match grave {
             Grave::Call(call) => drop_elsewhere(Box::new(call)),
             Grave::Worker(worker) => drop_elsewhere(worker),
-            Grave::Guest(live) => {
-                let memory = live.stacks.memory().clone();
-                drop(live);
-                drop_elsewhere(Box::new(memory));
-            }
+            // After its calls and workers, which the reaper drops first (in
+            // the order sent): their stores point at the guest's WASI
+            // context, which goes with it.
+            Grave::Guest(live) => drop_elsewhere(live),
         }
     }
 }

@@ -160,11 +160,6 @@ impl ShadowStacks {
         )
     }
 
-    /// The guest's memory.
-    pub fn memory(&self) -> &SharedMemory {
-        &self.memory
-    }
-
     /// The guest memory's size in bytes.
     pub fn memory_size(&self) -> u64 {
         self.memory.data_size() as u64

@@ -69,6 +69,19 @@ pub(crate) struct WasiPtr(NonNull<WasiP1Ctx>);
 // merely requires store data to be `Send`.
 unsafe impl Send for WasiPtr {}
 
+// SAFETY: the box owns its context alone; the stores' copies of the pointer
+// are used on the hub's thread while the guest lives. It moves to the reaper
+// thread only in an ended guest's `LiveGuest`, sent after every call and
+// worker of the guest (`reaper::bury`), and the reaper drops in the order
+// sent: no store of the guest can use the context then, or after.
+unsafe impl Send for WasiBox {}
+
+/// The context itself may change threads (what the impl above relies on).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<WasiP1Ctx>();
+};
+
 impl WasiBox {
     pub(crate) fn new(wasi: WasiP1Ctx) -> WasiBox {
         WasiBox(NonNull::from(Box::leak(Box::new(wasi))))
