@@ -28,6 +28,7 @@ const METRICS: [&str; 11] = [
 ];
 
 #[test]
+#[ignore = "heavy: `.ci/run` (the README's test command) runs it"]
 fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
     let root = support::repo_root();
     let out_file = std::env::temp_dir().join(format!("wasmlet-bench-{}.json", std::process::id()));

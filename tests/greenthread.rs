@@ -497,6 +497,7 @@ fn a_hundred_thousand_green_threads_spawned_at_once_run_on_the_defaults() {
 /// runs: a million spawned at once are a million records in a queue (their
 /// 32 KiB default stacks would need 32 GiB, eight times a guest's memory).
 #[test]
+#[ignore = "heavy: `.ci/run` (the README's test command) runs it"]
 fn a_million_green_threads_spawned_at_once_run_on_the_defaults() {
     let r = run("many", &["1000000"]);
     assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);

@@ -216,6 +216,7 @@ fn a_descriptor_hog_is_refused_at_its_own_limit_and_its_neighbour_opens_on() {
 }
 
 #[test]
+#[ignore = "heavy: `.ci/run` (the README's test command) runs it"]
 fn linking_without_end_stops_at_the_host_memory_limit() {
     let out = cli_with(
         &["--stats", "--max-host-memory", "64"],
@@ -234,6 +235,7 @@ fn linking_without_end_stops_at_the_host_memory_limit() {
 }
 
 #[test]
+#[ignore = "heavy: `.ci/run` (the README's test command) runs it"]
 fn timed_waits_that_end_early_hold_no_memory() {
     // Each round trip leaves two timers set for an hour; a million of
     // them held about 100 MiB until their deadlines before.
