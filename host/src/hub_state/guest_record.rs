@@ -30,7 +30,7 @@ pub(crate) struct GuestRecord {
     pub cpu_cycles: u64,
     pub max_cpu_time: Option<Duration>,
     /// Bytes of its green threads' fiber stacks charged to its host memory
-    /// (see `crate::fiber_stack`).
+    /// (see `crate::stack_charge`).
     pub stack_bytes: u64,
     /// `GuestOptions::max_output` (when its output is captured).
     pub max_output: usize,

@@ -117,7 +117,10 @@ impl HubState {
                 slot.future = Some(call);
                 let before = slot.fiber.charged();
                 let now = slot.fiber.suspended();
-                self.charge_stack(guest, before, now);
+                // Almost every suspension leaves the charge as it was.
+                if now != before {
+                    self.charge_stack(guest, before, now);
+                }
             }
             Suspension::Drop => {
                 self.sched.payload_mut(guest, thread).future = Some(call);
