@@ -1,6 +1,6 @@
 //! The WIT types of `wit/hub.wit` as the host sees them: plain enums with the
 //! canonical ABI's discriminants. Free of wasmtime, so the scheduler can use
-//! them; `tests/contract.rs` checks the host's functions against the WIT.
+//! them; `tests/all/contract.rs` checks the host's functions against the WIT.
 //! Also the WASI errno values of the WASI functions the hub answers itself.
 
 /// WASI preview 1 errno values the hub answers with.

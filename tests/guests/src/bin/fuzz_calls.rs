@@ -1,6 +1,6 @@
 //! Issues random hub calls with random arguments, straight through the raw
 //! imports of `wit/hub.wit` (and WASI's clock), mixed with ordinary SDK
-//! green threads whose ids it aims at. Used by `tests/fuzz.rs`: whatever
+//! green threads whose ids it aims at. Used by `tests/all/fuzz.rs`: whatever
 //! this does, the host must not panic, hang or leak; only this guest may
 //! fail.
 //!

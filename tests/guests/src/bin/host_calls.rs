@@ -1,5 +1,5 @@
 //! Calls host functions that the embedder defined (module `app`, see
-//! `tests/host_functions.rs`): plain ones, one that reads and writes guest
+//! `tests/all/host_functions.rs`): plain ones, one that reads and writes guest
 //! memory, and an async one that ten green threads wait on at once while a
 //! neighbour ticks.
 use std::cell::Cell;

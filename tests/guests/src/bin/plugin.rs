@@ -1,4 +1,4 @@
-//! A plugin: functions the host calls (see `tests/plugins.rs`).
+//! A plugin: functions the host calls (see `tests/all/plugins.rs`).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

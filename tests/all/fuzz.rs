@@ -14,13 +14,11 @@
 //! time budget per target:
 //!
 //! ```sh
-//! WASMLET_FUZZ_SECONDS=600 cargo test --release --test fuzz -- --nocapture
+//! WASMLET_FUZZ_SECONDS=600 cargo test --release --test all fuzz:: -- --nocapture
 //! ```
 //!
 //! Each target prints what it did (executions, outcomes, crashes: always 0,
 //! since a crash fails the test with the seed that found it).
-
-mod support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -156,7 +154,7 @@ fn smith_config() -> wasm_smith::Config {
 #[test]
 fn loading_any_bytes_returns_an_error_or_a_program_never_a_panic() {
     let runtime = Runtime::new(Config::default()).expect("runtime");
-    let real = std::fs::read(support::guest("exits")).expect("a built guest");
+    let real = std::fs::read(crate::support::guest("exits")).expect("a built guest");
     let (time, iterations) = budget(400);
     let start = Instant::now();
     let (mut runs, mut loaded, mut smith_loaded) = (0u64, 0u64, 0u64);
@@ -211,8 +209,8 @@ fn loading_any_bytes_returns_an_error_or_a_program_never_a_panic() {
 #[test]
 fn random_hub_calls_never_hurt_the_host_or_a_neighbour() {
     let (time, iterations) = budget(12);
-    let fuzz = support::guest("fuzz_calls");
-    let neighbour = support::guest("spawn_order");
+    let fuzz = crate::support::guest("fuzz_calls");
+    let neighbour = crate::support::guest("spawn_order");
     let start = Instant::now();
     let mut runs = 0u64;
     let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
@@ -228,13 +226,16 @@ fn random_hub_calls_never_hurt_the_host_or_a_neighbour() {
             let mut hub = Hub::new(&runtime);
             let seed_arg = seed.to_string();
             let a = hub
-                .add_guest(&fuzz, support::options(&[&seed_arg, "300"]))
+                .add_guest(&fuzz, crate::support::options(&[&seed_arg, "300"]))
                 .expect("add");
             let b = hub
-                .add_guest(&neighbour, support::options(&[]))
+                .add_guest(&neighbour, crate::support::options(&[]))
                 .expect("add");
             hub.run();
-            let (a, b) = (support::finished(&hub, a), support::finished(&hub, b));
+            let (a, b) = (
+                crate::support::finished(&hub, a),
+                crate::support::finished(&hub, b),
+            );
             let _ = done.send((a.code, a.error, b.code, b.stdout));
         });
         let (code, error, neighbour_code, neighbour_out) = finished

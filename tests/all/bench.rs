@@ -8,8 +8,6 @@
 //! bench/.venv) are run too where that venv exists already, or when
 //! `WASMLET_BENCH_PEERS=1` asks for them.
 
-mod support;
-
 use std::process::Command;
 
 const SYSTEMS: [&str; 3] = ["wasmlet", "eventlet", "gevent"];
@@ -30,7 +28,7 @@ const METRICS: [&str; 11] = [
 #[test]
 #[ignore = "heavy: `.ci/run` (the README's test command) runs it"]
 fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
-    let root = support::repo_root();
+    let root = crate::support::repo_root();
     let out_file = std::env::temp_dir().join(format!("wasmlet-bench-{}.json", std::process::id()));
     let peers = std::env::var("WASMLET_BENCH_PEERS").is_ok_and(|v| v == "1")
         || root.join("bench/.venv/bin/python").exists();

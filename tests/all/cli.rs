@@ -1,8 +1,7 @@
 //! The `wasmlet` CLI: exit codes, WASI plumbing (args, env, dirs), and clear
 //! errors with a non-zero exit for input it cannot run.
 
-mod support;
-use support::{cli, cli_with, guest};
+use crate::support::{cli, cli_with, guest};
 
 use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,

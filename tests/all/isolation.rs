@@ -17,8 +17,7 @@
 //! | 2,000 green threads recursing deep, holding or having returned | [`deep_native_stacks_are_charged_and_dead_ones_handed_back`] |
 //! | spinning for ever | `embedding::another_thread_can_kill_a_spinning_guest_through_a_handle`, [`a_spinning_guest_is_ended_at_its_cpu_time_limit`] |
 
-mod support;
-use support::{cli_with, ended_while_other_ran, finished, guest, options, runtime};
+use crate::support::{cli_with, ended_while_other_ran, finished, guest, options, runtime};
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! The example guests build with a plain `cargo build` and run through the CLI.
 
-mod support;
-use support::{build_guests, cli};
+use crate::support::{build_guests, cli};
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -121,7 +120,7 @@ fn hostile_neighbours_are_each_stopped_by_their_limit_and_the_good_ones_stay_on_
             "--",
         ])
         .arg(example_wasm("neighbours"))
-        .current_dir(support::repo_root())
+        .current_dir(crate::support::repo_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -193,7 +192,7 @@ fn the_plugin_host_calls_100_plugins_at_once_and_a_rogue_one_fails_alone() {
             "--",
         ])
         .arg(dir)
-        .current_dir(support::repo_root())
+        .current_dir(crate::support::repo_root())
         .output()
         .expect("running cargo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -260,7 +259,7 @@ fn against_server(server: &str, client: &str, client_args: &[&str]) -> String {
     }
     let mut args = vec![addr.as_str()];
     args.extend(client_args);
-    let out = support::cli_with(&["--connect", &addr], &example_wasm(client), &args);
+    let out = crate::support::cli_with(&["--connect", &addr], &example_wasm(client), &args);
     server.kill().unwrap();
     server.wait().unwrap();
     assert!(
@@ -291,7 +290,7 @@ fn the_crawler_fetches_every_page_of_the_http_server_through_a_pool() {
 
 #[test]
 fn the_chat_server_broadcasts_each_line_to_the_other_clients() {
-    let out = support::cli_with(
+    let out = crate::support::cli_with(
         &["--listen", "127.0.0.1:0", "--connect", "127.0.0.1"],
         &example_wasm("chat"),
         &["demo"],

@@ -1,8 +1,7 @@
 //! The embedding API: several guests on one hub, isolated from each other, and
 //! a host that survives anything a guest passes to its functions.
 
-mod support;
-use support::{ended_while_other_ran, finished, guest, options, run, runtime};
+use crate::support::{ended_while_other_ran, finished, guest, options, run, runtime};
 
 use wasmlet_host::{Hub, Program};
 
@@ -126,7 +125,7 @@ fn bogus_ids_and_pointers_only_hurt_the_caller() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.lines().collect::<Vec<_>>(), BOGUS_OUTPUT);
     // Through the CLI, the standard streams are the host's.
-    let out = support::cli(&guest("bogus"), &[]);
+    let out = crate::support::cli(&guest("bogus"), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -354,7 +353,7 @@ fn an_embedded_guest_reads_no_stdin_unless_its_options_say_so() {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "an_embedded_guest_reads_no_stdin_unless_its_options_say_so",
+                "embedding::an_embedded_guest_reads_no_stdin_unless_its_options_say_so",
             ])
             .arg("--nocapture")
             .env("WASMLET_STDIN_PROBE", mode)

@@ -1,8 +1,7 @@
 //! Guests as plugins: the host calls their functions by name, each call a
 //! green thread of its own (issue 10).
 
-mod support;
-use support::{guest, options, runtime};
+use crate::support::{guest, options, runtime};
 
 use std::time::{Duration, Instant};
 

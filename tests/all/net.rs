@@ -2,8 +2,7 @@
 //! count and time. Sizes fit CI; `WASMLET_NET_FULL=1` runs the load tests at
 //! full size (see the README).
 
-mod support;
-use support::{finished, guest, options, runtime, Run};
+use crate::support::{finished, guest, options, runtime, Run};
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,8 +1,7 @@
 //! The greenthread API end to end: each function of the SDK, its edge cases,
 //! and the orderings eventlet users rely on.
 
-mod support;
-use support::run;
+use crate::support::run;
 
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
@@ -461,15 +460,16 @@ fn std_threads_meet_the_guests_limits_and_a_wild_start_hurts_only_the_guest() {
     assert_eq!(lines(&r.stdout), ["wild thread-spawn gave id true"]);
     assert!(r.error.unwrap().contains("a std::thread, trapped"));
 
-    let runtime = support::runtime();
-    let program = wasmlet_host::Program::from_file(runtime.engine(), support::guest("std_threads"))
-        .expect("load guest");
+    let runtime = crate::support::runtime();
+    let program =
+        wasmlet_host::Program::from_file(runtime.engine(), crate::support::guest("std_threads"))
+            .expect("load guest");
     let mut hub = wasmlet_host::Hub::new(&runtime);
-    let mut options = support::options(&["limit"]);
+    let mut options = crate::support::options(&["limit"]);
     options.max_green_threads = Some(50);
     let id = hub.add_guest(&program, options).expect("add guest");
     hub.run();
-    let r = support::finished(&hub, id);
+    let r = crate::support::finished(&hub, id);
     assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);
     assert_eq!(
         lines(&r.stdout),

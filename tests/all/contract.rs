@@ -2,8 +2,7 @@
 //! if the functions the host defines, or the SDK's imports and exports in a
 //! built guest, differ from the WIT in name or core signature.
 
-mod support;
-use support::{guest, repo_root, runtime};
+use crate::support::{guest, repo_root, runtime};
 
 use std::collections::BTreeMap;
 

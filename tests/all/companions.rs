@@ -1,8 +1,7 @@
 //! The SDK companions end to end: Event, Queue, Semaphore, GreenPool/GreenPile
 //! and Timeout, with the edge cases and orderings eventlet users rely on.
 
-mod support;
-use support::{finished, guest, options, run, runtime};
+use crate::support::{finished, guest, options, run, runtime};
 use wasmlet_host::{Hub, Program};
 
 /// Event: send wakes every waiter, FIFO, without yielding; double send is an error;
@@ -275,7 +274,7 @@ fn issue_19s_differences_from_eventlet_are_gone() {
 #[test]
 #[ignore = "needs eventlet (bench/.venv): run by .ci/run"]
 fn the_eventlet_twin_prints_the_same_lines() {
-    let root = support::repo_root();
+    let root = crate::support::repo_root();
     // A relative path is the repository's (tests run in host/).
     let python = std::env::var_os("WASMLET_EVENTLET_PYTHON")
         .map(|p| root.join(p))

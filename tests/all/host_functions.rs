@@ -1,8 +1,7 @@
 //! Host functions the embedder defines: plain and async, the async ones'
 //! futures completed from another runtime's threads (issue 10).
 
-mod support;
-use support::{finished, guest, options};
+use crate::support::{finished, guest, options};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
