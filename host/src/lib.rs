@@ -47,6 +47,7 @@ mod control;
 mod cpu_clock;
 mod descriptor_budget;
 mod ending;
+mod execution;
 mod fiber_stack;
 pub mod guest;
 mod guest_memory;
@@ -73,7 +74,6 @@ mod stack_charge;
 mod stdio;
 mod store_data;
 mod wasi_overrides;
-mod worker;
 
 pub use abi::HUB_MODULE;
 pub use call::{CallError, CallResult, PendingCall};

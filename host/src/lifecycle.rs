@@ -1,29 +1,29 @@
-//! A green thread's life on wasm: the call that runs it (on a reused or new
-//! [`Worker`], or the main instance), and what its end means.
+//! A green thread's life on wasm: the call that runs it (made by its guest's
+//! execution model, see `crate::execution`), and what its end means.
 //!
 //! ```text
-//!   spawn ──► queued ──► Run: wasmlet-run(task) ──returns──► worker kept (spare)
+//!   spawn ──► queued ──► Run: wasmlet-run(task) ──returns──► what it ran on kept
 //!                 │             │
 //!                 │             ├─ suspends (hub call) ──► resumed later
-//!                 │             └─ traps / is killed ──► instance dropped
+//!                 │             └─ traps / is killed ──► its call dropped
 //!                 │                                         │
 //!                 └─ killed before it ran ──────────────────┴─► Finish:
-//!                        wasmlet-finish(task, how, error) on another instance,
+//!                        wasmlet-finish(task, how, error) in a new call,
 //!                        as the same green thread: records the result, runs
 //!                        the links
 //! ```
 
 use std::sync::Arc;
 
-use wasmtime::{format_err, InstancePre, Result, Trap, WasmBacktrace};
+use wasmtime::{format_err, Result, Trap, WasmBacktrace};
 
 use crate::abi::Ending;
+use crate::execution::{Execution, Preempt, Stack, ThreadFuture};
 use crate::program::Layout;
 use crate::scheduler::{Entry, TaskCall};
 use crate::shadow_stack::{ShadowStacks, Slot};
-use crate::stack_charge::{StackUse, StackWatch};
+use crate::stack_charge::StackUse;
 use crate::store_data::{ThreadData, WasiBox};
-use crate::worker::{run_main, Preempt, Spares, Stack, ThreadFuture, Worker};
 
 /// What the hub keeps with each green thread's scheduling record.
 #[derive(Default)]
@@ -41,19 +41,22 @@ pub(crate) struct ThreadSlot {
 
 /// The wasm side of a guest while it runs.
 pub(crate) struct LiveGuest {
-    pub pre: InstancePre<ThreadData>,
+    /// How its green threads run (see `crate::execution`); it holds their
+    /// kept stores, so it drops before `wasi`.
+    pub exec: Box<dyn Execution>,
     pub layout: Arc<Layout>,
     pub stacks: ShadowStacks,
-    /// Workers left by green threads that ended normally, for the next ones.
-    pub spare: Spares,
     /// Every store of the guest points at it, so it is the last field:
-    /// fields drop in declaration order, the spare workers' stores first.
+    /// fields drop in declaration order, the kept stores first.
     pub wasi: WasiBox,
 }
 
 /// The call that runs `entry` for green thread `thread` of guest `guest`
 /// (`stack` is its slot; every spawned green thread has one), and the fiber
-/// stack it runs on if it reuses a spare worker's.
+/// stack it runs on.
+///
+/// # Errors
+/// If a green thread of the SDK's has no stack slot (a bug of the hub's).
 pub(crate) fn new_call(
     live: &mut LiveGuest,
     guest: usize,
@@ -62,47 +65,29 @@ pub(crate) fn new_call(
     stack: Option<Slot>,
     preempt: Option<Preempt>,
 ) -> Result<(ThreadFuture, StackUse)> {
-    let data = ThreadData::new(guest, thread, live.wasi.ptr());
-    let call = match entry {
-        Entry::Main => {
-            let top = live.layout.main_stack_top;
-            let watch = StackWatch::new();
-            let main = run_main(live.pre.clone(), data, preempt, top, watch.clone());
-            return Ok((Box::pin(main), StackUse::of(watch)));
-        }
-        Entry::Task(call) => call,
-    };
-    let stack = match (call, stack) {
+    let stack = match (entry, stack) {
+        (Entry::Main, _) => Stack {
+            top: live.layout.main_stack_top,
+            bottom: 0,
+            tls_base: 0,
+        },
         // Its stack and TLS are the guest's own (see `TaskCall::StdThread`).
-        (TaskCall::StdThread { .. }, _) => Stack {
+        (Entry::Task(TaskCall::StdThread { .. }), _) => Stack {
             top: 0,
             bottom: 0,
             tls_base: 0,
         },
-        (_, Some(slot)) => Stack {
+        (Entry::Task(_), Some(slot)) => Stack {
             top: live.stacks.stack_top(&slot),
             bottom: live.stacks.stack_bottom(&slot),
             tls_base: slot.tls_base(),
         },
-        (_, None) => return Err(format_err!("green thread #{thread} has no stack slot")),
+        (Entry::Task(_), None) => {
+            return Err(format_err!("green thread #{thread} has no stack slot"))
+        }
     };
-    if live.layout.reuse_workers {
-        if let Some(mut worker) = live.spare.pop() {
-            worker.assign(thread);
-            let fiber = worker.watch.take().map(StackUse::of).unwrap_or_default();
-            return Ok((Box::pin(worker.run(stack, call)), fiber));
-        }
-    }
-    let pre = live.pre.clone();
-    let watch = StackWatch::new();
-    let fiber = StackUse::of(watch.clone());
-    let call = Box::pin(async move {
-        match Worker::new(&pre, data, preempt, watch).await {
-            Ok(worker) => worker.run(stack, call).await,
-            Err(error) => (Err(error), None),
-        }
-    });
-    Ok((call, fiber))
+    let data = ThreadData::new(guest, thread, live.wasi.ptr());
+    Ok(live.exec.call(data, entry, stack, preempt))
 }
 
 /// How a green thread's call ended.

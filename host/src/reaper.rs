@@ -2,15 +2,16 @@
 //! leave (their calls, workers and memories), off the hub and outside every
 //! fiber.
 
+use crate::execution::{Leftover, ThreadFuture};
 use crate::lifecycle::LiveGuest;
-use crate::worker::{ThreadFuture, Worker};
 
 /// Things to drop after the current poll, outside every fiber (see [`bury`]):
 /// dropping a suspended green thread resumes its fiber to unwind it, which
 /// must not happen from inside another green thread's fiber.
 pub(crate) enum Grave {
     Call(ThreadFuture),
-    Worker(Box<Worker>),
+    /// What a returned call ran on, that its guest's model did not keep.
+    Leftover(Leftover),
     Guest(Box<LiveGuest>),
 }
 
@@ -27,10 +28,11 @@ pub(crate) fn bury(graves: Vec<Grave>) {
     for grave in graves {
         match grave {
             Grave::Call(call) => drop_elsewhere(Box::new(call)),
-            Grave::Worker(worker) => drop_elsewhere(worker),
-            // After its calls and workers, which the reaper drops first (in
-            // the order sent): their stores point at the guest's WASI
-            // context, which goes with it.
+            Grave::Leftover(leftover) => drop_elsewhere(leftover),
+            // After its calls, which the reaper drops first (in the order
+            // sent): their stores point at the guest's WASI context, which
+            // goes with it, after the stores its model kept (see
+            // `LiveGuest`).
             Grave::Guest(live) => drop_elsewhere(live),
         }
     }

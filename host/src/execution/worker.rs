@@ -10,38 +10,18 @@
 //! `wasmlet:finish-on`, see `rewrite`) sets for its own slot anyway; so the
 //! hub keeps the worker and hands it to the guest's next green thread.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use wasmtime::error::Context as _;
-use wasmtime::{
-    Instance, InstancePre, Result, Store, StoreContextMut, TypedFunc, UpdateDeadline, Val,
-    WasmParams, WasmResults,
-};
+use wasmtime::{Instance, InstancePre, Result, Store, TypedFunc, Val, WasmParams, WasmResults};
 
+use super::{CallOutcome, Leftover, Preempt, Stack};
 use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
 };
 use crate::scheduler::TaskCall;
 use crate::stack_charge::StackWatch;
 use crate::store_data::ThreadData;
-
-/// A green thread's wasm call. It owns the worker it runs on and hands it
-/// back when the call returns normally.
-pub(crate) type ThreadFuture =
-    Pin<Box<dyn Future<Output = (Result<()>, Option<Box<Worker>>)> + Send>>;
-
-/// Where a green thread's stacks are: the shadow stack's top and the TLS
-/// block, in guest memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stack {
-    /// The initial stack pointer.
-    pub top: u32,
-    /// The lowest address the shadow stack may use.
-    pub bottom: u32,
-    pub tls_base: u32,
-}
 
 impl Stack {
     /// The stack check's `(limit, span)` for this stack (see `rewrite`).
@@ -117,14 +97,10 @@ impl Worker {
 
     /// Runs `entry` on `stack`; the worker comes back if the
     /// call returned normally.
-    pub(crate) async fn run(
-        mut self: Box<Self>,
-        stack: Stack,
-        entry: TaskCall,
-    ) -> (Result<()>, Option<Box<Worker>>) {
+    pub(crate) async fn run(mut self: Box<Self>, stack: Stack, entry: TaskCall) -> CallOutcome {
         let result = self.call(stack, entry).await;
         match result {
-            Ok(()) => (Ok(()), Some(self)),
+            Ok(()) => (Ok(()), Some(self as Leftover)),
             // A trap may have left the instance anywhere: drop it.
             Err(error) => (Err(error), None),
         }
@@ -185,10 +161,6 @@ fn entry<P: WasmParams, R: WasmResults>(
     instance.get_typed_func(&mut *store, name).map(Some)
 }
 
-/// What a store does at each epoch tick while wasm runs: pause (yield to
-/// the hub) or go on (see `crate::preemption`).
-pub(crate) type Preempt = fn(StoreContextMut<'_, ThreadData>) -> Result<UpdateDeadline>;
-
 /// Makes `store` call `preempt` at the next epoch tick (and, through what it
 /// returns, at every tick after).
 fn preemptible(store: &mut Store<ThreadData>, preempt: Option<Preempt>) {
@@ -199,15 +171,15 @@ fn preemptible(store: &mut Store<ThreadData>, preempt: Option<Preempt>) {
 }
 
 /// The main green thread's life: its own store and instance, `_start`, on
-/// the module's own shadow stack, whose top is `stack_top` (checked if the
-/// loader added the stack check).
+/// the module's own shadow stack, `stack` (checked if the loader added the
+/// stack check). Its store is never reused: main's end is the guest's.
 pub(crate) async fn run_main(
     pre: InstancePre<ThreadData>,
     data: ThreadData,
     preempt: Option<Preempt>,
-    stack_top: u32,
+    stack: Stack,
     watch: Arc<StackWatch>,
-) -> (Result<()>, Option<Box<Worker>>) {
+) -> CallOutcome {
     let result = async {
         let mut store = Store::new(pre.module().engine(), data);
         watch.watch(&mut store);
@@ -216,12 +188,7 @@ pub(crate) async fn run_main(
         let limit = instance.get_global(&mut store, STACK_LIMIT_EXPORT);
         let span = instance.get_global(&mut store, STACK_SPAN_EXPORT);
         if let (Some(limit), Some(span)) = (limit, span) {
-            let (low, size) = Stack {
-                top: stack_top,
-                bottom: 0,
-                tls_base: 0,
-            }
-            .check();
+            let (low, size) = stack.check();
             limit.set(&mut store, Val::I32(low as i32))?;
             span.set(&mut store, Val::I32(size as i32))?;
         }

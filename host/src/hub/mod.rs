@@ -28,6 +28,7 @@ use wasmtime::{format_err, Result};
 use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
 use crate::cpu_clock;
+use crate::execution::Fibers;
 use crate::fiber_stack;
 use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
 use crate::hub_state::{self, bury, GuestRecord, HubState};
@@ -36,7 +37,6 @@ use crate::program::Program;
 use crate::runtime::Runtime;
 use crate::shadow_stack::ShadowStacks;
 use crate::store_data::{ThreadData, WasiBox};
-use crate::worker::Spares;
 
 mod run_loop;
 use run_loop::Until;
@@ -140,10 +140,9 @@ impl Hub {
             .instantiate_pre(&program.module)
             .context("the guest imports something wasmlet does not provide")?;
         let live = LiveGuest {
-            pre,
+            exec: Box::new(Fibers::new(pre, program.layout.reuse_workers)),
             layout: program.layout.clone(),
             stacks: ShadowStacks::new(memory, program.layout.clone()),
-            spare: Spares::default(),
             wasi,
         };
         let guest = self.with(|state| {

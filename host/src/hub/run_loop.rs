@@ -239,9 +239,9 @@ impl Hub {
                         state.suspended(guest, thread, call);
                     }
                 }
-                Poll::Ready((result, worker)) => {
-                    if let Some(worker) = worker {
-                        state.keep_spare(guest, thread, worker);
+                Poll::Ready((result, leftover)) => {
+                    if let Some(leftover) = leftover {
+                        state.returned(guest, thread, leftover);
                     }
                     state.call_ended(guest, thread, result);
                 }

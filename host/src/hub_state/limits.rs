@@ -25,7 +25,7 @@ impl HubState {
             green_threads: self.sched.alive_in(guest),
             memory: live.stacks.memory_size(),
             host_memory: self.host_memory(guest),
-            spare_instances: live.spare.len(),
+            spare_instances: live.exec.kept(),
             descriptors: record.held_descriptors() as u32,
             cpu_time: record.cpu_time(),
         })
@@ -70,11 +70,9 @@ impl HubState {
                 self.graveyard.push(Grave::Call(call));
             }
         }
-        if let Some(mut live) = self.guests[guest].live.take() {
-            while let Some(worker) = live.spare.pop() {
-                self.graveyard.push(Grave::Worker(worker));
-            }
-            // After its stores: the WASI context they point at.
+        if let Some(live) = self.guests[guest].live.take() {
+            // After its calls: the kept stores, then the WASI context they
+            // point at (see `LiveGuest`).
             self.graveyard.push(Grave::Guest(Box::new(live)));
         }
         // Its sockets close: each leaves the poller first.

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::descriptor_budget::{DescriptorBudget, DescriptorShare};
 use crate::ending::{Facts, Verdict};
+use crate::execution::{Leftover, Preempt, ThreadFuture, STD_THREAD_START};
 use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
@@ -33,9 +34,9 @@ use crate::scheduler::{
     Entry, IoWaiter, Kill, Scheduler, Spawn, Suspension, TaskCall, FUTEX_NOT_EQUAL, FUTEX_WOKEN,
     UNWIND_CALLS,
 };
+use crate::stack_charge::StackUse;
 use crate::stdio::HostStdio;
 use crate::store_data::ThreadData;
-use crate::worker::{Preempt, ThreadFuture, Worker, STD_THREAD_START};
 
 mod calls;
 mod context;

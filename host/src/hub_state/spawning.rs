@@ -41,7 +41,7 @@ impl HubState {
     ) -> Result<ThreadId, (SpawnRefusal, String)> {
         self.admit_green_thread(guest)?;
         let live = self.live(guest);
-        if live.pre.module().get_export(STD_THREAD_START).is_none() {
+        if !live.exec.exports(STD_THREAD_START) {
             return Err((
                 SpawnRefusal::Unsupported,
                 format!("the guest does not export `{STD_THREAD_START}`"),

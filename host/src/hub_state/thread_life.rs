@@ -242,35 +242,36 @@ impl HubState {
             .is_some_and(|o| o.full(record.max_output))
     }
 
-    /// Keeps the worker of a green thread that ended normally for the
-    /// guest's next green thread.
-    pub fn keep_spare(&mut self, guest: usize, thread: usize, mut worker: Box<Worker>) {
+    /// Hands what the call of a green thread that returned normally ran on
+    /// back to its guest's execution model, for the guest's next green
+    /// threads (see `crate::execution`).
+    pub fn returned(&mut self, guest: usize, thread: usize, leftover: Leftover) {
+        let mut fiber = StackUse::default();
         if let Some(slot) = self.sched.payload_if_live(guest, thread) {
-            let mut fiber = std::mem::take(&mut slot.fiber);
+            fiber = std::mem::take(&mut slot.fiber);
             let charged = fiber.charged();
             fiber.finished();
-            worker.watch = fiber.into_watch();
             if charged > 0 {
                 self.charge_stack(guest, charged, 0);
             }
         }
         let most = self.config.spare_instances.saturating_mul(SURPLUS_FACTOR);
-        match self.guests[guest].live.as_mut() {
-            Some(live) if live.layout.reuse_workers && live.spare.len() < most => {
-                live.spare.push(worker)
-            }
-            _ => self.graveyard.push(Grave::Worker(worker)),
+        let unkept = match self.guests[guest].live.as_mut() {
+            Some(live) => live.exec.returned(leftover, fiber, most),
+            None => Some(leftover),
+        };
+        if let Some(leftover) = unkept {
+            self.graveyard.push(Grave::Leftover(leftover));
         }
     }
 
-    /// Takes one worker past its guest's `Config::spare_instances`, to be
-    /// dropped.
-    pub fn surplus_spare(&mut self) -> Option<Box<Worker>> {
+    /// Takes one kept leftover (a spare store and instance) past its guest's
+    /// `Config::spare_instances`, to be dropped.
+    pub fn surplus_spare(&mut self) -> Option<Leftover> {
         let keep = self.config.spare_instances;
         self.guests
             .iter_mut()
             .filter_map(|g| g.live.as_mut())
-            .find(|live| live.spare.len() > keep)
-            .and_then(|live| live.spare.pop())
+            .find_map(|live| live.exec.surplus(keep))
     }
 }
