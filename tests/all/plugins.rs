@@ -76,19 +76,25 @@ fn calls_into_one_plugin_overlap_while_they_wait() {
     let p = hub
         .add_plugin(&plugin_program(&runtime), options(&[]))
         .unwrap();
-    let start = Instant::now();
     let calls: Vec<_> = (0..50)
-        .map(|_| hub.call(p, "slow", b"40".to_vec()).unwrap())
+        .map(|_| hub.call(p, "slow", b"60000".to_vec()).unwrap())
         .collect();
-    for call in &calls {
-        assert_eq!(finish(&mut hub, call).unwrap(), b"slept 40 ms");
-    }
-    // One after the other they would take 2 s.
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
+    // Until nothing can run: every call has started and sleeps, all at once
+    // (one after the other, the first would be asleep alone).
+    hub.run_until_idle();
+    assert!(calls.iter().all(|c| c.try_result().is_none()));
+    assert_eq!(
+        hub.usage(p).unwrap().green_threads,
+        50,
+        "all asleep at once"
     );
+    for call in &calls {
+        call.cancel();
+    }
+    for call in &calls {
+        assert!(matches!(finish(&mut hub, call), Err(CallError::Cancelled)));
+    }
+    assert_eq!(hub.usage(p).unwrap().green_threads, 0);
 }
 
 #[test]
@@ -352,11 +358,16 @@ fn a_full_plugin_makes_callers_wait_or_fail_fast_by_their_choice() {
     // Killing the plugin wakes callers waiting for room, with an error.
     let blocked_a = handle.call(p, "slow", b"60000".to_vec()).unwrap();
     let blocked_b = handle.call(p, "slow", b"60000".to_vec()).unwrap();
+    let (tid, waiter_tid) = std::sync::mpsc::channel();
     let waiter = {
         let handle = handle.clone();
-        std::thread::spawn(move || handle.call(p, "upper", b"never".to_vec()).map(|_| ()))
+        std::thread::spawn(move || {
+            tid.send(crate::support::os_thread_id()).unwrap();
+            handle.call(p, "upper", b"never".to_vec()).map(|_| ())
+        })
     };
-    std::thread::sleep(Duration::from_millis(50));
+    // Once it waits for room (asleep in the kernel).
+    crate::support::wait_until_asleep(waiter_tid.recv().unwrap());
     handle.kill_guest(p, "unloading");
     assert!(matches!(
         waiter.join().unwrap(),

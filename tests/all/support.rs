@@ -131,3 +131,27 @@ pub fn ended_while_other_ran(
         live
     })
 }
+
+/// This OS thread's id in the kernel (for [`wait_until_asleep`]).
+pub fn os_thread_id() -> i32 {
+    // SAFETY: gettid(2) has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Waits until the OS thread `tid` of this process sleeps in the kernel (it
+/// is blocked: on a condition variable, say): how a test knows another
+/// thread has reached a blocking call, without a sleep of its own.
+pub fn wait_until_asleep(tid: i32) {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .unwrap_or_else(|e| panic!("thread {tid} is gone: {e}"));
+        // The state is the field after the parenthesised name.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if state == Some('S') {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}

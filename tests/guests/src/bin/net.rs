@@ -130,9 +130,16 @@ fn reset(addr: &str) {
     println!("listening");
     let (mut conn, _) = listener.accept().unwrap();
     let mut buf = [0; 1024];
+    let mut first = true;
     loop {
         match conn.read(&mut buf) {
             Ok(0) => return println!("read: the end"),
+            // Tells the peer it has read, so the reset comes while it waits
+            // in its next read.
+            Ok(_) if first => {
+                first = false;
+                conn.write_all(b"!").unwrap();
+            }
             Ok(_) => {}
             Err(e) => return println!("read: {:?}", e.kind()),
         }
