@@ -12,6 +12,7 @@ use std::thread::Thread;
 use crate::call::{CallError, CallSlot, CancelListener, PendingCall};
 use crate::guest::{GuestId, GuestOptions, GuestUsage};
 use crate::program::Program;
+use crate::scheduler::GuestKey;
 use crate::scheduler::IoWaiter;
 
 /// What another thread asked the hub to do.
@@ -89,7 +90,7 @@ pub(crate) struct Control {
     any_woken: AtomicBool,
     /// Each live plugin's calls in flight, by guest key: the hub counts
     /// their ends, handles wait here for room.
-    flights: Mutex<rustc_hash::FxHashMap<usize, Flight>>,
+    flights: Mutex<rustc_hash::FxHashMap<GuestKey, Flight>>,
     room: std::sync::Condvar,
 }
 
@@ -176,7 +177,7 @@ impl Control {
         }
     }
 
-    fn lock_flights(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<usize, Flight>> {
+    fn lock_flights(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<GuestKey, Flight>> {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -8,11 +8,13 @@ use wasmtime::error::Context;
 use wasmtime::Result;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::scheduler::GuestKey;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Names a guest added to a [`Hub`](crate::Hub).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GuestId(pub(crate) usize);
+pub struct GuestId(pub(crate) GuestKey);
 
 /// How a guest is started.
 ///

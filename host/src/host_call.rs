@@ -22,6 +22,7 @@ use crate::abi::errno;
 use crate::guest_memory::GuestMemory;
 use crate::hub_state::{self, HubState};
 use crate::poller::Interest;
+use crate::scheduler::{GuestKey, ThreadKey};
 use crate::store_data::ThreadData;
 
 /// Waits green: `decide` either answers at once (`Some`) or records why the
@@ -32,8 +33,8 @@ use crate::store_data::ThreadData;
 /// What `decide` or `result` return, or if the hub is gone.
 pub(crate) async fn wait_green<T>(
     caller: &mut Caller<'_, ThreadData>,
-    decide: impl FnOnce(&mut HubState, usize, usize) -> Result<Option<T>>,
-    result: impl FnOnce(&mut HubState, usize, usize) -> T,
+    decide: impl FnOnce(&mut HubState, GuestKey, ThreadKey) -> Result<Option<T>>,
+    result: impl FnOnce(&mut HubState, GuestKey, ThreadKey) -> T,
 ) -> Result<T> {
     if let Some(now) = as_caller(caller, decide)?? {
         return Ok(now);
@@ -45,7 +46,7 @@ pub(crate) async fn wait_green<T>(
 /// Runs `f` on the hub's state as the calling green thread `(guest, thread)`.
 pub(crate) fn as_caller<R>(
     caller: &Caller<'_, ThreadData>,
-    f: impl FnOnce(&mut HubState, usize, usize) -> R,
+    f: impl FnOnce(&mut HubState, GuestKey, ThreadKey) -> R,
 ) -> Result<R> {
     let (guest, thread) = (caller.data().guest, caller.data().thread);
     hub_state::with(guest, |state| f(state, guest, thread))

@@ -22,6 +22,7 @@ use crate::abi::{
 use crate::call::CallRecord;
 use crate::host_call::{as_caller, suspend, wait_green};
 use crate::hub_state::HubState;
+use crate::scheduler::GuestKey;
 use crate::store_data::ThreadData;
 
 /// Adds the hub interface (and a refusal of `wasi::thread-spawn`) to `linker`.
@@ -259,7 +260,7 @@ fn spawn_for(
 fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
     fn with_call<R>(
         caller: &Caller<'_, ThreadData>,
-        f: impl FnOnce(&mut HubState, usize, &mut CallRecord) -> Result<R>,
+        f: impl FnOnce(&mut HubState, GuestKey, &mut CallRecord) -> Result<R>,
     ) -> Result<R> {
         as_caller(caller, |s, guest, thread| {
             let id = s.sched.current(guest, thread);

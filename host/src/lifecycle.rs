@@ -20,7 +20,7 @@ use wasmtime::{format_err, Result, Trap, WasmBacktrace};
 use crate::abi::Ending;
 use crate::execution::{Execution, Preempt, Stack, ThreadFuture};
 use crate::program::Layout;
-use crate::scheduler::{Entry, TaskCall};
+use crate::scheduler::{Entry, GuestKey, TaskCall, ThreadKey};
 use crate::shadow_stack::{ShadowStacks, Slot};
 use crate::stack_charge::StackUse;
 use crate::store_data::{ThreadData, WasiBox};
@@ -59,8 +59,8 @@ pub(crate) struct LiveGuest {
 /// If a green thread of the SDK's has no stack slot (a bug of the hub's).
 pub(crate) fn new_call(
     live: &mut LiveGuest,
-    guest: usize,
-    thread: usize,
+    guest: GuestKey,
+    thread: ThreadKey,
     entry: Entry,
     stack: Option<Slot>,
     preempt: Option<Preempt>,
@@ -83,7 +83,10 @@ pub(crate) fn new_call(
             tls_base: slot.tls_base(),
         },
         (Entry::Task(_), None) => {
-            return Err(format_err!("green thread #{thread} has no stack slot"))
+            return Err(format_err!(
+                "green thread (key {}) has no stack slot",
+                thread.0
+            ))
         }
     };
     let data = ThreadData::new(guest, thread, live.wasi.ptr());

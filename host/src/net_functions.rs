@@ -17,6 +17,7 @@ use crate::hub_state::HubState;
 use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
 use crate::poller::Interest;
 use crate::resolver::Resolver;
+use crate::scheduler::GuestKey;
 use crate::store_data::ThreadData;
 
 /// The WIT interface's import module name.
@@ -83,7 +84,7 @@ fn read_address(
 async fn until_ready<T>(
     caller: &mut Caller<'_, ThreadData>,
     timeout_ns: u64,
-    mut attempt: impl FnMut(&mut HubState, usize) -> Try<T>,
+    mut attempt: impl FnMut(&mut HubState, GuestKey) -> Try<T>,
 ) -> Result<Result<T, NetError>> {
     let deadline = timeout_of(timeout_ns).map(|d| Instant::now().checked_add(d));
     loop {
@@ -390,7 +391,7 @@ fn check(allowed: Result<(), crate::net_policy::Denied>) -> Result<(), NetError>
 /// Opens a socket with `make`, if the guest may hold another descriptor.
 fn open(
     s: &mut HubState,
-    guest: usize,
+    guest: GuestKey,
     make: impl FnOnce(&mut HubState) -> Result<u32, NetError>,
 ) -> Result<u64, NetError> {
     if !s.may_open(guest) {

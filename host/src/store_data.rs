@@ -8,6 +8,8 @@
 
 use std::ptr::NonNull;
 
+use crate::scheduler::{GuestKey, ThreadKey};
+
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 /// The data of each green thread's wasmtime `Store`: opaque to embedders,
@@ -15,10 +17,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 /// [`GuestMemory::of`](crate::GuestMemory::of)).
 pub struct ThreadData {
     /// The guest's key in its hub.
-    pub(crate) guest: usize,
+    pub(crate) guest: GuestKey,
     /// The green thread's key in its guest (changed when a worker is handed
     /// to the guest's next green thread).
-    pub(crate) thread: usize,
+    pub(crate) thread: ThreadKey,
     wasi: WasiPtr,
 }
 
@@ -32,7 +34,7 @@ impl std::fmt::Debug for ThreadData {
 }
 
 impl ThreadData {
-    pub(crate) fn new(guest: usize, thread: usize, wasi: WasiPtr) -> ThreadData {
+    pub(crate) fn new(guest: GuestKey, thread: ThreadKey, wasi: WasiPtr) -> ThreadData {
         ThreadData {
             guest,
             thread,

@@ -19,7 +19,7 @@ use super::{CallOutcome, Leftover, Preempt, Stack};
 use crate::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
 };
-use crate::scheduler::TaskCall;
+use crate::scheduler::{TaskCall, ThreadKey};
 use crate::stack_charge::StackWatch;
 use crate::store_data::ThreadData;
 
@@ -89,7 +89,7 @@ impl Worker {
     }
 
     /// Makes the worker run green thread `thread` (a key of the same guest).
-    pub(crate) fn assign(&mut self, thread: usize) {
+    pub(crate) fn assign(&mut self, thread: ThreadKey) {
         self.store.data_mut().thread = thread;
         // A fresh time slice: the last thread may have used up its own.
         self.store.set_epoch_deadline(1);

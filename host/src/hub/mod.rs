@@ -35,6 +35,7 @@ use crate::hub_state::{self, bury, GuestRecord, HubState};
 use crate::lifecycle::{LiveGuest, ThreadSlot};
 use crate::program::Program;
 use crate::runtime::Runtime;
+use crate::scheduler::{GuestKey, ThreadKey};
 use crate::shadow_stack::ShadowStacks;
 use crate::store_data::{ThreadData, WasiBox};
 
@@ -132,7 +133,7 @@ impl Hub {
         let mut linker = self.runtime.linker().clone();
         let scratch = Store::new(
             self.runtime.engine(),
-            ThreadData::new(usize::MAX, usize::MAX, wasi.ptr()),
+            ThreadData::new(GuestKey(usize::MAX), ThreadKey(usize::MAX), wasi.ptr()),
         );
         linker.define(&scratch, "env", "memory", memory.clone())?;
         drop(scratch);
@@ -147,7 +148,7 @@ impl Hub {
         };
         let guest = self.with(|state| {
             let key = state.sched.add_guest(ThreadSlot::default());
-            debug_assert_eq!(key, state.guests.len());
+            debug_assert_eq!(key.0, state.guests.len());
             state.guests.push(GuestRecord::new(live, output, &options));
             if let Some(limit) = time_limit {
                 let when = Instant::now().checked_add(limit);
@@ -280,7 +281,7 @@ impl Hub {
     /// types: what a contract check compares with `wit/hub.wit`.
     pub fn defined_functions(&self, module: &str) -> Vec<(String, wasmtime::FuncType)> {
         let wasi = WasiBox::new(wasmtime_wasi::WasiCtxBuilder::new().build_p1());
-        let data = ThreadData::new(usize::MAX, usize::MAX, wasi.ptr());
+        let data = ThreadData::new(GuestKey(usize::MAX), ThreadKey(usize::MAX), wasi.ptr());
         let mut store = Store::new(self.runtime.engine(), data);
         let externs: Vec<_> = self
             .runtime
@@ -297,7 +298,7 @@ impl Hub {
 
     /// How the guest ended, once it has.
     pub fn exit(&self, guest: GuestId) -> Option<GuestExit> {
-        self.with(|state| state.guests.get(guest.0).and_then(|g| g.exit.clone()))
+        self.with(|state| state.guests.get(guest.0 .0).and_then(|g| g.exit.clone()))
     }
 
     /// What a live guest uses now; None once it has ended.
@@ -320,7 +321,7 @@ impl Hub {
     /// besides its [`GuestExit`]. None while the guest runs.
     pub fn take_output(&mut self, guest: GuestId) -> Option<(Vec<u8>, Vec<u8>)> {
         self.with(|state| {
-            let record = state.guests.get_mut(guest.0)?;
+            let record = state.guests.get_mut(guest.0 .0)?;
             record.exit.as_ref()?;
             record.output.take().map(|o| o.contents())
         })
@@ -347,7 +348,7 @@ impl Hub {
         self.with(|state| {
             state
                 .guests
-                .get(guest.0)
+                .get(guest.0 .0)
                 .and_then(|g| g.output.as_ref())
                 .map(CapturedOutput::contents)
         })

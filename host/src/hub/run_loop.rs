@@ -208,7 +208,7 @@ impl Hub {
     }
 
     /// Polls one green thread until it suspends or ends.
-    pub(super) fn step(&mut self, guest: usize, thread: usize) {
+    pub(super) fn step(&mut self, guest: GuestKey, thread: ThreadKey) {
         let before = self.ticks.load(std::sync::atomic::Ordering::Relaxed);
         let call = self.with(|state| {
             state.step_begins(before);

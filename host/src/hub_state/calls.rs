@@ -12,12 +12,12 @@ impl HubState {
     /// may ([`CallError::Busy`]), or cannot start a green thread.
     pub fn start_call(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         name: String,
         input: Vec<u8>,
     ) -> Result<PendingCall, CallError> {
-        if !self.sched.is_live(guest) || !self.guests.get(guest).is_some_and(|g| g.plugin) {
-            let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
+        if !self.sched.is_live(guest) || !self.guests.get(guest.0).is_some_and(|g| g.plugin) {
+            let exit = self.guests.get(guest.0).and_then(|g| g.exit.clone());
             return Err(CallError::GuestEnded(exit));
         }
         self.control.reserve_call(GuestId(guest), false)?;
@@ -34,14 +34,14 @@ impl HubState {
     /// already reserved (given back if the call cannot start).
     pub fn start_call_into(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         name: String,
         input: Vec<u8>,
         slot: std::sync::Arc<CallSlot>,
     ) -> Result<(), CallError> {
-        if !self.sched.is_live(guest) || !self.guests.get(guest).is_some_and(|g| g.plugin) {
+        if !self.sched.is_live(guest) || !self.guests.get(guest.0).is_some_and(|g| g.plugin) {
             self.control.release_call(GuestId(guest));
-            let exit = self.guests.get(guest).and_then(|g| g.exit.clone());
+            let exit = self.guests.get(guest.0).and_then(|g| g.exit.clone());
             return Err(CallError::GuestEnded(exit));
         }
         let stack = self
@@ -78,7 +78,7 @@ impl HubState {
 
     /// Kills the green threads of calls their callers cancelled.
     pub fn cancel_calls(&mut self) {
-        let cancelled: Vec<(usize, ThreadId)> = self
+        let cancelled: Vec<(GuestKey, ThreadId)> = self
             .calls
             .iter()
             .filter(|(_, call)| call.slot.is_cancelled())

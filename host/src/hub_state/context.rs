@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use wasmtime::{format_err, Result};
 
 use super::HubState;
+use crate::scheduler::GuestKey;
 
 thread_local! {
     /// The state of the hub whose `run` is on this thread's stack.
@@ -34,7 +35,7 @@ pub(crate) fn scoped<R>(state: &RefCell<HubState>, f: impl FnOnce() -> R) -> R {
 /// If no hub is running here, its state is already borrowed, or the guest
 /// has ended (none of which a green thread calling a host function meets;
 /// the error traps the caller rather than panic in the host).
-pub(crate) fn with<R>(guest: usize, f: impl FnOnce(&mut HubState) -> R) -> Result<R> {
+pub(crate) fn with<R>(guest: GuestKey, f: impl FnOnce(&mut HubState) -> R) -> Result<R> {
     let state = ENTERED.with(Cell::get);
     if state.is_null() {
         return Err(format_err!("a hub function was called outside Hub::run"));

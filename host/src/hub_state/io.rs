@@ -13,8 +13,8 @@ impl HubState {
     /// the caller reports an I/O error.
     pub fn io_wait(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         fd: std::os::fd::BorrowedFd<'_>,
         interest: Interest,
         timeout: Option<Duration>,
@@ -101,7 +101,7 @@ impl HubState {
         self.guests
             .iter()
             .enumerate()
-            .any(|(key, g)| g.plugin && self.sched.is_live(key))
+            .any(|(key, g)| g.plugin && self.sched.is_live(GuestKey(key)))
     }
 
     /// True while a green thread waits for a host descriptor. With
@@ -123,7 +123,7 @@ impl HubState {
     /// True if the guest may open another descriptor: it holds fewer than
     /// its `max_descriptors`, and its neighbours' guarantees leave it room
     /// (see [`crate::descriptor_budget`]).
-    pub fn may_open(&mut self, guest: usize) -> bool {
+    pub fn may_open(&mut self, guest: GuestKey) -> bool {
         let record = &mut self.guests[guest];
         let held = record.held_descriptors();
         record.descriptors.may_open(held).is_ok()
@@ -131,7 +131,7 @@ impl HubState {
 
     /// The guest opened or closed a descriptor: the process's count
     /// follows.
-    pub fn descriptors_changed(&mut self, guest: usize) {
+    pub fn descriptors_changed(&mut self, guest: GuestKey) {
         let record = &mut self.guests[guest];
         let held = record.held_descriptors();
         record.descriptors.update(held);
@@ -142,7 +142,7 @@ impl HubState {
     ///
     /// # Errors
     /// `bad-handle` if the guest has no such socket.
-    pub fn close_socket(&mut self, guest: usize, handle: u32) -> Result<(), NetError> {
+    pub fn close_socket(&mut self, guest: GuestKey, handle: u32) -> Result<(), NetError> {
         let socket = self.guests[guest].sockets.remove(handle)?;
         self.forget_descriptor(socket.raw_fd());
         drop(socket);

@@ -6,7 +6,7 @@ use super::*;
 impl HubState {
     /// Host memory charged to a live guest (see
     /// `GuestOptions::max_host_memory`).
-    pub fn host_memory(&self, guest: usize) -> u64 {
+    pub fn host_memory(&self, guest: GuestKey) -> u64 {
         let started = self.sched.started_in(guest) as u64;
         let unstarted = self.sched.alive_in(guest) as u64 - started;
         let links = self.sched.links_in(guest) as u64;
@@ -18,8 +18,8 @@ impl HubState {
 
     /// What a live guest uses now; None once it has ended (or for a key
     /// that is no guest's).
-    pub fn usage(&self, guest: usize) -> Option<GuestUsage> {
-        let record = self.guests.get(guest)?;
+    pub fn usage(&self, guest: GuestKey) -> Option<GuestUsage> {
+        let record = self.guests.get(guest.0)?;
         let live = record.live.as_ref()?;
         Some(GuestUsage {
             green_threads: self.sched.alive_in(guest),
@@ -33,7 +33,7 @@ impl HubState {
 
     /// Charges a step's `cycles` (see `crate::cpu_clock`) to the guest's CPU
     /// time, and ends it if that passes its limit.
-    pub fn charge_cpu(&mut self, guest: usize, cycles: u64) {
+    pub fn charge_cpu(&mut self, guest: GuestKey, cycles: u64) {
         let record = &mut self.guests[guest];
         record.cpu_cycles = record.cpu_cycles.saturating_add(cycles);
         if let Some(limit) = record.max_cpu_time {
@@ -49,7 +49,7 @@ impl HubState {
 
     /// Ends the guest if none of its green threads can ever run again (a
     /// plugin's can: the host may call it).
-    pub fn check_deadlock(&mut self, guest: usize) {
+    pub fn check_deadlock(&mut self, guest: GuestKey) {
         if self.guests[guest].plugin {
             return;
         }
@@ -59,12 +59,12 @@ impl HubState {
     }
 
     /// Ends a live guest as deadlocked, whatever its state.
-    pub fn end_blocked(&mut self, guest: usize) {
+    pub fn end_blocked(&mut self, guest: GuestKey) {
         let report = self.sched.blocked_report(guest);
         self.end_guest(guest, GuestExit::failed(1, GuestError::Deadlock(report)));
     }
 
-    pub fn end_guest(&mut self, guest: usize, exit: GuestExit) {
+    pub fn end_guest(&mut self, guest: GuestKey, exit: GuestExit) {
         for slot in self.sched.end_guest(guest) {
             if let Some(call) = slot.future {
                 self.graveyard.push(Grave::Call(call));

@@ -31,8 +31,8 @@ use crate::net_sockets::{NetError, Sockets};
 use crate::poller::{Interest, Poller};
 use crate::program::{FINISH_EXPORT, RUN_EXPORT};
 use crate::scheduler::{
-    Entry, IoWaiter, Kill, Scheduler, Spawn, Suspension, TaskCall, FUTEX_NOT_EQUAL, FUTEX_WOKEN,
-    UNWIND_CALLS,
+    Entry, GuestKey, IoWaiter, Kill, Scheduler, Spawn, Suspension, TaskCall, ThreadKey,
+    FUTEX_NOT_EQUAL, FUTEX_WOKEN, UNWIND_CALLS,
 };
 use crate::stack_charge::StackUse;
 use crate::stdio::HostStdio;
@@ -66,13 +66,13 @@ pub(crate) struct HubState {
     graveyard: Vec<Grave>,
     /// Guests' time limits: (when, guest, the limit as given), earliest
     /// first.
-    pub time_limits: BinaryHeap<Reverse<(Instant, usize, Duration)>>,
+    pub time_limits: BinaryHeap<Reverse<(Instant, GuestKey, Duration)>>,
     /// Green threads waiting for host descriptors; made at the first wait.
     pub poller: Option<Poller<IoWaiter>>,
     /// Where handles' commands arrive (to wake the poller for them).
     pub control: std::sync::Arc<Control>,
     /// Calls of guest functions by the host, by guest and green thread id.
-    pub calls: rustc_hash::FxHashMap<(usize, ThreadId), CallRecord>,
+    pub calls: rustc_hash::FxHashMap<(GuestKey, ThreadId), CallRecord>,
     /// The runtime's count of epoch ticks, the tick the current step began
     /// at, and the ticks in a time slice (see `crate::preemption`).
     ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -104,7 +104,7 @@ impl HubState {
 
     /// Whether the green thread of `guest` now running is to be paused at
     /// this tick (see `crate::preemption`).
-    fn should_pause(&self, guest: usize) -> bool {
+    fn should_pause(&self, guest: GuestKey) -> bool {
         let ticks_run = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - self.step_tick;
         let due = self.sched.foreign_timer_due(guest, Instant::now());
         crate::preemption::pause(ticks_run, self.slice_ticks, due)
@@ -138,7 +138,7 @@ impl HubState {
         }
     }
 
-    pub(super) fn live(&mut self, guest: usize) -> &mut LiveGuest {
+    pub(super) fn live(&mut self, guest: GuestKey) -> &mut LiveGuest {
         self.guests[guest]
             .live
             .as_mut()

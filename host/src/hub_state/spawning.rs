@@ -9,8 +9,8 @@ impl HubState {
     /// Starts a green thread; why not, if it cannot.
     pub fn spawn(
         &mut self,
-        guest: usize,
-        caller: usize,
+        guest: GuestKey,
+        caller: ThreadKey,
         task: u32,
         stack_size: u32,
         delay: Duration,
@@ -36,7 +36,7 @@ impl HubState {
     /// the id would not fit wasi-threads' thread ids.
     pub fn spawn_std_thread(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         arg: u32,
     ) -> Result<ThreadId, (SpawnRefusal, String)> {
         self.admit_green_thread(guest)?;
@@ -60,7 +60,7 @@ impl HubState {
 
     /// Whether `guest` may have one more green thread: the hub's, the
     /// guest's and the host-memory limits.
-    pub(super) fn admit_green_thread(&self, guest: usize) -> Result<(), (SpawnRefusal, String)> {
+    pub(super) fn admit_green_thread(&self, guest: GuestKey) -> Result<(), (SpawnRefusal, String)> {
         let max = self.config.max_green_threads;
         if !self.sched.has_room(guest, max as usize) {
             return Err((
@@ -112,7 +112,7 @@ impl HubState {
     /// when the thread starts.
     pub(super) fn check_spawnable(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         stack_size: u32,
     ) -> Result<(), (SpawnRefusal, String)> {
         let size = self.stack_size_or_default(stack_size);
@@ -146,7 +146,7 @@ impl HubState {
     /// If its memory has no room for the slot.
     pub(super) fn new_thread_stack(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         stack_size: u32,
     ) -> Result<crate::shadow_stack::Slot> {
         let size = self.stack_size_or_default(stack_size);
@@ -158,7 +158,7 @@ impl HubState {
     /// # Errors
     /// If the link would pass the guest's host memory limit: the guest is
     /// ended, saying so.
-    pub fn link(&mut self, guest: usize, target: ThreadId, callback: u32) -> Result<u64> {
+    pub fn link(&mut self, guest: GuestKey, target: ThreadId, callback: u32) -> Result<u64> {
         let most = self.guests[guest].max_host_memory;
         if self.host_memory(guest) + HOST_BYTES_PER_LINK > most {
             let what = format!(

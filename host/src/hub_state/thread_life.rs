@@ -11,7 +11,7 @@ impl HubState {
     /// A green thread's first run fails (and it ends, its ending queued) if
     /// it would pass its guest's host memory limit, or if the guest's
     /// memory has no room for its shadow stack.
-    pub fn take_call(&mut self, guest: usize, thread: usize) -> Result<ThreadFuture> {
+    pub fn take_call(&mut self, guest: GuestKey, thread: ThreadKey) -> Result<ThreadFuture> {
         let entry = self.sched.start(guest, thread);
         let slot = self.sched.payload_mut(guest, thread);
         if let Some(call) = slot.future.take() {
@@ -42,7 +42,12 @@ impl HubState {
 
     /// A step of the green thread ran `cycles` (see `crate::cpu_clock`);
     /// `handed_out` is the fiber stack its store took in it, if it took one.
-    pub fn stepped(&mut self, guest: usize, thread: usize, handed_out: Option<(usize, usize)>) {
+    pub fn stepped(
+        &mut self,
+        guest: GuestKey,
+        thread: ThreadKey,
+        handed_out: Option<(usize, usize)>,
+    ) {
         if handed_out.is_none() {
             return;
         }
@@ -54,7 +59,7 @@ impl HubState {
     /// Charges the guest `now` bytes for a green thread's fiber stack where
     /// it was charged `before`; ends it if that passes its host memory
     /// limit.
-    pub(super) fn charge_stack(&mut self, guest: usize, before: u64, now: u64) {
+    pub(super) fn charge_stack(&mut self, guest: GuestKey, before: u64, now: u64) {
         let record = &mut self.guests[guest];
         record.stack_bytes = record
             .stack_bytes
@@ -78,7 +83,7 @@ impl HubState {
 
     /// A green thread's call is dropped (and its store with it): its fiber
     /// stack's charge ends.
-    pub(super) fn drop_call(&mut self, guest: usize, thread: usize) {
+    pub(super) fn drop_call(&mut self, guest: GuestKey, thread: ThreadKey) {
         let slot = self.sched.payload_mut(guest, thread);
         let charged = std::mem::take(&mut slot.fiber).charged();
         if let Some(call) = slot.future.take() {
@@ -89,7 +94,7 @@ impl HubState {
 
     /// Whether a green thread of `guest` that has just started (and is
     /// already counted as started) keeps it within its host memory limit.
-    pub(super) fn check_start(&self, guest: usize) -> Result<()> {
+    pub(super) fn check_start(&self, guest: GuestKey) -> Result<()> {
         let most = self.guests[guest].max_host_memory;
         if self.host_memory(guest) > most {
             wasmtime::bail!(
@@ -105,7 +110,7 @@ impl HubState {
     }
 
     /// The green thread's call returned Pending.
-    pub fn suspended(&mut self, guest: usize, thread: usize, call: ThreadFuture) {
+    pub fn suspended(&mut self, guest: GuestKey, thread: ThreadKey, call: ThreadFuture) {
         if !self.sched.is_live(guest) {
             // It ended its own guest (killed main, exit): nothing to resume.
             self.graveyard.push(Grave::Call(call));
@@ -130,7 +135,7 @@ impl HubState {
     }
 
     /// The green thread's call returned.
-    pub fn call_ended(&mut self, guest: usize, thread: usize, result: Result<()>) {
+    pub fn call_ended(&mut self, guest: GuestKey, thread: ThreadKey, result: Result<()>) {
         let Some(live) = self.guests[guest].live.as_ref() else {
             return;
         };
@@ -198,7 +203,7 @@ impl HubState {
 
     /// The green thread `id` of `guest` is gone: if it ran a call, its
     /// result goes to the caller.
-    pub(super) fn call_done(&mut self, guest: usize, id: ThreadId) {
+    pub(super) fn call_done(&mut self, guest: GuestKey, id: ThreadId) {
         if let Some(call) = self.calls.remove(&(guest, id)) {
             let slot = call.slot.clone();
             slot.finish(call.result());
@@ -207,7 +212,7 @@ impl HubState {
         }
     }
 
-    pub(super) fn bury_slot(&mut self, guest: usize, slot: ThreadSlot) {
+    pub(super) fn bury_slot(&mut self, guest: GuestKey, slot: ThreadSlot) {
         if let Some(call) = slot.future {
             self.graveyard.push(Grave::Call(call));
         }
@@ -222,7 +227,7 @@ impl HubState {
     /// aborts) is taken for the limit's doing. "Near" is within an eighth of
     /// the limit (at least 2 MiB): the request that failed may have been
     /// that large.
-    pub(super) fn at_memory_limit(&self, guest: usize) -> bool {
+    pub(super) fn at_memory_limit(&self, guest: GuestKey) -> bool {
         let record = &self.guests[guest];
         match (record.memory_limit, record.live.as_ref()) {
             (Some(limit), Some(live)) => {
@@ -234,7 +239,7 @@ impl HubState {
 
     /// Whether a captured stream of the guest is full (a write past it
     /// traps the writer).
-    pub(super) fn at_output_limit(&self, guest: usize) -> bool {
+    pub(super) fn at_output_limit(&self, guest: GuestKey) -> bool {
         let record = &self.guests[guest];
         record
             .output
@@ -245,7 +250,7 @@ impl HubState {
     /// Hands what the call of a green thread that returned normally ran on
     /// back to its guest's execution model, for the guest's next green
     /// threads (see `crate::execution`).
-    pub fn returned(&mut self, guest: usize, thread: usize, leftover: Leftover) {
+    pub fn returned(&mut self, guest: GuestKey, thread: ThreadKey, leftover: Leftover) {
         let mut fiber = StackUse::default();
         if let Some(slot) = self.sched.payload_if_live(guest, thread) {
             fiber = std::mem::take(&mut slot.fiber);

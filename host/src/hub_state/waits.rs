@@ -4,7 +4,7 @@
 use super::*;
 
 impl HubState {
-    pub fn sleep(&mut self, guest: usize, thread: usize, duration: Duration) {
+    pub fn sleep(&mut self, guest: GuestKey, thread: ThreadKey, duration: Duration) {
         self.sched.sleep(guest, thread, duration, Instant::now);
     }
 
@@ -15,7 +15,7 @@ impl HubState {
     /// # Errors
     /// Once the caller has made more blocking calls after its kill than it
     /// may: it ignores the kill, and the error ends it hard.
-    pub fn unwinding_call(&mut self, guest: usize, thread: usize) -> Result<bool> {
+    pub fn unwinding_call(&mut self, guest: GuestKey, thread: ThreadKey) -> Result<bool> {
         self.sched.unwinding_call(guest, thread).map_err(|_| {
             wasmtime::format_err!(
                 "{} was killed and went on making blocking calls ({UNWIND_CALLS} after the \
@@ -32,8 +32,8 @@ impl HubState {
     /// As [`HubState::unwinding_call`].
     pub fn sleep_unless_killed(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         duration: Duration,
     ) -> Result<bool> {
         if self.unwinding_call(guest, thread)? {
@@ -45,20 +45,20 @@ impl HubState {
 
     /// Writes `bytes` into the guest's memory at `at`; false if out of
     /// bounds.
-    pub fn write_guest_memory(&mut self, guest: usize, at: u32, bytes: &[u8]) -> bool {
+    pub fn write_guest_memory(&mut self, guest: GuestKey, at: u32, bytes: &[u8]) -> bool {
         self.live(guest).stacks.write_checked(at, bytes)
     }
 
     /// Reads `len` bytes of the guest's memory at `at`; None if out of
     /// bounds.
-    pub fn read_guest_memory(&mut self, guest: usize, at: u32, len: usize) -> Option<Vec<u8>> {
+    pub fn read_guest_memory(&mut self, guest: GuestKey, at: u32, len: usize) -> Option<Vec<u8>> {
         self.live(guest).stacks.read_checked(at, len)
     }
 
     pub fn kill(
         &mut self,
-        guest: usize,
-        caller: usize,
+        guest: GuestKey,
+        caller: ThreadKey,
         target: ThreadId,
         error: u32,
         only_unstarted: bool,
@@ -95,8 +95,8 @@ impl HubState {
     /// As [`HubState::unwinding_call`].
     pub fn join(
         &mut self,
-        guest: usize,
-        caller: usize,
+        guest: GuestKey,
+        caller: ThreadKey,
         target: ThreadId,
         timeout: Option<Duration>,
     ) -> Result<Option<JoinStatus>> {
@@ -119,8 +119,8 @@ impl HubState {
     /// address; or as [`HubState::unwinding_call`].
     pub fn futex_wait(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         address: u64,
         expected: u64,
         width: u64,
@@ -143,7 +143,7 @@ impl HubState {
     /// The trap `memory.atomic.notify` would raise.
     pub fn futex_notify(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         address: u64,
         count: u32,
     ) -> Result<u32, wasmtime::Trap> {
@@ -158,8 +158,8 @@ impl HubState {
     /// As [`HubState::unwinding_call`].
     pub fn park(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         timeout: Option<Duration>,
     ) -> Result<Option<bool>> {
         if self.unwinding_call(guest, thread)? {

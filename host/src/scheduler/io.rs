@@ -8,8 +8,8 @@ impl<P> Scheduler<P> {
     /// poller to hand back.
     pub fn io_wait(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         fd: i32,
         write: bool,
         timeout: Option<Duration>,
@@ -37,7 +37,7 @@ impl<P> Scheduler<P> {
 
     /// The waiter that the green thread's next wait will have: a future's
     /// waker is made before the future is polled, and so before the wait.
-    pub fn next_waiter(&self, guest: usize, thread: usize) -> IoWaiter {
+    pub fn next_waiter(&self, guest: GuestKey, thread: ThreadKey) -> IoWaiter {
         let t = &self.guest_ref(guest).threads[thread];
         IoWaiter {
             guest,
@@ -49,7 +49,7 @@ impl<P> Scheduler<P> {
 
     /// Starts the caller waiting for an async host function's future (its
     /// waker carries [`Scheduler::next_waiter`]).
-    pub fn future_wait(&mut self, guest: usize, thread: usize) {
+    pub fn future_wait(&mut self, guest: GuestKey, thread: ThreadKey) {
         let g = self.guest(guest);
         g.io += 1;
         g.threads[thread].state = State::Future;
@@ -63,7 +63,7 @@ impl<P> Scheduler<P> {
 
     /// The caller did not wait after all (its descriptor could not be
     /// polled): it goes on running.
-    pub fn io_wait_abandoned(&mut self, guest: usize, thread: usize) {
+    pub fn io_wait_abandoned(&mut self, guest: GuestKey, thread: ThreadKey) {
         self.stop_waiting(guest, thread);
         self.guest(guest).threads[thread].state = State::Running;
     }
@@ -71,9 +71,9 @@ impl<P> Scheduler<P> {
     /// True while the waiter's green thread is still in that wait.
     pub fn io_waiter_is_live(&self, waiter: &IoWaiter) -> bool {
         self.guests
-            .get(waiter.guest)
+            .get(waiter.guest.0)
             .and_then(Option::as_ref)
-            .and_then(|g| g.threads.get(waiter.thread))
+            .and_then(|g| g.threads.get(waiter.thread.0))
             .is_some_and(|t| {
                 t.id == waiter.id
                     && t.wait_token == waiter.token

@@ -4,7 +4,7 @@
 use super::*;
 
 impl<P> Scheduler<P> {
-    pub fn current(&self, guest: usize, thread: usize) -> ThreadId {
+    pub fn current(&self, guest: GuestKey, thread: ThreadKey) -> ThreadId {
         self.guest_ref(guest).threads[thread].id
     }
 
@@ -13,8 +13,8 @@ impl<P> Scheduler<P> {
     /// unless it is itself unwinding from a kill: it never waits again.
     pub fn kill(
         &mut self,
-        guest: usize,
-        caller: usize,
+        guest: GuestKey,
+        caller: ThreadKey,
         target: ThreadId,
         error: u32,
         only_unstarted: bool,
@@ -58,7 +58,7 @@ impl<P> Scheduler<P> {
     /// from its next blocking call), hard if it has not, or if it waits for
     /// an async host function's future (which cannot report it). It runs
     /// next (a queued target keeps its place, which is ahead of the caller).
-    pub(super) fn kill_target(&mut self, guest: usize, key: usize, error: u32) -> Kill {
+    pub(super) fn kill_target(&mut self, guest: GuestKey, key: ThreadKey, error: u32) -> Kill {
         let t = &mut self.guest(guest).threads[key];
         let unwinds = t.started && t.state != State::Future;
         let kill = if unwinds {
@@ -78,7 +78,7 @@ impl<P> Scheduler<P> {
 
     /// True if `target` has started its task or has ended (main has always
     /// started); false while it waits to start, or if it never was.
-    pub fn started(&self, guest: usize, target: ThreadId) -> bool {
+    pub fn started(&self, guest: GuestKey, target: ThreadId) -> bool {
         let g = self.guest_ref(guest);
         match g.key_of(target) {
             Some(key) => key == g.main || g.threads[key].started,
@@ -88,7 +88,7 @@ impl<P> Scheduler<P> {
 
     /// True once the green thread has been killed and is unwinding: its
     /// waits report the kill.
-    pub fn is_unwinding(&self, guest: usize, thread: usize) -> bool {
+    pub fn is_unwinding(&self, guest: GuestKey, thread: ThreadKey) -> bool {
         self.guest_ref(guest).threads[thread].unwinding.is_some()
     }
 
@@ -99,7 +99,11 @@ impl<P> Scheduler<P> {
     /// # Errors
     /// [`KeptBlocking`] once an unwinding caller has made more than
     /// [`UNWIND_CALLS`] such calls: the hub ends it hard.
-    pub fn unwinding_call(&mut self, guest: usize, thread: usize) -> Result<bool, KeptBlocking> {
+    pub fn unwinding_call(
+        &mut self,
+        guest: GuestKey,
+        thread: ThreadKey,
+    ) -> Result<bool, KeptBlocking> {
         match &mut self.guest(guest).threads[thread].unwinding {
             None => Ok(false),
             Some(Unwinding { calls_left: 0, .. }) => Err(KeptBlocking),
@@ -113,7 +117,7 @@ impl<P> Scheduler<P> {
 
     /// Kills `target` for the host (no green thread asks): as `kill`, but
     /// only the target is queued.
-    pub fn kill_by_host(&mut self, guest: usize, target: ThreadId) -> Kill {
+    pub fn kill_by_host(&mut self, guest: GuestKey, target: ThreadId) -> Kill {
         let g = self.guest(guest);
         let Some(key) = g.key_of(target) else {
             return Kill::Done(KillStatus::NotAlive);

@@ -54,6 +54,7 @@
 //!   each live guest holds short of its guaranteed share.
 
 mod io;
+mod keys;
 mod killing;
 mod report;
 mod run_queue;
@@ -77,6 +78,7 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 
 use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
+pub(crate) use keys::{GuestKey, ThreadKey};
 use run_queue::RunQueue;
 use thread_ids::ThreadIds;
 use timers::{Timer, Timers};
@@ -148,8 +150,8 @@ pub(crate) enum TaskCall {
 /// that wait (it may have been killed, or its guest ended, meanwhile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IoWaiter {
-    guest: usize,
-    thread: usize,
+    guest: GuestKey,
+    thread: ThreadKey,
     id: ThreadId,
     token: u64,
 }
@@ -203,7 +205,7 @@ pub(crate) enum Kill {
     Done(KillStatus),
     /// The target (this key) was killed hard: its suspended call, if any,
     /// must be dropped. The status is `killed`; caller and target are queued.
-    Target(usize),
+    Target(ThreadKey),
     /// The target was killed and resumes to unwind (its suspended call is
     /// kept). The status is `killed`; caller and target are queued.
     Unwind,
@@ -285,13 +287,13 @@ pub(crate) const TIMERS_PER_STEP: usize = 4096;
 /// 30,000 futex waiters timing out together held the hub for half a second.
 #[derive(Clone, Copy, Debug)]
 struct Waiter {
-    key: usize,
+    key: ThreadKey,
     id: ThreadId,
     token: u64,
 }
 
 impl Waiter {
-    fn of<P>(key: usize, t: &Thread<P>) -> Waiter {
+    fn of<P>(key: ThreadKey, t: &Thread<P>) -> Waiter {
         Waiter {
             key,
             id: t.id,
@@ -302,7 +304,7 @@ impl Waiter {
     /// True while the wait it recorded goes on.
     fn is_current<P>(&self, threads: &Slab<Thread<P>>) -> bool {
         threads
-            .get(self.key)
+            .get(self.key.0)
             .is_some_and(|t| t.id == self.id && t.wait_token == self.token)
     }
 }
@@ -328,7 +330,7 @@ struct FutexQueue {
 struct Guest<P> {
     threads: Slab<Thread<P>>,
     keys: ThreadIds,
-    main: usize,
+    main: ThreadKey,
     next_id: ThreadId,
     next_link: u64,
     run_queue: RunQueue,
@@ -352,11 +354,11 @@ struct Guest<P> {
 }
 
 impl<P> Guest<P> {
-    fn key_of(&self, id: ThreadId) -> Option<usize> {
-        self.keys.get(id)
+    fn key_of(&self, id: ThreadId) -> Option<ThreadKey> {
+        self.keys.get(id).map(ThreadKey)
     }
 
-    fn name_of(&self, key: usize) -> String {
+    fn name_of(&self, key: ThreadKey) -> String {
         if key == self.main {
             "main green thread".into()
         } else {
@@ -375,7 +377,7 @@ impl<P> Guest<P> {
 pub(crate) struct Scheduler<P> {
     guests: Vec<Option<Guest<P>>>,
     /// Guests with a runnable green thread, in turn order.
-    ready: VecDeque<usize>,
+    ready: VecDeque<GuestKey>,
     timers: Timers,
     /// Green threads alive over all guests.
     alive: usize,
@@ -412,11 +414,11 @@ impl<P> Scheduler<P> {
 
     /// Adds a guest whose main green thread (id 1) is queued; returns the
     /// guest's key.
-    pub fn add_guest(&mut self, main_payload: P) -> usize {
+    pub fn add_guest(&mut self, main_payload: P) -> GuestKey {
         let mut guest = Guest {
             threads: Slab::new(),
             keys: ThreadIds::default(),
-            main: 0,
+            main: ThreadKey(0),
             next_id: 1,
             next_link: 1,
             run_queue: RunQueue::default(),
@@ -431,7 +433,7 @@ impl<P> Scheduler<P> {
         self.guests.push(Some(guest));
         self.alive += 1;
         self.reserved += self.guarantee - 1;
-        let key = self.guests.len() - 1;
+        let key = GuestKey(self.guests.len() - 1);
         let main = self.guest(key).main;
         self.enqueue(key, main, false);
         key
@@ -444,9 +446,9 @@ impl<P> Scheduler<P> {
 
     /// Green threads of one guest whose task has begun and not ended (0
     /// once the guest has ended).
-    pub fn started_in(&self, guest: usize) -> usize {
+    pub fn started_in(&self, guest: GuestKey) -> usize {
         self.guests
-            .get(guest)
+            .get(guest.0)
             .and_then(Option::as_ref)
             .map_or(0, |g| g.started)
     }
@@ -459,65 +461,66 @@ impl<P> Scheduler<P> {
     /// other guest's unused guarantee set aside. So one guest filling the
     /// hub (with millions of delayed spawns, say) leaves each other guest,
     /// and each guest added after it, its guaranteed share.
-    pub fn has_room(&self, guest: usize, most: usize) -> bool {
+    pub fn has_room(&self, guest: GuestKey, most: usize) -> bool {
         self.alive_in(guest) < self.guarantee || self.alive + self.reserved < most
     }
 
-    pub fn alive_in(&self, guest: usize) -> usize {
+    pub fn alive_in(&self, guest: GuestKey) -> usize {
         self.guests
-            .get(guest)
+            .get(guest.0)
             .and_then(Option::as_ref)
             .map_or(0, |g| g.threads.len())
     }
 
     /// Links pending in one guest (0 once it has ended).
-    pub fn links_in(&self, guest: usize) -> usize {
+    pub fn links_in(&self, guest: GuestKey) -> usize {
         self.guests
-            .get(guest)
+            .get(guest.0)
             .and_then(Option::as_ref)
             .map_or(0, |g| g.links)
     }
 
     /// True while the guest has not ended.
-    pub fn is_live(&self, guest: usize) -> bool {
-        self.guests.get(guest).is_some_and(Option::is_some)
+    pub fn is_live(&self, guest: GuestKey) -> bool {
+        self.guests.get(guest.0).is_some_and(Option::is_some)
     }
 
     /// Keys of the guests that have not ended.
-    pub fn live_guests(&self) -> Vec<usize> {
+    pub fn live_guests(&self) -> Vec<GuestKey> {
         (0..self.guests.len())
+            .map(GuestKey)
             .filter(|&g| self.is_live(g))
             .collect()
     }
 
-    pub fn is_main(&self, guest: usize, thread: usize) -> bool {
+    pub fn is_main(&self, guest: GuestKey, thread: ThreadKey) -> bool {
         self.guest_ref(guest).main == thread
     }
 
     /// The hub's payload of a green thread.
-    pub fn payload_mut(&mut self, guest: usize, thread: usize) -> &mut P {
+    pub fn payload_mut(&mut self, guest: GuestKey, thread: ThreadKey) -> &mut P {
         &mut self.guest(guest).threads[thread].payload
     }
 
     /// The payload of a green thread, if its guest is live and it has a
     /// record.
-    pub fn payload_if_live(&mut self, guest: usize, thread: usize) -> Option<&mut P> {
-        let g = self.guests.get_mut(guest)?.as_mut()?;
-        g.threads.get_mut(thread).map(|t| &mut t.payload)
+    pub fn payload_if_live(&mut self, guest: GuestKey, thread: ThreadKey) -> Option<&mut P> {
+        let g = self.guests.get_mut(guest.0)?.as_mut()?;
+        g.threads.get_mut(thread.0).map(|t| &mut t.payload)
     }
 
     /// How messages name a green thread.
-    pub fn name_of(&self, guest: usize, thread: usize) -> String {
+    pub fn name_of(&self, guest: GuestKey, thread: ThreadKey) -> String {
         self.guest_ref(guest).name_of(thread)
     }
 
-    fn guest(&mut self, guest: usize) -> &mut Guest<P> {
+    fn guest(&mut self, guest: GuestKey) -> &mut Guest<P> {
         self.guests[guest]
             .as_mut()
             .expect("a guest's green threads run only while it is live")
     }
 
-    fn guest_ref(&self, guest: usize) -> &Guest<P> {
+    fn guest_ref(&self, guest: GuestKey) -> &Guest<P> {
         self.guests[guest]
             .as_ref()
             .expect("a guest's green threads run only while it is live")
@@ -525,7 +528,7 @@ impl<P> Scheduler<P> {
 }
 
 /// Inserts a new green thread record with the guest's next id.
-fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
+fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> ThreadKey {
     let id = g.next_id;
     g.next_id += 1;
     let key = g.threads.insert(Thread {
@@ -546,14 +549,14 @@ fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> usize {
         payload,
     });
     g.keys.insert(id, key);
-    key
+    ThreadKey(key)
 }
 
 /// True if the timer's green thread is still in the wait that set it.
 fn timer_is_live<P>(guests: &[Option<Guest<P>>], timer: &Timer) -> bool {
     guests
-        .get(timer.guest)
+        .get(timer.guest.0)
         .and_then(Option::as_ref)
-        .and_then(|g| g.threads.get(timer.thread))
+        .and_then(|g| g.threads.get(timer.thread.0))
         .is_some_and(|t| t.id == timer.id && t.wait_token == timer.token && t.state.has_timer())
 }

@@ -6,7 +6,7 @@ use super::*;
 impl<P> Scheduler<P> {
     /// If none of the guest's green threads can ever run again, the report
     /// that names each and what it waits for.
-    pub fn deadlock(&self, guest: usize) -> Option<String> {
+    pub fn deadlock(&self, guest: GuestKey) -> Option<String> {
         let g = self.guests[guest].as_ref()?;
         if !g.run_queue.is_empty() || g.timed > 0 || g.io > 0 {
             return None;
@@ -16,13 +16,13 @@ impl<P> Scheduler<P> {
 
     /// Each green thread of a live guest and what it waits for, a line each
     /// (the deadlock report, and the threads in [`Scheduler::report`]).
-    pub fn blocked_report(&self, guest: usize) -> String {
+    pub fn blocked_report(&self, guest: GuestKey) -> String {
         self.report(guest, |_| None)
     }
 
     /// Each green thread of a live guest, what it does or waits for, and
     /// what `label` says of it (a host call's function, say), a line each.
-    pub fn report(&self, guest: usize, label: impl Fn(ThreadId) -> Option<String>) -> String {
+    pub fn report(&self, guest: GuestKey, label: impl Fn(ThreadId) -> Option<String>) -> String {
         let g = self.guest_ref(guest);
         let mut report = String::new();
         for (key, t) in g.threads.iter() {
@@ -49,7 +49,7 @@ impl<P> Scheduler<P> {
                 State::Delayed => "spawned with a delay, not started".into(),
             };
             let label = label(t.id).map(|l| format!(" ({l})")).unwrap_or_default();
-            let _ = writeln!(report, "  {}{label}: {what}", g.name_of(key));
+            let _ = writeln!(report, "  {}{label}: {what}", g.name_of(ThreadKey(key)));
         }
         report
     }
@@ -68,7 +68,7 @@ impl<P> Scheduler<P> {
                 "guest {key} round robin"
             );
             assert_eq!(
-                self.ready.iter().filter(|&&r| r == key).count(),
+                self.ready.iter().filter(|&&r| r.0 == key).count(),
                 usize::from(g.in_ready)
             );
             for (k, t) in g.threads.iter() {

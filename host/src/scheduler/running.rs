@@ -8,7 +8,7 @@ impl<P> Scheduler<P> {
 
     /// Moves a waiting (or running) green thread to the run queue. One that
     /// is queued already keeps its place.
-    pub(super) fn make_runnable(&mut self, guest: usize, thread: usize, front: bool) {
+    pub(super) fn make_runnable(&mut self, guest: GuestKey, thread: ThreadKey, front: bool) {
         if self.guest(guest).threads[thread].state == State::Queued {
             return;
         }
@@ -19,7 +19,7 @@ impl<P> Scheduler<P> {
 
     /// Ends the wait the green thread is in (if any): its timer goes stale
     /// and a join leaves its target's joiners.
-    pub(super) fn stop_waiting(&mut self, guest: usize, thread: usize) {
+    pub(super) fn stop_waiting(&mut self, guest: GuestKey, thread: ThreadKey) {
         let g = self.guest(guest);
         let t = &mut g.threads[thread];
         t.wait_token += 1;
@@ -47,12 +47,12 @@ impl<P> Scheduler<P> {
         }
     }
 
-    pub(super) fn enqueue(&mut self, guest: usize, thread: usize, front: bool) {
+    pub(super) fn enqueue(&mut self, guest: GuestKey, thread: ThreadKey, front: bool) {
         let g = self.guest(guest);
         if front {
-            g.run_queue.push_front(thread);
+            g.run_queue.push_front(thread.0);
         } else {
-            g.run_queue.push_back(thread);
+            g.run_queue.push_back(thread.0);
         }
         if !g.in_ready {
             g.in_ready = true;
@@ -66,13 +66,13 @@ impl<P> Scheduler<P> {
     }
 
     /// The next green thread to run: the next guest's turn, its queue's head.
-    pub fn next_runnable(&mut self) -> Option<(usize, usize)> {
+    pub fn next_runnable(&mut self) -> Option<(GuestKey, ThreadKey)> {
         while let Some(guest) = self.ready.pop_front() {
             let Some(g) = self.guests[guest].as_mut() else {
                 continue;
             };
             g.in_ready = false;
-            if let Some(thread) = g.run_queue.pop_front() {
+            if let Some(thread) = g.run_queue.pop_front().map(ThreadKey) {
                 debug_assert_eq!(g.threads[thread].state, State::Queued);
                 if !g.run_queue.is_empty() {
                     g.in_ready = true;
@@ -86,7 +86,7 @@ impl<P> Scheduler<P> {
 
     /// Marks the green thread as running and says what its next run executes
     /// (when it has no suspended call to resume).
-    pub fn start(&mut self, guest: usize, thread: usize) -> Entry {
+    pub fn start(&mut self, guest: GuestKey, thread: ThreadKey) -> Entry {
         let g = self.guest(guest);
         let is_main = thread == g.main;
         let spawner_gone = {
@@ -133,8 +133,8 @@ impl<P> Scheduler<P> {
     /// delays another guest's due timer by at most one time slice).
     pub fn suspended(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         now: impl FnOnce() -> Instant,
     ) -> Suspension {
         let t = &mut self.guest(guest).threads[thread];
@@ -184,7 +184,12 @@ impl<P> Scheduler<P> {
     /// A killed green thread that was unwinding ends as killed however its
     /// call ended: it returned early, leaving its ending to the hub, or it
     /// failed on the way (a panic on the kill's error, say).
-    pub fn ended(&mut self, guest: usize, thread: usize, failure: Option<Ending>) -> Option<P> {
+    pub fn ended(
+        &mut self,
+        guest: GuestKey,
+        thread: ThreadKey,
+        failure: Option<Ending>,
+    ) -> Option<P> {
         let t = &mut self.guest(guest).threads[thread];
         if let (Some(u), None) = (t.unwinding, t.ending) {
             t.ending = Some((Ending::Killed, u.error));
@@ -201,11 +206,11 @@ impl<P> Scheduler<P> {
         Some(self.remove(guest, thread))
     }
 
-    pub(super) fn remove(&mut self, guest: usize, thread: usize) -> P {
+    pub(super) fn remove(&mut self, guest: GuestKey, thread: ThreadKey) -> P {
         self.stop_waiting(guest, thread);
         self.alive -= 1;
         let g = self.guest(guest);
-        let t = g.threads.remove(thread);
+        let t = g.threads.remove(thread.0);
         if g.threads.len() < self.guarantee {
             self.reserved += 1;
         }
@@ -222,7 +227,7 @@ impl<P> Scheduler<P> {
     }
 
     /// Ends the guest: every green thread goes. Returns their payloads.
-    pub fn end_guest(&mut self, guest: usize) -> Vec<P> {
+    pub fn end_guest(&mut self, guest: GuestKey) -> Vec<P> {
         let Some(g) = self.guests[guest].take() else {
             return Vec::new();
         };

@@ -9,8 +9,8 @@ impl<P> Scheduler<P> {
     /// Starts a green thread as `spawn` says; `caller` is the spawner.
     pub fn spawn(
         &mut self,
-        guest: usize,
-        caller: usize,
+        guest: GuestKey,
+        caller: ThreadKey,
         spawn: Spawn,
         payload: P,
         now: impl FnOnce() -> Instant,
@@ -22,7 +22,7 @@ impl<P> Scheduler<P> {
     /// Starts a green thread for the host (a call of a guest function): no
     /// green thread spawned it. Its task is 0 until the guest names one
     /// ([`Scheduler::set_task`]).
-    pub fn spawn_for_host(&mut self, guest: usize, payload: P) -> ThreadId {
+    pub fn spawn_for_host(&mut self, guest: GuestKey, payload: P) -> ThreadId {
         let spawn = Spawn {
             task: 0,
             delay: Duration::ZERO,
@@ -34,7 +34,7 @@ impl<P> Scheduler<P> {
     /// Starts a green thread for the guest's `std::thread` (see
     /// [`TaskCall::StdThread`]), queued as `spawn` queues; `arg` is
     /// wasi-libc's start argument.
-    pub fn spawn_std_thread(&mut self, guest: usize, arg: u32, payload: P) -> ThreadId {
+    pub fn spawn_std_thread(&mut self, guest: GuestKey, arg: u32, payload: P) -> ThreadId {
         let spawn = Spawn {
             task: arg,
             delay: Duration::ZERO,
@@ -48,24 +48,24 @@ impl<P> Scheduler<P> {
     }
 
     /// True if the green thread is a `std::thread` of the guest.
-    pub fn is_std_thread(&self, guest: usize, thread: usize) -> bool {
+    pub fn is_std_thread(&self, guest: GuestKey, thread: ThreadKey) -> bool {
         self.guest_ref(guest).threads[thread].std_thread
     }
 
     /// The id the next green thread of the guest will get.
-    pub fn next_id(&self, guest: usize) -> ThreadId {
+    pub fn next_id(&self, guest: GuestKey) -> ThreadId {
         self.guest_ref(guest).next_id
     }
 
     /// Sets the task a green thread's ending is handed (see
     /// [`Scheduler::spawn_for_host`]).
-    pub fn set_task(&mut self, guest: usize, thread: usize, task: u32) {
+    pub fn set_task(&mut self, guest: GuestKey, thread: ThreadKey, task: u32) {
         self.guest(guest).threads[thread].task = task;
     }
 
     pub(super) fn start_thread(
         &mut self,
-        guest: usize,
+        guest: GuestKey,
         spawner: Option<ThreadId>,
         spawn: Spawn,
         payload: P,
@@ -101,10 +101,10 @@ impl<P> Scheduler<P> {
     /// The guest's main green thread returned and the guest lives on (a
     /// plugin, whose green threads are the host's calls): main goes, and no
     /// later green thread counts as main.
-    pub fn main_returned(&mut self, guest: usize) -> P {
+    pub fn main_returned(&mut self, guest: GuestKey) -> P {
         let main = self.guest(guest).main;
         let payload = self.remove(guest, main);
-        self.guest(guest).main = usize::MAX;
+        self.guest(guest).main = ThreadKey(usize::MAX);
         payload
     }
 }

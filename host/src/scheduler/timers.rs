@@ -13,6 +13,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use super::{GuestKey, ThreadKey};
+
 /// Fewest stale timers worth a rebuild.
 const COMPACT_AT: usize = 1024;
 
@@ -26,8 +28,8 @@ const FAR_FUTURE: Duration = Duration::from_secs(1 << 40);
 pub(crate) struct Timer {
     pub deadline: Instant,
     pub seq: u64,
-    pub guest: usize,
-    pub thread: usize,
+    pub guest: GuestKey,
+    pub thread: ThreadKey,
     pub id: u64,
     pub token: u64,
 }
@@ -48,8 +50,8 @@ impl Timers {
         &mut self,
         now: Instant,
         after: Duration,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         id: u64,
         token: u64,
     ) {
@@ -110,12 +112,40 @@ mod tests {
     fn timers_pop_in_deadline_then_sequence_order() {
         let now = Instant::now();
         let mut timers = Timers::default();
-        timers.push(now, Duration::from_millis(20), 0, 1, 1, 0);
-        timers.push(now, Duration::from_millis(10), 0, 2, 2, 0);
-        timers.push(now, Duration::from_millis(20), 0, 3, 3, 0);
-        timers.push(now, Duration::from_millis(10), 0, 4, 4, 0);
+        timers.push(
+            now,
+            Duration::from_millis(20),
+            GuestKey(0),
+            ThreadKey(1),
+            1,
+            0,
+        );
+        timers.push(
+            now,
+            Duration::from_millis(10),
+            GuestKey(0),
+            ThreadKey(2),
+            2,
+            0,
+        );
+        timers.push(
+            now,
+            Duration::from_millis(20),
+            GuestKey(0),
+            ThreadKey(3),
+            3,
+            0,
+        );
+        timers.push(
+            now,
+            Duration::from_millis(10),
+            GuestKey(0),
+            ThreadKey(4),
+            4,
+            0,
+        );
         let order: Vec<usize> = std::iter::from_fn(|| timers.pop())
-            .map(|t| t.thread)
+            .map(|t| t.thread.0)
             .collect();
         assert_eq!(order, [2, 4, 1, 3]);
     }
@@ -124,7 +154,7 @@ mod tests {
     fn a_wait_too_long_for_instant_gets_a_far_deadline() {
         let now = Instant::now();
         let mut timers = Timers::default();
-        timers.push(now, Duration::MAX, 0, 0, 1, 0);
+        timers.push(now, Duration::MAX, GuestKey(0), ThreadKey(0), 1, 0);
         assert!(timers.peek().unwrap().deadline > now + Duration::from_secs(1 << 39));
     }
 
@@ -133,14 +163,21 @@ mod tests {
         let now = Instant::now();
         let mut timers = Timers::default();
         for i in 0..3000 {
-            timers.push(now, Duration::from_secs(3600), 0, i, i as u64, 0);
+            timers.push(
+                now,
+                Duration::from_secs(3600),
+                GuestKey(0),
+                ThreadKey(i),
+                i as u64,
+                0,
+            );
         }
         assert!(
             !timers.note_stale(1000),
             "a minority is not worth a rebuild"
         );
         assert!(timers.note_stale(600), "1,600 of 3,000 are stale");
-        timers.retain(|t| t.thread >= 1600);
+        timers.retain(|t| t.thread.0 >= 1600);
         assert_eq!(timers.len(), 1400);
         assert!(
             !timers.note_stale(1),

@@ -8,8 +8,8 @@ impl<P> Scheduler<P> {
 
     pub(super) fn add_timer(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         now: impl FnOnce() -> Instant,
         after: Duration,
     ) {
@@ -40,7 +40,7 @@ impl<P> Scheduler<P> {
     /// True if the earliest timer (perhaps stale) is due at `now` and is not
     /// `guest`'s: pausing `guest`'s running green thread lets that other
     /// guest's wake-up run now (see `crate::preemption`).
-    pub fn foreign_timer_due(&self, guest: usize, now: Instant) -> bool {
+    pub fn foreign_timer_due(&self, guest: GuestKey, now: Instant) -> bool {
         self.timers
             .peek()
             .is_some_and(|t| t.deadline <= now && t.guest != guest)
@@ -90,8 +90,8 @@ impl<P> Scheduler<P> {
     /// green thread already runnable.
     pub fn sleep(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         duration: Duration,
         now: impl FnOnce() -> Instant,
     ) {

@@ -7,8 +7,8 @@ impl<P> Scheduler<P> {
     /// need not wait.
     pub fn join(
         &mut self,
-        guest: usize,
-        caller: usize,
+        guest: GuestKey,
+        caller: ThreadKey,
         target: ThreadId,
         timeout: Option<Duration>,
         now: impl FnOnce() -> Instant,
@@ -42,7 +42,7 @@ impl<P> Scheduler<P> {
 
     /// What a `join` that waited finds when it resumes (a caller killed
     /// meanwhile finds `timed-out`, and asks whether it was killed).
-    pub fn join_result(&self, guest: usize, caller: usize, target: ThreadId) -> JoinStatus {
+    pub fn join_result(&self, guest: GuestKey, caller: ThreadKey, target: ThreadId) -> JoinStatus {
         let g = self.guest_ref(guest);
         match g.key_of(target) {
             Some(_) => JoinStatus::TimedOut,
@@ -52,7 +52,7 @@ impl<P> Scheduler<P> {
     }
 
     /// Adds a link to `target`; its id, or 0 if the target has ended.
-    pub fn link(&mut self, guest: usize, target: ThreadId, callback: u32) -> u64 {
+    pub fn link(&mut self, guest: GuestKey, target: ThreadId, callback: u32) -> u64 {
         let g = self.guest(guest);
         let Some(key) = g.key_of(target) else {
             return 0;
@@ -65,7 +65,7 @@ impl<P> Scheduler<P> {
     }
 
     /// Removes a pending link; its callback, or 0 if there is none.
-    pub fn unlink(&mut self, guest: usize, target: ThreadId, link: u64) -> u32 {
+    pub fn unlink(&mut self, guest: GuestKey, target: ThreadId, link: u64) -> u32 {
         let g = self.guest(guest);
         let Some(key) = g.key_of(target) else {
             return 0;
@@ -80,7 +80,7 @@ impl<P> Scheduler<P> {
     }
 
     /// The caller's next link in link order, or 0.
-    pub fn next_link(&mut self, guest: usize, thread: usize) -> u32 {
+    pub fn next_link(&mut self, guest: GuestKey, thread: ThreadKey) -> u32 {
         let g = self.guest(guest);
         match g.threads[thread].links.pop_first() {
             Some((_, callback)) => {
@@ -94,8 +94,8 @@ impl<P> Scheduler<P> {
     /// Parks the caller; `Some(result)` if it need not wait.
     pub fn park(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         timeout: Option<Duration>,
         now: impl FnOnce() -> Instant,
     ) -> Option<bool> {
@@ -120,14 +120,14 @@ impl<P> Scheduler<P> {
     /// True if the caller's last park ended by `unpark` (and it has not been
     /// killed: a killed thread's park reports false, and the thread asks
     /// whether it was killed).
-    pub fn park_result(&self, guest: usize, thread: usize) -> bool {
+    pub fn park_result(&self, guest: GuestKey, thread: ThreadKey) -> bool {
         let t = &self.guest_ref(guest).threads[thread];
         t.unparked && t.unwinding.is_none()
     }
 
     /// Wakes `target` if it is parked, else keeps a permit for its next park.
     /// False if it has ended or is ending (its wait never returns).
-    pub fn unpark(&mut self, guest: usize, target: ThreadId) -> bool {
+    pub fn unpark(&mut self, guest: GuestKey, target: ThreadId) -> bool {
         let g = self.guest(guest);
         let Some(key) = g.key_of(target) else {
             return false;
@@ -149,8 +149,8 @@ impl<P> Scheduler<P> {
     /// what the caller expected); `Some(2)` ("timed out") if it need not.
     pub fn futex_wait(
         &mut self,
-        guest: usize,
-        thread: usize,
+        guest: GuestKey,
+        thread: ThreadKey,
         address: u64,
         timeout: Option<Duration>,
         now: impl FnOnce() -> Instant,
@@ -181,7 +181,7 @@ impl<P> Scheduler<P> {
     }
 
     /// What a futex wait that waited returns: woken (0) or timed out (2).
-    pub fn futex_result(&self, guest: usize, thread: usize) -> u32 {
+    pub fn futex_result(&self, guest: GuestKey, thread: ThreadKey) -> u32 {
         if self.guest_ref(guest).threads[thread].unparked {
             FUTEX_WOKEN
         } else {
@@ -191,7 +191,7 @@ impl<P> Scheduler<P> {
 
     /// Wakes up to `count` green threads waiting on the futex at `address`,
     /// first come first served; how many it woke.
-    pub fn futex_notify(&mut self, guest: usize, address: u64, count: u32) -> u32 {
+    pub fn futex_notify(&mut self, guest: GuestKey, address: u64, count: u32) -> u32 {
         let mut woken = 0;
         while woken < count {
             let g = self.guest(guest);

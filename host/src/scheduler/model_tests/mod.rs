@@ -17,6 +17,9 @@ use super::*;
 mod model;
 use model::Model;
 
+/// The one guest of the property test.
+const G: GuestKey = GuestKey(0);
+
 /// One step of a green thread's program, taken each time it runs.
 #[derive(Clone, Debug)]
 enum Op {
@@ -344,7 +347,7 @@ struct Real {
 }
 
 impl Real {
-    fn key(&self, id: ThreadId) -> usize {
+    fn key(&self, id: ThreadId) -> ThreadKey {
         self.s.guests[0]
             .as_ref()
             .unwrap()
@@ -361,7 +364,7 @@ impl Sched for Real {
         self.s.debug_check();
         self.s.fire_due_timers(self.at(now));
         let (_, key) = self.s.next_runnable()?;
-        Some((self.s.current(0, key), self.s.start(0, key)))
+        Some((self.s.current(G, key), self.s.start(G, key)))
     }
     fn spawn(&mut self, caller: ThreadId, delay: u64, local: bool, now: u64) -> ThreadId {
         let spawn = Spawn {
@@ -370,20 +373,20 @@ impl Sched for Real {
             local,
         };
         let (key, at) = (self.key(caller), self.at(now));
-        self.s.spawn(0, key, spawn, (), move || at)
+        self.s.spawn(G, key, spawn, (), move || at)
     }
     fn sleep(&mut self, t: ThreadId, ticks: u64, now: u64) {
         let (key, at) = (self.key(t), self.at(now));
         self.s
-            .sleep(0, key, Duration::from_millis(ticks), move || at)
+            .sleep(G, key, Duration::from_millis(ticks), move || at)
     }
     fn kill(&mut self, caller: ThreadId, target: ThreadId, cancel: bool) -> Kill {
         let key = self.key(caller);
-        self.s.kill(0, key, target, 0, cancel)
+        self.s.kill(G, key, target, 0, cancel)
     }
     fn suspended(&mut self, t: ThreadId) -> Suspension {
         let key = self.key(t);
-        self.s.suspended(0, key, || self.base)
+        self.s.suspended(G, key, || self.base)
     }
     fn join(
         &mut self,
@@ -394,7 +397,7 @@ impl Sched for Real {
     ) -> Option<JoinStatus> {
         let (key, at) = (self.key(caller), self.at(now));
         self.s.join(
-            0,
+            G,
             key,
             target,
             timeout.map(Duration::from_millis),
@@ -403,48 +406,48 @@ impl Sched for Real {
     }
     fn join_result(&mut self, caller: ThreadId, target: ThreadId) -> JoinStatus {
         let key = self.key(caller);
-        self.s.join_result(0, key, target)
+        self.s.join_result(G, key, target)
     }
     fn link(&mut self, target: ThreadId, cb: u32) -> u64 {
-        self.s.link(0, target, cb)
+        self.s.link(G, target, cb)
     }
     fn unlink(&mut self, target: ThreadId, link: u64) -> u32 {
-        self.s.unlink(0, target, link)
+        self.s.unlink(G, target, link)
     }
     fn next_link(&mut self, t: ThreadId) -> u32 {
         let key = self.key(t);
-        self.s.next_link(0, key)
+        self.s.next_link(G, key)
     }
     fn park(&mut self, t: ThreadId, timeout: Option<u64>, now: u64) -> Option<bool> {
         let (key, at) = (self.key(t), self.at(now));
         self.s
-            .park(0, key, timeout.map(Duration::from_millis), move || at)
+            .park(G, key, timeout.map(Duration::from_millis), move || at)
     }
     fn park_result(&mut self, t: ThreadId) -> bool {
         let key = self.key(t);
-        self.s.park_result(0, key)
+        self.s.park_result(G, key)
     }
     fn unpark(&mut self, target: ThreadId) -> bool {
-        self.s.unpark(0, target)
+        self.s.unpark(G, target)
     }
     fn ended(&mut self, t: ThreadId) -> bool {
         let key = self.key(t);
-        self.s.ended(0, key, None).is_some()
+        self.s.ended(G, key, None).is_some()
     }
     fn trapped(&mut self, t: ThreadId) {
         let key = self.key(t);
-        assert!(self.s.ended(0, key, Some(Ending::TrapOther)).is_none());
+        assert!(self.s.ended(G, key, Some(Ending::TrapOther)).is_none());
     }
     fn unwinding_call(&mut self, t: ThreadId) -> Result<bool, KeptBlocking> {
         let key = self.key(t);
-        self.s.unwinding_call(0, key)
+        self.s.unwinding_call(G, key)
     }
     fn killed(&mut self, t: ThreadId) -> bool {
         let key = self.key(t);
-        self.s.is_unwinding(0, key)
+        self.s.is_unwinding(G, key)
     }
     fn deadlocked(&mut self) -> bool {
-        self.s.deadlock(0).is_some()
+        self.s.deadlock(G).is_some()
     }
     fn next_deadline(&mut self) -> Option<u64> {
         let deadline = self.s.next_deadline()?;
@@ -456,7 +459,7 @@ impl Sched for Real {
 fn comparable(mut log: Vec<Event>) -> Vec<Event> {
     for event in &mut log {
         if let Event::Kill(Kill::Target(key)) = event {
-            *key = 0;
+            *key = ThreadKey(0);
         }
     }
     log

@@ -177,7 +177,7 @@ impl Sched for Model {
             Kill::Unwind
         } else {
             self.t(target).ending = Some(Ending::Killed);
-            Kill::Target(0)
+            Kill::Target(ThreadKey(0))
         };
         self.wake(target, true);
         if self.t(caller).unwinding.is_none() {

@@ -13,6 +13,9 @@ mod waits;
 
 const MS: Duration = Duration::from_millis(1);
 
+/// The one guest most tests have.
+const G: GuestKey = GuestKey(0);
+
 /// The clock, stopped at `t`.
 fn at(t: Instant) -> impl FnOnce() -> Instant {
     move || t
@@ -22,16 +25,16 @@ fn at(t: Instant) -> impl FnOnce() -> Instant {
 struct Hub {
     s: Scheduler<()>,
     now: Instant,
-    main: usize,
+    main: ThreadKey,
 }
 
 impl Hub {
     fn new() -> Hub {
         let mut s = Scheduler::default();
         let g = s.add_guest(());
-        assert_eq!(g, 0);
+        assert_eq!(g, G);
         let (_, main) = s.next_runnable().unwrap();
-        assert_eq!(s.start(0, main), Entry::Main);
+        assert_eq!(s.start(G, main), Entry::Main);
         Hub {
             s,
             now: Instant::now(),
@@ -39,18 +42,18 @@ impl Hub {
         }
     }
 
-    fn spawn(&mut self, caller: usize, delay: Duration, local: bool) -> ThreadId {
+    fn spawn(&mut self, caller: ThreadKey, delay: Duration, local: bool) -> ThreadId {
         let spawn = Spawn {
             task: 100,
             delay,
             local,
         };
-        let id = self.s.spawn(0, caller, spawn, (), at(self.now));
+        let id = self.s.spawn(G, caller, spawn, (), at(self.now));
         self.s.debug_check();
         id
     }
 
-    fn key(&self, id: ThreadId) -> usize {
+    fn key(&self, id: ThreadId) -> ThreadKey {
         self.s.guests[0].as_ref().unwrap().key_of(id).unwrap()
     }
 
@@ -60,34 +63,34 @@ impl Hub {
     }
 
     /// Runs the next runnable green thread up to its start; its key.
-    fn next(&mut self) -> Option<usize> {
+    fn next(&mut self) -> Option<ThreadKey> {
         self.s.fire_due_timers(self.now);
         let (_, key) = self.s.next_runnable()?;
-        self.s.start(0, key);
+        self.s.start(G, key);
         self.s.debug_check();
         Some(key)
     }
 
     /// The ids of green threads in the order they run, each suspending with
     /// `then` (e.g. ending).
-    fn run_all(&mut self, mut then: impl FnMut(&mut Self, usize)) -> Vec<ThreadId> {
+    fn run_all(&mut self, mut then: impl FnMut(&mut Self, ThreadKey)) -> Vec<ThreadId> {
         let mut order = Vec::new();
         while let Some(key) = self.next() {
-            order.push(self.s.current(0, key));
+            order.push(self.s.current(G, key));
             then(self, key);
             self.s.debug_check();
         }
         order
     }
 
-    fn end(&mut self, key: usize) {
-        assert!(self.s.ended(0, key, None).is_some());
+    fn end(&mut self, key: ThreadKey) {
+        assert!(self.s.ended(G, key, None).is_some());
     }
 
     /// Ends a killed thread that has unwound: its call returns, its ending
     /// runs next, and then it goes.
-    fn end_killed(&mut self, key: usize) {
-        assert!(self.s.ended(0, key, None).is_none());
+    fn end_killed(&mut self, key: ThreadKey) {
+        assert!(self.s.ended(G, key, None).is_none());
         assert_eq!(self.next(), Some(key));
         self.end(key);
     }

@@ -7,12 +7,12 @@ fn a_preempted_thread_resumes_before_the_rest_of_its_guest() {
     let mut h = Hub::new();
     let t = h.spawn(h.main, Duration::ZERO, false);
     // main is paused by preemption: it suspends while still Running.
-    assert_eq!(h.s.suspended(0, h.main, at(h.now)), Suspension::Keep);
+    assert_eq!(h.s.suspended(G, h.main, at(h.now)), Suspension::Keep);
     let order = h.run_all(|h, key| {
         if key != h.main {
             h.end(key);
         } else {
-            h.s.sleep(0, key, Duration::from_secs(1), at(h.now));
+            h.s.sleep(G, key, Duration::from_secs(1), at(h.now));
         }
     });
     assert_eq!(order, [1, t]);
@@ -48,17 +48,17 @@ fn a_guest_deadlocks_when_nothing_is_queued_and_no_timer_is_pending() {
     let mut h = Hub::new();
     let a = h.spawn(h.main, Duration::ZERO, false);
     let b = h.spawn(h.main, Duration::ZERO, false);
-    assert_eq!(h.s.join(0, h.main, a, None, at(h.now)), None);
+    assert_eq!(h.s.join(G, h.main, a, None, at(h.now)), None);
     let ka = h.next().unwrap();
-    assert_eq!(h.s.join(0, ka, b, None, at(h.now)), None);
-    assert_eq!(h.s.deadlock(0), None, "b is still queued");
+    assert_eq!(h.s.join(G, ka, b, None, at(h.now)), None);
+    assert_eq!(h.s.deadlock(G), None, "b is still queued");
     let kb = h.next().unwrap();
-    assert_eq!(h.s.park(0, kb, Some(MS), at(h.now)), None);
-    assert_eq!(h.s.deadlock(0), None, "b's park has a timer");
+    assert_eq!(h.s.park(G, kb, Some(MS), at(h.now)), None);
+    assert_eq!(h.s.deadlock(G), None, "b's park has a timer");
     h.advance(MS);
     assert_eq!(h.next(), Some(kb));
-    assert_eq!(h.s.join(0, kb, a, None, at(h.now)), None);
-    let report = h.s.deadlock(0).expect("deadlocked");
+    assert_eq!(h.s.join(G, kb, a, None, at(h.now)), None);
+    let report = h.s.deadlock(G).expect("deadlocked");
     assert!(
         report.contains("main green thread: waiting for green thread #2 to end"),
         "{report}"
@@ -80,7 +80,7 @@ fn ending_a_guest_frees_its_threads_and_timers() {
         h.spawn(h.main, Duration::from_secs(5), false);
     }
     assert_eq!(h.s.alive(), 11);
-    assert_eq!(h.s.end_guest(0).len(), 11);
+    assert_eq!(h.s.end_guest(G).len(), 11);
     assert_eq!(h.s.alive(), 0);
     assert_eq!(h.s.next_deadline(), None);
     assert_eq!(h.s.next_runnable(), None);
@@ -179,7 +179,7 @@ fn a_due_timer_waits_for_one_slice_however_many_guests_spin() {
     s.start(g, key);
     s.suspended(g, key, at(now + 10 * MS));
     s.debug_check();
-    let order: Vec<usize> = std::iter::from_fn(|| s.next_runnable().map(|(g, _)| g))
+    let order: Vec<GuestKey> = std::iter::from_fn(|| s.next_runnable().map(|(g, _)| g))
         .take(6)
         .collect();
     assert_eq!(
@@ -200,8 +200,8 @@ fn a_due_timer_waits_for_one_slice_however_many_guests_spin() {
 fn only_another_guests_due_timer_is_a_reason_to_pause() {
     let mut h = Hub::new();
     let other = h.s.add_guest(());
-    h.s.sleep(0, h.main, MS, at(h.now));
-    assert!(!h.s.foreign_timer_due(1, h.now), "not due yet");
-    assert!(!h.s.foreign_timer_due(0, h.now + MS), "its own");
+    h.s.sleep(G, h.main, MS, at(h.now));
+    assert!(!h.s.foreign_timer_due(GuestKey(1), h.now), "not due yet");
+    assert!(!h.s.foreign_timer_due(G, h.now + MS), "its own");
     assert!(h.s.foreign_timer_due(other, h.now + MS), "guest 0's, due");
 }
