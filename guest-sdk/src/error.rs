@@ -1,9 +1,17 @@
 //! How a green thread can fail to produce its result.
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::timeout::{TimedOut, Timeout};
+
+/// An error a green thread is given to end or fail with: by
+/// [`kill_with`](crate::kill_with), [`Event::send_error`](crate::Event::send_error),
+/// or a [`Timeout`] made with an error of its own. One type for all of them,
+/// shared by every waiter (hence `Arc`), and `Send + Sync` so that it rides
+/// inside an `io::Error` (where `?` in I/O code takes it) and can be
+/// downcast back out.
+pub type ErrorObject = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Why a blocking call returned before what it waited for: eventlet raises
 /// `Timeout` or `GreenletExit` into the waiting green thread there; Rust on
@@ -87,7 +95,7 @@ pub enum GreenThreadError {
     /// (eventlet's `GreenletExit`).
     Killed,
     /// Stopped by [`kill_with`](crate::kill_with) with this error.
-    KilledWith(Rc<dyn std::error::Error>),
+    KilledWith(ErrorObject),
     /// A [`spawn_after_local`](crate::spawn_after_local) thread whose spawner
     /// ended before it was due: it never ran.
     Cancelled,
@@ -162,13 +170,13 @@ impl std::error::Error for SpawnError {}
 
 impl From<GreenThreadError> for std::io::Error {
     /// For `?` in code that returns `io::Result`: an interruption keeps its
-    /// kind (see [`Interrupted`]); anything else is `Other`, with the
-    /// error's message (its kill error, which need not be `Send`, by its
-    /// message).
+    /// kind (see [`Interrupted`]); anything else is `Other`, carrying the
+    /// error itself (`get_ref()` and `downcast` find it, and a
+    /// [`KilledWith`](GreenThreadError::KilledWith) error within it).
     fn from(e: GreenThreadError) -> std::io::Error {
         match e {
             GreenThreadError::Interrupted(i) => i.into(),
-            e => std::io::Error::other(e.to_string()),
+            e => std::io::Error::other(e),
         }
     }
 }

@@ -5,15 +5,16 @@ use std::cell::RefCell;
 use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Interrupted;
+use crate::error::{ErrorObject, Interrupted};
 use crate::timeout::Limit;
 use crate::waiter::{keep, wait_in, WaitList};
 
 /// What an [`Event`] carries once sent: the value, or the error sent with
 /// [`Event::send_error`].
-type Outcome<T> = Result<T, Rc<dyn Error>>;
+type Outcome<T> = Result<T, ErrorObject>;
 
 /// Why [`Event::wait`] has no value.
 #[derive(Clone, Debug)]
@@ -22,7 +23,7 @@ pub enum EventError {
     /// the waiting green thread was killed.
     Interrupted(Interrupted),
     /// The event was sent this error ([`Event::send_error`]).
-    Failed(Rc<dyn Error>),
+    Failed(ErrorObject),
 }
 
 impl fmt::Display for EventError {
@@ -125,8 +126,11 @@ impl<T: Clone> Event<T> {
 
     /// Sends an error: every waiter (and later wait) gets
     /// [`EventError::Failed`] with it. eventlet's `send_exception`.
-    pub fn send_error(&self, error: impl Into<Box<dyn Error>>) -> Result<(), AlreadySent> {
-        self.deliver(Err(Rc::from(error.into())))
+    pub fn send_error(
+        &self,
+        error: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Result<(), AlreadySent> {
+        self.deliver(Err(Arc::from(error.into())))
     }
 
     fn deliver(&self, outcome: Outcome<T>) -> Result<(), AlreadySent> {
@@ -197,7 +201,7 @@ impl<T: Clone> Event<T> {
 
     /// The error sent, if one was; never waits (eventlet's
     /// `poll_exception`).
-    pub fn poll_exception(&self) -> Option<Rc<dyn Error>> {
+    pub fn poll_exception(&self) -> Option<ErrorObject> {
         match &self.state.borrow().sent {
             Some(Err(error)) => Some(error.clone()),
             _ => None,

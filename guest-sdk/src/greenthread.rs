@@ -5,11 +5,13 @@
 use std::cell::RefCell;
 use std::error::Error;
 use std::fmt;
+use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::abi::wasmlet::runtime::hub::{self, JoinStatus, KillStatus};
-use crate::error::{GreenThreadError, Interrupted, SpawnError};
+use crate::error::{ErrorObject, GreenThreadError, Interrupted, SpawnError};
 use crate::task::{self, Body};
 use crate::timeout::{nanos, Limit};
 
@@ -50,8 +52,8 @@ impl Thread {
     }
 
     /// Stops this green thread, making it end with `error`; see [`kill_with`].
-    pub fn kill_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
-        let error: Rc<dyn Error> = Rc::from(error.into());
+    pub fn kill_with(&self, error: impl Into<Box<dyn Error + Send + Sync>>) -> bool {
+        let error: ErrorObject = Arc::from(error.into());
         let raw = task::kill_error_into_raw(error);
         let killed = kill_raw(self.id, raw);
         if !killed {
@@ -70,8 +72,8 @@ impl Thread {
     /// [`cancel`](Self::cancel), making the target's `wait()` report
     /// [`GreenThreadError::KilledWith`] this error (eventlet's
     /// `cancel(g, *throw_args)`).
-    pub fn cancel_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
-        let error: Rc<dyn Error> = Rc::from(error.into());
+    pub fn cancel_with(&self, error: impl Into<Box<dyn Error + Send + Sync>>) -> bool {
+        let error: ErrorObject = Arc::from(error.into());
         let raw = task::kill_error_into_raw(error);
         let cancelled = hub::cancel(self.id, raw) == KillStatus::Killed;
         if !cancelled {
@@ -148,6 +150,19 @@ struct Shared<T> {
 /// A handle to a green thread started by [`spawn`] and friends, through which
 /// its result can be waited for. Clones are handles to the same green thread:
 /// several green threads may wait on it.
+///
+/// A `GreenThread` is a [`Thread`] with a result, as eventlet's `GreenThread`
+/// is a greenlet: every method of `Thread` (`id`, `kill`, `kill_with`,
+/// `cancel`, `cancel_with`, `started`, `unlink`) works on it through
+/// `Deref`. What it adds: [`wait`](Self::wait) and [`join`](Self::join) for
+/// the result, [`dead`](Self::dead) read from the result, and
+/// [`link`](Self::link) whose callback gets this handle.
+///
+/// ```no_run
+/// let gt = wasmlet::spawn(|| 1 + 1);
+/// gt.kill(); // Thread::kill
+/// assert!(gt.wait().is_err());
+/// ```
 pub struct GreenThread<T> {
     thread: Thread,
     shared: Rc<Shared<T>>,
@@ -162,6 +177,14 @@ impl<T> Clone for GreenThread<T> {
     }
 }
 
+impl<T> Deref for GreenThread<T> {
+    type Target = Thread;
+
+    fn deref(&self) -> &Thread {
+        &self.thread
+    }
+}
+
 impl<T> fmt::Debug for GreenThread<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "GreenThread(#{})", self.thread.number())
@@ -172,11 +195,6 @@ impl<T: 'static> GreenThread<T> {
     /// The untyped handle to this green thread.
     pub fn thread(&self) -> Thread {
         self.thread
-    }
-
-    /// The hub's id for this green thread.
-    pub fn id(&self) -> u64 {
-        self.thread.id
     }
 
     /// True once the green thread has ended and its result is recorded.
@@ -255,33 +273,6 @@ impl<T: 'static> GreenThread<T> {
         }
     }
 
-    /// Stops the green thread where it is suspended; see [`kill`].
-    pub fn kill(&self) -> bool {
-        self.thread.kill()
-    }
-
-    /// Stops the green thread, making its `wait()` report `error`.
-    pub fn kill_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
-        self.thread.kill_with(error)
-    }
-
-    /// Kills the green thread only if it has not started; true if it did.
-    /// eventlet's `cancel`.
-    pub fn cancel(&self) -> bool {
-        self.thread.cancel()
-    }
-
-    /// [`cancel`](Self::cancel) with an error for its `wait()` to report;
-    /// see [`Thread::cancel_with`].
-    pub fn cancel_with(&self, error: impl Into<Box<dyn Error>>) -> bool {
-        self.thread.cancel_with(error)
-    }
-
-    /// True once the green thread has started running (or has ended).
-    pub fn started(&self) -> bool {
-        self.thread.started()
-    }
-
     /// Calls `f(handle)` when the green thread ends, in its own context, after
     /// earlier links. On a green thread that has ended, `f` runs at once.
     ///
@@ -299,11 +290,6 @@ impl<T: 'static> GreenThread<T> {
         }
         let me = self.clone();
         self.thread.link_raw(Box::new(move || f(&me)))
-    }
-
-    /// Removes a link; true if it had not run yet (and now never will).
-    pub fn unlink(&self, link: Link) -> bool {
-        self.thread.unlink(link)
     }
 }
 
@@ -613,7 +599,7 @@ pub fn kill(thread: Thread) -> bool {
 
 /// [`kill`], making the target's `wait()` report
 /// [`GreenThreadError::KilledWith`] this error.
-pub fn kill_with(thread: Thread, error: impl Into<Box<dyn Error>>) -> bool {
+pub fn kill_with(thread: Thread, error: impl Into<Box<dyn Error + Send + Sync>>) -> bool {
     thread.kill_with(error)
 }
 

@@ -66,14 +66,14 @@ mod thread_keys;
 mod timeout;
 mod waiter;
 
-pub use error::{GreenThreadError, Interrupted, SpawnError};
+pub use error::{ErrorObject, GreenThreadError, Interrupted, SpawnError};
 pub use event::{AlreadySent, Event, EventError, NeverSent};
 pub use greenthread::{
     getcurrent, hub_exceptions, kill, kill_with, sleep, spawn, spawn_after, spawn_after_local,
     spawn_n, try_spawn, Builder, GreenThread, Link, Thread,
 };
 pub use pool::{GreenPile, GreenPool, Imap, StarCall, WaitallError};
-pub use queue::{Empty, Full, Queue, TaskDoneTooOften};
+pub use queue::{GetError, PutError, Queue, TaskDoneTooOften};
 pub use scheduled_call::{schedule_call_global, schedule_call_local, ScheduledCall};
 pub use semaphore::{
     BoundedSemaphore, CappedSemaphore, ReleasedTooOften, Semaphore, SemaphoreGuard,

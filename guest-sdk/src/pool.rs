@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::error::GreenThreadError;
 use crate::error::Interrupted;
 use crate::greenthread::{getcurrent, spawn, spawn_n, GreenThread, Thread};
-use crate::queue::Queue;
+use crate::queue::{GetError, Queue};
 use crate::timeout::Limit;
 use crate::waiter::{keep, wait_in, WaitList};
 
@@ -514,11 +514,11 @@ impl<T: 'static> Iterator for GreenPile<T> {
                 }
                 // A spawn failed: look at the count again.
                 Ok(None) => continue,
-                Err(empty) => {
-                    let why = empty
-                        .interrupted()
-                        .expect("a get that may wait fails only when interrupted");
+                Err(GetError::Interrupted(why)) => {
                     return Some(Err(GreenThreadError::Interrupted(why)));
+                }
+                Err(GetError::Empty) => {
+                    unreachable!("a get that may wait fails only when interrupted")
                 }
             }
         }

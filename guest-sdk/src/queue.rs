@@ -9,98 +9,107 @@ use std::time::Duration;
 
 use crate::error::Interrupted;
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{keep, wait_in, WaitList};
+use crate::waiter::{keep, wait_in, Wait, WaitList};
 
-/// A [`Queue`] could not take an item: it was full (a `*_nowait` call), or
-/// the call was interrupted first (its time limit ran out, or the caller was
-/// killed). The item is handed back.
-pub struct Full<T> {
-    item: T,
-    interrupted: Option<Interrupted>,
+/// Why a [`Queue`] did not take an item, with the item handed back: the
+/// shape of std's `TrySendError`.
+pub enum PutError<T> {
+    /// The queue was full and the call did not wait (`put_nowait`).
+    Full(T),
+    /// The wait was interrupted first: its time limit ran out, or the caller
+    /// was killed (then return).
+    Interrupted(T, Interrupted),
 }
 
-impl<T> Full<T> {
+impl<T> PutError<T> {
     /// The item that was not put.
     pub fn into_inner(self) -> T {
-        self.item
+        match self {
+            PutError::Full(item) | PutError::Interrupted(item, _) => item,
+        }
     }
 
-    /// The time limit that ran out, if that is why (`None`: the queue was
-    /// full and the call did not wait, or the caller was killed).
+    /// The time limit that ran out, if that is why.
     pub fn timed_out(&self) -> Option<TimedOut> {
-        self.interrupted.as_ref().and_then(Interrupted::timed_out)
+        self.interrupted().and_then(Interrupted::timed_out)
     }
 
     /// What interrupted the wait, if it waited.
-    pub fn interrupted(&self) -> Option<Interrupted> {
-        self.interrupted.clone()
+    pub fn interrupted(&self) -> Option<&Interrupted> {
+        match self {
+            PutError::Full(_) => None,
+            PutError::Interrupted(_, i) => Some(i),
+        }
     }
 
     /// True if the caller was killed while it waited: return.
-    pub fn killed(&self) -> bool {
-        self.interrupted
-            .as_ref()
-            .is_some_and(Interrupted::is_killed)
+    pub fn is_killed(&self) -> bool {
+        self.interrupted().is_some_and(Interrupted::is_killed)
     }
 }
 
-impl<T> fmt::Debug for Full<T> {
+impl<T> fmt::Debug for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Full")
-            .field("interrupted", &self.interrupted)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Display for Full<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.interrupted {
-            Some(i) => write!(f, "queue put {i}"),
-            None => f.write_str("queue is full"),
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Interrupted(_, i) => write!(f, "Interrupted(.., {i:?})"),
         }
     }
 }
 
-impl<T> std::error::Error for Full<T> {}
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("queue is full"),
+            PutError::Interrupted(_, i) => write!(f, "queue put {i}"),
+        }
+    }
+}
 
-/// A [`Queue`] had no item: it was empty (a `*_nowait` call), or the call
-/// was interrupted first (its time limit ran out, or the caller was killed).
-/// Nothing was consumed.
+impl<T> std::error::Error for PutError<T> {}
+
+/// Why a [`Queue`] gave no item (nothing was consumed): the shape of std's
+/// `TryRecvError`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Empty {
-    interrupted: Option<Interrupted>,
+pub enum GetError {
+    /// The queue was empty and the call did not wait (`get_nowait`).
+    Empty,
+    /// The wait was interrupted first: its time limit ran out (eventlet's
+    /// `get(timeout=)` raises `Empty` then), or the caller was killed (then
+    /// return).
+    Interrupted(Interrupted),
 }
 
-impl Empty {
-    /// The time limit that ran out, if that is why (`None`: the queue was
-    /// empty and the call did not wait, or the caller was killed).
+impl GetError {
+    /// The time limit that ran out, if that is why.
     pub fn timed_out(&self) -> Option<TimedOut> {
-        self.interrupted.as_ref().and_then(Interrupted::timed_out)
+        self.interrupted().and_then(Interrupted::timed_out)
     }
 
     /// What interrupted the wait, if it waited.
-    pub fn interrupted(&self) -> Option<Interrupted> {
-        self.interrupted.clone()
+    pub fn interrupted(&self) -> Option<&Interrupted> {
+        match self {
+            GetError::Empty => None,
+            GetError::Interrupted(i) => Some(i),
+        }
     }
 
     /// True if the caller was killed while it waited: return.
-    pub fn killed(&self) -> bool {
-        self.interrupted
-            .as_ref()
-            .is_some_and(Interrupted::is_killed)
+    pub fn is_killed(&self) -> bool {
+        self.interrupted().is_some_and(Interrupted::is_killed)
     }
 }
 
-impl fmt::Display for Empty {
+impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.interrupted {
-            Some(i) => write!(f, "queue get {i}"),
-            None => f.write_str("queue is empty"),
+        match self {
+            GetError::Empty => f.write_str("queue is empty"),
+            GetError::Interrupted(i) => write!(f, "queue get {i}"),
         }
     }
 }
 
-impl std::error::Error for Empty {}
+impl std::error::Error for GetError {}
 
 /// [`Queue::task_done`] called more often than items were put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,22 +319,21 @@ impl<T> Queue<T> {
 
     /// Puts `item`, yielding while the queue is full. Only a
     /// [`Timeout`](crate::Timeout) makes it fail.
-    pub fn put(&self, item: T) -> Result<(), Full<T>> {
-        self.put_limited(item, Some(None))
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_limited(item, Wait::Forever)
     }
 
     /// [`put`](Self::put), giving up after `timeout`.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), Full<T>> {
-        self.put_limited(item, Some(Some(timeout)))
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_limited(item, Wait::For(timeout))
     }
 
     /// Puts `item` only if that needs no wait; never yields.
-    pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
-        self.put_limited(item, None)
+    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_limited(item, Wait::No)
     }
 
-    /// `wait`: None for no wait at all, Some(own limit) otherwise.
-    fn put_limited(&self, item: T, wait: Option<Option<Duration>>) -> Result<(), Full<T>> {
+    fn put_limited(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             let item = match state.getters.hand_off(item) {
@@ -333,7 +341,7 @@ impl<T> Queue<T> {
                     state.unfinished += 1;
                     // A rendezvous: as in eventlet, the getter runs before
                     // a waiting put returns.
-                    let rendezvous = state.maxsize == Some(0) && wait.is_some();
+                    let rendezvous = state.maxsize == Some(0) && wait != Wait::No;
                     drop(state);
                     if rendezvous {
                         // The item is the getter's already: a kill here is
@@ -349,33 +357,30 @@ impl<T> Queue<T> {
                 state.unfinished += 1;
                 return Ok(());
             }
-            if wait.is_none() {
-                return Err(Full {
-                    item,
-                    interrupted: None,
-                });
+            if wait == Wait::No {
+                return Err(PutError::Full(item));
             }
             state.putters.add(Some(item))
         };
-        let limit = Limit::new(wait.flatten());
-        wait_in(&self.state, |s| &mut s.putters, keep, &waiter, &limit).map_err(|t| Full {
-            item: waiter
+        let limit = wait.limit();
+        wait_in(&self.state, |s| &mut s.putters, keep, &waiter, &limit).map_err(|i| {
+            let item = waiter
                 .take()
-                .expect("an unserved putter still holds its item"),
-            interrupted: Some(t),
+                .expect("an unserved putter still holds its item");
+            PutError::Interrupted(item, i)
         })
     }
 
     /// Takes the oldest item, yielding while there is none. Only an
     /// interruption (a [`Timeout`](crate::Timeout), a kill) makes it fail.
-    pub fn get(&self) -> Result<T, Empty> {
-        self.get_limited(Some(None))
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_limited(Wait::Forever)
     }
 
     /// [`get`](Self::get), giving up after `timeout` (eventlet raises
     /// `Empty` then too).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, Empty> {
-        self.get_limited(Some(Some(timeout)))
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_limited(Wait::For(timeout))
     }
 
     /// Takes the oldest item only if one is queued; never yields. A
@@ -388,11 +393,11 @@ impl<T> Queue<T> {
     /// so they get no such exception. A callback that should take it calls
     /// `get_timeout(Duration::ZERO)`, which takes a blocked putter's item
     /// (or a queued one) at once and never waits.
-    pub fn get_nowait(&self) -> Result<T, Empty> {
-        self.get_limited(None)
+    pub fn get_nowait(&self) -> Result<T, GetError> {
+        self.get_limited(Wait::No)
     }
 
-    fn get_limited(&self, wait: Option<Option<Duration>>) -> Result<T, Empty> {
+    fn get_limited(&self, wait: Wait) -> Result<T, GetError> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             if let Some(item) = state.pop() {
@@ -401,8 +406,8 @@ impl<T> Queue<T> {
             }
             // Nothing is queued: a blocked putter's item is not taken
             // without waiting (eventlet's get_nowait reports Empty too).
-            if wait.is_none() {
-                return Err(Empty { interrupted: None });
+            if wait == Wait::No {
+                return Err(GetError::Empty);
             }
             // A rendezvous queue (or one resized to less than it holds).
             if let Some(item) = state.putters.take() {
@@ -411,7 +416,7 @@ impl<T> Queue<T> {
             }
             state.getters.add(None)
         };
-        let limit = Limit::new(wait.flatten());
+        let limit = wait.limit();
         wait_in(
             &self.state,
             |s| &mut s.getters,
@@ -419,9 +424,7 @@ impl<T> Queue<T> {
             &waiter,
             &limit,
         )
-        .map_err(|i| Empty {
-            interrupted: Some(i),
-        })?;
+        .map_err(GetError::Interrupted)?;
         Ok(waiter.take().expect("a served getter holds its item"))
     }
 

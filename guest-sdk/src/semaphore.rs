@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::Interrupted;
 use crate::timeout::{Limit, TimedOut};
-use crate::waiter::{wait_in, WaitList};
+use crate::waiter::{wait_in, Wait, WaitList};
 
 /// [`BoundedSemaphore::release`] past the semaphore's initial count: a bug
 /// in the caller (eventlet raises `ValueError`).
@@ -97,7 +97,7 @@ impl Semaphore {
     /// [`Interrupted`]: a [`Timeout`](crate::Timeout) of the caller fired,
     /// or the caller was killed, while it waited.
     pub fn acquire(&self) -> Result<(), Interrupted> {
-        self.acquire_limited(Some(None))
+        self.acquire_limited(Wait::Forever)
     }
 
     /// [`acquire`](Self::acquire), giving up after `timeout`.
@@ -106,28 +106,28 @@ impl Semaphore {
     /// As [`acquire`](Self::acquire); `timeout` passing is
     /// [`Interrupted::TimedOut`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Interrupted> {
-        self.acquire_limited(Some(Some(timeout)))
+        self.acquire_limited(Wait::For(timeout))
     }
 
     /// Takes a permit if one is free, without yielding; true if it did
     /// (eventlet's `acquire(blocking=False)`).
     pub fn try_acquire(&self) -> bool {
-        self.acquire_limited(None).is_ok()
+        self.acquire_limited(Wait::No).is_ok()
     }
 
-    fn acquire_limited(&self, wait: Option<Option<Duration>>) -> Result<(), Interrupted> {
+    fn acquire_limited(&self, wait: Wait) -> Result<(), Interrupted> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             if state.counter > 0 {
                 state.counter -= 1;
                 return Ok(());
             }
-            if wait.is_none() {
+            if wait == Wait::No {
                 return Err(TimedOut::OWN.into());
             }
             state.waiters.add(None)
         };
-        let limit = Limit::new(wait.flatten());
+        let limit = wait.limit();
         wait_in(
             &self.state,
             |s| &mut s.waiters,
@@ -313,7 +313,7 @@ impl CappedSemaphore {
     /// [`Interrupted`]: a [`Timeout`](crate::Timeout) of the caller fired,
     /// or the caller was killed, while it waited (nothing was taken).
     pub fn acquire(&self) -> Result<(), Interrupted> {
-        self.acquire_limited(Some(None))
+        self.acquire_limited(Wait::Forever)
     }
 
     /// [`acquire`](Self::acquire), giving up after `timeout`.
@@ -321,15 +321,15 @@ impl CappedSemaphore {
     /// # Errors
     /// As [`acquire`](Self::acquire).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Interrupted> {
-        self.acquire_limited(Some(Some(timeout)))
+        self.acquire_limited(Wait::For(timeout))
     }
 
     /// Takes a permit if one is there, without yielding.
     pub fn try_acquire(&self) -> bool {
-        self.acquire_limited(None).is_ok()
+        self.acquire_limited(Wait::No).is_ok()
     }
 
-    fn acquire_limited(&self, wait: Option<Option<Duration>>) -> Result<(), Interrupted> {
+    fn acquire_limited(&self, wait: Wait) -> Result<(), Interrupted> {
         let waiter = {
             let mut state = self.state.borrow_mut();
             if state.count > 0 {
@@ -345,7 +345,7 @@ impl CappedSemaphore {
             if state.releasers.take().is_some() {
                 return Ok(());
             }
-            if wait.is_none() {
+            if wait == Wait::No {
                 return Err(TimedOut::OWN.into());
             }
             state.acquirers.add(None)
@@ -355,7 +355,7 @@ impl CappedSemaphore {
             |s| &mut s.acquirers,
             CappedState::put_back,
             &waiter,
-            &Limit::new(wait.flatten()),
+            &wait.limit(),
         )
     }
 

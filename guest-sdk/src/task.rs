@@ -11,10 +11,8 @@
 //! that panics) leaves a task that `wasmlet-finish` knows is spent.
 
 use std::cell::Cell;
-use std::error::Error;
 use std::panic::PanicHookInfo;
 use std::ptr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
@@ -57,7 +55,7 @@ pub(crate) struct Task {
 pub(crate) type Callback = Box<dyn FnOnce()>;
 
 /// The kill error as handed to the hub.
-pub(crate) type KillError = Rc<dyn Error>;
+pub(crate) type KillError = crate::error::ErrorObject;
 
 thread_local! {
     /// The task of the green thread running on this instance (null on main).

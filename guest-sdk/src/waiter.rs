@@ -25,6 +25,29 @@ use crate::error::Interrupted;
 use crate::timeout::Limit;
 
 /// One green thread blocked on a primitive.
+/// How long a call of a companion (a queue's put or get, a semaphore's
+/// acquire) may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all: the `*_nowait` and `try_*` calls.
+    No,
+    /// Until served (or an enclosing [`Timeout`](crate::Timeout) fires).
+    Forever,
+    /// At most this long (and no longer than an enclosing `Timeout` allows).
+    For(std::time::Duration),
+}
+
+impl Wait {
+    /// The limit of a call that waits: its own, if it has one, within any
+    /// enclosing `Timeout`.
+    pub(crate) fn limit(self) -> Limit {
+        Limit::new(match self {
+            Wait::For(limit) => Some(limit),
+            Wait::No | Wait::Forever => None,
+        })
+    }
+}
+
 pub(crate) struct Waiter<T> {
     thread: u64,
     /// What it is handed (a getter) or what it offers (a putter).

@@ -48,6 +48,7 @@ fn kill_and_cancel() {
             "  reached end: false, wait: green thread was killed (GreenletExit)",
             "kill finished: false, wait still: Ok(5)",
             "kill_with: custom failure",
+            "  inside an io::Error: custom failure",
             "kill self: green thread was killed (GreenletExit)",
             "cancel before start: true",
             "  ran: false, wait: green thread was killed (GreenletExit)",

@@ -45,6 +45,20 @@ fn main() {
         Err(GreenThreadError::KilledWith(e)) => println!("kill_with: {e}"),
         other => println!("kill_with: unexpected {other:?}"),
     }
+    // The same error through `?` in I/O code: it rides inside the io::Error
+    // whole, and comes back out.
+    let as_io = || -> std::io::Result<()> {
+        let _slept = victim.wait()?;
+        Ok(())
+    };
+    let io_error = as_io().unwrap_err();
+    let inner = io_error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<GreenThreadError>());
+    match inner {
+        Some(GreenThreadError::KilledWith(e)) => println!("  inside an io::Error: {e}"),
+        other => println!("  inside an io::Error: unexpected {other:?}"),
+    }
 
     let suicidal = wasmlet::spawn(|| {
         wasmlet::getcurrent().kill();

@@ -96,7 +96,7 @@ fn main() {
                 let _owned = Owned(d);
                 let r = q.get();
                 s.borrow_mut()
-                    .push(format!("queue: killed {}", r.is_err_and(|e| e.killed())));
+                    .push(format!("queue: killed {}", r.is_err_and(|e| e.is_killed())));
             })
         }),
         ("semaphore", {
@@ -172,7 +172,8 @@ fn main() {
     let q: Queue<u32> = Queue::new();
     let member = {
         let q = q.clone();
-        pool.spawn(move || q.get().map_err(|e| e.killed())).unwrap()
+        pool.spawn(move || q.get().map_err(|e| e.is_killed()))
+            .unwrap()
     };
     yield_now();
     println!("pool free while the member waits: {}", pool.free());
@@ -184,7 +185,7 @@ fn main() {
     );
     let getter = {
         let q = q.clone();
-        wasmlet::spawn(move || q.get().map_err(|e| e.killed()))
+        wasmlet::spawn(move || q.get().map_err(|e| e.is_killed()))
     };
     yield_now();
     q.put(42).unwrap(); // handed to the getter, which has not run yet
