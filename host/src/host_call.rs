@@ -31,6 +31,12 @@ use crate::store_data::ThreadData;
 ///
 /// # Errors
 /// What `decide` or `result` return, or if the hub is gone.
+/// What a step of a host function answers, two ways to fail told apart:
+/// `Err` traps the calling green thread (a wild pointer past its memory, a
+/// call the hub will not serve), `Ok(Err(e))` is an error the guest is told
+/// and may handle (an errno, a `NetError`), `Ok(Ok(v))` is the value.
+pub(crate) type Answer<T, E> = Result<Result<T, E>>;
+
 pub(crate) async fn wait_green<T>(
     caller: &mut Caller<'_, ThreadData>,
     decide: impl FnOnce(&mut HubState, GuestKey, ThreadKey) -> Result<Option<T>>,
@@ -149,7 +155,7 @@ pub(crate) async fn wait_ready(
     fd: std::os::fd::RawFd,
     interest: Interest,
     timeout: Option<Duration>,
-) -> Result<Result<(), i32>> {
+) -> Answer<(), i32> {
     if as_caller(caller, |s, guest, thread| s.unwinding_call(guest, thread))?? {
         return Ok(Err(errno::INTR));
     }

@@ -20,7 +20,7 @@ use crate::abi::{
     errno, timeout_of, CallStatus, KillStatus, SpawnRefusal, HUB_MODULE, SPAWN_LOCAL,
 };
 use crate::call::CallRecord;
-use crate::host_call::{as_caller, suspend, wait_green};
+use crate::host_call::{as_caller, suspend, wait_green, Answer};
 use crate::hub_state::HubState;
 use crate::scheduler::GuestKey;
 use crate::store_data::ThreadData;
@@ -244,7 +244,7 @@ fn spawn_for(
     delay_ns: u64,
     flags: u32,
     refused: impl FnOnce(&mut crate::hub_state::GuestRecord, (SpawnRefusal, String)) -> Result<u64>,
-) -> Result<Result<u64>> {
+) -> Answer<u64, wasmtime::Error> {
     as_caller(caller, |s, guest, thread| {
         let delay = Duration::from_nanos(delay_ns);
         let local = flags & SPAWN_LOCAL != 0;

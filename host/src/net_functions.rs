@@ -12,7 +12,7 @@ use std::time::Instant;
 use wasmtime::{Caller, Linker, Result};
 
 use crate::abi::{errno, timeout_of};
-use crate::host_call::{as_caller, await_green, wait_ready};
+use crate::host_call::{as_caller, await_green, wait_ready, Answer};
 use crate::hub_state::HubState;
 use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
 use crate::poller::Interest;
@@ -68,7 +68,7 @@ fn read_address(
     caller: &Caller<'_, ThreadData>,
     at: u32,
     len: u32,
-) -> Result<Result<SocketAddr, NetError>> {
+) -> Answer<SocketAddr, NetError> {
     if len > MOST_ADDRESS {
         return Ok(Err(NetError::BadAddress));
     }
@@ -85,7 +85,7 @@ async fn until_ready<T>(
     caller: &mut Caller<'_, ThreadData>,
     timeout_ns: u64,
     mut attempt: impl FnMut(&mut HubState, GuestKey) -> Try<T>,
-) -> Result<Result<T, NetError>> {
+) -> Answer<T, NetError> {
     let deadline = timeout_of(timeout_ns).map(|d| Instant::now().checked_add(d));
     loop {
         let (fd, interest) = match as_caller(caller, |s, guest, _| attempt(s, guest))? {

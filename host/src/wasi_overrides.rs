@@ -21,7 +21,7 @@ use wasmtime::{AsContextMut, Caller, Extern, Linker, Result};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
 use crate::abi::errno;
-use crate::host_call::{as_caller, suspend, wait_ready};
+use crate::host_call::{as_caller, suspend, wait_ready, Answer};
 use crate::poller::Interest;
 use crate::stdio::{self, Attempt};
 use crate::store_data::ThreadData;
@@ -203,7 +203,7 @@ fn iovecs(
     caller: &Caller<'_, ThreadData>,
     iovs: i32,
     iovs_len: i32,
-) -> Result<Result<Vec<(u32, u32)>, i32>> {
+) -> Answer<Vec<(u32, u32)>, i32> {
     let count = iovs_len as u32;
     if count > MAX_IOVECS {
         return Ok(Err(errno::INVAL));
