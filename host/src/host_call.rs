@@ -102,23 +102,23 @@ pub(crate) async fn await_green<T>(
     loop {
         let waker = as_caller(caller, |s, guest, thread| {
             std::task::Waker::from(std::sync::Arc::new(GreenWaker {
-                waiter: s.sched.next_waiter(guest, thread),
-                control: s.control.clone(),
+                waiter: s.next_waiter(guest, thread),
+                control: s.control(),
             }))
         })?;
         if let Poll::Ready(result) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
             return Ok(result);
         }
         as_caller(caller, |s, guest, thread| {
-            if s.sched.is_unwinding(guest, thread) {
+            if s.is_unwinding(guest, thread) {
                 // It cannot report the kill through the future, nor wait:
                 // ended hard.
                 wasmtime::bail!(
                     "{} was killed and then waited for an async host function",
-                    s.sched.name_of(guest, thread)
+                    s.thread_name(guest, thread)
                 );
             }
-            s.sched.future_wait(guest, thread);
+            s.wait_for_future(guest, thread);
             Ok(())
         })??;
         suspend(caller).await;
@@ -179,9 +179,7 @@ pub(crate) async fn wait_ready(
     }
     suspend(caller).await;
     // Killed while it waited: the wait reports it.
-    if as_caller(caller, |s, guest, thread| {
-        s.sched.is_unwinding(guest, thread)
-    })? {
+    if as_caller(caller, |s, guest, thread| s.is_unwinding(guest, thread))? {
         return Ok(Err(errno::INTR));
     }
     Ok(Ok(()))

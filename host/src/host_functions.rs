@@ -31,9 +31,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "spawn",
         |caller: Caller<'_, ThreadData>, task: u32, stack_size: u32, delay_ns: u64, flags: u32| {
-            spawn_for(&caller, task, stack_size, delay_ns, flags, |_, refused| {
-                Err(wasmtime::Error::msg(refused.1))
-            })?
+            spawn_for(
+                &caller,
+                task,
+                stack_size,
+                delay_ns,
+                flags,
+                |_, _, refused| Err(wasmtime::Error::msg(refused.1)),
+            )?
         },
     )?;
     linker.func_wrap(
@@ -46,8 +51,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 stack_size,
                 delay_ns,
                 flags,
-                |record, refused| {
-                    record.last_refusal = refused.0;
+                |s, guest, refused| {
+                    s.note_refusal(guest, refused.0);
                     Ok(0)
                 },
             )?
@@ -57,7 +62,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "last-spawn-refusal",
         |caller: Caller<'_, ThreadData>| -> Result<u32> {
-            as_caller(&caller, |s, guest, _| s.guests[guest].last_refusal as u32)
+            as_caller(&caller, |s, guest, _| s.last_refusal(guest) as u32)
         },
     )?;
     linker.func_wrap_async(
@@ -85,7 +90,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "current",
         |caller: Caller<'_, ThreadData>| -> Result<u64> {
-            as_caller(&caller, |s, guest, thread| s.sched.current(guest, thread))
+            as_caller(&caller, |s, guest, thread| s.current(guest, thread))
         },
     )?;
     linker.func_wrap_async(
@@ -116,9 +121,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "started",
         |caller: Caller<'_, ThreadData>, target: u64| -> Result<u32> {
-            as_caller(&caller, |s, guest, _| {
-                u32::from(s.sched.started(guest, target))
-            })
+            as_caller(&caller, |s, guest, _| u32::from(s.started(guest, target)))
         },
     )?;
     linker.func_wrap_async(
@@ -129,7 +132,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 let status = wait_green(
                     &mut caller,
                     |s, guest, thread| s.join(guest, thread, target, timeout_of(timeout_ns)),
-                    |s, guest, thread| s.sched.join_result(guest, thread, target),
+                    |s, guest, thread| s.join_result(guest, thread, target),
                 );
                 Ok(status.await? as u32)
             })
@@ -146,14 +149,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "unlink",
         |caller: Caller<'_, ThreadData>, target: u64, link: u64| -> Result<u32> {
-            as_caller(&caller, |s, guest, _| s.sched.unlink(guest, target, link))
+            as_caller(&caller, |s, guest, _| s.unlink(guest, target, link))
         },
     )?;
     linker.func_wrap(
         HUB_MODULE,
         "next-link",
         |caller: Caller<'_, ThreadData>| -> Result<u32> {
-            as_caller(&caller, |s, guest, thread| s.sched.next_link(guest, thread))
+            as_caller(&caller, |s, guest, thread| s.next_link(guest, thread))
         },
     )?;
     linker.func_wrap_async(
@@ -164,7 +167,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 let unparked = wait_green(
                     &mut caller,
                     |s, guest, thread| s.park(guest, thread, timeout_of(timeout_ns)),
-                    |s, guest, thread| s.sched.park_result(guest, thread),
+                    |s, guest, thread| s.park_result(guest, thread),
                 );
                 Ok(unparked.await? as u32)
             })
@@ -174,7 +177,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "unpark",
         |caller: Caller<'_, ThreadData>, target: u64| -> Result<u32> {
-            as_caller(&caller, |s, guest, _| s.sched.unpark(guest, target) as u32)
+            as_caller(&caller, |s, guest, _| s.unpark(guest, target) as u32)
         },
     )?;
     linker.func_wrap_async(
@@ -243,14 +246,14 @@ fn spawn_for(
     stack_size: u32,
     delay_ns: u64,
     flags: u32,
-    refused: impl FnOnce(&mut crate::hub_state::GuestRecord, (SpawnRefusal, String)) -> Result<u64>,
+    refused: impl FnOnce(&mut HubState, GuestKey, (SpawnRefusal, String)) -> Result<u64>,
 ) -> Answer<u64, wasmtime::Error> {
     as_caller(caller, |s, guest, thread| {
         let delay = Duration::from_nanos(delay_ns);
         let local = flags & SPAWN_LOCAL != 0;
         match s.spawn(guest, thread, task, stack_size, delay, local) {
             Ok(id) => Ok(id),
-            Err(refusal) => refused(&mut s.guests[guest], refusal),
+            Err(refusal) => refused(s, guest, refusal),
         }
     })
 }
@@ -263,15 +266,7 @@ fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
         f: impl FnOnce(&mut HubState, GuestKey, &mut CallRecord) -> Result<R>,
     ) -> Result<R> {
         as_caller(caller, |s, guest, thread| {
-            let id = s.sched.current(guest, thread);
-            let mut call = s.calls.remove(&(guest, id)).ok_or_else(|| {
-                wasmtime::format_err!(
-                    "only a green thread the host started for a call may ask for it"
-                )
-            })?;
-            let result = f(s, guest, &mut call);
-            s.calls.insert((guest, id), call);
-            result
+            s.with_own_call(guest, thread, |s, call| f(s, guest, call))
         })?
     }
     linker.func_wrap(
@@ -305,7 +300,7 @@ fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
                 {
                     wasmtime::bail!("call-begin: a buffer is outside the guest's memory");
                 }
-                s.sched.set_task(guest, thread, task);
+                s.set_task(guest, thread, task);
                 Ok(())
             })
         },
@@ -320,7 +315,7 @@ fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
                 if call.outcome.is_some() {
                     return Ok(());
                 }
-                let most = s.guests[guest].max_output;
+                let most = s.max_output(guest);
                 if len as usize > most {
                     wasmtime::bail!(
                         "call-return: an output of {len} bytes is more than the guest's \
@@ -355,7 +350,7 @@ async fn futex_wait(
     wait_green(
         caller,
         |s, guest, thread| s.futex_wait(guest, thread, address, expected, width, timeout),
-        |s, guest, thread| s.sched.futex_result(guest, thread),
+        |s, guest, thread| s.futex_result(guest, thread),
     )
     .await
 }
@@ -372,7 +367,5 @@ async fn yield_if_killed(
 
 /// True once the calling green thread has been killed and is unwinding.
 fn killed(caller: &Caller<'_, ThreadData>) -> Result<bool> {
-    as_caller(caller, |s, guest, thread| {
-        s.sched.is_unwinding(guest, thread)
-    })
+    as_caller(caller, |s, guest, thread| s.is_unwinding(guest, thread))
 }

@@ -121,8 +121,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             };
             as_caller(&caller, |s, guest, _| {
                 encode(open(s, guest, |s| {
-                    check(s.guests[guest].net.check_listen(addr))?;
-                    s.guests[guest].sockets.listen(addr, backlog)
+                    check(s.net_policy(guest).check_listen(addr))?;
+                    s.sockets(guest).listen(addr, backlog)
                 }))
             })
         },
@@ -136,7 +136,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     if !s.may_open(guest) {
                         return Try::Failed(NetError::TooManyDescriptors);
                     }
-                    let accepted = s.guests[guest].sockets.accept(listener);
+                    let accepted = s.sockets(guest).accept(listener);
                     if let Try::Ready(_) = accepted {
                         s.descriptors_changed(guest);
                     }
@@ -158,8 +158,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 };
                 let started = as_caller(&caller, |s, guest, _| {
                     open(s, guest, |s| {
-                        check(s.guests[guest].net.check_connect(addr))?;
-                        s.guests[guest].sockets.start_connect(addr)
+                        check(s.net_policy(guest).check_connect(addr))?;
+                        s.sockets(guest).start_connect(addr)
                     })
                 })?;
                 let handle = match started {
@@ -172,13 +172,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 // the green thread that accepts run (and its backlog fills).
                 let mut first = true;
                 let connected = until_ready(&mut caller, timeout_ns, |s, guest| {
-                    let sockets = &s.guests[guest].sockets;
+                    let sockets = s.sockets(guest);
                     if std::mem::take(&mut first) {
                         if let Ok(socket) = sockets.get(handle) {
                             return Try::WouldBlock(socket.raw_fd(), Interest::Write);
                         }
                     }
-                    s.guests[guest].sockets.finish_connect(handle)
+                    s.sockets(guest).finish_connect(handle)
                 })
                 .await?;
                 if let Err(e) = connected {
@@ -197,7 +197,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
          (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
             Box::new(async move {
                 let read = until_ready(&mut caller, timeout_ns, |s, guest| {
-                    s.guests[guest].sockets.read(socket, len as usize)
+                    s.sockets(guest).read(socket, len as usize)
                 })
                 .await?;
                 match read {
@@ -218,7 +218,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             Box::new(async move {
                 let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
                 let written = until_ready(&mut caller, timeout_ns, |s, guest| {
-                    s.guests[guest].sockets.write(socket, &bytes)
+                    s.sockets(guest).write(socket, &bytes)
                 })
                 .await?;
                 Ok(encode(written.map(|n| n as u64)))
@@ -230,7 +230,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "shutdown",
         |caller: Caller<'_, ThreadData>, socket: u32, how: u32| -> Result<i64> {
             as_caller(&caller, |s, guest, _| {
-                encode(s.guests[guest].sockets.shutdown(socket, how).map(|()| 0))
+                encode(s.sockets(guest).shutdown(socket, how).map(|()| 0))
             })
         },
     )?;
@@ -253,7 +253,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
          len: u32|
          -> Result<i64> {
             let addr = as_caller(&caller, |s, guest, _| {
-                s.guests[guest].sockets.addr(socket, peer != 0)
+                s.sockets(guest).addr(socket, peer != 0)
             })?;
             let text = match addr {
                 Ok(addr) => addr.to_string(),
@@ -271,12 +271,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "set-nodelay",
         |caller: Caller<'_, ThreadData>, socket: u32, on: u32| -> Result<i64> {
             as_caller(&caller, |s, guest, _| {
-                encode(
-                    s.guests[guest]
-                        .sockets
-                        .set_nodelay(socket, on != 0)
-                        .map(|()| 0),
-                )
+                encode(s.sockets(guest).set_nodelay(socket, on != 0).map(|()| 0))
             })
         },
     )?;
@@ -290,8 +285,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             };
             as_caller(&caller, |s, guest, _| {
                 encode(open(s, guest, |s| {
-                    check(s.guests[guest].net.check_listen(addr))?;
-                    s.guests[guest].sockets.udp_bind(addr)
+                    check(s.net_policy(guest).check_listen(addr))?;
+                    s.sockets(guest).udp_bind(addr)
                 }))
             })
         },
@@ -307,13 +302,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     Err(e) => return Ok(e.code()),
                 };
                 let allowed =
-                    as_caller(&caller, |s, guest, _| s.guests[guest].net.check_connect(to))?;
+                    as_caller(&caller, |s, guest, _| s.net_policy(guest).check_connect(to))?;
                 if allowed.is_err() {
                     return Ok(NetError::Denied.code());
                 }
                 let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
                 let sent = until_ready(&mut caller, timeout_ns, |s, guest| {
-                    s.guests[guest].sockets.send_to(socket, &bytes, to)
+                    s.sockets(guest).send_to(socket, &bytes, to)
                 })
                 .await?;
                 Ok(encode(sent.map(|n| n as u64)))
@@ -327,7 +322,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
          (socket, buf, len, from, timeout_ns): (u32, u32, u32, u32, u64)| {
             Box::new(async move {
                 let received = until_ready(&mut caller, timeout_ns, |s, guest| {
-                    s.guests[guest].sockets.recv_from(socket, len as usize)
+                    s.sockets(guest).recv_from(socket, len as usize)
                 })
                 .await?;
                 match received {
@@ -357,8 +352,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     return Ok(NetError::BadAddress.code());
                 };
                 let (ports, owner) = as_caller(&caller, |s, guest, _| {
-                    let record = &s.guests[guest];
-                    (record.net.check_resolve(&name), record.lookup_owner)
+                    (
+                        s.net_policy(guest).check_resolve(&name),
+                        s.lookup_owner(guest),
+                    )
                 })?;
                 let Ok(ports) = ports else {
                     return Ok(NetError::Denied.code());
@@ -373,7 +370,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     return Ok(NetError::InvalidInput.code());
                 }
                 as_caller(&caller, |s, guest, _| {
-                    s.guests[guest].net.learn(&addrs, &ports)
+                    s.net_policy(guest).learn(&addrs, &ports)
                 })?;
                 write_memory(&caller, buf, text.as_bytes())?;
                 Ok(text.len() as i64)

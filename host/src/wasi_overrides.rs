@@ -135,8 +135,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
                     // Where WASI wrote it: in bounds, or the call had failed.
                     if let Some(fd) = s.read_guest_memory(guest, opened as u32, 4) {
                         let fd = u32::from_le_bytes(fd.try_into().expect("4 bytes"));
-                        s.guests[guest].opened.insert(fd);
-                        s.descriptors_changed(guest);
+                        s.file_opened(guest, fd);
                     }
                 })?;
             }
@@ -149,13 +148,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
         |mut caller: Caller<'_, ThreadData>, fd: i32| -> Result<i32> {
             let result = wasi_p1!(&mut caller, fd_close(fd))?;
             if result == errno::SUCCESS {
-                as_caller(&caller, |s, guest, _| {
-                    let record = &mut s.guests[guest];
-                    record.host_stdio.closed(fd as u32);
-                    if record.opened.remove(&(fd as u32)) {
-                        s.descriptors_changed(guest);
-                    }
-                })?;
+                as_caller(&caller, |s, guest, _| s.file_closed(guest, fd as u32))?;
             }
             Ok(result)
         },
@@ -167,15 +160,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
             let result = wasi_p1!(&mut caller, fd_renumber(from, to))?;
             if result == errno::SUCCESS {
                 as_caller(&caller, |s, guest, _| {
-                    let record = &mut s.guests[guest];
-                    record.host_stdio.renumbered(from as u32, to as u32);
-                    // `to` was closed and `from` moved onto it.
-                    let moved = record.opened.remove(&(from as u32));
-                    record.opened.remove(&(to as u32));
-                    if moved {
-                        record.opened.insert(to as u32);
-                    }
-                    s.descriptors_changed(guest);
+                    s.file_renumbered(guest, from as u32, to as u32)
                 })?;
             }
             Ok(result)
@@ -187,9 +172,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
 /// The host descriptor behind the guest's `fd`, if it is one of the host's
 /// own streams.
 fn host_stream(caller: &Caller<'_, ThreadData>, fd: i32) -> Result<Option<BorrowedFd<'static>>> {
-    let host = as_caller(caller, |s, guest, _| {
-        s.guests[guest].host_stdio.host_fd(fd as u32)
-    })?;
+    let host = as_caller(caller, |s, guest, _| s.host_stream(guest, fd as u32))?;
     // SAFETY: the host process's descriptors 0-2, which stay open while it
     // runs. Were the embedder to close one, the calls on it would fail with
     // EBADF (or reach whatever took its number, as they would in the

@@ -30,9 +30,9 @@ use crate::control::{Command, Control, HubHandle};
 use crate::cpu_clock;
 use crate::execution::Fibers;
 use crate::fiber_stack;
-use crate::guest::{CapturedOutput, GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
-use crate::hub_state::{self, bury, GuestRecord, HubState};
-use crate::lifecycle::{LiveGuest, ThreadSlot};
+use crate::guest::{GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
+use crate::hub_state::{self, bury, HubState};
+use crate::lifecycle::LiveGuest;
 use crate::program::Program;
 use crate::runtime::Runtime;
 use crate::scheduler::{GuestKey, ThreadKey};
@@ -146,20 +146,7 @@ impl Hub {
             stacks: ShadowStacks::new(memory, program.layout.clone()),
             wasi,
         };
-        let guest = self.with(|state| {
-            let key = state.sched.add_guest(ThreadSlot::default());
-            debug_assert_eq!(key.0, state.guests.len());
-            state.guests.push(GuestRecord::new(live, output, &options));
-            if let Some(limit) = time_limit {
-                let when = Instant::now().checked_add(limit);
-                if let Some(when) = when {
-                    state
-                        .time_limits
-                        .push(std::cmp::Reverse((when, key, limit)));
-                }
-            }
-            key
-        });
+        let guest = self.with(|state| state.add_guest(live, output, options, time_limit));
         Ok(GuestId(guest))
     }
 
@@ -232,7 +219,7 @@ impl Hub {
     pub fn add_plugin(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
         let most = options.max_calls_in_flight;
         let guest = self.add_guest(program, options)?;
-        self.with(|state| state.guests[guest.0].plugin = true);
+        self.with(|state| state.make_plugin(guest.0));
         self.control.plugin_added(guest, most);
         Ok(guest)
     }
@@ -262,12 +249,7 @@ impl Hub {
     /// another thread, use a [`HubHandle`].
     pub fn kill_guest(&mut self, guest: GuestId, reason: impl Into<String>) {
         let reason = reason.into();
-        self.with(|state| {
-            if state.sched.is_live(guest.0) {
-                let exit = GuestExit::failed(137, GuestError::Killed(reason));
-                state.end_guest(guest.0, exit);
-            }
-        });
+        self.with(|state| state.kill_guest(guest.0, reason));
     }
 
     /// A `Send + Sync` handle through which other threads can control this
@@ -298,7 +280,7 @@ impl Hub {
 
     /// How the guest ended, once it has.
     pub fn exit(&self, guest: GuestId) -> Option<GuestExit> {
-        self.with(|state| state.guests.get(guest.0 .0).and_then(|g| g.exit.clone()))
+        self.with(|state| state.exit_of(guest.0))
     }
 
     /// What a live guest uses now; None once it has ended.
@@ -320,11 +302,7 @@ impl Hub {
     /// captured them), freeing it: all a hub keeps of an ended guest
     /// besides its [`GuestExit`]. None while the guest runs.
     pub fn take_output(&mut self, guest: GuestId) -> Option<(Vec<u8>, Vec<u8>)> {
-        self.with(|state| {
-            let record = state.guests.get_mut(guest.0 .0)?;
-            record.exit.as_ref()?;
-            record.output.take().map(|o| o.contents())
-        })
+        self.with(|state| state.output_of(guest.0, true))
     }
 
     /// What the hub is doing: for every live guest, what it uses (green
@@ -345,24 +323,14 @@ impl Hub {
 
     /// What the guest wrote to stdout and stderr, if its options captured them.
     pub fn output(&self, guest: GuestId) -> Option<(Vec<u8>, Vec<u8>)> {
-        self.with(|state| {
-            state
-                .guests
-                .get(guest.0 .0)
-                .and_then(|g| g.output.as_ref())
-                .map(CapturedOutput::contents)
-        })
+        self.with(|state| state.output_of(guest.0, false))
     }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
         // Stores first, then the WASI contexts they point at.
-        self.with(|state| {
-            for guest in state.sched.live_guests() {
-                state.end_guest(guest, GuestExit::code(1));
-            }
-        });
+        self.with(|state| state.end_all(|| GuestExit::code(1)));
         crate::reaper::await_reaper();
     }
 }

@@ -32,28 +32,17 @@ impl Hub {
         loop {
             if self.obey_handles() {
                 self.with(|state| {
-                    for guest in state.sched.live_guests() {
+                    state.end_all(|| {
                         let why = GuestError::Killed("the hub shut down".into());
-                        state.end_guest(guest, GuestExit::failed(137, why));
-                    }
+                        GuestExit::failed(137, why)
+                    })
                 });
                 if until == Until::Shutdown {
                     return stepped;
                 }
             }
-            let next_limit = self.with(|state| {
-                if state.time_limits.is_empty() {
-                    None
-                } else {
-                    state.enforce_time_limits(Instant::now())
-                }
-            });
-            let next = self.with(|state| {
-                if state.sched.has_timers() {
-                    state.sched.fire_due_timers(Instant::now());
-                }
-                state.sched.next_runnable()
-            });
+            let next_limit = self.with(HubState::enforce_time_limits);
+            let next = self.with(HubState::next_to_run);
             match next {
                 Some((guest, thread)) => {
                     self.step(guest, thread);
@@ -78,13 +67,13 @@ impl Hub {
                         // Ready I/O is work to do now.
                         if self.with(|state| state.io_waiting(true)) {
                             self.with(|state| state.poll_io(Some(Duration::ZERO)));
-                            if self.with(|state| state.sched.has_runnable()) {
+                            if self.with(|state| state.has_runnable()) {
                                 continue;
                             }
                         }
                         return stepped;
                     }
-                    let timer = self.with(|state| state.sched.next_deadline());
+                    let timer = self.with(|state| state.next_deadline());
                     // A time limit wakes the hub only while its guest waits
                     // on a timer; a guest waiting on nothing has deadlocked.
                     let mut deadline = match (timer, next_limit) {
@@ -92,7 +81,7 @@ impl Hub {
                         (t, _) => t,
                     };
                     if let Until::Deadline(d) = until {
-                        let ended = self.with(|state| state.sched.live_guests().is_empty());
+                        let ended = self.with(|state| state.all_ended());
                         if ended || Instant::now() >= d {
                             return stepped;
                         }
@@ -112,9 +101,7 @@ impl Hub {
                         // Plugins live on: wait for the handles' calls; and
                         // a future may wake its green thread from anywhere.
                         None if until == Until::Shutdown
-                            || self.with(|state| {
-                                state.plugin_alive() || state.sched.waits_outside()
-                            }) =>
+                            || self.with(|state| state.may_be_woken_from_outside()) =>
                         {
                             std::thread::park()
                         }
@@ -124,11 +111,7 @@ impl Hub {
             }
         }
         // Anything left is blocked with nothing to wake it.
-        self.with(|state| {
-            for guest in state.sched.live_guests() {
-                state.end_blocked(guest);
-            }
-        });
+        self.with(HubState::end_all_blocked);
         stepped
     }
 
@@ -142,9 +125,7 @@ impl Hub {
         let woken = self.control.take_woken();
         if !woken.is_empty() {
             self.with(|state| {
-                woken.into_iter().for_each(|w| {
-                    state.sched.io_ready(w);
-                })
+                woken.into_iter().for_each(|w| state.woken(w));
             });
         }
         if self.control.take_cancels() {

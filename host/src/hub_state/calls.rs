@@ -93,4 +93,31 @@ impl HubState {
             }
         }
     }
+
+    /// Runs `f` on the call the green thread runs for the host (its name,
+    /// input and outcome).
+    ///
+    /// # Errors
+    /// If the green thread runs no host call (the guest asked for one that
+    /// is not its own: its green thread traps), or as `f`.
+    pub fn with_own_call<R>(
+        &mut self,
+        guest: GuestKey,
+        thread: ThreadKey,
+        f: impl FnOnce(&mut HubState, &mut CallRecord) -> Result<R>,
+    ) -> Result<R> {
+        let id = self.sched.current(guest, thread);
+        let mut call = self.calls.remove(&(guest, id)).ok_or_else(|| {
+            wasmtime::format_err!("only a green thread the host started for a call may ask for it")
+        })?;
+        let result = f(self, &mut call);
+        self.calls.insert((guest, id), call);
+        result
+    }
+
+    /// The task a host call's green thread runs (given at `call-begin`),
+    /// which its ending hands back to the guest.
+    pub fn set_task(&mut self, guest: GuestKey, thread: ThreadKey, task: u32) {
+        self.sched.set_task(guest, thread, task);
+    }
 }

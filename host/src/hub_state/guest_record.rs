@@ -12,28 +12,22 @@ pub(crate) struct GuestRecord {
     pub unlogged_refusals: u64,
     /// Whether the first refusal was logged.
     pub refusal_logged: bool,
-    /// `GuestOptions::max_green_threads`.
-    pub max_green_threads: Option<u32>,
-    /// `GuestOptions::max_memory`, in whole pages' bytes.
-    pub memory_limit: Option<u64>,
+    /// How it was started: its limits (`max_green_threads`,
+    /// `max_host_memory`, `max_cpu_time`, `max_output`, ...) are read from
+    /// here, whole, not copied field by field.
+    pub options: crate::GuestOptions,
     /// Which of its descriptors 0-2 are the host's own streams.
     pub host_stdio: HostStdio,
-    /// `GuestOptions::max_host_memory`.
-    pub max_host_memory: u64,
     /// Its part of the process's descriptors (capped at
     /// `GuestOptions::max_descriptors`), and the descriptors it opened itself
     /// that are open.
     pub descriptors: DescriptorShare,
     pub opened: rustc_hash::FxHashSet<u32>,
-    /// CPU time charged to it, in `crate::cpu_clock` cycles, and
-    /// `GuestOptions::max_cpu_time`.
+    /// CPU time charged to it, in `crate::cpu_clock` cycles.
     pub cpu_cycles: u64,
-    pub max_cpu_time: Option<Duration>,
     /// Bytes of its green threads' fiber stacks charged to its host memory
     /// (see `crate::stack_charge`).
     pub stack_bytes: u64,
-    /// `GuestOptions::max_output` (when its output is captured).
-    pub max_output: usize,
     /// Why its latest `try-spawn` that returned 0 refused.
     pub last_refusal: SpawnRefusal,
     /// A plugin: it lives on when its main returns, for the host's calls.
@@ -52,6 +46,13 @@ impl GuestRecord {
         crate::cpu_clock::to_duration(self.cpu_cycles)
     }
 
+    /// `GuestOptions::max_memory`, in whole pages' bytes.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.options
+            .max_memory
+            .map(|bytes| bytes / (64 * 1024) * (64 * 1024))
+    }
+
     /// Sockets, files and directories it opened itself and holds.
     pub(crate) fn held_descriptors(&self) -> usize {
         self.opened.len() + self.sockets.len()
@@ -62,7 +63,7 @@ impl GuestRecord {
     pub fn new(
         live: LiveGuest,
         output: Option<CapturedOutput>,
-        options: &crate::GuestOptions,
+        options: crate::GuestOptions,
     ) -> GuestRecord {
         GuestRecord {
             live: Some(live),
@@ -70,23 +71,68 @@ impl GuestRecord {
             output,
             unlogged_refusals: 0,
             refusal_logged: false,
-            max_green_threads: options.max_green_threads,
-            memory_limit: options
-                .max_memory
-                .map(|bytes| bytes / (64 * 1024) * (64 * 1024)),
             host_stdio: HostStdio::new(options.inherit_stdin, !options.capture_output),
-            max_host_memory: options.max_host_memory,
             descriptors: DescriptorBudget::process().share(options.max_descriptors as usize),
             opened: Default::default(),
             cpu_cycles: 0,
             stack_bytes: 0,
-            max_cpu_time: options.max_cpu_time,
-            max_output: options.max_output,
             last_refusal: SpawnRefusal::HubFull,
             plugin: false,
             net: NetPolicy::new(options.net_listen.clone(), options.net_connect.clone()),
             lookup_owner: crate::resolver::new_owner(),
             sockets: Sockets::default(),
+            options,
         }
+    }
+}
+
+impl HubState {
+    /// Adds a guest that starts with `live` (its main green thread queued);
+    /// it is ended at `time_limit` from now, if one is given.
+    pub fn add_guest(
+        &mut self,
+        live: LiveGuest,
+        output: Option<CapturedOutput>,
+        options: crate::GuestOptions,
+        time_limit: Option<Duration>,
+    ) -> GuestKey {
+        let key = self.sched.add_guest(ThreadSlot::default());
+        debug_assert_eq!(key.0, self.guests.len());
+        self.guests.push(GuestRecord::new(live, output, options));
+        if let Some(limit) = time_limit {
+            if let Some(when) = Instant::now().checked_add(limit) {
+                self.time_limits.push(Reverse((when, key, limit)));
+            }
+        }
+        key
+    }
+
+    /// Makes the guest a plugin: it lives on when its main returns, for the
+    /// host's calls.
+    pub fn make_plugin(&mut self, guest: GuestKey) {
+        self.guests[guest].plugin = true;
+    }
+
+    /// Ends the guest, if it is live, as killed by the host for `reason`.
+    pub fn kill_guest(&mut self, guest: GuestKey, reason: String) {
+        if self.sched.is_live(guest) {
+            self.end_guest(guest, GuestExit::failed(137, GuestError::Killed(reason)));
+        }
+    }
+
+    /// How the guest ended, once it has.
+    pub fn exit_of(&self, guest: GuestKey) -> Option<GuestExit> {
+        self.guests.get(guest.0).and_then(|g| g.exit.clone())
+    }
+
+    /// What the guest wrote to stdout and stderr, if its options captured
+    /// them; with `take`, only once it has ended, and then freed.
+    pub fn output_of(&mut self, guest: GuestKey, take: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+        let record = self.guests.get_mut(guest.0)?;
+        if !take {
+            return record.output.as_ref().map(CapturedOutput::contents);
+        }
+        record.exit.as_ref()?;
+        record.output.take().map(|o| o.contents())
     }
 }

@@ -162,4 +162,32 @@ impl HubState {
             Err(e) => tracing::error!("the hub's poller failed: {e}"),
         }
     }
+
+    /// The guest opened file or directory `fd` (WASI's `path_open`).
+    pub fn file_opened(&mut self, guest: GuestKey, fd: u32) {
+        self.guests[guest].opened.insert(fd);
+        self.descriptors_changed(guest);
+    }
+
+    /// The guest closed `fd` (WASI's `fd_close`).
+    pub fn file_closed(&mut self, guest: GuestKey, fd: u32) {
+        let record = &mut self.guests[guest];
+        record.host_stdio.closed(fd);
+        if record.opened.remove(&fd) {
+            self.descriptors_changed(guest);
+        }
+    }
+
+    /// The guest moved `from` onto `to` (WASI's `fd_renumber`): `to` was
+    /// closed and `from` took its number.
+    pub fn file_renumbered(&mut self, guest: GuestKey, from: u32, to: u32) {
+        let record = &mut self.guests[guest];
+        record.host_stdio.renumbered(from, to);
+        let moved = record.opened.remove(&from);
+        record.opened.remove(&to);
+        if moved {
+            record.opened.insert(to);
+        }
+        self.descriptors_changed(guest);
+    }
 }

@@ -36,7 +36,7 @@ impl HubState {
     pub fn charge_cpu(&mut self, guest: GuestKey, cycles: u64) {
         let record = &mut self.guests[guest];
         record.cpu_cycles = record.cpu_cycles.saturating_add(cycles);
-        if let Some(limit) = record.max_cpu_time {
+        if let Some(limit) = record.options.max_cpu_time {
             if record.cpu_time() > limit && self.sched.is_live(guest) {
                 let what = format!("CPU time limit of {:.3} s", limit.as_secs_f64());
                 self.end_guest(
@@ -113,9 +113,13 @@ impl HubState {
         self.control.guest_ended(GuestId(guest));
     }
 
-    /// Ends every guest whose time limit has passed at `now`; the next time
-    /// limit still to come.
-    pub fn enforce_time_limits(&mut self, now: Instant) -> Option<Instant> {
+    /// Ends every guest whose time limit has passed; the next time limit
+    /// still to come.
+    pub fn enforce_time_limits(&mut self) -> Option<Instant> {
+        if self.time_limits.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
         while let Some(Reverse((when, guest, limit))) = self.time_limits.peek().copied() {
             if when > now {
                 return Some(when);

@@ -38,6 +38,7 @@ use crate::stack_charge::StackUse;
 use crate::stdio::HostStdio;
 use crate::store_data::ThreadData;
 
+mod answers;
 mod calls;
 mod context;
 mod guest_record;
@@ -45,6 +46,7 @@ mod io;
 mod limits;
 mod spawning;
 mod thread_life;
+mod turns;
 mod waits;
 
 pub(crate) use crate::reaper::{bury, Grave};
@@ -56,23 +58,24 @@ pub(crate) use guest_record::GuestRecord;
 /// dropped at once.
 const SURPLUS_FACTOR: usize = 16;
 
-/// The state of one hub.
+/// The state of one hub. Its fields are its own: host functions and the
+/// hub's run loop ask through methods, by job (the files of this module).
 pub(crate) struct HubState {
-    pub config: Config,
-    pub sched: Scheduler<ThreadSlot>,
-    pub guests: Vec<GuestRecord>,
+    config: Config,
+    sched: Scheduler<ThreadSlot>,
+    guests: Vec<GuestRecord>,
     /// What to drop once the current green thread is off its fiber (see
     /// `crate::reaper`); the hub takes it after each change.
     graveyard: Vec<Grave>,
     /// Guests' time limits: (when, guest, the limit as given), earliest
     /// first.
-    pub time_limits: BinaryHeap<Reverse<(Instant, GuestKey, Duration)>>,
+    time_limits: BinaryHeap<Reverse<(Instant, GuestKey, Duration)>>,
     /// Green threads waiting for host descriptors; made at the first wait.
-    pub poller: Option<Poller<IoWaiter>>,
+    poller: Option<Poller<IoWaiter>>,
     /// Where handles' commands arrive (to wake the poller for them).
-    pub control: std::sync::Arc<Control>,
+    control: std::sync::Arc<Control>,
     /// Calls of guest functions by the host, by guest and green thread id.
-    pub calls: rustc_hash::FxHashMap<(GuestKey, ThreadId), CallRecord>,
+    calls: rustc_hash::FxHashMap<(GuestKey, ThreadId), CallRecord>,
     /// The runtime's count of epoch ticks, the tick the current step began
     /// at, and the ticks in a time slice (see `crate::preemption`).
     ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,

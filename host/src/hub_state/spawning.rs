@@ -73,7 +73,7 @@ impl HubState {
             ));
         }
         let record = &self.guests[guest];
-        if let Some(most) = record.max_green_threads {
+        if let Some(most) = record.options.max_green_threads {
             if self.sched.alive_in(guest) >= most as usize {
                 return Err((
                     SpawnRefusal::GuestFull,
@@ -84,7 +84,7 @@ impl HubState {
                 ));
             }
         }
-        let most = record.max_host_memory;
+        let most = record.options.max_host_memory;
         // Refused unless it could start now: a spawn is turned down while
         // the guest's running green threads fill its limit, yet thousands
         // may wait to start, each charged a record's worth.
@@ -159,7 +159,7 @@ impl HubState {
     /// If the link would pass the guest's host memory limit: the guest is
     /// ended, saying so.
     pub fn link(&mut self, guest: GuestKey, target: ThreadId, callback: u32) -> Result<u64> {
-        let most = self.guests[guest].max_host_memory;
+        let most = self.guests[guest].options.max_host_memory;
         if self.host_memory(guest) + HOST_BYTES_PER_LINK > most {
             let what = format!(
                 "host memory limit of {} MiB ({} links pending)",

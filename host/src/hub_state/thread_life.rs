@@ -65,7 +65,7 @@ impl HubState {
             .stack_bytes
             .saturating_sub(before)
             .saturating_add(now);
-        let (most, stacks) = (record.max_host_memory, record.stack_bytes);
+        let (most, stacks) = (record.options.max_host_memory, record.stack_bytes);
         if now > before && self.sched.is_live(guest) && self.host_memory(guest) > most {
             let what = format!(
                 "host memory limit of {} MiB (its green threads' native stacks hold {} KiB past \
@@ -95,7 +95,7 @@ impl HubState {
     /// Whether a green thread of `guest` that has just started (and is
     /// already counted as started) keeps it within its host memory limit.
     pub(super) fn check_start(&self, guest: GuestKey) -> Result<()> {
-        let most = self.guests[guest].max_host_memory;
+        let most = self.guests[guest].options.max_host_memory;
         if self.host_memory(guest) > most {
             wasmtime::bail!(
                 "could not start: this guest's host memory limit of {} MiB is reached ({} green \
@@ -149,10 +149,12 @@ impl HubState {
         };
         if matches!(end, CallEnd::Failed { .. }) {
             // Only a failure needs these (and a name costs an allocation).
-            facts.output_full = self.at_output_limit(guest).then_some(record.max_output);
+            facts.output_full = self
+                .at_output_limit(guest)
+                .then_some(record.options.max_output);
             facts.memory_full = self
                 .at_memory_limit(guest)
-                .then(|| record.memory_limit.unwrap_or(0));
+                .then(|| record.memory_limit().unwrap_or(0));
             facts.name = self.sched.name_of(guest, thread);
         }
         let failure = match crate::ending::judge(end, &facts) {
@@ -229,7 +231,7 @@ impl HubState {
     /// that large.
     pub(super) fn at_memory_limit(&self, guest: GuestKey) -> bool {
         let record = &self.guests[guest];
-        match (record.memory_limit, record.live.as_ref()) {
+        match (record.memory_limit(), record.live.as_ref()) {
             (Some(limit), Some(live)) => {
                 live.stacks.memory_size() + (limit / 8).max(2 << 20) > limit
             }
@@ -244,7 +246,7 @@ impl HubState {
         record
             .output
             .as_ref()
-            .is_some_and(|o| o.full(record.max_output))
+            .is_some_and(|o| o.full(record.options.max_output))
     }
 
     /// Hands what the call of a green thread that returned normally ran on
