@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Module map, bottom up (no module uses one above it): `abi` (the WIT
-//! types), `scheduler` (the scheduling rules, free of wasmtime), `config`,
+//! types), `scheduler` (the scheduling rules, free of wasmtime, with typed
+//! `GuestKey`/`ThreadKey` keys and a thread's `Life` as one enum), `config`,
 //! `clock`, [`guest`] (a guest's options and its exit), [`program`] (loading
 //! and checking modules) with `rewrite` (the loader's rewrite: stack checks,
 //! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
@@ -35,7 +36,8 @@
 //! what ended green threads leave, off the hub), `hub_state` (what host
 //! functions share with the run loop: the state, split by job into
 //! `context`, `guest_record`, `thread_life`, `spawning`, `waits`, `io`,
-//! `calls` and `limits`),
+//! `calls`, `limits`, `answers` (what host functions ask of it) and `turns`
+//! (what the run loop asks of it); its fields are private),
 //! `guest_memory`, `poll`, `host_call` (how a host function waits as its
 //! green thread), `host_functions`, `net_functions` and `wasi_overrides` (the
 //! host side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`

@@ -24,12 +24,12 @@ impl<P> Scheduler<P> {
             return Kill::Done(KillStatus::NotAlive);
         };
         let is_main = key == g.main;
-        let caller_yields = g.threads[caller].unwinding.is_none();
+        let caller_yields = !g.threads[caller].life.is_unwinding();
         let t = &mut g.threads[key];
-        if t.ending.is_some() || t.unwinding.is_some() || t.std_thread {
+        if !t.life.killable() || t.std_thread {
             return Kill::Done(KillStatus::NotAlive);
         }
-        if only_unstarted && (t.started || is_main) {
+        if only_unstarted && (t.life.started() || is_main) {
             return Kill::Done(KillStatus::AlreadyStarted);
         }
         if is_main {
@@ -39,7 +39,7 @@ impl<P> Scheduler<P> {
             return Kill::Main;
         }
         if key == caller {
-            t.unwinding = Some(Unwinding {
+            t.life = Life::Unwinding(Unwinding {
                 error,
                 calls_left: UNWIND_CALLS,
                 spinning: false,
@@ -60,17 +60,19 @@ impl<P> Scheduler<P> {
     /// next (a queued target keeps its place, which is ahead of the caller).
     pub(super) fn kill_target(&mut self, guest: GuestKey, key: ThreadKey, error: u32) -> Kill {
         let t = &mut self.guest(guest).threads[key];
-        let unwinds = t.started && t.state != State::Future;
-        let kill = if unwinds {
-            t.unwinding = Some(Unwinding {
-                error,
-                calls_left: UNWIND_CALLS,
-                spinning: t.paused,
-            });
-            Kill::Unwind
-        } else {
-            t.ending = Some((Ending::Killed, error));
-            Kill::Target(key)
+        let kill = match t.life {
+            Life::Running { paused } if t.state != State::Future => {
+                t.life = Life::Unwinding(Unwinding {
+                    error,
+                    calls_left: UNWIND_CALLS,
+                    spinning: paused,
+                });
+                Kill::Unwind
+            }
+            _ => {
+                t.life.end(Ending::Killed, error);
+                Kill::Target(key)
+            }
         };
         self.make_runnable(guest, key, true);
         kill
@@ -81,7 +83,7 @@ impl<P> Scheduler<P> {
     pub fn started(&self, guest: GuestKey, target: ThreadId) -> bool {
         let g = self.guest_ref(guest);
         match g.key_of(target) {
-            Some(key) => key == g.main || g.threads[key].started,
+            Some(key) => key == g.main || g.threads[key].life.started(),
             None => target != 0 && target < g.next_id,
         }
     }
@@ -89,7 +91,7 @@ impl<P> Scheduler<P> {
     /// True once the green thread has been killed and is unwinding: its
     /// waits report the kill.
     pub fn is_unwinding(&self, guest: GuestKey, thread: ThreadKey) -> bool {
-        self.guest_ref(guest).threads[thread].unwinding.is_some()
+        self.guest_ref(guest).threads[thread].life.is_unwinding()
     }
 
     /// Called by every hub function that would wait, before it records the
@@ -104,7 +106,7 @@ impl<P> Scheduler<P> {
         guest: GuestKey,
         thread: ThreadKey,
     ) -> Result<bool, KeptBlocking> {
-        match &mut self.guest(guest).threads[thread].unwinding {
+        match self.guest(guest).threads[thread].life.unwinding() {
             None => Ok(false),
             Some(Unwinding { calls_left: 0, .. }) => Err(KeptBlocking),
             Some(u) => {
@@ -126,7 +128,7 @@ impl<P> Scheduler<P> {
             return Kill::Main;
         }
         let t = &g.threads[key];
-        if t.ending.is_some() || t.unwinding.is_some() || t.std_thread {
+        if !t.life.killable() || t.std_thread {
             return Kill::Done(KillStatus::NotAlive);
         }
         self.kill_target(guest, key, 0)

@@ -227,22 +227,109 @@ pub(crate) enum Suspension {
     Drop,
 }
 
+/// Where a green thread is in its life; what it waits for meanwhile is its
+/// [`State`]. Main stays `Unstarted` (its start is `_start`, its end the
+/// guest's, and a kill of it ends the guest).
+///
+/// ```text
+///   Unstarted ──first run──► Running ──killed in a hub wait──► Unwinding
+///       │                      │  ▲ paused by preemption          │
+///       │                      └──┘                               │ its call returns
+///       │ killed, cancelled       │ trapped, refused, killed hard │
+///       ▼                         ▼                               ▼
+///   Ending ◄──────────────────────┴───────────────────────────────┘
+///   (its next run is `wasmlet-finish`: the result, the links; then it goes)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// Spawned; its task has not begun (`cancel` still stops it).
+    Unstarted,
+    /// Running its task. `paused`: its last suspension was preemption's,
+    /// not a hub wait, so a kill cannot be reported where it is.
+    Running { paused: bool },
+    /// Killed while it ran its task: returning through its frames, every
+    /// blocking call reporting the kill.
+    Unwinding(Unwinding),
+    /// Killed, cancelled, trapped or refused: its next run (or the one under
+    /// way) is its ending, `how` with the kill's `error`; it can no longer be
+    /// killed. `started`: whether its task had begun. `unwinding`: set if it
+    /// was unwinding from a kill, whose waits its ending still answers at
+    /// once.
+    Ending {
+        how: Ending,
+        error: u32,
+        started: bool,
+        unwinding: Option<Unwinding>,
+    },
+}
+
+impl Life {
+    /// Whether its task has begun (or it ended after it had).
+    fn started(&self) -> bool {
+        match *self {
+            Life::Unstarted => false,
+            Life::Running { .. } | Life::Unwinding(_) => true,
+            Life::Ending { started, .. } => started,
+        }
+    }
+
+    /// How it ends and the kill's error, once its ending is set.
+    fn ending(&self) -> Option<(Ending, u32)> {
+        match *self {
+            Life::Ending { how, error, .. } => Some((how, error)),
+            _ => None,
+        }
+    }
+
+    /// The kill it is unwinding from, if it was killed while it ran.
+    fn unwinding(&mut self) -> Option<&mut Unwinding> {
+        match self {
+            Life::Unwinding(u)
+            | Life::Ending {
+                unwinding: Some(u), ..
+            } => Some(u),
+            _ => None,
+        }
+    }
+
+    fn is_unwinding(&self) -> bool {
+        matches!(
+            self,
+            Life::Unwinding(_)
+                | Life::Ending {
+                    unwinding: Some(_),
+                    ..
+                }
+        )
+    }
+
+    /// Whether a kill can still reach it: not unwinding, not ending.
+    fn killable(&self) -> bool {
+        matches!(self, Life::Unstarted | Life::Running { .. })
+    }
+
+    /// Its ending set to `how` (with the kill's `error`), keeping what it
+    /// was unwinding from.
+    fn end(&mut self, how: Ending, error: u32) {
+        let started = self.started();
+        let unwinding = self.unwinding().copied();
+        *self = Life::Ending {
+            how,
+            error,
+            started,
+            unwinding,
+        };
+    }
+}
+
 /// One green thread's record.
 struct Thread<P> {
     id: ThreadId,
     state: State,
     /// Guest pointer to its task (0 for main).
     task: u32,
-    /// Set once it is killed, cancelled or trapped: its next run is its
-    /// ending, and it can no longer be killed. Never set on main.
-    ending: Option<(Ending, u32)>,
-    /// Its task has begun (for `cancel`).
-    started: bool,
-    /// Killed while it ran its task, and unwinding.
-    unwinding: Option<Unwinding>,
-    /// Its last suspension was preemption's (not a hub wait): a kill
-    /// cannot be reported there.
-    paused: bool,
+    /// Where it is in its life (what it waits for is `state`).
+    life: Life,
     /// Started by `wasi::thread-spawn` (a `std::thread`): `task` is the
     /// start argument; it cannot be killed, and it has no SDK ending.
     std_thread: bool,
@@ -347,7 +434,7 @@ struct Guest<P> {
     io: usize,
     /// Links pending over all its green threads.
     links: usize,
-    /// Its green threads whose task has begun (`Thread::started`): the
+    /// Its green threads whose task has begun (`Life::started`): the
     /// ones that hold a store, an instance and a fiber stack; the others
     /// are records in a queue.
     started: usize,
@@ -535,10 +622,7 @@ fn insert<P>(g: &mut Guest<P>, task: u32, state: State, payload: P) -> ThreadKey
         id,
         state,
         task,
-        ending: None,
-        started: false,
-        unwinding: None,
-        paused: false,
+        life: Life::Unstarted,
         std_thread: false,
         links: BTreeMap::new(),
         joiners: Vec::new(),

@@ -99,7 +99,7 @@ impl<P> Scheduler<P> {
                 assert_eq!(queue.current, current, "futex {address:#x}");
                 assert!(current > 0, "futex {address:#x} has no current waiter");
             }
-            let started = g.threads.iter().filter(|(_, t)| t.started).count();
+            let started = g.threads.iter().filter(|(_, t)| t.life.started()).count();
             assert_eq!(g.started, started);
         }
         assert_eq!(self.alive, alive);

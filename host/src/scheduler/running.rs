@@ -91,23 +91,25 @@ impl<P> Scheduler<P> {
         let is_main = thread == g.main;
         let spawner_gone = {
             let t = &g.threads[thread];
-            !t.started && t.ending.is_none() && t.spawner.is_some_and(|id| g.key_of(id).is_none())
+            t.life == Life::Unstarted && t.spawner.is_some_and(|id| g.key_of(id).is_none())
         };
         let t = &mut g.threads[thread];
         t.state = State::Running;
-        t.paused = false;
+        if let Life::Running { paused } = &mut t.life {
+            *paused = false;
+        }
         if is_main {
             return Entry::Main;
         }
         if spawner_gone {
             // spawn_after_local whose spawner has ended: it never runs.
-            t.ending = Some((Ending::Cancelled, 0));
+            t.life.end(Ending::Cancelled, 0);
         }
         let entry = if t.std_thread {
             let tid = u32::try_from(t.id).unwrap_or(u32::MAX);
             Entry::Task(TaskCall::StdThread { tid, arg: t.task })
         } else {
-            match t.ending {
+            match t.life.ending() {
                 Some((how, error)) => {
                     return Entry::Task(TaskCall::Finish {
                         task: t.task,
@@ -118,8 +120,8 @@ impl<P> Scheduler<P> {
                 None => Entry::Task(TaskCall::Run { task: t.task }),
             }
         };
-        if !t.started {
-            t.started = true;
+        if t.life == Life::Unstarted {
+            t.life = Life::Running { paused: false };
             g.started += 1;
         }
         entry
@@ -139,8 +141,8 @@ impl<P> Scheduler<P> {
     ) -> Suspension {
         let t = &mut self.guest(guest).threads[thread];
         if t.state == State::Running {
-            match &mut t.unwinding {
-                Some(Unwinding {
+            match t.life.unwinding() {
+                Some(&mut Unwinding {
                     error,
                     spinning: true,
                     ..
@@ -149,7 +151,7 @@ impl<P> Scheduler<P> {
                     // reached a blocking call: a runaway, which only a hard
                     // end stops (the one place a thread is ended mid-code;
                     // it may leave a lock of the guest's held).
-                    t.ending = Some((Ending::Killed, *error));
+                    t.life.end(Ending::Killed, error);
                     self.make_runnable(guest, thread, true);
                     return Suspension::Drop;
                 }
@@ -159,7 +161,9 @@ impl<P> Scheduler<P> {
                 Some(u) => u.spinning = true,
                 None => {}
             }
-            t.paused = true;
+            if let Life::Running { paused } = &mut t.life {
+                *paused = true;
+            }
             // Nothing recorded a wait: preemption paused it so other guests
             // can run. It resumes before any other green thread of its guest,
             // while the guest waits its turn behind the other guests,
@@ -191,14 +195,14 @@ impl<P> Scheduler<P> {
         failure: Option<Ending>,
     ) -> Option<P> {
         let t = &mut self.guest(guest).threads[thread];
-        if let (Some(u), None) = (t.unwinding, t.ending) {
-            t.ending = Some((Ending::Killed, u.error));
+        if let Life::Unwinding(u) = t.life {
+            t.life.end(Ending::Killed, u.error);
             self.make_runnable(guest, thread, true);
             return None;
         }
         if let Some(how) = failure {
-            if t.ending.is_none() {
-                t.ending = Some((how, 0));
+            if t.life.ending().is_none() {
+                t.life.end(how, 0);
                 self.make_runnable(guest, thread, true);
                 return None;
             }
@@ -216,7 +220,7 @@ impl<P> Scheduler<P> {
         }
         let g = self.guest(guest);
         g.keys.remove(t.id);
-        g.started -= usize::from(t.started);
+        g.started -= usize::from(t.life.started());
         g.links -= t.links.len();
         for joiner in t.joiners {
             if joiner.is_current(&self.guest(guest).threads) {

@@ -46,7 +46,7 @@ impl<P> Scheduler<P> {
         let g = self.guest_ref(guest);
         match g.key_of(target) {
             Some(_) => JoinStatus::TimedOut,
-            None if g.threads[caller].unwinding.is_some() => JoinStatus::TimedOut,
+            None if g.threads[caller].life.is_unwinding() => JoinStatus::TimedOut,
             None => JoinStatus::Ended,
         }
     }
@@ -122,7 +122,7 @@ impl<P> Scheduler<P> {
     /// whether it was killed).
     pub fn park_result(&self, guest: GuestKey, thread: ThreadKey) -> bool {
         let t = &self.guest_ref(guest).threads[thread];
-        t.unparked && t.unwinding.is_none()
+        t.unparked && !t.life.is_unwinding()
     }
 
     /// Wakes `target` if it is parked, else keeps a permit for its next park.
@@ -138,7 +138,7 @@ impl<P> Scheduler<P> {
             self.make_runnable(guest, key, false);
             return true;
         }
-        if t.ending.is_some() || t.unwinding.is_some() {
+        if !t.life.killable() {
             return false;
         }
         t.permit = true;

@@ -34,11 +34,11 @@ fn a_killed_thread_runs_its_ending_with_the_kill_error() {
     assert_eq!(h.next(), Some(key));
     let g = h.s.guests[0].as_ref().unwrap();
     assert!(
-        !g.threads[key].started,
+        !g.threads[key].life.started(),
         "a target that had not started never runs"
     );
     assert_eq!(
-        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        h.s.guests[0].as_ref().unwrap().threads[key].life.ending(),
         Some((Ending::Killed, 42))
     );
     assert_eq!(
@@ -134,7 +134,7 @@ fn a_killed_thread_unwinds_through_its_next_calls_then_ends_as_killed() {
     assert!(h.s.ended(G, key, None).is_none());
     assert_eq!(h.next(), Some(key));
     assert_eq!(
-        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        h.s.guests[0].as_ref().unwrap().threads[key].life.ending(),
         Some((Ending::Killed, 7))
     );
     h.end(key);
@@ -155,7 +155,7 @@ fn a_killed_thread_that_fails_while_unwinding_still_ends_as_killed() {
     assert!(h.s.ended(G, key, Some(Ending::TrapUnreachable)).is_none());
     assert_eq!(h.next(), Some(key));
     assert_eq!(
-        h.s.guests[0].as_ref().unwrap().threads[key].ending,
+        h.s.guests[0].as_ref().unwrap().threads[key].life.ending(),
         Some((Ending::Killed, 3))
     );
 }
@@ -189,7 +189,7 @@ fn only_a_thread_waiting_for_a_host_future_is_killed_hard() {
     assert_eq!(h.next(), Some(kr));
     assert_eq!(h.s.suspended(G, kr, at(h.now)), Suspension::Drop);
     assert_eq!(
-        h.s.guests[0].as_ref().unwrap().threads[kr].ending,
+        h.s.guests[0].as_ref().unwrap().threads[kr].life.ending(),
         Some((Ending::Killed, 0))
     );
     // Waiting for an async host function.
