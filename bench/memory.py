@@ -4,7 +4,7 @@ guest holds COUNT green threads asleep (`greenbench hold COUNT`, the same
 sleepers as the `concurrent` workload), minus what it held before they were
 spawned. Started by `bench/run`; prints a table and writes JSON.
 
-- fiber stacks: wasmlet's pool of native stacks (`host/src/fiber_stack.rs`),
+- fiber stacks: wasmlet's pool of native stacks (`host/src/execution/fiber_stack.rs`),
   read-write anonymous mappings of 256 stacks each (adjacent ones merge);
 - guest memory: the guest's shared linear memory, the read-write part of a
   reservation whose rest (up to 4 GiB and its guard) is inaccessible;

@@ -57,20 +57,20 @@ pub type CallResult = Result<Vec<u8>, CallError>;
 /// Where a call's result goes: shared by the hub and every clone of the
 /// caller's [`PendingCall`].
 #[derive(Default)]
-pub(crate) struct CallSlot {
-    state: Mutex<SlotState>,
+pub(crate) struct CallReply {
+    state: Mutex<ReplyState>,
     done: Condvar,
 }
 
 #[derive(Default)]
-struct SlotState {
+struct ReplyState {
     result: Option<CallResult>,
     waker: Option<Waker>,
     /// Set by `cancel`: the hub kills the call's green thread when it sees it.
     cancelled: bool,
 }
 
-impl CallSlot {
+impl CallReply {
     /// Stores the result (the first one counts) and wakes whoever waits.
     pub(crate) fn finish(&self, result: CallResult) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,7 +108,7 @@ impl CallSlot {
 /// ```
 #[derive(Clone)]
 pub struct PendingCall {
-    pub(crate) slot: Arc<CallSlot>,
+    pub(crate) reply: Arc<CallReply>,
     /// Tells the hub (and wakes it) when the call is cancelled.
     pub(crate) hub: Arc<dyn CancelListener>,
 }
@@ -130,7 +130,7 @@ impl std::fmt::Debug for PendingCall {
 impl PendingCall {
     /// The result, if the call has ended.
     pub fn try_result(&self) -> Option<CallResult> {
-        let state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.reply.state.lock().unwrap_or_else(|e| e.into_inner());
         state.result.clone()
     }
 
@@ -143,7 +143,7 @@ impl PendingCall {
     /// The call's error, or [`CallError::TimedOut`].
     pub fn wait(&self, timeout: Duration) -> CallResult {
         let deadline = Instant::now().checked_add(timeout);
-        let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.reply.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(result) = &state.result {
                 return result.clone();
@@ -156,7 +156,7 @@ impl PendingCall {
                 return Err(CallError::TimedOut);
             }
             state = self
-                .slot
+                .reply
                 .done
                 .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
@@ -169,7 +169,7 @@ impl PendingCall {
     /// Does nothing once the call has ended.
     pub fn cancel(&self) {
         {
-            let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.reply.state.lock().unwrap_or_else(|e| e.into_inner());
             if state.result.is_some() {
                 return;
             }
@@ -183,7 +183,7 @@ impl Future for PendingCall {
     type Output = CallResult;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallResult> {
-        let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.reply.state.lock().unwrap_or_else(|e| e.into_inner());
         match &state.result {
             Some(result) => Poll::Ready(result.clone()),
             None => {
@@ -203,14 +203,14 @@ pub(crate) struct CallRecord {
     pub outcome: Option<(crate::abi::CallStatus, Vec<u8>)>,
     /// How its green thread failed, if it did.
     pub trap: Option<String>,
-    pub slot: Arc<CallSlot>,
+    pub reply: Arc<CallReply>,
 }
 
 impl CallRecord {
     /// The result the call's end gives.
     pub fn result(self) -> CallResult {
         use crate::abi::CallStatus;
-        if self.slot.is_cancelled() {
+        if self.reply.is_cancelled() {
             return Err(CallError::Cancelled);
         }
         match self.outcome {

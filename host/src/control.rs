@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
-use crate::call::{CallError, CallSlot, CancelListener, PendingCall};
+use crate::call::{CallError, CallReply, CancelListener, PendingCall};
+use crate::guest::program::Program;
 use crate::guest::{GuestId, GuestOptions, GuestUsage};
-use crate::program::Program;
 use crate::scheduler::GuestKey;
 use crate::scheduler::IoWaiter;
 
@@ -29,7 +29,7 @@ pub(crate) enum Command {
         guest: GuestId,
         function: String,
         input: Vec<u8>,
-        slot: Arc<CallSlot>,
+        reply: Arc<CallReply>,
     },
     /// End every guest and return from `serve`.
     Shutdown,
@@ -343,15 +343,15 @@ impl HubHandle {
     }
 
     fn send_call(&self, guest: GuestId, function: &str, input: Vec<u8>) -> PendingCall {
-        let slot = Arc::new(CallSlot::default());
+        let reply = Arc::new(CallReply::default());
         self.control.send(Command::Call {
             guest,
             function: function.to_string(),
             input,
-            slot: slot.clone(),
+            reply: reply.clone(),
         });
         PendingCall {
-            slot,
+            reply,
             hub: self.control.clone(),
         }
     }

@@ -17,102 +17,117 @@
 //! # Ok::<(), wasmtime::Error>(())
 //! ```
 //!
-//! Module map, bottom up (no module uses one above it): `abi` (the WIT
-//! types), `scheduler` (the scheduling rules, free of wasmtime, with typed
-//! `GuestKey`/`ThreadKey` keys and a thread's `Life` as one enum), `config`,
-//! `clock`, [`guest`] (a guest's options and its exit), [`program`] (loading
-//! and checking modules) with `rewrite` (the loader's rewrite: stack checks,
-//! entry points, green futexes), `shadow_stack` and `fiber_stack` (green
-//! threads' stacks), `store_data`, `stack_charge` (what a fiber stack costs
-//! its guest), `execution` (the seam for how a green thread executes:
-//! the `Execution` trait, and `fibers`, a store + instance per green
-//! thread, on `worker`s), `lifecycle` (a green thread's call and its end), `ending`
-//! (what a call's end means for the thread and its guest: a pure function), `call` (the host's calls of plugin functions),
-//! `control` ([`HubHandle`]), `descriptor_budget` (the process's descriptors
-//! shared between guests), `poller` and `stdio` (waiting for host
-//! descriptors), `resolver` (name lookups, shared fairly between guests),
-//! `preemption` (when a running green thread is paused for other guests),
-//! `cpu_clock` (what a guest's CPU time is measured on), `reaper` (drops
-//! what ended green threads leave, off the hub), `hub_state` (what host
-//! functions share with the run loop: the state, split by job into
-//! `context`, `guest_record`, `thread_life`, `spawning`, `waits`, `io`,
-//! `calls`, `limits`, `answers` (what host functions ask of it) and `turns`
-//! (what the run loop asks of it); its fields are private),
-//! `guest_memory`, `poll`, `host_call` (how a host function waits as its
-//! green thread), `host_functions`, `net_functions` and `wasi_overrides` (the
-//! host side of `wit/hub.wit` and of some WASI calls), [`runtime`], `hub`
-//! ([`Hub`]: the embedding API and the run loop) and `pool` ([`HubPool`]).
+//! ## Layout
+//!
+//! The folders are the architecture, bottom up: no module uses one listed
+//! after it (a test below checks it, between the top-level modules and
+//! between the modules inside each folder).
+//!
+//! ```text
+//! abi.rs, clock.rs, config.rs   the WIT types, the hub's clock, the runtime's settings
+//! scheduler/       the scheduling rules, free of wasmtime: run queues, timers,
+//!                  waits, kills (typed GuestKey/ThreadKey keys; a thread's Life)
+//! io/              host descriptors, never blocking the hub: poller, stdio,
+//!                  net_sockets, net_policy, resolver, descriptor_budget
+//! guest/           a guest: its options and exit (mod.rs), program and rewrite
+//!                  (loading and rewriting modules), store_data, shadow_stack
+//!                  (its green threads' stacks in its memory), cpu_clock
+//! execution/       how a green thread executes: the Execution seam (mod.rs) and
+//!                  its one model, fibers (a store + instance per green thread,
+//!                  on workers); fiber_stack, stack_charge, preemption;
+//!                  lifecycle (a green thread's call), ending (what its end
+//!                  means: a pure function), reaper (drops what ends, off the hub)
+//! call.rs, control.rs   plugin calls (PendingCall) and the HubHandle's messages
+//! hub_state/       what host functions share with the run loop, split by job;
+//!                  its fields are private: answers (what host functions ask),
+//!                  turns (what the run loop asks), guest_record, thread_life,
+//!                  spawning, waits, descriptors, calls, limits, context
+//! host_functions/  what guests import: host_call (the toolkit: run as the
+//!                  calling green thread, wait green), hub_imports, net_imports,
+//!                  wasi_overrides, wasi_poll; guest_memory; one add_to_linker
+//! runtime.rs       the Runtime: the engine, the linker, the epoch ticker
+//! hub/             the Hub: the embedding API (mod.rs) and the run loop
+//! pool.rs          the HubPool: guests on several hubs
+//! ```
 
 mod abi;
 mod call;
 mod clock;
 mod config;
 mod control;
-mod cpu_clock;
-mod descriptor_budget;
-mod ending;
 mod execution;
-mod fiber_stack;
 pub mod guest;
-mod guest_memory;
-mod host_call;
 mod host_functions;
 mod hub;
 mod hub_state;
-mod lifecycle;
-mod net_functions;
-pub mod net_policy;
-mod net_sockets;
-mod poll;
-mod poller;
+mod io;
 mod pool;
-mod preemption;
-pub mod program;
-mod reaper;
-mod resolver;
-mod rewrite;
 pub mod runtime;
 mod scheduler;
-mod shadow_stack;
-mod stack_charge;
-mod stdio;
-mod store_data;
-mod wasi_overrides;
 
 pub use abi::HUB_MODULE;
 pub use call::{CallError, CallResult, PendingCall};
 pub use config::Config;
 pub use control::HubHandle;
+pub use guest::program::Program;
+pub use guest::store_data::ThreadData;
 pub use guest::GuestId;
 pub use guest::{GuestError, GuestExit, GuestOptions, GuestUsage};
-pub use guest_memory::GuestMemory;
+pub use host_functions::guest_memory::GuestMemory;
+pub use host_functions::net_imports::NET_MODULE;
 pub use hub::Hub;
-pub use net_functions::NET_MODULE;
-pub use net_policy::{ConnectRule, NetPolicy};
+pub use io::net_policy;
+pub use io::net_policy::{ConnectRule, NetPolicy};
+pub use io::stdio::StderrLog;
 pub use pool::{HubPool, PoolGuest, PoolHandle};
-pub use program::Program;
 pub use runtime::{Runtime, RuntimeBuilder};
-pub use stdio::StderrLog;
-pub use store_data::ThreadData;
 
 #[cfg(test)]
 mod module_graph {
-    //! The crate's modules form a DAG (the module map above is bottom up):
-    //! every `crate::module` a file's code names is an edge, and a circle
-    //! fails.
+    //! The crate's modules form a DAG, at two levels: between the top-level
+    //! modules (folders count as one), and between the modules inside each
+    //! folder. Every `crate::a::b` a file's code names is an edge to the
+    //! deepest module that path names; a circle fails.
 
     use std::collections::{BTreeMap, BTreeSet};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
-    /// The top-level module a file under `src/` belongs to.
-    fn module_of(path: &Path, src: &Path) -> Option<String> {
+    /// The module path of a file under `src/` (`io/poller.rs` is
+    /// `["io", "poller"]`, `guest/mod.rs` is `["guest"]`); None for the crate
+    /// root and the binaries.
+    fn module_of(path: &Path, src: &Path) -> Option<Vec<String>> {
         let relative = path.strip_prefix(src).ok()?;
-        let first = relative.components().next()?.as_os_str().to_str()?;
-        let name = first.strip_suffix(".rs").unwrap_or(first);
-        (!matches!(name, "lib" | "bin")).then(|| name.to_string())
+        let mut names: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_str().unwrap().to_string())
+            .collect();
+        let last = names.pop()?;
+        if names.first().is_some_and(|n| n == "bin") || last == "lib.rs" {
+            return None;
+        }
+        if last != "mod.rs" {
+            names.push(last.strip_suffix(".rs")?.to_string());
+        }
+        Some(names)
     }
 
-    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    /// The module `crate::<path>` names: the longest prefix of it that is a
+    /// module file or folder.
+    fn module_named(src: &Path, path: &[&str]) -> Vec<String> {
+        let mut module = Vec::new();
+        let mut dir = src.to_path_buf();
+        for name in path {
+            let is_module = dir.join(format!("{name}.rs")).exists() || dir.join(name).is_dir();
+            if !is_module {
+                break;
+            }
+            module.push(name.to_string());
+            dir = dir.join(name);
+        }
+        module
+    }
+
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -123,14 +138,13 @@ mod module_graph {
         }
     }
 
-    #[test]
-    fn no_module_uses_one_that_uses_it() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    /// Every (user, used) pair of module paths, from the code of every file.
+    fn edges(src: &Path) -> Vec<(Vec<String>, Vec<String>)> {
         let mut paths = Vec::new();
-        files(&src, &mut paths);
-        let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        files(src, &mut paths);
+        let mut edges = Vec::new();
         for path in &paths {
-            let Some(from) = module_of(path, &src) else {
+            let Some(from) = module_of(path, src) else {
                 continue;
             };
             // Code only: a doc comment may name any module.
@@ -140,43 +154,118 @@ mod module_graph {
                 .filter(|l| !l.trim_start().starts_with("//"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let edges = uses.entry(from.clone()).or_default();
             for (at, _) in text.match_indices("crate::") {
-                let name: String = text[at + 7..]
+                let named: String = text[at + 7..]
                     .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
                     .collect();
-                let is_module = src.join(format!("{name}.rs")).exists() || src.join(&name).is_dir();
-                if is_module && name != from {
-                    edges.insert(name);
+                let segments: Vec<&str> = named.split("::").filter(|s| !s.is_empty()).collect();
+                let to = module_named(src, &segments);
+                if !to.is_empty() {
+                    edges.push((from.clone(), to));
                 }
             }
         }
-        // Depth-first search for a back edge.
+        edges
+    }
+
+    /// Panics with the circle if `uses` has one.
+    fn assert_no_circle(level: &str, uses: &BTreeMap<String, BTreeSet<String>>) {
         fn visit(
             module: &str,
             uses: &BTreeMap<String, BTreeSet<String>>,
             path: &mut Vec<String>,
             done: &mut BTreeSet<String>,
+            level: &str,
         ) {
             if done.contains(module) {
                 return;
             }
             if let Some(at) = path.iter().position(|m| m == module) {
-                panic!("a module circle: {} -> {module}", path[at..].join(" -> "));
+                panic!(
+                    "a module circle {level}: {} -> {module}",
+                    path[at..].join(" -> ")
+                );
             }
             path.push(module.to_string());
             for next in uses.get(module).into_iter().flatten() {
-                visit(next, uses, path, done);
+                visit(next, uses, path, done, level);
             }
             path.pop();
             done.insert(module.to_string());
         }
         let mut done = BTreeSet::new();
         for module in uses.keys() {
-            visit(module, &uses, &mut Vec::new(), &mut done);
+            visit(module, uses, &mut Vec::new(), &mut done, level);
         }
-        assert!(uses.len() > 20, "the modules were found: {uses:?}");
+    }
+
+    #[test]
+    fn no_module_uses_one_that_uses_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let edges = edges(&src);
+        let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut inside: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for (from, to) in &edges {
+            if from[0] != to[0] {
+                top.entry(from[0].clone())
+                    .or_default()
+                    .insert(to[0].clone());
+            } else if from.len() > 1 && to.len() > 1 && from[1] != to[1] {
+                // Two modules of one folder (its `mod.rs`, the folder's
+                // face, may use its children and they it).
+                inside
+                    .entry(from[0].clone())
+                    .or_default()
+                    .entry(from[1].clone())
+                    .or_default()
+                    .insert(to[1].clone());
+            }
+        }
+        assert_no_circle("between top-level modules", &top);
+        for (folder, uses) in &inside {
+            assert_no_circle(&format!("inside {folder}/"), uses);
+        }
+        assert!(top.len() > 10, "the modules were found: {top:?}");
+        assert!(
+            inside.contains_key("io") && inside.contains_key("execution"),
+            "the folders' inner edges were found: {inside:?}"
+        );
+    }
+
+    /// The module map in the crate's doc lists the folders in an order that
+    /// the uses keep: no module uses one listed after it.
+    #[test]
+    fn the_module_map_is_bottom_up() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let order = [
+            "abi",
+            "clock",
+            "config",
+            "scheduler",
+            "io",
+            "guest",
+            "execution",
+            "call",
+            "control",
+            "hub_state",
+            "host_functions",
+            "runtime",
+            "hub",
+            "pool",
+        ];
+        let rank = |m: &str| order.iter().position(|o| *o == m);
+        for (from, to) in edges(&src) {
+            let (Some(a), Some(b)) = (rank(&from[0]), rank(&to[0])) else {
+                panic!("{} or {} is not in the module map", from[0], to[0]);
+            };
+            assert!(
+                a >= b,
+                "{} uses {}, listed after it",
+                from.join("::"),
+                to.join("::")
+            );
+        }
     }
 
     /// The execution model stays behind its seam (`execution`): only the

@@ -9,9 +9,9 @@ use wasmtime::Result;
 
 use crate::call::{CallError, PendingCall};
 use crate::control::HubHandle;
+use crate::guest::program::Program;
 use crate::guest::{GuestId, GuestOptions, GuestUsage};
 use crate::hub::Hub;
-use crate::program::Program;
 use crate::runtime::Runtime;
 
 /// A guest of a [`HubPool`]: which hub it is on, and its id there.

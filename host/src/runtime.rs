@@ -10,9 +10,9 @@ use wasmtime::Result;
 use wasmtime::{Engine, InstanceAllocationStrategy, Linker};
 
 use crate::config::Config;
-use crate::fiber_stack::FiberStacks;
-use crate::guest_memory::GuestMemory;
-use crate::store_data::ThreadData;
+use crate::execution::fiber_stack::FiberStacks;
+use crate::guest::store_data::ThreadData;
+use crate::host_functions::guest_memory::GuestMemory;
 
 /// The smallest fiber stack a runtime accepts.
 const MIN_FIBER_STACK: usize = 256 * 1024;
@@ -135,7 +135,7 @@ impl RuntimeBuilder {
     {
         let (module, name) = (module.to_string(), name.to_string());
         self.definitions.push(Box::new(move |linker| {
-            crate::host_call::define_async(linker, &module, &name, func)
+            crate::host_functions::host_call::define_async(linker, &module, &name, func)
                 .with_context(|| defined_twice(&module, &name))
         }));
         self
@@ -208,15 +208,11 @@ impl Runtime {
             .with_host_stack(Arc::new(FiberStacks::new(fiber_stack_size)));
         let engine = Engine::new(&wasm).context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
-        // Every linker of the host's functions, from this one place.
         crate::host_functions::add_to_linker(&mut linker)?;
-        crate::net_functions::add_to_linker(&mut linker)?;
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, ThreadData::wasi)?;
-        crate::wasi_overrides::add_to_linker(&mut linker)?;
         for define in definitions {
             define(&mut linker)?;
         }
-        crate::cpu_clock::start();
+        crate::guest::cpu_clock::start();
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicU64::new(0));
         if let Some(slice) = config.time_slice {
@@ -226,13 +222,13 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("wasmlet-epoch".into())
                 .spawn(move || {
-                    // Ticks finer than a slice: see `crate::preemption`.
-                    let tick = crate::preemption::tick(slice);
+                    // Ticks finer than a slice: see `crate::execution::preemption`.
+                    let tick = crate::execution::preemption::tick(slice);
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
                         ticks.fetch_add(1, Ordering::Relaxed);
                         engine.increment_epoch();
-                        crate::cpu_clock::settle();
+                        crate::guest::cpu_clock::settle();
                     }
                 })
                 .context("starting the preemption ticker")?;

@@ -353,7 +353,11 @@ fn an_embedded_guest_reads_no_stdin_unless_its_options_say_so() {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "embedding::an_embedded_guest_reads_no_stdin_unless_its_options_say_so",
+                // This test's own path, wherever the module moves.
+                &format!(
+                    "{}::an_embedded_guest_reads_no_stdin_unless_its_options_say_so",
+                    module_path!().split_once("::").unwrap().1
+                ),
             ])
             .arg("--nocapture")
             .env("WASMLET_STDIN_PROBE", mode)

@@ -10,10 +10,10 @@
 use wasmtime::InstancePre;
 
 use super::worker::{run_main, Spares, Worker};
-use super::{Execution, Leftover, Preempt, Stack, ThreadFuture};
+use super::{Execution, Leftover, Preempt, StackBounds, ThreadFuture};
+use crate::execution::stack_charge::{StackUse, StackWatch};
+use crate::guest::store_data::ThreadData;
 use crate::scheduler::Entry;
-use crate::stack_charge::{StackUse, StackWatch};
-use crate::store_data::ThreadData;
 
 /// A guest's green threads as stores of their own (see the module docs).
 pub(crate) struct Fibers {
@@ -43,7 +43,7 @@ impl Execution for Fibers {
         &mut self,
         data: ThreadData,
         entry: Entry,
-        stack: Stack,
+        stack: StackBounds,
         preempt: Option<Preempt>,
     ) -> (ThreadFuture, StackUse) {
         let call = match entry {

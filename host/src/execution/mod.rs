@@ -33,11 +33,17 @@ use std::pin::Pin;
 
 use wasmtime::{Result, StoreContextMut, UpdateDeadline};
 
+use crate::execution::stack_charge::StackUse;
+use crate::guest::store_data::ThreadData;
 use crate::scheduler::Entry;
-use crate::stack_charge::StackUse;
-use crate::store_data::ThreadData;
 
+pub(crate) mod ending;
+pub(crate) mod fiber_stack;
 mod fibers;
+pub(crate) mod lifecycle;
+pub(crate) mod preemption;
+pub(crate) mod reaper;
+pub(crate) mod stack_charge;
 mod worker;
 
 pub(crate) use fibers::Fibers;
@@ -58,7 +64,7 @@ pub(crate) type CallOutcome = (Result<()>, Option<Leftover>);
 pub(crate) type Leftover = Box<dyn Any + Send>;
 
 /// What a store does at each epoch tick while wasm runs: pause (yield to
-/// the hub) or go on (see `crate::preemption`).
+/// the hub) or go on (see `crate::execution::preemption`).
 pub(crate) type Preempt = fn(StoreContextMut<'_, ThreadData>) -> Result<UpdateDeadline>;
 
 /// Where a green thread's stacks are in guest memory: the shadow stack's top
@@ -66,7 +72,7 @@ pub(crate) type Preempt = fn(StoreContextMut<'_, ThreadData>) -> Result<UpdateDe
 /// (bottom and TLS base 0); a `std::thread`'s is all zeros (wasi-libc
 /// placed it, and the hub does not know its bounds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stack {
+pub(crate) struct StackBounds {
     /// The initial stack pointer.
     pub top: u32,
     /// The lowest address the shadow stack may use.
@@ -86,7 +92,7 @@ pub(crate) trait Execution: Send {
         &mut self,
         data: ThreadData,
         entry: Entry,
-        stack: Stack,
+        stack: StackBounds,
         preempt: Option<Preempt>,
     ) -> (ThreadFuture, StackUse);
 

@@ -15,15 +15,15 @@ use std::sync::Arc;
 use wasmtime::error::Context as _;
 use wasmtime::{Instance, InstancePre, Result, Store, TypedFunc, Val, WasmParams, WasmResults};
 
-use super::{CallOutcome, Leftover, Preempt, Stack};
-use crate::rewrite::{
+use super::{CallOutcome, Leftover, Preempt, StackBounds};
+use crate::execution::stack_charge::StackWatch;
+use crate::guest::rewrite::{
     FINISH_ON_EXPORT, RED_ZONE, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_SPAN_EXPORT,
 };
+use crate::guest::store_data::ThreadData;
 use crate::scheduler::{TaskCall, ThreadKey};
-use crate::stack_charge::StackWatch;
-use crate::store_data::ThreadData;
 
-impl Stack {
+impl StackBounds {
     /// The stack check's `(limit, span)` for this stack (see `rewrite`).
     fn check(&self) -> (u32, u32) {
         let limit = self.bottom.saturating_add(RED_ZONE).min(self.top);
@@ -46,7 +46,7 @@ type FinishArgs = (u32, u32, u32, u32, u32, u32, u32);
 pub(crate) struct Worker {
     /// The next worker down in a [`Spares`] stack.
     below: Option<Box<Worker>>,
-    /// How deep its store's fiber stack has been (see `crate::stack_charge`):
+    /// How deep its store's fiber stack has been (see `crate::execution::stack_charge`):
     /// held here while it is a spare, by its green thread's record while it
     /// runs one.
     pub(crate) watch: Option<Arc<StackWatch>>,
@@ -97,7 +97,11 @@ impl Worker {
 
     /// Runs `entry` on `stack`; the worker comes back if the
     /// call returned normally.
-    pub(crate) async fn run(mut self: Box<Self>, stack: Stack, entry: TaskCall) -> CallOutcome {
+    pub(crate) async fn run(
+        mut self: Box<Self>,
+        stack: StackBounds,
+        entry: TaskCall,
+    ) -> CallOutcome {
         let result = self.call(stack, entry).await;
         match result {
             Ok(()) => (Ok(()), Some(self as Leftover)),
@@ -106,7 +110,7 @@ impl Worker {
         }
     }
 
-    async fn call(&mut self, stack: Stack, entry: TaskCall) -> Result<()> {
+    async fn call(&mut self, stack: StackBounds, entry: TaskCall) -> Result<()> {
         let (limit, span) = stack.check();
         let (sp, tls) = (stack.top, stack.tls_base);
         let store = &mut self.store;
@@ -177,7 +181,7 @@ pub(crate) async fn run_main(
     pre: InstancePre<ThreadData>,
     data: ThreadData,
     preempt: Option<Preempt>,
-    stack: Stack,
+    stack: StackBounds,
     watch: Arc<StackWatch>,
 ) -> CallOutcome {
     let result = async {

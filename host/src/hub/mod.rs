@@ -4,8 +4,8 @@
 //! (run queues, the guests' round robin, timers, joins, links, parks,
 //! deadlock) are in [`scheduler`](crate::scheduler), free of wasmtime; what a
 //! green thread's call is and how it ends is in
-//! [`lifecycle`](crate::lifecycle); the state host functions share with the
-//! run loop is [`hub_state`](crate::hub_state).
+//! [`lifecycle`](crate::execution::lifecycle); the state host functions share with the
+//! run loop is [`hub_state`].
 //!
 //! Each green thread is one wasmtime `Store` + instance (a worker, reused
 //! from a green thread that ended before it when one is spare) running one
@@ -27,17 +27,17 @@ use wasmtime::{format_err, Result};
 
 use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
-use crate::cpu_clock;
+use crate::execution::fiber_stack;
+use crate::execution::lifecycle::LiveGuest;
 use crate::execution::Fibers;
-use crate::fiber_stack;
+use crate::guest::cpu_clock;
+use crate::guest::program::Program;
+use crate::guest::shadow_stack::ShadowStacks;
+use crate::guest::store_data::{ThreadData, WasiBox};
 use crate::guest::{GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
 use crate::hub_state::{self, bury, HubState};
-use crate::lifecycle::LiveGuest;
-use crate::program::Program;
 use crate::runtime::Runtime;
 use crate::scheduler::{GuestKey, ThreadKey};
-use crate::shadow_stack::ShadowStacks;
-use crate::store_data::{ThreadData, WasiBox};
 
 mod run_loop;
 use run_loop::Until;
@@ -161,7 +161,7 @@ impl Hub {
     /// [`Hub::serve`], or dropping the hub) returns, all of it has been.
     pub fn run(&mut self) {
         self.drive(Until::AllEnded);
-        crate::reaper::await_reaper();
+        crate::execution::reaper::await_reaper();
     }
 
     /// Serves: runs guests and carries out handles' commands (calls, new
@@ -170,7 +170,7 @@ impl Hub {
     /// thread of its own that other threads feed, as in a [`HubPool`](crate::HubPool).
     pub fn serve(&mut self) {
         self.drive(Until::Shutdown);
-        crate::reaper::await_reaper();
+        crate::execution::reaper::await_reaper();
     }
 
     /// Runs the guests until nothing is left to do now: no green thread is
@@ -244,7 +244,7 @@ impl Hub {
 
     /// Ends `guest` at once: its green threads are dropped where they are
     /// suspended (no links run), and [`Hub::exit`] reports
-    /// [`GuestError::Killed`](crate::GuestError::Killed) with `reason` and
+    /// [`GuestError::Killed`] with `reason` and
     /// exit code 137. Killing a guest that has ended does nothing. From
     /// another thread, use a [`HubHandle`].
     pub fn kill_guest(&mut self, guest: GuestId, reason: impl Into<String>) {
@@ -331,7 +331,7 @@ impl Drop for Hub {
     fn drop(&mut self) {
         // Stores first, then the WASI contexts they point at.
         self.with(|state| state.end_all(|| GuestExit::code(1)));
-        crate::reaper::await_reaper();
+        crate::execution::reaper::await_reaper();
     }
 }
 

@@ -144,13 +144,13 @@ impl Hub {
                     guest,
                     function,
                     input,
-                    slot,
+                    reply,
                 } => {
                     let started = self.with(|state| {
-                        state.start_call_into(guest.0, function, input, slot.clone())
+                        state.start_call_into(guest.0, function, input, reply.clone())
                     });
                     if let Err(error) = started {
-                        slot.finish(Err(error));
+                        reply.finish(Err(error));
                     }
                 }
                 Command::Add {
@@ -204,8 +204,8 @@ impl Hub {
                 return;
             }
         };
-        // The guest is charged for the step (see `crate::cpu_clock`), and
-        // for the fiber stack its store runs on (`crate::stack_charge`).
+        // The guest is charged for the step (see `crate::guest::cpu_clock`), and
+        // for the fiber stack its store runs on (`crate::execution::stack_charge`).
         fiber_stack::take_handed_out();
         let began = cpu_clock::cycles();
         let poll = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));

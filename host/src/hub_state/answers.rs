@@ -86,7 +86,7 @@ impl HubState {
     }
 
     /// Whose the guest's name lookups are, on the resolver threads.
-    pub fn lookup_owner(&self, guest: GuestKey) -> crate::resolver::Owner {
+    pub fn lookup_owner(&self, guest: GuestKey) -> crate::io::resolver::Owner {
         self.guests[guest].lookup_owner
     }
 

@@ -21,23 +21,23 @@ impl HubState {
             return Err(CallError::GuestEnded(exit));
         }
         self.control.reserve_call(GuestId(guest), false)?;
-        let slot = std::sync::Arc::new(CallSlot::default());
+        let reply = std::sync::Arc::new(CallReply::default());
         let pending = PendingCall {
-            slot: slot.clone(),
+            reply: reply.clone(),
             hub: self.control.clone(),
         };
-        self.start_call_into(guest, name, input, slot)?;
+        self.start_call_into(guest, name, input, reply)?;
         Ok(pending)
     }
 
-    /// [`HubState::start_call`] with the caller's slot, its room in flight
+    /// [`HubState::start_call`] with the caller's reply cell, its room in flight
     /// already reserved (given back if the call cannot start).
     pub fn start_call_into(
         &mut self,
         guest: GuestKey,
         name: String,
         input: Vec<u8>,
-        slot: std::sync::Arc<CallSlot>,
+        reply: std::sync::Arc<CallReply>,
     ) -> Result<(), CallError> {
         if !self.sched.is_live(guest) || !self.guests.get(guest.0).is_some_and(|g| g.plugin) {
             self.control.release_call(GuestId(guest));
@@ -58,9 +58,9 @@ impl HubState {
                 return Err(CallError::Refused(why));
             }
         };
-        let payload = ThreadSlot {
+        let payload = ThreadPayload {
             stack: Some(stack),
-            ..ThreadSlot::default()
+            ..ThreadPayload::default()
         };
         let id = self.sched.spawn_for_host(guest, payload);
         self.calls.insert(
@@ -70,7 +70,7 @@ impl HubState {
                 input: Some(input),
                 outcome: None,
                 trap: None,
-                slot,
+                reply,
             },
         );
         Ok(())
@@ -81,7 +81,7 @@ impl HubState {
         let cancelled: Vec<(GuestKey, ThreadId)> = self
             .calls
             .iter()
-            .filter(|(_, call)| call.slot.is_cancelled())
+            .filter(|(_, call)| call.reply.is_cancelled())
             .map(|(&key, _)| key)
             .collect();
         for (guest, id) in cancelled {

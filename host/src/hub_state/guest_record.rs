@@ -23,10 +23,10 @@ pub(crate) struct GuestRecord {
     /// that are open.
     pub descriptors: DescriptorShare,
     pub opened: rustc_hash::FxHashSet<u32>,
-    /// CPU time charged to it, in `crate::cpu_clock` cycles.
+    /// CPU time charged to it, in `crate::guest::cpu_clock` cycles.
     pub cpu_cycles: u64,
     /// Bytes of its green threads' fiber stacks charged to its host memory
-    /// (see `crate::stack_charge`).
+    /// (see `crate::execution::stack_charge`).
     pub stack_bytes: u64,
     /// Why its latest `try-spawn` that returned 0 refused.
     pub last_refusal: SpawnRefusal,
@@ -35,7 +35,7 @@ pub(crate) struct GuestRecord {
     /// What it may reach on the network.
     pub net: NetPolicy,
     /// Whose its name lookups are, on the process's resolver threads.
-    pub lookup_owner: crate::resolver::Owner,
+    pub lookup_owner: crate::io::resolver::Owner,
     /// Its open sockets.
     pub sockets: Sockets,
 }
@@ -43,7 +43,7 @@ pub(crate) struct GuestRecord {
 impl GuestRecord {
     /// CPU time charged to it.
     pub fn cpu_time(&self) -> Duration {
-        crate::cpu_clock::to_duration(self.cpu_cycles)
+        crate::guest::cpu_clock::to_duration(self.cpu_cycles)
     }
 
     /// `GuestOptions::max_memory`, in whole pages' bytes.
@@ -79,7 +79,7 @@ impl GuestRecord {
             last_refusal: SpawnRefusal::HubFull,
             plugin: false,
             net: NetPolicy::new(options.net_listen.clone(), options.net_connect.clone()),
-            lookup_owner: crate::resolver::new_owner(),
+            lookup_owner: crate::io::resolver::new_owner(),
             sockets: Sockets::default(),
             options,
         }
@@ -96,7 +96,7 @@ impl HubState {
         options: crate::GuestOptions,
         time_limit: Option<Duration>,
     ) -> GuestKey {
-        let key = self.sched.add_guest(ThreadSlot::default());
+        let key = self.sched.add_guest(ThreadPayload::default());
         debug_assert_eq!(key.0, self.guests.len());
         self.guests.push(GuestRecord::new(live, output, options));
         if let Some(limit) = time_limit {

@@ -31,7 +31,7 @@ impl HubState {
         })
     }
 
-    /// Charges a step's `cycles` (see `crate::cpu_clock`) to the guest's CPU
+    /// Charges a step's `cycles` (see `crate::guest::cpu_clock`) to the guest's CPU
     /// time, and ends it if that passes its limit.
     pub fn charge_cpu(&mut self, guest: GuestKey, cycles: u64) {
         let record = &mut self.guests[guest];
@@ -65,8 +65,8 @@ impl HubState {
     }
 
     pub fn end_guest(&mut self, guest: GuestKey, exit: GuestExit) {
-        for slot in self.sched.end_guest(guest) {
-            if let Some(call) = slot.future {
+        for payload in self.sched.end_guest(guest) {
+            if let Some(call) = payload.future {
                 self.graveyard.push(Grave::Call(call));
             }
         }
@@ -106,7 +106,7 @@ impl HubState {
             .collect();
         for key in ended {
             if let Some(call) = self.calls.remove(&key) {
-                call.slot
+                call.reply
                     .finish(Err(CallError::GuestEnded(Some(exit.clone()))));
             }
         }

@@ -14,42 +14,42 @@ use std::time::{Duration, Instant};
 use wasmtime::{Result, StoreContextMut, UpdateDeadline};
 
 use crate::abi::{JoinStatus, KillStatus, SpawnRefusal, ThreadId};
-use crate::call::{CallError, CallRecord, CallSlot, PendingCall};
+use crate::call::{CallError, CallRecord, CallReply, PendingCall};
 use crate::config::Config;
 use crate::control::Control;
-use crate::descriptor_budget::{DescriptorBudget, DescriptorShare};
-use crate::ending::{Facts, Verdict};
+use crate::execution::ending::{Facts, Verdict};
+use crate::execution::lifecycle::{new_call, CallEnd, LiveGuest, ThreadPayload};
+use crate::execution::stack_charge::StackUse;
 use crate::execution::{Leftover, Preempt, ThreadFuture, STD_THREAD_START};
+use crate::guest::program::{FINISH_EXPORT, RUN_EXPORT};
+use crate::guest::store_data::ThreadData;
 use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
     HOST_BYTES_PER_LINK, HOST_BYTES_PER_UNSTARTED_THREAD,
 };
-use crate::lifecycle::{new_call, CallEnd, LiveGuest, ThreadSlot};
-use crate::net_policy::NetPolicy;
-use crate::net_sockets::{NetError, Sockets};
-use crate::poller::{Interest, Poller};
-use crate::program::{FINISH_EXPORT, RUN_EXPORT};
+use crate::io::descriptor_budget::{DescriptorBudget, DescriptorShare};
+use crate::io::net_policy::NetPolicy;
+use crate::io::net_sockets::{NetError, Sockets};
+use crate::io::poller::{Interest, Poller};
+use crate::io::stdio::HostStdio;
 use crate::scheduler::{
     Entry, GuestKey, IoWaiter, Kill, Scheduler, Spawn, Suspension, TaskCall, ThreadKey,
     FUTEX_NOT_EQUAL, FUTEX_WOKEN, UNWIND_CALLS,
 };
-use crate::stack_charge::StackUse;
-use crate::stdio::HostStdio;
-use crate::store_data::ThreadData;
 
 mod answers;
 mod calls;
 mod context;
+mod descriptors;
 mod guest_record;
-mod io;
 mod limits;
 mod spawning;
 mod thread_life;
 mod turns;
 mod waits;
 
-pub(crate) use crate::reaper::{bury, Grave};
+pub(crate) use crate::execution::reaper::{bury, Grave};
 pub(crate) use context::{scoped, with};
 pub(crate) use guest_record::GuestRecord;
 
@@ -62,10 +62,10 @@ const SURPLUS_FACTOR: usize = 16;
 /// hub's run loop ask through methods, by job (the files of this module).
 pub(crate) struct HubState {
     config: Config,
-    sched: Scheduler<ThreadSlot>,
+    sched: Scheduler<ThreadPayload>,
     guests: Vec<GuestRecord>,
     /// What to drop once the current green thread is off its fiber (see
-    /// `crate::reaper`); the hub takes it after each change.
+    /// `crate::execution::reaper`); the hub takes it after each change.
     graveyard: Vec<Grave>,
     /// Guests' time limits: (when, guest, the limit as given), earliest
     /// first.
@@ -77,13 +77,13 @@ pub(crate) struct HubState {
     /// Calls of guest functions by the host, by guest and green thread id.
     calls: rustc_hash::FxHashMap<(GuestKey, ThreadId), CallRecord>,
     /// The runtime's count of epoch ticks, the tick the current step began
-    /// at, and the ticks in a time slice (see `crate::preemption`).
+    /// at, and the ticks in a time slice (see `crate::execution::preemption`).
     ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
     step_tick: u64,
     slice_ticks: u64,
 }
 
-/// What a running store does at each epoch tick (see `crate::preemption`):
+/// What a running store does at each epoch tick (see `crate::execution::preemption`):
 /// pause, so that other guests run, once its slice is up or another guest's
 /// timer is due; else go on to the next tick.
 ///
@@ -106,11 +106,11 @@ impl HubState {
     }
 
     /// Whether the green thread of `guest` now running is to be paused at
-    /// this tick (see `crate::preemption`).
+    /// this tick (see `crate::execution::preemption`).
     fn should_pause(&self, guest: GuestKey) -> bool {
         let ticks_run = self.ticks.load(std::sync::atomic::Ordering::Relaxed) - self.step_tick;
         let due = self.sched.foreign_timer_due(guest, Instant::now());
-        crate::preemption::pause(ticks_run, self.slice_ticks, due)
+        crate::execution::preemption::pause(ticks_run, self.slice_ticks, due)
     }
 
     /// A step begins at the runtime's tick `tick`: the running green thread's
@@ -128,7 +128,7 @@ impl HubState {
             sched: Scheduler::with_bound(config.max_green_threads as usize),
             slice_ticks: config
                 .time_slice
-                .map_or(u64::MAX, crate::preemption::ticks_per_slice),
+                .map_or(u64::MAX, crate::execution::preemption::ticks_per_slice),
             ticks,
             step_tick: 0,
             config,

@@ -18,12 +18,14 @@ impl HubState {
     ) -> Result<ThreadId, (SpawnRefusal, String)> {
         self.admit_green_thread(guest)?;
         self.check_spawnable(guest, stack_size)?;
-        let slot = ThreadSlot {
+        let payload = ThreadPayload {
             stack_size,
-            ..ThreadSlot::default()
+            ..ThreadPayload::default()
         };
         let spawn = Spawn { task, delay, local };
-        Ok(self.sched.spawn(guest, caller, spawn, slot, Instant::now))
+        Ok(self
+            .sched
+            .spawn(guest, caller, spawn, payload, Instant::now))
     }
 
     /// Starts a green thread for the guest's `std::thread` (wasi-threads'
@@ -54,8 +56,8 @@ impl HubState {
                 "the guest has used up wasi-threads' thread ids".into(),
             ));
         }
-        let slot = ThreadSlot::default();
-        Ok(self.sched.spawn_std_thread(guest, arg, slot))
+        let payload = ThreadPayload::default();
+        Ok(self.sched.spawn_std_thread(guest, arg, payload))
     }
 
     /// Whether `guest` may have one more green thread: the hub's, the
@@ -148,7 +150,7 @@ impl HubState {
         &mut self,
         guest: GuestKey,
         stack_size: u32,
-    ) -> Result<crate::shadow_stack::Slot> {
+    ) -> Result<crate::guest::shadow_stack::StackSlot> {
         let size = self.stack_size_or_default(stack_size);
         self.live(guest).stacks.alloc(size)
     }

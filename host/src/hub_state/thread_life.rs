@@ -13,16 +13,16 @@ impl HubState {
     /// memory has no room for its shadow stack.
     pub fn take_call(&mut self, guest: GuestKey, thread: ThreadKey) -> Result<ThreadFuture> {
         let entry = self.sched.start(guest, thread);
-        let slot = self.sched.payload_mut(guest, thread);
-        if let Some(call) = slot.future.take() {
+        let payload = self.sched.payload_mut(guest, thread);
+        if let Some(call) = payload.future.take() {
             return Ok(call);
         }
-        let needs_stack = slot.stack.is_none()
+        let needs_stack = payload.stack.is_none()
             && matches!(
                 entry,
                 Entry::Task(TaskCall::Run { .. } | TaskCall::Finish { .. })
             );
-        let size = slot.stack_size;
+        let size = payload.stack_size;
         if needs_stack {
             // Its first run: only now does it take a store, an instance, a
             // fiber stack and a shadow stack (so a million spawned at once
@@ -40,7 +40,7 @@ impl HubState {
         Ok(call)
     }
 
-    /// A step of the green thread ran `cycles` (see `crate::cpu_clock`);
+    /// A step of the green thread ran `cycles` (see `crate::guest::cpu_clock`);
     /// `handed_out` is the fiber stack its store took in it, if it took one.
     pub fn stepped(
         &mut self,
@@ -51,8 +51,8 @@ impl HubState {
         if handed_out.is_none() {
             return;
         }
-        if let Some(slot) = self.sched.payload_if_live(guest, thread) {
-            slot.fiber.stepped(handed_out);
+        if let Some(payload) = self.sched.payload_if_live(guest, thread) {
+            payload.fiber.stepped(handed_out);
         }
     }
 
@@ -72,7 +72,7 @@ impl HubState {
                  the first {} KiB of each)",
                 most >> 20,
                 stacks >> 10,
-                crate::fiber_stack::ALLOWANCE >> 10,
+                crate::execution::fiber_stack::ALLOWANCE >> 10,
             );
             self.end_guest(
                 guest,
@@ -84,9 +84,9 @@ impl HubState {
     /// A green thread's call is dropped (and its store with it): its fiber
     /// stack's charge ends.
     pub(super) fn drop_call(&mut self, guest: GuestKey, thread: ThreadKey) {
-        let slot = self.sched.payload_mut(guest, thread);
-        let charged = std::mem::take(&mut slot.fiber).charged();
-        if let Some(call) = slot.future.take() {
+        let payload = self.sched.payload_mut(guest, thread);
+        let charged = std::mem::take(&mut payload.fiber).charged();
+        if let Some(call) = payload.future.take() {
             self.graveyard.push(Grave::Call(call));
         }
         self.charge_stack(guest, charged, 0);
@@ -118,10 +118,10 @@ impl HubState {
         }
         match self.sched.suspended(guest, thread, Instant::now) {
             Suspension::Keep => {
-                let slot = self.sched.payload_mut(guest, thread);
-                slot.future = Some(call);
-                let before = slot.fiber.charged();
-                let now = slot.fiber.suspended();
+                let payload = self.sched.payload_mut(guest, thread);
+                payload.future = Some(call);
+                let before = payload.fiber.charged();
+                let now = payload.fiber.suspended();
                 // Almost every suspension leaves the charge as it was.
                 if now != before {
                     self.charge_stack(guest, before, now);
@@ -157,10 +157,10 @@ impl HubState {
                 .then(|| record.memory_limit().unwrap_or(0));
             facts.name = self.sched.name_of(guest, thread);
         }
-        let failure = match crate::ending::judge(end, &facts) {
+        let failure = match crate::execution::ending::judge(end, &facts) {
             Verdict::PluginReady => {
-                let slot = self.sched.main_returned(guest);
-                self.bury_slot(guest, slot);
+                let payload = self.sched.main_returned(guest);
+                self.bury_payload(guest, payload);
                 return;
             }
             Verdict::GuestEnds(exit) => {
@@ -193,11 +193,11 @@ impl HubState {
         }
         match self.sched.ended(guest, thread, ending) {
             None => {}
-            Some(slot) => {
+            Some(payload) => {
                 if let Some((_, name, error)) = failure {
                     tracing::warn!("{name} failed while ending: {error:?}");
                 }
-                self.bury_slot(guest, slot);
+                self.bury_payload(guest, payload);
                 self.call_done(guest, id);
             }
         }
@@ -207,19 +207,19 @@ impl HubState {
     /// result goes to the caller.
     pub(super) fn call_done(&mut self, guest: GuestKey, id: ThreadId) {
         if let Some(call) = self.calls.remove(&(guest, id)) {
-            let slot = call.slot.clone();
-            slot.finish(call.result());
+            let payload = call.reply.clone();
+            payload.finish(call.result());
             // After the result: whoever gets the room sees the call ended.
             self.control.release_call(GuestId(guest));
         }
     }
 
-    pub(super) fn bury_slot(&mut self, guest: GuestKey, slot: ThreadSlot) {
-        if let Some(call) = slot.future {
+    pub(super) fn bury_payload(&mut self, guest: GuestKey, payload: ThreadPayload) {
+        if let Some(call) = payload.future {
             self.graveyard.push(Grave::Call(call));
         }
-        self.charge_stack(guest, slot.fiber.charged(), 0);
-        if let (Some(stack), Some(live)) = (slot.stack, self.guests[guest].live.as_mut()) {
+        self.charge_stack(guest, payload.fiber.charged(), 0);
+        if let (Some(stack), Some(live)) = (payload.stack, self.guests[guest].live.as_mut()) {
             live.stacks.free(stack);
         }
     }
@@ -254,8 +254,8 @@ impl HubState {
     /// threads (see `crate::execution`).
     pub fn returned(&mut self, guest: GuestKey, thread: ThreadKey, leftover: Leftover) {
         let mut fiber = StackUse::default();
-        if let Some(slot) = self.sched.payload_if_live(guest, thread) {
-            fiber = std::mem::take(&mut slot.fiber);
+        if let Some(payload) = self.sched.payload_if_live(guest, thread) {
+            fiber = std::mem::take(&mut payload.fiber);
             let charged = fiber.charged();
             fiber.finished();
             if charged > 0 {

@@ -13,7 +13,7 @@
 //!   have a runnable green thread), so no guest starves another. A guest
 //!   whose timer comes due goes to the head of the round robin, and a
 //!   running green thread of another guest is paused at the next epoch tick
-//!   (`foreign_timer_due`, see `crate::preemption`), so however many guests
+//!   (`foreign_timer_due`, see `crate::execution::preemption`), so however many guests
 //!   spin, a due timer waits for one tick (1 ms) at most.
 //! - **Within a guest, a FIFO run queue**: `spawn` and every wake-up queue at
 //!   the back; a green thread paused by preemption, and a green thread that
@@ -53,9 +53,10 @@
 //! - `alive` counts the records of every live guest, and `reserved` what
 //!   each live guest holds short of its guaranteed share.
 
-mod io;
 mod keys;
 mod killing;
+mod life;
+mod outside_waits;
 mod report;
 mod run_queue;
 mod running;
@@ -79,6 +80,8 @@ use slab::Slab;
 
 use crate::abi::{Ending, JoinStatus, KillStatus, ThreadId};
 pub(crate) use keys::{GuestKey, ThreadKey};
+pub(crate) use life::{KeptBlocking, UNWIND_CALLS};
+use life::{Life, Unwinding};
 use run_queue::RunQueue;
 use thread_ids::ThreadIds;
 use timers::{Timer, Timers};
@@ -161,31 +164,6 @@ pub(crate) const FUTEX_WOKEN: u32 = 0;
 pub(crate) const FUTEX_NOT_EQUAL: u32 = 1;
 pub(crate) const FUTEX_TIMED_OUT: u32 = 2;
 
-/// How many blocking calls a killed green thread may make (each reporting
-/// the kill at once) before it is taken to ignore the kill and ended hard.
-/// Cleanup rarely blocks; a loop that retries on every error does, and this
-/// bounds it.
-pub(crate) const UNWIND_CALLS: u32 = 16;
-
-/// A killed green thread made more than [`UNWIND_CALLS`] blocking calls
-/// after its kill: it ignores it, and the hub ends it hard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct KeptBlocking;
-
-/// A killed green thread on its way out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Unwinding {
-    /// The kill's error (a guest pointer, 0 for none).
-    error: u32,
-    /// How many more blocking calls it may make (see [`UNWIND_CALLS`]).
-    calls_left: u32,
-    /// It has not reached a blocking call since it was killed while
-    /// preemption had paused it, or since a preemption found it unwinding:
-    /// a spinner, perhaps, that never will. Still running at its next
-    /// preemption, it is ended there.
-    spinning: bool,
-}
-
 /// A `spawn` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Spawn {
@@ -225,101 +203,6 @@ pub(crate) enum Suspension {
     Keep,
     /// A runaway killed while paused: drop its call; its ending is queued.
     Drop,
-}
-
-/// Where a green thread is in its life; what it waits for meanwhile is its
-/// [`State`]. Main stays `Unstarted` (its start is `_start`, its end the
-/// guest's, and a kill of it ends the guest).
-///
-/// ```text
-///   Unstarted ──first run──► Running ──killed in a hub wait──► Unwinding
-///       │                      │  ▲ paused by preemption          │
-///       │                      └──┘                               │ its call returns
-///       │ killed, cancelled       │ trapped, refused, killed hard │
-///       ▼                         ▼                               ▼
-///   Ending ◄──────────────────────┴───────────────────────────────┘
-///   (its next run is `wasmlet-finish`: the result, the links; then it goes)
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Life {
-    /// Spawned; its task has not begun (`cancel` still stops it).
-    Unstarted,
-    /// Running its task. `paused`: its last suspension was preemption's,
-    /// not a hub wait, so a kill cannot be reported where it is.
-    Running { paused: bool },
-    /// Killed while it ran its task: returning through its frames, every
-    /// blocking call reporting the kill.
-    Unwinding(Unwinding),
-    /// Killed, cancelled, trapped or refused: its next run (or the one under
-    /// way) is its ending, `how` with the kill's `error`; it can no longer be
-    /// killed. `started`: whether its task had begun. `unwinding`: set if it
-    /// was unwinding from a kill, whose waits its ending still answers at
-    /// once.
-    Ending {
-        how: Ending,
-        error: u32,
-        started: bool,
-        unwinding: Option<Unwinding>,
-    },
-}
-
-impl Life {
-    /// Whether its task has begun (or it ended after it had).
-    fn started(&self) -> bool {
-        match *self {
-            Life::Unstarted => false,
-            Life::Running { .. } | Life::Unwinding(_) => true,
-            Life::Ending { started, .. } => started,
-        }
-    }
-
-    /// How it ends and the kill's error, once its ending is set.
-    fn ending(&self) -> Option<(Ending, u32)> {
-        match *self {
-            Life::Ending { how, error, .. } => Some((how, error)),
-            _ => None,
-        }
-    }
-
-    /// The kill it is unwinding from, if it was killed while it ran.
-    fn unwinding(&mut self) -> Option<&mut Unwinding> {
-        match self {
-            Life::Unwinding(u)
-            | Life::Ending {
-                unwinding: Some(u), ..
-            } => Some(u),
-            _ => None,
-        }
-    }
-
-    fn is_unwinding(&self) -> bool {
-        matches!(
-            self,
-            Life::Unwinding(_)
-                | Life::Ending {
-                    unwinding: Some(_),
-                    ..
-                }
-        )
-    }
-
-    /// Whether a kill can still reach it: not unwinding, not ending.
-    fn killable(&self) -> bool {
-        matches!(self, Life::Unstarted | Life::Running { .. })
-    }
-
-    /// Its ending set to `how` (with the kill's `error`), keeping what it
-    /// was unwinding from.
-    fn end(&mut self, how: Ending, error: u32) {
-        let started = self.started();
-        let unwinding = self.unwinding().copied();
-        *self = Life::Ending {
-            how,
-            error,
-            started,
-            unwinding,
-        };
-    }
 }
 
 /// One green thread's record.

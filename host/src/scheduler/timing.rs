@@ -39,7 +39,7 @@ impl<P> Scheduler<P> {
 
     /// True if the earliest timer (perhaps stale) is due at `now` and is not
     /// `guest`'s: pausing `guest`'s running green thread lets that other
-    /// guest's wake-up run now (see `crate::preemption`).
+    /// guest's wake-up run now (see `crate::execution::preemption`).
     pub fn foreign_timer_due(&self, guest: GuestKey, now: Instant) -> bool {
         self.timers
             .peek()

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-mod io;
 mod killing;
+mod outside_waits;
 mod spawning;
 mod timing;
 mod turns;

@@ -30,12 +30,12 @@ pub(crate) const MAX_STACK_SIZE: u32 = 256 * 1024 * 1024;
 
 /// One green thread's TLS block and shadow stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Slot {
+pub(crate) struct StackSlot {
     base: u32,
     size: u32,
 }
 
-impl Slot {
+impl StackSlot {
     /// Where the TLS block starts (the thread's `__tls_base`).
     pub fn tls_base(&self) -> u32 {
         self.base
@@ -45,7 +45,7 @@ impl Slot {
 /// The slots of one guest.
 pub(crate) struct ShadowStacks {
     memory: SharedMemory,
-    layout: std::sync::Arc<crate::program::Layout>,
+    layout: std::sync::Arc<crate::guest::program::Layout>,
     /// TLS block size rounded up to [`ALIGN`].
     tls_size: u32,
     /// Free slots by size (sizes are few and small: no need for SipHash).
@@ -79,7 +79,10 @@ fn check_stack_size(stack_size: u32) -> Result<()> {
 }
 
 impl ShadowStacks {
-    pub fn new(memory: SharedMemory, layout: std::sync::Arc<crate::program::Layout>) -> Self {
+    pub fn new(
+        memory: SharedMemory,
+        layout: std::sync::Arc<crate::guest::program::Layout>,
+    ) -> Self {
         let tls_size = round_up(layout.tls_image.len() as u64, ALIGN as u64) as u32;
         ShadowStacks {
             memory,
@@ -93,7 +96,7 @@ impl ShadowStacks {
 
     /// A slot with a shadow stack of at least `stack_size` bytes and its TLS
     /// block initialised.
-    pub fn alloc(&mut self, stack_size: u32) -> Result<Slot> {
+    pub fn alloc(&mut self, stack_size: u32) -> Result<StackSlot> {
         check_stack_size(stack_size)?;
         let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
         let size32 = size as u32;
@@ -111,7 +114,7 @@ impl ShadowStacks {
                 base
             }
         };
-        let slot = Slot { base, size: size32 };
+        let slot = StackSlot { base, size: size32 };
         self.write(slot.base, &self.layout.tls_image);
         Ok(slot)
     }
@@ -166,17 +169,17 @@ impl ShadowStacks {
     }
 
     /// The stack pointer a green thread on `slot` starts with.
-    pub fn stack_top(&self, slot: &Slot) -> u32 {
+    pub fn stack_top(&self, slot: &StackSlot) -> u32 {
         slot.base + slot.size
     }
 
     /// The lowest address the shadow stack on `slot` may use: just above
     /// its TLS block.
-    pub fn stack_bottom(&self, slot: &Slot) -> u32 {
+    pub fn stack_bottom(&self, slot: &StackSlot) -> u32 {
         slot.base + self.tls_size
     }
 
-    pub fn free(&mut self, slot: Slot) {
+    pub fn free(&mut self, slot: StackSlot) {
         self.free
             .entry(slot.size)
             .or_default()
@@ -291,7 +294,7 @@ impl ShadowStacks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::program::Layout;
+    use crate::guest::program::Layout;
 
     /// A guest memory whose last 64 KiB page is still free to grow into.
     fn nearly_full_memory() -> SharedMemory {

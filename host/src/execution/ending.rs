@@ -3,8 +3,8 @@
 //! thread and its guest, so each rule is unit-tested without wasm.
 
 use crate::abi::Ending;
+use crate::execution::lifecycle::CallEnd;
 use crate::guest::{GuestError, GuestExit};
-use crate::lifecycle::CallEnd;
 
 /// What is known of the thread whose call ended, and of its guest.
 #[derive(Clone, Debug, Default)]

@@ -1,6 +1,6 @@
 //! The host-call toolkit: how a host function runs as the green thread that
 //! called it, and how it makes that green thread wait without blocking the
-//! hub. Every file of host functions (`host_functions`, `net_functions`,
+//! hub. Every file of host functions (`hub_imports`, `net_imports`,
 //! `wasi_overrides`, the embedder's async functions) builds on these, and
 //! none of them on another.
 //!
@@ -19,11 +19,11 @@ use wasmtime::Result;
 use wasmtime::{AsContextMut, Caller, Linker};
 
 use crate::abi::errno;
-use crate::guest_memory::GuestMemory;
+use crate::guest::store_data::ThreadData;
+use crate::host_functions::guest_memory::GuestMemory;
 use crate::hub_state::{self, HubState};
-use crate::poller::Interest;
+use crate::io::poller::Interest;
 use crate::scheduler::{GuestKey, ThreadKey};
-use crate::store_data::ThreadData;
 
 /// Waits green: `decide` either answers at once (`Some`) or records why the
 /// caller waits (`None`); the caller is then suspended until the hub wakes

@@ -47,10 +47,10 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use crate::fiber_stack::{trim, MADV_GUARD_INSTALL, MADV_GUARD_REMOVE};
-use crate::store_data::ThreadData;
+use crate::execution::fiber_stack::{trim, MADV_GUARD_INSTALL, MADV_GUARD_REMOVE};
+use crate::guest::store_data::ThreadData;
 
-pub(crate) use crate::fiber_stack::ALLOWANCE;
+pub(crate) use crate::execution::fiber_stack::ALLOWANCE;
 
 /// How far the marker moves down at each fault.
 pub(crate) const RUNG: usize = 64 * 1024;

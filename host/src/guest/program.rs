@@ -17,7 +17,7 @@ use wasmparser::{
 use wasmtime::error::Context;
 use wasmtime::{bail, format_err, Result};
 
-use crate::rewrite::{self, Shape};
+use crate::guest::rewrite::{self, Shape};
 use wasmtime::{Engine, Module};
 
 /// The guest export that runs a spawned task (see `wit/hub.wit`).

@@ -7,7 +7,7 @@
 //! `fd_write` on those descriptors itself: it asks the kernel whether the
 //! host descriptor is ready (`poll` with no wait), reads or writes only
 //! then, and otherwise parks the green thread in the hub's
-//! [`Poller`](crate::poller::Poller) until it is.
+//! [`Poller`](crate::io::poller::Poller) until it is.
 //!
 //! The descriptors are left in blocking mode (their open file description is
 //! shared with the embedder and the parent shell, which would see

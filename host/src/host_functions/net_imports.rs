@@ -1,5 +1,5 @@
 //! The hub's side of the WIT `net` interface: a guest's sockets, each call
-//! checked against its [`NetPolicy`](crate::net_policy::NetPolicy), each
+//! checked against its [`NetPolicy`](crate::io::net_policy::NetPolicy), each
 //! wait served by the hub's poller so that only the calling green thread
 //! waits (see `wit/hub.wit`).
 //!
@@ -12,13 +12,13 @@ use std::time::Instant;
 use wasmtime::{Caller, Linker, Result};
 
 use crate::abi::{errno, timeout_of};
-use crate::host_call::{as_caller, await_green, wait_ready, Answer};
+use crate::guest::store_data::ThreadData;
+use crate::host_functions::host_call::{as_caller, await_green, wait_ready, Answer};
 use crate::hub_state::HubState;
-use crate::net_sockets::{NetError, Try, MOST_PER_CALL};
-use crate::poller::Interest;
-use crate::resolver::Resolver;
+use crate::io::net_sockets::{NetError, Try, MOST_PER_CALL};
+use crate::io::poller::Interest;
+use crate::io::resolver::Resolver;
 use crate::scheduler::GuestKey;
-use crate::store_data::ThreadData;
 
 /// The WIT interface's import module name.
 pub const NET_MODULE: &str = "wasmlet:runtime/net@0.1.0";
@@ -381,7 +381,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
 }
 
 /// A policy refusal as a net error.
-fn check(allowed: Result<(), crate::net_policy::Denied>) -> Result<(), NetError> {
+fn check(allowed: Result<(), crate::io::net_policy::Denied>) -> Result<(), NetError> {
     allowed.map_err(|_| NetError::Denied)
 }
 

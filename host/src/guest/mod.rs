@@ -1,6 +1,12 @@
 //! What a guest starts with (arguments, environment, directories, output)
 //! and how it ended.
 
+pub(crate) mod cpu_clock;
+pub(crate) mod program;
+pub(crate) mod rewrite;
+pub(crate) mod shadow_stack;
+pub(crate) mod store_data;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -111,13 +117,13 @@ pub struct GuestOptions {
     pub max_calls_in_flight: usize,
     /// Addresses the guest may bind (TCP listen, UDP bind), each exactly:
     /// `wasmlet run --listen IP:PORT`. Port 0 (any free port) only where
-    /// listed as port 0. Default: none (see [`crate::net_policy`]).
+    /// listed as port 0. Default: none (see [`crate::io::net_policy`]).
     pub net_listen: Vec<std::net::SocketAddr>,
     /// Addresses the guest may connect or send to, and names it may
     /// resolve: `wasmlet run --connect CIDR[:PORTS]|HOST:PORT`. Default:
     /// none. Sockets count against `max_descriptors` and close when the
     /// guest ends.
-    pub net_connect: Vec<crate::net_policy::ConnectRule>,
+    pub net_connect: Vec<crate::io::net_policy::ConnectRule>,
 }
 
 /// Host memory charged to a guest per live green thread (see

@@ -29,7 +29,7 @@
 //!
 //! A stack given back keeps only its top [`ALLOWANCE`] resident (warm for its
 //! next fiber): what deep recursion left below is handed back, and any depth
-//! marker `crate::stack_charge` installed is removed.
+//! marker `crate::execution::stack_charge` installed is removed.
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -303,7 +303,11 @@ mod tests {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "fiber_stack::tests::the_page_below_each_stack_faults",
+                // This test's own path, wherever the module moves.
+                &format!(
+                    "{}::the_page_below_each_stack_faults",
+                    module_path!().split_once("::").unwrap().1
+                ),
             ])
             .env("WASMLET_GUARD_PROBE", "1")
             .output()

@@ -18,24 +18,24 @@ use std::sync::Arc;
 use wasmtime::{format_err, Result, Trap, WasmBacktrace};
 
 use crate::abi::Ending;
-use crate::execution::{Execution, Preempt, Stack, ThreadFuture};
-use crate::program::Layout;
+use crate::execution::stack_charge::StackUse;
+use crate::execution::{Execution, Preempt, StackBounds, ThreadFuture};
+use crate::guest::program::Layout;
+use crate::guest::shadow_stack::{ShadowStacks, StackSlot};
+use crate::guest::store_data::{ThreadData, WasiBox};
 use crate::scheduler::{Entry, GuestKey, TaskCall, ThreadKey};
-use crate::shadow_stack::{ShadowStacks, Slot};
-use crate::stack_charge::StackUse;
-use crate::store_data::{ThreadData, WasiBox};
 
 /// What the hub keeps with each green thread's scheduling record.
 #[derive(Default)]
-pub(crate) struct ThreadSlot {
+pub(crate) struct ThreadPayload {
     /// Its suspended call, while it has one.
     pub future: Option<ThreadFuture>,
     /// Its shadow stack and TLS block, from its first run on (None for
     /// main and std threads, which have the guest's own).
-    pub stack: Option<Slot>,
+    pub stack: Option<StackSlot>,
     /// The shadow stack size it was spawned with (0: the default).
     pub stack_size: u32,
-    /// The fiber stack its store runs on (see `crate::stack_charge`).
+    /// The fiber stack its store runs on (see `crate::execution::stack_charge`).
     pub fiber: StackUse,
 }
 
@@ -62,22 +62,22 @@ pub(crate) fn new_call(
     guest: GuestKey,
     thread: ThreadKey,
     entry: Entry,
-    stack: Option<Slot>,
+    stack: Option<StackSlot>,
     preempt: Option<Preempt>,
 ) -> Result<(ThreadFuture, StackUse)> {
     let stack = match (entry, stack) {
-        (Entry::Main, _) => Stack {
+        (Entry::Main, _) => StackBounds {
             top: live.layout.main_stack_top,
             bottom: 0,
             tls_base: 0,
         },
         // Its stack and TLS are the guest's own (see `TaskCall::StdThread`).
-        (Entry::Task(TaskCall::StdThread { .. }), _) => Stack {
+        (Entry::Task(TaskCall::StdThread { .. }), _) => StackBounds {
             top: 0,
             bottom: 0,
             tls_base: 0,
         },
-        (Entry::Task(_), Some(slot)) => Stack {
+        (Entry::Task(_), Some(slot)) => StackBounds {
             top: live.stacks.stack_top(&slot),
             bottom: live.stacks.stack_bottom(&slot),
             tls_base: slot.tls_base(),

@@ -4,11 +4,11 @@
 //!
 //! | function | why | instead |
 //! |---|---|---|
-//! | `poll_oneoff` | sleeps the OS thread | clock subscriptions become a hub timer ([`crate::poll`]) |
+//! | `poll_oneoff` | sleeps the OS thread | clock subscriptions become a hub timer ([`crate::host_functions::wasi_poll`]) |
 //! | `clock_time_get` | a memory-export lookup per call | the hub's clocks ([`crate::clock`]) |
 //! | `sched_yield` | yields the OS thread, not the green thread | the hub's `sleep(0)`: std's `thread::yield_now` lets the guest's other green threads run |
-//! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr (wherever the guest moved them) | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::stdio`]); a read of stdout or stderr, or a write of stdin, fails with `EBADF` |
-//! | `path_open` | nothing bounds how many a guest opens | refused with `EMFILE` past the guest's share of the process's descriptors ([`crate::descriptor_budget`]) |
+//! | `fd_read`, `fd_write` on the host's stdin/stdout/stderr (wherever the guest moved them) | block on the host descriptor | transfer only when ready, else wait in the hub's poller ([`crate::io::stdio`]); a read of stdout or stderr, or a write of stdin, fails with `EBADF` |
+//! | `path_open` | nothing bounds how many a guest opens | refused with `EMFILE` past the guest's share of the process's descriptors ([`crate::io::descriptor_budget`]) |
 //! | `fd_close`, `fd_renumber` | — | passed on, noting which descriptors are still the host's streams, and which the guest opened |
 //!
 //! Every other descriptor (files in preopened directories, captured output)
@@ -21,10 +21,10 @@ use wasmtime::{AsContextMut, Caller, Extern, Linker, Result};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 
 use crate::abi::errno;
-use crate::host_call::{as_caller, suspend, wait_ready, Answer};
-use crate::poller::Interest;
-use crate::stdio::{self, Attempt};
-use crate::store_data::ThreadData;
+use crate::guest::store_data::ThreadData;
+use crate::host_functions::host_call::{as_caller, suspend, wait_ready, Answer};
+use crate::io::poller::Interest;
+use crate::io::stdio::{self, Attempt};
 
 const P1: &str = "wasi_snapshot_preview1";
 
@@ -301,7 +301,7 @@ async fn write_host(
 
 fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
     use crate::clock::{monotonic_ns, realtime_ns};
-    use crate::poll::{self, SUBSCRIPTION_SIZE};
+    use crate::host_functions::wasi_poll::{self, SUBSCRIPTION_SIZE};
     linker.func_wrap_async(
         P1,
         "poll_oneoff",
@@ -318,8 +318,8 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
                 let Some(bytes) = bytes else {
                     return Ok(errno::FAULT);
                 };
-                let subscriptions = poll::parse(&bytes, monotonic_ns(), realtime_ns());
-                let wait = poll::wait(&subscriptions, monotonic_ns());
+                let subscriptions = wasi_poll::parse(&bytes, monotonic_ns(), realtime_ns());
+                let wait = wasi_poll::wait(&subscriptions, monotonic_ns());
                 if !wait.is_zero() {
                     // A green thread unwinding from a kill does not wait.
                     let waits = as_caller(&caller, |s, guest, thread| {
@@ -329,7 +329,7 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
                         suspend(&mut caller).await;
                     }
                 }
-                let (events, count) = poll::events(&subscriptions, monotonic_ns());
+                let (events, count) = wasi_poll::events(&subscriptions, monotonic_ns());
                 let written = as_caller(&caller, |s, guest, _| {
                     s.write_guest_memory(guest, out as u32, &events)
                         && s.write_guest_memory(guest, nevents as u32, &count.to_le_bytes())

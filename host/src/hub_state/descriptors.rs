@@ -122,7 +122,7 @@ impl HubState {
 
     /// True if the guest may open another descriptor: it holds fewer than
     /// its `max_descriptors`, and its neighbours' guarantees leave it room
-    /// (see [`crate::descriptor_budget`]).
+    /// (see [`crate::io::descriptor_budget`]).
     pub fn may_open(&mut self, guest: GuestKey) -> bool {
         let record = &mut self.guests[guest];
         let held = record.held_descriptors();

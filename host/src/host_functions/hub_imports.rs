@@ -2,10 +2,10 @@
 //! `wasmlet:runtime/hub@0.1.0`, as core wasm functions with the canonical
 //! ABI's flat signatures (a test checks them against the WIT). The WASI
 //! functions the hub answers itself are in
-//! [`wasi_overrides`](crate::wasi_overrides).
+//! [`wasi_overrides`](crate::host_functions::wasi_overrides).
 //!
 //! Each function reads which guest and green thread calls it from the store's
-//! [`ThreadData`], updates the [`HubState`](crate::hub_state::HubState) and,
+//! [`ThreadData`], updates the [`HubState`] and,
 //! where the call yields, returns a future that suspends the green thread's
 //! fiber once. Ids and pointers from the guest are never trusted: an unknown
 //! thread id is reported through the result, and a request the hub cannot
@@ -20,10 +20,10 @@ use crate::abi::{
     errno, timeout_of, CallStatus, KillStatus, SpawnRefusal, HUB_MODULE, SPAWN_LOCAL,
 };
 use crate::call::CallRecord;
-use crate::host_call::{as_caller, suspend, wait_green, Answer};
+use crate::guest::store_data::ThreadData;
+use crate::host_functions::host_call::{as_caller, suspend, wait_green, Answer};
 use crate::hub_state::HubState;
 use crate::scheduler::GuestKey;
-use crate::store_data::ThreadData;
 
 /// Adds the hub interface (and a refusal of `wasi::thread-spawn`) to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {

@@ -1,8 +1,8 @@
 //! The calling guest's memory for the embedder's host functions: reads and
 //! writes through the hub's bounds checks.
 
+use crate::guest::store_data::ThreadData;
 use crate::scheduler::GuestKey;
-use crate::store_data::ThreadData;
 
 /// The calling guest's linear memory, as a host function sees it: every
 /// read and write is bounds-checked.

@@ -2,8 +2,8 @@
 //! leave (their calls, workers and memories), off the hub and outside every
 //! fiber.
 
+use crate::execution::lifecycle::LiveGuest;
 use crate::execution::{Leftover, ThreadFuture};
-use crate::lifecycle::LiveGuest;
 
 /// Things to drop after the current poll, outside every fiber (see [`bury`]):
 /// dropping a suspended green thread resumes its fiber to unwind it, which

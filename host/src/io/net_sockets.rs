@@ -2,7 +2,7 @@
 //! that are the guest's own (shared by its green threads), and the
 //! operations on them, each tried once: ready, failed, or "would block",
 //! naming the descriptor and readiness to wait for in the hub's poller.
-//! Free of wasmtime; the hub functions (`net_functions`) do the waiting.
+//! Free of wasmtime; the hub functions (`host_functions::net_imports`) do the waiting.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use slab::Slab;
 use socket2::{Domain, Protocol, Type};
 
-use crate::poller::Interest;
+use crate::io::poller::Interest;
 
 /// The WIT `net-error` cases, in order: a failed call returns
 /// `-(case + 1)`.
@@ -102,7 +102,7 @@ impl Socket {
 }
 
 /// A socket in the table.
-struct Slot {
+struct SocketEntry {
     socket: Socket,
     /// A connect under way: the stream is not usable until it completes.
     connecting: bool,
@@ -115,7 +115,7 @@ pub(crate) const MOST_PER_CALL: usize = 256 * 1024;
 /// A guest's sockets, by handle (a slab key plus one: 0 is never a handle).
 #[derive(Default)]
 pub(crate) struct Sockets {
-    table: Slab<Slot>,
+    table: Slab<SocketEntry>,
 }
 
 impl Sockets {
@@ -124,16 +124,16 @@ impl Sockets {
     }
 
     fn insert(&mut self, socket: Socket, connecting: bool) -> u32 {
-        self.table.insert(Slot { socket, connecting }) as u32 + 1
+        self.table.insert(SocketEntry { socket, connecting }) as u32 + 1
     }
 
-    fn slot(&self, handle: u32) -> Result<&Slot, NetError> {
+    fn entry(&self, handle: u32) -> Result<&SocketEntry, NetError> {
         let key = handle.checked_sub(1).ok_or(NetError::BadHandle)?;
         self.table.get(key as usize).ok_or(NetError::BadHandle)
     }
 
     pub(crate) fn get(&self, handle: u32) -> Result<&Socket, NetError> {
-        self.slot(handle).map(|slot| &slot.socket)
+        self.entry(handle).map(|entry| &entry.socket)
     }
 
     /// Takes a socket out (to close it).
@@ -149,11 +149,11 @@ impl Sockets {
     }
 
     fn stream(&self, handle: u32) -> Result<&TcpStream, NetError> {
-        match self.slot(handle)? {
-            Slot {
+        match self.entry(handle)? {
+            SocketEntry {
                 connecting: true, ..
             } => Err(NetError::NotConnected),
-            Slot {
+            SocketEntry {
                 socket: Socket::Stream(s),
                 ..
             } => Ok(s),
@@ -218,8 +218,8 @@ impl Sockets {
 
     /// Whether the connect of `handle` has completed.
     pub(crate) fn finish_connect(&mut self, handle: u32) -> Try<()> {
-        let stream = match self.slot(handle) {
-            Ok(Slot {
+        let stream = match self.entry(handle) {
+            Ok(SocketEntry {
                 socket: Socket::Stream(s),
                 connecting: true,
             }) => s,
@@ -291,11 +291,11 @@ impl Sockets {
 
     /// The socket's own address (`peer`: its peer's).
     pub(crate) fn addr(&self, handle: u32, peer: bool) -> Result<SocketAddr, NetError> {
-        let slot = self.slot(handle)?;
-        let result = match (&slot.socket, peer) {
+        let entry = self.entry(handle)?;
+        let result = match (&entry.socket, peer) {
             (Socket::Listener(l), false) => l.local_addr(),
             (Socket::Stream(s), false) => s.local_addr(),
-            (Socket::Stream(_), true) if slot.connecting => return Err(NetError::NotConnected),
+            (Socket::Stream(_), true) if entry.connecting => return Err(NetError::NotConnected),
             (Socket::Stream(s), true) => s.peer_addr(),
             (Socket::Udp(u), false) => u.local_addr(),
             (Socket::Udp(u), true) => u.peer_addr(),
