@@ -17,6 +17,7 @@ use crate::guest::GuestExit;
 
 /// Why a call of a guest function gave no output.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     /// The function returned an error: its message.
     #[error("the call failed: {0}")]

@@ -392,8 +392,9 @@ fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
     });
     // A SIGQUIT before the CLI takes it over kills the process: wait until
     // the kernel says it is caught. One before the hub runs (while the
-    // program compiles) finds no hub to report yet: ask until the report
-    // comes (the guest's time limit counts from when the hub runs it).
+    // program compiles) finds no hub to report yet, and one before main's
+    // first step finds it runnable: ask until a report shows main asleep
+    // (the guest's time limit counts from when the hub runs it).
     let caught = |pid: u32| {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
@@ -414,7 +415,7 @@ fn sigquit_prints_every_green_thread_and_what_it_waits_for() {
             Ok(line) => {
                 err += &line;
                 err.push('\n');
-                if line.contains("wasmlet: SIGQUIT: hub:") {
+                if line.contains("  main green thread: sleeping") {
                     break;
                 }
             }

@@ -313,7 +313,10 @@ fn a_spinning_guest_is_ended_at_its_cpu_time_limit() {
 /// calls deep (about 270 KiB of native stack each) pass a 64 MiB limit and
 /// end their guest, saying why; 2,000 that went as deep and returned before
 /// sleeping hold no more than their live stacks (their dead pages are
-/// handed back), and live on. Before, both ran at about 550 MiB resident.
+/// handed back), and live on under 128 MiB. Before, both ran at about
+/// 550 MiB resident. (A sleeping green thread costs about 33 KiB, so 2,000
+/// of them sit right at 64 MiB: on a loaded machine a few could not start
+/// there, and the guest, waiting for all 2,000, never ended.)
 #[test]
 fn deep_native_stacks_are_charged_and_dead_ones_handed_back() {
     let hostile = guest("hostile");
@@ -325,7 +328,10 @@ fn deep_native_stacks_are_charged_and_dead_ones_handed_back() {
         err.contains("the guest exceeded its host memory limit of 64 MiB (its green threads' native stacks hold"),
         "{err}"
     );
-    let returned = cli_with(&limit, &hostile, &["deep", "2000", "5000", "return"]);
+    // The time limit is a watchdog: a guest that waits for a green thread
+    // that could not start fails instead of hanging the suite.
+    let roomy = ["--max-host-memory", "128", "--stats", "--time-limit", "600"];
+    let returned = cli_with(&roomy, &hostile, &["deep", "2000", "5000", "return"]);
     let err = stderr(&returned);
     assert_eq!(returned.status.code(), Some(0), "{err}");
     assert_eq!(String::from_utf8_lossy(&returned.stdout), "2000 deep\n");

@@ -221,6 +221,7 @@ impl GuestOptions {
 
 /// What a live guest uses now (see [`Hub::usage`](crate::Hub::usage)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GuestUsage {
     /// Its green threads alive (main included).
     pub green_threads: usize,
@@ -245,6 +246,7 @@ pub struct GuestUsage {
 
 /// How a guest ended.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct GuestExit {
     /// The process exit code it stands for: the guest's own (`exit(n)`, 0 when
     /// `main` returns), or non-zero when it failed (134 for a trap in main).
@@ -275,6 +277,7 @@ impl GuestExit {
 
 /// Why a guest failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GuestError {
     /// Its main green thread trapped (a panic in `main` traps too); the
     /// trap's message with its wasm backtrace.
