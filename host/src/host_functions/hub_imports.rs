@@ -97,24 +97,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         HUB_MODULE,
         "kill",
         |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
-            Box::new(async move {
-                let status = as_caller(&caller, |s, guest, thread| {
-                    s.kill(guest, thread, target, error, false)
-                })??;
-                Ok(yield_if_killed(&mut caller, status).await)
-            })
+            Box::new(async move { kill_for(&mut caller, target, error, false).await })
         },
     )?;
     linker.func_wrap_async(
         HUB_MODULE,
         "cancel",
         |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
-            Box::new(async move {
-                let status = as_caller(&caller, |s, guest, thread| {
-                    s.kill(guest, thread, target, error, true)
-                })??;
-                Ok(yield_if_killed(&mut caller, status).await)
-            })
+            Box::new(async move { kill_for(&mut caller, target, error, true).await })
         },
     )?;
     linker.func_wrap(
@@ -355,14 +345,22 @@ async fn futex_wait(
     .await
 }
 
-async fn yield_if_killed(
+/// `kill` (or, with `cancel`, `cancel`) of `target` by the calling green
+/// thread, with the kill's `error`; the caller yields to its target when
+/// the hub says it should.
+async fn kill_for(
     caller: &mut Caller<'_, ThreadData>,
-    (status, caller_yields): (KillStatus, bool),
-) -> u32 {
+    target: u64,
+    error: u32,
+    cancel: bool,
+) -> Result<u32> {
+    let (status, caller_yields) = as_caller(caller, |s, guest, thread| {
+        s.kill(guest, thread, target, error, cancel)
+    })??;
     if status == KillStatus::Killed && caller_yields {
         suspend(caller).await;
     }
-    status as u32
+    Ok(status as u32)
 }
 
 /// True once the calling green thread has been killed and is unwinding.
