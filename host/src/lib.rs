@@ -72,7 +72,7 @@ pub use control::HubHandle;
 pub use guest::program::Program;
 pub use guest::store_data::ThreadData;
 pub use guest::GuestId;
-pub use guest::{GuestError, GuestExit, GuestOptions, GuestUsage};
+pub use guest::{GuestError, GuestExit, GuestOptions, GuestUsage, Threads};
 pub use host_functions::guest_memory::GuestMemory;
 pub use host_functions::net_imports::NET_MODULE;
 pub use hub::Hub;
@@ -289,7 +289,7 @@ mod module_graph {
                     "{}: names a model's internals: {line}",
                     relative.display()
                 );
-                if line.contains("Fibers") {
+                if line.contains("Fibers::new") || line.contains("Compact::new") {
                     pickers.push(relative.display().to_string());
                 }
             }

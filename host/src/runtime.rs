@@ -129,7 +129,7 @@ impl RuntimeBuilder {
     pub fn func_async<Params, R, F, Fut>(mut self, module: &str, name: &str, func: F) -> Self
     where
         Params: wasmtime::WasmTyList + Send + 'static,
-        R: wasmtime::WasmRet + Send + 'static,
+        R: wasmtime::WasmRet + Default + Send + 'static,
         F: Fn(GuestMemory, Params) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<R>> + Send + 'static,
     {

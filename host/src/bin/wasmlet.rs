@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wasmlet_host::{Config, ConnectRule, GuestOptions, Hub, Program, Runtime};
+use wasmlet_host::{Config, ConnectRule, GuestOptions, Hub, Program, Runtime, Threads};
 
 #[derive(Parser)]
 #[command(
@@ -97,6 +97,21 @@ struct RunArgs {
     /// threads) and the process's peak resident memory to stderr.
     #[arg(long)]
     stats: bool,
+    /// How the guest's green threads execute: `fibers` (each its own store
+    /// and instance on its own fiber: fastest) or `compact` (all in one
+    /// instance, each a saved stack: a few KB per waiting green thread; the
+    /// first start of a module transforms it, and the result is cached).
+    /// Default: `$WASMLET_THREADS`, else fibers.
+    #[arg(long, value_name = "MODEL", value_parser = parse_threads)]
+    threads: Option<Threads>,
+}
+
+fn parse_threads(s: &str) -> Result<Threads, String> {
+    match s {
+        "fibers" => Ok(Threads::Fibers),
+        "compact" => Ok(Threads::Compact),
+        _ => Err(format!("expected `fibers` or `compact`, got `{s}`")),
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -184,6 +199,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
             .unwrap_or(GuestOptions::default().max_descriptors),
         net_listen: args.listen,
         net_connect: args.connect,
+        threads: args.threads.unwrap_or_default(),
         ..GuestOptions::default()
     };
     let mut hub = Hub::new(&runtime);

@@ -37,6 +37,7 @@ use crate::execution::stack_charge::StackUse;
 use crate::guest::store_data::ThreadData;
 use crate::scheduler::Entry;
 
+mod compact;
 pub(crate) mod ending;
 pub(crate) mod fiber_stack;
 mod fibers;
@@ -46,6 +47,7 @@ pub(crate) mod reaper;
 pub(crate) mod stack_charge;
 mod worker;
 
+pub(crate) use compact::Compact;
 pub(crate) use fibers::Fibers;
 pub(crate) use worker::STD_THREAD_START;
 
@@ -117,4 +119,21 @@ pub(crate) trait Execution: Send {
 
     /// Whether the guest's module exports `name`.
     fn exports(&self, name: &str) -> bool;
+}
+
+/// A future that is pending once, then ready: how a compact call waits
+/// between its green thread's unwind and the hub's next poll.
+#[derive(Default)]
+struct Suspend(bool);
+
+impl Future for Suspend {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            std::task::Poll::Pending
+        }
+    }
 }

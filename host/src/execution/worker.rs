@@ -25,7 +25,7 @@ use crate::scheduler::{TaskCall, ThreadKey};
 
 impl StackBounds {
     /// The stack check's `(limit, span)` for this stack (see `rewrite`).
-    fn check(&self) -> (u32, u32) {
+    pub(crate) fn check(&self) -> (u32, u32) {
         let limit = self.bottom.saturating_add(RED_ZONE).min(self.top);
         (limit, self.top - limit)
     }
@@ -167,7 +167,7 @@ fn entry<P: WasmParams, R: WasmResults>(
 
 /// Makes `store` call `preempt` at the next epoch tick (and, through what it
 /// returns, at every tick after).
-fn preemptible(store: &mut Store<ThreadData>, preempt: Option<Preempt>) {
+pub(crate) fn preemptible(store: &mut Store<ThreadData>, preempt: Option<Preempt>) {
     if let Some(preempt) = preempt {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(preempt);

@@ -1,11 +1,13 @@
 //! What a guest starts with (arguments, environment, directories, output)
 //! and how it ended.
 
+pub(crate) mod asyncify;
 pub(crate) mod cpu_clock;
 pub(crate) mod program;
 pub(crate) mod rewrite;
 pub(crate) mod shadow_stack;
 pub(crate) mod store_data;
+pub(crate) mod unwind;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,6 +126,38 @@ pub struct GuestOptions {
     /// none. Sockets count against `max_descriptors` and close when the
     /// guest ends.
     pub net_connect: Vec<crate::io::net_policy::ConnectRule>,
+    /// How the guest's green threads execute: each in a store and instance
+    /// of its own on its own fiber, or all in one instance. Default:
+    /// [`Threads::default`].
+    pub threads: Threads,
+}
+
+/// How a guest's green threads execute (the README's "Two execution
+/// models" says when to pick which, with the measurements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Threads {
+    /// Each green thread is its own wasmtime `Store` and `Instance`, running
+    /// on its own fiber: the fastest switches and CPU-bound code, about
+    /// 25 KB of host memory per waiting green thread.
+    Fibers,
+    /// All of the guest's green threads run in one `Store` and `Instance`;
+    /// a waiting green thread is its wasm frames, saved into its own shadow
+    /// stack by Binaryen's Asyncify (applied when the guest is added, and
+    /// cached on disk: see the README). A few KB per waiting green thread.
+    /// A module the transform cannot handle is refused with the reason.
+    Compact,
+}
+
+impl Default for Threads {
+    /// The model named by the `WASMLET_THREADS` environment variable
+    /// (`fibers` or `compact`), else [`Threads::Fibers`].
+    fn default() -> Self {
+        match std::env::var("WASMLET_THREADS").as_deref() {
+            Ok("compact") => Threads::Compact,
+            _ => Threads::Fibers,
+        }
+    }
 }
 
 /// Host memory charged to a guest per live green thread (see
@@ -160,6 +194,7 @@ impl Default for GuestOptions {
             max_descriptors: u32::MAX,
             max_output: 64 << 20,
             max_calls_in_flight: 1024,
+            threads: Threads::default(),
         }
     }
 }

@@ -31,6 +31,15 @@ pub(crate) const FINISH_EXPORT: &str = "wasmlet-finish";
 pub struct Program {
     pub(crate) module: Module,
     pub(crate) layout: std::sync::Arc<Layout>,
+    /// The module the loader made (before compiling), for the compact
+    /// model's transform, and that model's module, made on first use.
+    compact: std::sync::Arc<CompactModule>,
+}
+
+/// A program's module for the compact model (see `guest::asyncify`).
+struct CompactModule {
+    bytes: Vec<u8>,
+    module: std::sync::OnceLock<std::result::Result<Module, String>>,
 }
 
 impl std::fmt::Debug for Program {
@@ -76,6 +85,10 @@ impl Program {
             _ => (Cow::Borrowed(bytes), None),
         };
         let module = Module::new(engine, &bytes).context("compiling the guest module")?;
+        let compact = std::sync::Arc::new(CompactModule {
+            bytes: bytes.into_owned(),
+            module: std::sync::OnceLock::new(),
+        });
         // The loader added `wasmlet:run-on` and `wasmlet:finish-on` if the
         // module has the SDK's two exports (see `rewrite`).
         let can_spawn = overflow_func.is_some()
@@ -94,7 +107,43 @@ impl Program {
                 overflow_func,
                 main_stack_top: scan.stack_pointer_init,
             }),
+            compact,
         })
+    }
+
+    /// The program's module for the compact model: Asyncify applied (see
+    /// `guest::asyncify`; `may_wait` says which imports may wait), from the
+    /// disk cache or made now, compiled. Made once per program.
+    ///
+    /// # Errors
+    /// If the program cannot spawn green threads the way the model needs
+    /// (the loader found no stack pointer or TLS base), or the transform
+    /// refused it; the message says why.
+    pub(crate) fn compact_module(&self, may_wait: fn(&str, &str) -> bool) -> Result<Module> {
+        let made = self.compact.module.get_or_init(|| {
+            if self.layout.overflow_func.is_none() {
+                return Err(
+                    "the compact model needs the guest's shadow-stack pointer and TLS \
+                            base, which the loader did not find (a module built without \
+                            wasm32-wasip1-threads' layout); run it with fibers"
+                        .to_string(),
+                );
+            }
+            let engine = self.module.engine();
+            let usable = |bytes: &[u8]| Module::validate(engine, bytes).is_ok();
+            let cache = crate::guest::asyncify::cache_dir();
+            crate::guest::asyncify::transform(
+                &self.compact.bytes,
+                may_wait,
+                cache.as_deref(),
+                usable,
+            )
+            .and_then(|bytes| {
+                Module::new(engine, &bytes).context("compiling the transformed module")
+            })
+            .map_err(|e| format!("{e:#}"))
+        });
+        made.clone().map_err(wasmtime::Error::msg)
     }
 
     /// Whether a green thread that ends normally hands its instance to the

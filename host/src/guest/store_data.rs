@@ -22,6 +22,9 @@ pub struct ThreadData {
     /// to the guest's next green thread).
     pub(crate) thread: ThreadKey,
     wasi: WasiPtr,
+    /// The compact model's unwinding state (None on a fiber: see
+    /// `crate::guest::unwind`).
+    pub(crate) unwinder: Option<Box<crate::guest::unwind::Unwinder>>,
 }
 
 impl std::fmt::Debug for ThreadData {
@@ -39,6 +42,7 @@ impl ThreadData {
             guest,
             thread,
             wasi,
+            unwinder: None,
         }
     }
 
@@ -101,5 +105,13 @@ impl Drop for WasiBox {
         // SAFETY: made by `Box::leak` in `new`; the hub drops every store
         // (and with it every `WasiPtr`) of the guest before this.
         drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+impl crate::guest::unwind::Unwinding for ThreadData {
+    fn unwinder(&mut self) -> &mut crate::guest::unwind::Unwinder {
+        self.unwinder
+            .as_deref_mut()
+            .expect("the compact model's store has an unwinder")
     }
 }

@@ -21,7 +21,9 @@ use crate::abi::{
 };
 use crate::call::CallRecord;
 use crate::guest::store_data::ThreadData;
-use crate::host_functions::host_call::{as_caller, suspend, wait_green, Answer};
+use crate::host_functions::host_call::{
+    as_caller, func_wrap_green, suspend, wait_green, Answer, Calling, Me,
+};
 use crate::hub_state::HubState;
 use crate::scheduler::GuestKey;
 
@@ -65,22 +67,19 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, _| s.last_refusal(guest) as u32)
         },
     )?;
-    linker.func_wrap_async(
-        HUB_MODULE,
-        "sleep",
-        |mut caller: Caller<'_, ThreadData>, (ns,): (u64,)| {
-            Box::new(async move {
-                let waits = as_caller(&caller, |s, guest, thread| {
-                    s.sleep_unless_killed(guest, thread, Duration::from_nanos(ns))
-                })??;
-                if !waits {
-                    return Ok(0);
-                }
-                suspend(&mut caller).await;
-                Ok(u32::from(!killed(&caller)?))
-            })
-        },
-    )?;
+    func_wrap_green(linker, HUB_MODULE, "sleep", |caller, (ns,): (u64,)| {
+        let me = caller.me();
+        Box::pin(async move {
+            let waits = as_caller(&me, |s, guest, thread| {
+                s.sleep_unless_killed(guest, thread, Duration::from_nanos(ns))
+            })??;
+            if !waits {
+                return Ok(0);
+            }
+            suspend().await;
+            Ok(u32::from(!killed(&me)?))
+        })
+    })?;
     linker.func_wrap(
         HUB_MODULE,
         "killed",
@@ -93,19 +92,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, thread| s.current(guest, thread))
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         HUB_MODULE,
         "kill",
-        |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
-            Box::new(async move { kill_for(&mut caller, target, error, false).await })
-        },
+        |caller, (target, error): (u64, u32)| Box::pin(kill_for(caller.me(), target, error, false)),
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         HUB_MODULE,
         "cancel",
-        |mut caller: Caller<'_, ThreadData>, (target, error): (u64, u32)| {
-            Box::new(async move { kill_for(&mut caller, target, error, true).await })
-        },
+        |caller, (target, error): (u64, u32)| Box::pin(kill_for(caller.me(), target, error, true)),
     )?;
     linker.func_wrap(
         HUB_MODULE,
@@ -114,18 +111,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, _| u32::from(s.started(guest, target)))
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         HUB_MODULE,
         "join",
-        |mut caller: Caller<'_, ThreadData>, (target, timeout_ns): (u64, u64)| {
-            Box::new(async move {
-                let status = wait_green(
-                    &mut caller,
-                    |s, guest, thread| s.join(guest, thread, target, timeout_of(timeout_ns)),
-                    |s, guest, thread| s.join_result(guest, thread, target),
-                );
-                Ok(status.await? as u32)
-            })
+        |caller, (target, timeout_ns): (u64, u64)| {
+            let status = wait_green(
+                caller.me(),
+                move |s, guest, thread| s.join(guest, thread, target, timeout_of(timeout_ns)),
+                move |s, guest, thread| s.join_result(guest, thread, target),
+            );
+            Box::pin(async move { Ok(status.await? as u32) })
         },
     )?;
     linker.func_wrap(
@@ -149,18 +145,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, thread| s.next_link(guest, thread))
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         HUB_MODULE,
         "park",
-        |mut caller: Caller<'_, ThreadData>, (timeout_ns,): (u64,)| {
-            Box::new(async move {
-                let unparked = wait_green(
-                    &mut caller,
-                    |s, guest, thread| s.park(guest, thread, timeout_of(timeout_ns)),
-                    |s, guest, thread| s.park_result(guest, thread),
-                );
-                Ok(unparked.await? as u32)
-            })
+        |caller, (timeout_ns,): (u64,)| {
+            let unparked = wait_green(
+                caller.me(),
+                move |s, guest, thread| s.park(guest, thread, timeout_of(timeout_ns)),
+                |s, guest, thread| s.park_result(guest, thread),
+            );
+            Box::pin(async move { Ok(unparked.await? as u32) })
         },
     )?;
     linker.func_wrap(
@@ -170,26 +165,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, _| s.unpark(guest, target) as u32)
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         HUB_MODULE,
         "wait32",
-        |mut caller: Caller<'_, ThreadData>,
-         (address, expected, timeout_ns, offset): (u32, u32, i64, u32)| {
-            Box::new(async move {
-                let address = address as u64 + offset as u64;
-                futex_wait(&mut caller, address, expected as u64, 4, timeout_ns).await
-            })
+        |caller, (address, expected, timeout_ns, offset): (u32, u32, i64, u32)| {
+            let address = address as u64 + offset as u64;
+            Box::pin(futex_wait(
+                caller.me(),
+                address,
+                expected as u64,
+                4,
+                timeout_ns,
+            ))
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         HUB_MODULE,
         "wait64",
-        |mut caller: Caller<'_, ThreadData>,
-         (address, expected, timeout_ns, offset): (u32, u64, i64, u32)| {
-            Box::new(async move {
-                let address = address as u64 + offset as u64;
-                futex_wait(&mut caller, address, expected, 8, timeout_ns).await
-            })
+        |caller, (address, expected, timeout_ns, offset): (u32, u64, i64, u32)| {
+            let address = address as u64 + offset as u64;
+            Box::pin(futex_wait(caller.me(), address, expected, 8, timeout_ns))
         },
     )?;
     linker.func_wrap(
@@ -330,7 +327,7 @@ fn add_call_functions(linker: &mut Linker<ThreadData>) -> Result<()> {
 /// `wait32`/`wait64`: a futex wait of the calling green thread, with the
 /// instruction's results and traps (a negative timeout waits for ever).
 async fn futex_wait(
-    caller: &mut Caller<'_, ThreadData>,
+    me: Me,
     address: u64,
     expected: u64,
     width: u64,
@@ -338,7 +335,7 @@ async fn futex_wait(
 ) -> Result<u32> {
     let timeout = u64::try_from(timeout_ns).ok().map(Duration::from_nanos);
     wait_green(
-        caller,
+        me,
         |s, guest, thread| s.futex_wait(guest, thread, address, expected, width, timeout),
         |s, guest, thread| s.futex_result(guest, thread),
     )
@@ -348,22 +345,17 @@ async fn futex_wait(
 /// `kill` (or, with `cancel`, `cancel`) of `target` by the calling green
 /// thread, with the kill's `error`; the caller yields to its target when
 /// the hub says it should.
-async fn kill_for(
-    caller: &mut Caller<'_, ThreadData>,
-    target: u64,
-    error: u32,
-    cancel: bool,
-) -> Result<u32> {
-    let (status, caller_yields) = as_caller(caller, |s, guest, thread| {
+async fn kill_for(me: Me, target: u64, error: u32, cancel: bool) -> Result<u32> {
+    let (status, caller_yields) = as_caller(&me, |s, guest, thread| {
         s.kill(guest, thread, target, error, cancel)
     })??;
     if status == KillStatus::Killed && caller_yields {
-        suspend(caller).await;
+        suspend().await;
     }
     Ok(status as u32)
 }
 
 /// True once the calling green thread has been killed and is unwinding.
-fn killed(caller: &Caller<'_, ThreadData>) -> Result<bool> {
+fn killed(caller: &impl Calling) -> Result<bool> {
     as_caller(caller, |s, guest, thread| s.is_unwinding(guest, thread))
 }

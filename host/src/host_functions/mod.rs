@@ -17,7 +17,55 @@ pub(crate) mod wasi_poll;
 
 use wasmtime::{Linker, Result};
 
+use crate::abi::HUB_MODULE;
 use crate::guest::store_data::ThreadData;
+use net_imports::NET_MODULE;
+
+/// WASI preview 1's import module.
+const P1: &str = "wasi_snapshot_preview1";
+
+/// The host's own imports that may make their green thread wait: every one
+/// defined with `host_call::func_wrap_green` (which refuses a name of the
+/// host's modules missing here). The compact model's transform instruments
+/// only the code that can reach these (and the embedder's functions).
+pub(crate) const WAITING_IMPORTS: &[(&str, &str)] = &[
+    (HUB_MODULE, "sleep"),
+    (HUB_MODULE, "join"),
+    (HUB_MODULE, "park"),
+    (HUB_MODULE, "wait32"),
+    (HUB_MODULE, "wait64"),
+    (HUB_MODULE, "kill"),
+    (HUB_MODULE, "cancel"),
+    (NET_MODULE, "tcp-accept"),
+    (NET_MODULE, "tcp-connect"),
+    (NET_MODULE, "read"),
+    (NET_MODULE, "write"),
+    (NET_MODULE, "udp-send-to"),
+    (NET_MODULE, "udp-recv-from"),
+    (NET_MODULE, "resolve"),
+    (P1, "fd_read"),
+    (P1, "fd_write"),
+    (P1, "poll_oneoff"),
+    (P1, "sched_yield"),
+];
+
+/// Whether the import `module::name` may make its green thread wait: one
+/// of [`WAITING_IMPORTS`], or any function of a module the host does not
+/// define (an embedder's: the host cannot tell its sync functions from its
+/// async ones by name, and instrumenting one that never waits costs only
+/// speed).
+pub(crate) fn may_wait(module: &str, name: &str) -> bool {
+    if is_hosts(module) {
+        WAITING_IMPORTS.contains(&(module, name))
+    } else {
+        true
+    }
+}
+
+/// Whether `module` is one of the host's own import modules.
+pub(crate) fn is_hosts(module: &str) -> bool {
+    matches!(module, HUB_MODULE | NET_MODULE | P1 | "wasi")
+}
 
 /// Adds every host function a guest may import: the hub and net interfaces,
 /// WASI preview 1, and the hub's own answers to the WASI calls that would

@@ -13,7 +13,9 @@ use wasmtime::{Caller, Linker, Result};
 
 use crate::abi::{errno, timeout_of};
 use crate::guest::store_data::ThreadData;
-use crate::host_functions::host_call::{as_caller, await_green, wait_ready, Answer};
+use crate::host_functions::host_call::{
+    as_caller, await_green, func_wrap_green, wait_ready, Answer, Calling, Me,
+};
 use crate::hub_state::HubState;
 use crate::io::net_sockets::{NetError, Try, MOST_PER_CALL};
 use crate::io::poller::Interest;
@@ -41,7 +43,7 @@ fn encode(result: Result<u64, NetError>) -> i64 {
 ///
 /// # Errors
 /// If it is outside the guest's memory: that traps the caller.
-fn read_memory(caller: &Caller<'_, ThreadData>, at: u32, len: u32) -> Result<Vec<u8>> {
+fn read_memory(caller: &impl Calling, at: u32, len: u32) -> Result<Vec<u8>> {
     as_caller(caller, |s, guest, _| {
         s.read_guest_memory(guest, at, len as usize)
     })?
@@ -52,7 +54,7 @@ fn read_memory(caller: &Caller<'_, ThreadData>, at: u32, len: u32) -> Result<Vec
 ///
 /// # Errors
 /// As [`read_memory`].
-fn write_memory(caller: &Caller<'_, ThreadData>, at: u32, bytes: &[u8]) -> Result<()> {
+fn write_memory(caller: &impl Calling, at: u32, bytes: &[u8]) -> Result<()> {
     if as_caller(caller, |s, guest, _| s.write_guest_memory(guest, at, bytes))? {
         Ok(())
     } else {
@@ -64,11 +66,7 @@ fn write_memory(caller: &Caller<'_, ThreadData>, at: u32, bytes: &[u8]) -> Resul
 ///
 /// # Errors
 /// As [`read_memory`] (a length past [`MOST_ADDRESS`] is `bad-address`).
-fn read_address(
-    caller: &Caller<'_, ThreadData>,
-    at: u32,
-    len: u32,
-) -> Answer<SocketAddr, NetError> {
+fn read_address(caller: &impl Calling, at: u32, len: u32) -> Answer<SocketAddr, NetError> {
     if len > MOST_ADDRESS {
         return Ok(Err(NetError::BadAddress));
     }
@@ -82,13 +80,13 @@ fn read_address(
 /// Runs `attempt` until it is ready or fails, waiting in the hub's poller
 /// whenever it would block, for at most `timeout_ns` in all.
 async fn until_ready<T>(
-    caller: &mut Caller<'_, ThreadData>,
+    caller: Me,
     timeout_ns: u64,
     mut attempt: impl FnMut(&mut HubState, GuestKey) -> Try<T>,
 ) -> Answer<T, NetError> {
     let deadline = timeout_of(timeout_ns).map(|d| Instant::now().checked_add(d));
     loop {
-        let (fd, interest) = match as_caller(caller, |s, guest, _| attempt(s, guest))? {
+        let (fd, interest) = match as_caller(&caller, |s, guest, _| attempt(s, guest))? {
             Try::Ready(value) => return Ok(Ok(value)),
             Try::Failed(e) => return Ok(Err(e)),
             Try::WouldBlock(fd, interest) => (fd, interest),
@@ -127,12 +125,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "tcp-accept",
-        |mut caller: Caller<'_, ThreadData>, (listener, timeout_ns): (u32, u64)| {
-            Box::new(async move {
-                let accepted = until_ready(&mut caller, timeout_ns, |s, guest| {
+        |caller, (listener, timeout_ns): (u32, u64)| {
+            let caller = caller.me();
+            Box::pin(async move {
+                let accepted = until_ready(caller, timeout_ns, |s, guest| {
                     if !s.may_open(guest) {
                         return Try::Failed(NetError::TooManyDescriptors);
                     }
@@ -147,11 +147,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "tcp-connect",
-        |mut caller: Caller<'_, ThreadData>, (addr, len, timeout_ns): (u32, u32, u64)| {
-            Box::new(async move {
+        |caller, (addr, len, timeout_ns): (u32, u32, u64)| {
+            let caller = caller.me();
+            Box::pin(async move {
                 let addr = match read_address(&caller, addr, len)? {
                     Ok(addr) => addr,
                     Err(e) => return Ok(e.code()),
@@ -171,7 +173,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 // a client connecting in a loop would otherwise never let
                 // the green thread that accepts run (and its backlog fills).
                 let mut first = true;
-                let connected = until_ready(&mut caller, timeout_ns, |s, guest| {
+                let connected = until_ready(caller, timeout_ns, |s, guest| {
                     let sockets = s.sockets(guest);
                     if std::mem::take(&mut first) {
                         if let Ok(socket) = sockets.get(handle) {
@@ -190,13 +192,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "read",
-        |mut caller: Caller<'_, ThreadData>,
-         (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
-            Box::new(async move {
-                let read = until_ready(&mut caller, timeout_ns, |s, guest| {
+        |caller, (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
+            let caller = caller.me();
+            Box::pin(async move {
+                let read = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).read(socket, len as usize)
                 })
                 .await?;
@@ -210,14 +213,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "write",
-        |mut caller: Caller<'_, ThreadData>,
-         (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
-            Box::new(async move {
+        |caller, (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
+            let caller = caller.me();
+            Box::pin(async move {
                 let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
-                let written = until_ready(&mut caller, timeout_ns, |s, guest| {
+                let written = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).write(socket, &bytes)
                 })
                 .await?;
@@ -291,12 +295,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "udp-send-to",
-        |mut caller: Caller<'_, ThreadData>,
-         (socket, buf, len, to, to_len, timeout_ns): (u32, u32, u32, u32, u32, u64)| {
-            Box::new(async move {
+        |caller, (socket, buf, len, to, to_len, timeout_ns): (u32, u32, u32, u32, u32, u64)| {
+            let caller = caller.me();
+            Box::pin(async move {
                 let to = match read_address(&caller, to, to_len)? {
                     Ok(addr) => addr,
                     Err(e) => return Ok(e.code()),
@@ -307,7 +312,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     return Ok(NetError::Denied.code());
                 }
                 let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
-                let sent = until_ready(&mut caller, timeout_ns, |s, guest| {
+                let sent = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).send_to(socket, &bytes, to)
                 })
                 .await?;
@@ -315,13 +320,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "udp-recv-from",
-        |mut caller: Caller<'_, ThreadData>,
-         (socket, buf, len, from, timeout_ns): (u32, u32, u32, u32, u64)| {
-            Box::new(async move {
-                let received = until_ready(&mut caller, timeout_ns, |s, guest| {
+        |caller, (socket, buf, len, from, timeout_ns): (u32, u32, u32, u32, u64)| {
+            let caller = caller.me();
+            Box::pin(async move {
+                let received = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).recv_from(socket, len as usize)
                 })
                 .await?;
@@ -339,11 +345,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         NET_MODULE,
         "resolve",
-        |mut caller: Caller<'_, ThreadData>, (name, name_len, buf, len): (u32, u32, u32, u32)| {
-            Box::new(async move {
+        |caller, (name, name_len, buf, len): (u32, u32, u32, u32)| {
+            let caller = caller.me();
+            Box::pin(async move {
                 if name_len > MOST_ADDRESS {
                     return Ok(NetError::BadAddress.code());
                 }
@@ -361,7 +369,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     return Ok(NetError::Denied.code());
                 };
                 let lookup = Resolver::system().lookup(owner, name);
-                let found = await_green(&mut caller, Box::pin(lookup)).await?;
+                let found = await_green(caller, Box::pin(lookup)).await?;
                 let Ok(addrs) = found else {
                     return Ok(NetError::BadAddress.code());
                 };

@@ -22,7 +22,9 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1
 
 use crate::abi::errno;
 use crate::guest::store_data::ThreadData;
-use crate::host_functions::host_call::{as_caller, suspend, wait_ready, Answer};
+use crate::host_functions::host_call::{
+    as_caller, func_wrap_green, ready, suspend, wait_ready, Answer, Calling, Me,
+};
 use crate::io::poller::Interest;
 use crate::io::stdio::{self, Attempt};
 
@@ -70,37 +72,35 @@ macro_rules! wasi_p1 {
 }
 
 fn add_stdio(linker: &mut Linker<ThreadData>) -> Result<()> {
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         P1,
         "fd_read",
-        |mut caller: Caller<'_, ThreadData>, (fd, iovs, iovs_len, nread): (i32, i32, i32, i32)| {
-            Box::new(async move {
-                match host_stream(&caller, fd)? {
-                    Some(host) if stdio::is_input(host.as_raw_fd()) => {
-                        read_host(&mut caller, host, iovs, iovs_len, nread).await
-                    }
-                    // The host's stdout or stderr: not for reading (it may
-                    // be a terminal, open both ways).
-                    Some(_) => Ok(errno::BADF),
-                    None => wasi_p1!(&mut caller, fd_read(fd, iovs, iovs_len, nread)),
-                }
-            })
+        |caller, (fd, iovs, iovs_len, nread): (i32, i32, i32, i32)| match host_stream(caller, fd) {
+            Err(e) => ready(Err(e)),
+            Ok(Some(host)) if stdio::is_input(host.as_raw_fd()) => {
+                Box::pin(read_host(caller.me(), host, iovs, iovs_len, nread))
+            }
+            // The host's stdout or stderr: not for reading (it may be a
+            // terminal, open both ways).
+            Ok(Some(_)) => ready(Ok(errno::BADF)),
+            Ok(None) => ready((|| wasi_p1!(caller, fd_read(fd, iovs, iovs_len, nread)))()),
         },
     )?;
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         P1,
         "fd_write",
-        |mut caller: Caller<'_, ThreadData>,
-         (fd, iovs, iovs_len, nwritten): (i32, i32, i32, i32)| {
-            Box::new(async move {
-                match host_stream(&caller, fd)? {
-                    Some(host) if !stdio::is_input(host.as_raw_fd()) => {
-                        write_host(&mut caller, host, iovs, iovs_len, nwritten).await
-                    }
-                    Some(_) => Ok(errno::BADF),
-                    None => wasi_p1!(&mut caller, fd_write(fd, iovs, iovs_len, nwritten)),
-                }
-            })
+        |caller, (fd, iovs, iovs_len, nwritten): (i32, i32, i32, i32)| match host_stream(caller, fd)
+        {
+            Err(e) => ready(Err(e)),
+            Ok(Some(host)) if !stdio::is_input(host.as_raw_fd()) => {
+                Box::pin(write_host(caller.me(), host, iovs, iovs_len, nwritten))
+            }
+            Ok(Some(_)) => ready(Ok(errno::BADF)),
+            Ok(None) => ready((|| {
+                wasi_p1!(caller, fd_write(fd, iovs, iovs_len, nwritten))
+            })()),
         },
     )?;
     Ok(())
@@ -171,7 +171,7 @@ fn add_descriptors(linker: &mut Linker<ThreadData>) -> Result<()> {
 
 /// The host descriptor behind the guest's `fd`, if it is one of the host's
 /// own streams.
-fn host_stream(caller: &Caller<'_, ThreadData>, fd: i32) -> Result<Option<BorrowedFd<'static>>> {
+fn host_stream(caller: &impl Calling, fd: i32) -> Result<Option<BorrowedFd<'static>>> {
     let host = as_caller(caller, |s, guest, _| s.host_stream(guest, fd as u32))?;
     // SAFETY: the host process's descriptors 0-2, which stay open while it
     // runs. Were the embedder to close one, the calls on it would fail with
@@ -182,11 +182,7 @@ fn host_stream(caller: &Caller<'_, ThreadData>, fd: i32) -> Result<Option<Borrow
 
 /// The guest's iovec array: (address, length) pairs; Err(errno) if it is
 /// too long or out of its memory.
-fn iovecs(
-    caller: &Caller<'_, ThreadData>,
-    iovs: i32,
-    iovs_len: i32,
-) -> Answer<Vec<(u32, u32)>, i32> {
+fn iovecs(caller: &impl Calling, iovs: i32, iovs_len: i32) -> Answer<Vec<(u32, u32)>, i32> {
     let count = iovs_len as u32;
     if count > MAX_IOVECS {
         return Ok(Err(errno::INVAL));
@@ -208,13 +204,13 @@ fn iovecs(
 
 /// `fd_read` from a host stream: parks the caller until input is there.
 async fn read_host(
-    caller: &mut Caller<'_, ThreadData>,
+    caller: Me,
     fd: BorrowedFd<'static>,
     iovs: i32,
     iovs_len: i32,
     nread: i32,
 ) -> Result<i32> {
-    let iovecs = match iovecs(caller, iovs, iovs_len)? {
+    let iovecs = match iovecs(&caller, iovs, iovs_len)? {
         Ok(iovecs) => iovecs,
         Err(errno) => return Ok(errno),
     };
@@ -236,7 +232,7 @@ async fn read_host(
             }
         }
     };
-    let stored = as_caller(caller, |s, guest, _| {
+    let stored = as_caller(&caller, |s, guest, _| {
         let mut rest = &bytes[..];
         for &(at, len) in &iovecs {
             let (part, tail) = rest.split_at(rest.len().min(len as usize));
@@ -253,17 +249,17 @@ async fn read_host(
 /// `fd_write` to a host stream: parks the caller until the stream takes
 /// some of the bytes; may write fewer than given.
 async fn write_host(
-    caller: &mut Caller<'_, ThreadData>,
+    caller: Me,
     fd: BorrowedFd<'static>,
     iovs: i32,
     iovs_len: i32,
     nwritten: i32,
 ) -> Result<i32> {
-    let iovecs = match iovecs(caller, iovs, iovs_len)? {
+    let iovecs = match iovecs(&caller, iovs, iovs_len)? {
         Ok(iovecs) => iovecs,
         Err(errno) => return Ok(errno),
     };
-    let gathered = as_caller(caller, |s, guest, _| {
+    let gathered = as_caller(&caller, |s, guest, _| {
         let mut bytes = Vec::new();
         for &(at, len) in &iovecs {
             let take = (len as usize).min(WRITE_CHUNK - bytes.len());
@@ -293,7 +289,7 @@ async fn write_host(
             }
         }
     };
-    let stored = as_caller(caller, |s, guest, _| {
+    let stored = as_caller(&caller, |s, guest, _| {
         s.write_guest_memory(guest, nwritten as u32, &(written as u32).to_le_bytes())
     })?;
     Ok(if stored { errno::SUCCESS } else { errno::FAULT })
@@ -302,11 +298,13 @@ async fn write_host(
 fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
     use crate::clock::{monotonic_ns, realtime_ns};
     use crate::host_functions::wasi_poll::{self, SUBSCRIPTION_SIZE};
-    linker.func_wrap_async(
+    func_wrap_green(
+        linker,
         P1,
         "poll_oneoff",
-        |mut caller: Caller<'_, ThreadData>, (subs, out, n, nevents): (i32, i32, i32, i32)| {
-            Box::new(async move {
+        |caller, (subs, out, n, nevents): (i32, i32, i32, i32)| {
+            let caller = caller.me();
+            Box::pin(async move {
                 let n = n as u32;
                 if n == 0 || n > MAX_SUBSCRIPTIONS {
                     return Ok(errno::INVAL);
@@ -326,7 +324,7 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
                         s.sleep_unless_killed(guest, thread, wait)
                     })??;
                     if waits {
-                        suspend(&mut caller).await;
+                        suspend().await;
                     }
                 }
                 let (events, count) = wasi_poll::events(&subscriptions, monotonic_ns());
@@ -348,21 +346,18 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
 /// `sched_yield` (std's `thread::yield_now`): the hub's cooperative yield,
 /// `sleep(0)`, rather than the OS thread's.
 fn add_sched_yield(linker: &mut Linker<ThreadData>) -> Result<()> {
-    linker.func_wrap_async(
-        P1,
-        "sched_yield",
-        |mut caller: Caller<'_, ThreadData>, (): ()| {
-            Box::new(async move {
-                let waits = as_caller(&caller, |s, guest, thread| {
-                    s.sleep_unless_killed(guest, thread, Duration::ZERO)
-                })??;
-                if waits {
-                    suspend(&mut caller).await;
-                }
-                Ok(errno::SUCCESS)
-            })
-        },
-    )?;
+    func_wrap_green(linker, P1, "sched_yield", |caller, (): ()| {
+        let caller = caller.me();
+        Box::pin(async move {
+            let waits = as_caller(&caller, |s, guest, thread| {
+                s.sleep_unless_killed(guest, thread, Duration::ZERO)
+            })??;
+            if waits {
+                suspend().await;
+            }
+            Ok(errno::SUCCESS)
+        })
+    })?;
     Ok(())
 }
 

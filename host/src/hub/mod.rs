@@ -29,12 +29,12 @@ use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
 use crate::execution::fiber_stack;
 use crate::execution::lifecycle::LiveGuest;
-use crate::execution::Fibers;
+use crate::execution::{Compact, Execution, Fibers};
 use crate::guest::cpu_clock;
 use crate::guest::program::Program;
 use crate::guest::shadow_stack::ShadowStacks;
 use crate::guest::store_data::{ThreadData, WasiBox};
-use crate::guest::{GuestError, GuestExit, GuestId, GuestOptions, GuestUsage};
+use crate::guest::{GuestError, GuestExit, GuestId, GuestOptions, GuestUsage, Threads};
 use crate::hub_state::{self, bury, HubState};
 use crate::runtime::Runtime;
 use crate::scheduler::{GuestKey, ThreadKey};
@@ -137,11 +137,20 @@ impl Hub {
         );
         linker.define(&scratch, "env", "memory", memory.clone())?;
         drop(scratch);
-        let pre = linker
-            .instantiate_pre(&program.module)
-            .context("the guest imports something wasmlet does not provide")?;
+        let exec: Box<dyn Execution> = match options.threads {
+            Threads::Fibers => {
+                let pre = linker
+                    .instantiate_pre(&program.module)
+                    .context("the guest imports something wasmlet does not provide")?;
+                Box::new(Fibers::new(pre, program.layout.reuse_workers))
+            }
+            Threads::Compact => {
+                let module = program.compact_module(crate::host_functions::may_wait)?;
+                Box::new(Compact::new(module, linker, memory.clone()))
+            }
+        };
         let live = LiveGuest {
-            exec: Box::new(Fibers::new(pre, program.layout.reuse_workers)),
+            exec,
             layout: program.layout.clone(),
             stacks: ShadowStacks::new(memory, program.layout.clone()),
             wasi,

@@ -1,0 +1,279 @@
+//! The compact model's side of Binaryen's Asyncify in a guest's one
+//! instance: how a green thread's wasm frames are unwound into its own
+//! shadow stack when it waits, and rewound when it runs again.
+//!
+//! The loader's transform (`asyncify`) makes every function that can reach
+//! a waiting import able to save its locals and return at once
+//! (*unwinding*), and to restore them and jump back to the call it left
+//! (*rewinding*). Two mutable globals steer it; the transform imports them
+//! (`asyncify-relocatable`), so the host reads and sets them directly
+//! instead of calling the module's `asyncify_*` exports:
+//!
+//! ```text
+//!   __asyncify_state   0 normal, 1 unwinding, 2 rewinding
+//!   __asyncify_data    address of { current: u32, end: u32, frames ... }
+//! ```
+//!
+//! Where the saved frames go: the free part of the green thread's own
+//! shadow stack, from its stack check's limit up to just below its stack
+//! pointer at the wait. The frames above the stack pointer stay where they
+//! are, since no other green thread uses this stack:
+//!
+//! ```text
+//!   lower addresses                                            higher
+//!   ┌───────────┬──────────┬──────┬───────────────┬──────┬──────────────┐
+//!   │ TLS block │ red zone │ hdr  │ saved frames→ │ red  │ live frames  │
+//!   └───────────┴──────────┴──────┴───────────────┴──────┴──────────────┘
+//!                          ▲ limit               end ▲   ▲ stack pointer
+//! ```
+//!
+//! A `std::thread` has no limit the hub knows (wasi-libc placed its stack):
+//! its frames go in the [`STD_THREAD_UNWIND`] bytes below its stack pointer.
+//!
+//! Asyncify checks nothing while it saves, so frames bigger than the room
+//! overrun into the thread's own live frames: [`finish_unwind`] sees it
+//! after the fact and the green thread ends with an error that says which
+//! stack to enlarge (the frames it overwrote were its own).
+//!
+//! What a green thread keeps between runs ([`Saved`]): the four globals
+//! each green thread has for itself (stack pointer, TLS base, the stack
+//! check's limit and span) and the waiting part of the import it left (the
+//! host function's pending future, see `host_call::func_wrap_green`).
+
+use std::any::Any;
+
+use wasmtime::{format_err, AsContextMut, Global, Result, SharedMemory, Val};
+
+use crate::guest::rewrite::RED_ZONE;
+
+/// Module of the two globals the transform imports.
+pub(crate) const GLOBALS_MODULE: &str = "env";
+/// Asyncify's state global.
+pub(crate) const STATE_GLOBAL: &str = "__asyncify_state";
+/// Asyncify's data-pointer global.
+pub(crate) const DATA_GLOBAL: &str = "__asyncify_data";
+
+/// Bytes below a `std::thread`'s stack pointer its frames may be saved in.
+pub(crate) const STD_THREAD_UNWIND: u32 = 16 * 1024;
+
+/// Bytes of the `{ current, end }` header.
+const HEADER: u32 = 8;
+
+const NORMAL: i32 = 0;
+const UNWINDING: i32 = 1;
+const REWINDING: i32 = 2;
+
+/// The globals the compact model reads and sets in a guest's instance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Globals {
+    /// `__asyncify_state`.
+    pub state: Global,
+    /// `__asyncify_data`.
+    pub data: Global,
+    /// Each green thread's own: stack pointer, TLS base, stack-check limit
+    /// and span (the loader's exports, see `rewrite`).
+    pub own: [Global; 4],
+}
+
+/// The per-guest unwinding state, in its one store's [`ThreadData`].
+pub(crate) struct Unwinder {
+    globals: Globals,
+    memory: SharedMemory,
+    /// The waiting part of the import the running green thread is unwinding
+    /// from, or rewinding into.
+    pending: Option<Box<dyn Any + Send>>,
+}
+
+impl std::fmt::Debug for Unwinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unwinder")
+            .field("globals", &self.globals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Unwinder {
+    pub(crate) fn new(globals: Globals, memory: SharedMemory) -> Unwinder {
+        Unwinder {
+            globals,
+            memory,
+            pending: None,
+        }
+    }
+}
+
+/// What a green thread that unwound keeps until it runs again.
+pub(crate) struct Saved {
+    /// Its own globals' values (see [`Globals::own`]).
+    own: [i32; 4],
+    /// Where its frames are (`__asyncify_data`).
+    data: u32,
+    /// The waiting part of the import it left.
+    pending: Option<Box<dyn Any + Send>>,
+}
+
+fn get(store: &mut impl AsContextMut, global: Global) -> i32 {
+    global.get(store).i32().unwrap_or_default()
+}
+
+fn set(store: &mut impl AsContextMut, global: Global, value: i32) -> Result<()> {
+    global.set(store, Val::I32(value))
+}
+
+/// Store data that holds an [`Unwinder`] (the compact model's store).
+pub(crate) trait Unwinding: 'static {
+    /// The store's unwinder.
+    ///
+    /// # Panics
+    /// If the store is not the compact model's.
+    fn unwinder(&mut self) -> &mut Unwinder;
+}
+
+fn unwinder<'a, T: Unwinding>(store: &'a mut wasmtime::StoreContextMut<'_, T>) -> &'a mut Unwinder {
+    store.data_mut().unwinder()
+}
+
+/// If the calling import is being rewound into: ends the rewind and gives
+/// back the waiting part it left (None if it is a fresh call).
+pub(crate) fn resume<T: Unwinding>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+) -> Result<Option<Box<dyn Any + Send>>> {
+    let globals = unwinder(&mut store).globals;
+    if get(&mut store, globals.state) != REWINDING {
+        return Ok(None);
+    }
+    set(&mut store, globals.state, NORMAL)?;
+    Ok(unwinder(&mut store).pending.take())
+}
+
+/// Starts unwinding the calling green thread out of its import, keeping
+/// `pending` (the import's waiting part) for its rewind. The import then
+/// returns any value: the caller's frames are saved, not run.
+///
+/// # Errors
+/// If the thread's stack has no room left to save frames in.
+pub(crate) fn start_unwind<T: Unwinding>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+    pending: Box<dyn Any + Send>,
+) -> Result<()> {
+    let globals = unwinder(&mut store).globals;
+    let [sp, _, limit, _] = globals.own.map(|g| get(&mut store, g) as u32);
+    let end = sp.saturating_sub(RED_ZONE);
+    let floor = if limit != 0 {
+        limit
+    } else {
+        end.saturating_sub(STD_THREAD_UNWIND)
+    };
+    if end < floor.saturating_add(HEADER * 2) {
+        return Err(format_err!(
+            "a green thread waited with its shadow stack full: no room to save its wasm \
+             frames (compact model); give it a larger stack"
+        ));
+    }
+    let unwinder = unwinder(&mut store);
+    write_u32s(&unwinder.memory, floor, [floor + HEADER, end])?;
+    unwinder.pending = Some(pending);
+    set(&mut store, globals.data, floor as i32)?;
+    set(&mut store, globals.state, UNWINDING)
+}
+
+/// After the compact model's call returned: if it returned because its
+/// green thread unwound, ends the unwind and gives back what the thread
+/// keeps until it runs again (None: the call really returned).
+///
+/// # Errors
+/// If the saved frames overran the room they had (the thread cannot be
+/// rewound; the error ends it and says which stack to enlarge).
+pub(crate) fn finish_unwind<T: Unwinding>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+) -> Result<Option<Saved>> {
+    let globals = unwinder(&mut store).globals;
+    if get(&mut store, globals.state) != UNWINDING {
+        return Ok(None);
+    }
+    set(&mut store, globals.state, NORMAL)?;
+    let data = get(&mut store, globals.data) as u32;
+    let own = globals.own.map(|g| get(&mut store, g));
+    let unwinder = unwinder(&mut store);
+    let pending = unwinder.pending.take();
+    let [current, end] = read_u32s(&unwinder.memory, data)?;
+    if current > end {
+        return Err(format_err!(
+            "a green thread's saved wasm frames ({} bytes) did not fit in the free part of \
+             its shadow stack ({} bytes) when it waited (compact model): give it a larger \
+             stack (the SDK's `Builder::stack_size`, or `Config::shadow_stack_size` for \
+             every green thread), or run the guest with fibers",
+            current - data - HEADER,
+            end - data - HEADER,
+        ));
+    }
+    Ok(Some(Saved { own, data, pending }))
+}
+
+/// Prepares the store to rewind the green thread that left `saved`: its
+/// globals back, and Asyncify told where its frames are. The model then
+/// calls the same entry the thread started with.
+///
+/// # Errors
+/// Only if a global has another type (a bug of the loader's).
+pub(crate) fn start_rewind<T: Unwinding>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+    saved: Saved,
+) -> Result<()> {
+    let globals = unwinder(&mut store).globals;
+    for (global, value) in globals.own.into_iter().zip(saved.own) {
+        set(&mut store, global, value)?;
+    }
+    unwinder(&mut store).pending = saved.pending;
+    set(&mut store, globals.data, saved.data as i32)?;
+    set(&mut store, globals.state, REWINDING)
+}
+
+/// Back to normal after a call that trapped, maybe halfway through an
+/// unwind or a rewind.
+pub(crate) fn reset<T: Unwinding>(mut store: wasmtime::StoreContextMut<'_, T>) {
+    let globals = unwinder(&mut store).globals;
+    unwinder(&mut store).pending = None;
+    // A trap leaves the instance usable; the set cannot fail on an i32.
+    let _ = set(&mut store, globals.state, NORMAL);
+}
+
+fn cells(memory: &SharedMemory, at: u32) -> Result<&[std::cell::UnsafeCell<u8>]> {
+    let at = at as usize;
+    memory
+        .data()
+        .get(at..at + 2 * 4)
+        .ok_or_else(|| format_err!("Asyncify's data at {at:#x} is outside the guest's memory"))
+}
+
+fn write_u32s(memory: &SharedMemory, at: u32, words: [u32; 2]) -> Result<()> {
+    let cells = cells(memory, at)?;
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&words[0].to_le_bytes());
+    bytes[4..].copy_from_slice(&words[1].to_le_bytes());
+    // SAFETY: in bounds (`cells`); only the hub's thread runs this guest's
+    // code, and it is inside a host function, not running wasm.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            std::cell::UnsafeCell::raw_get(cells.as_ptr()),
+            8,
+        )
+    };
+    Ok(())
+}
+
+fn read_u32s(memory: &SharedMemory, at: u32) -> Result<[u32; 2]> {
+    let cells = cells(memory, at)?;
+    let mut bytes = [0u8; 8];
+    // SAFETY: as in `write_u32s`: in bounds, and no wasm runs meanwhile.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            std::cell::UnsafeCell::raw_get(cells.as_ptr()),
+            bytes.as_mut_ptr(),
+            8,
+        )
+    };
+    let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    Ok([word(0), word(4)])
+}
