@@ -199,7 +199,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
             .unwrap_or(GuestOptions::default().max_descriptors),
         net_listen: args.listen,
         net_connect: args.connect,
-        threads: args.threads.unwrap_or_default(),
+        threads: args.threads.unwrap_or(Threads::Auto),
         ..GuestOptions::default()
     };
     let mut hub = Hub::new(&runtime);

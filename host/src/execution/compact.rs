@@ -43,7 +43,7 @@ use crate::guest::store_data::ThreadData;
 use crate::guest::unwind::{
     self, Globals, Saved, Unwinder, DATA_GLOBAL, GLOBALS_MODULE, STATE_GLOBAL,
 };
-use crate::scheduler::{Entry, TaskCall};
+use crate::scheduler::{Entry, TaskCall, ThreadKey};
 
 /// A guest's green threads in one instance (see the module docs).
 pub(crate) struct Compact {
@@ -53,7 +53,14 @@ pub(crate) struct Compact {
     linker: Linker<ThreadData>,
     memory: SharedMemory,
     /// The guest's store and instance while no call holds them.
-    idle: Arc<Mutex<Option<Box<Guest>>>>,
+    idle: Arc<Mutex<Idle>>,
+}
+
+/// The guest's store and instance, or which green thread's call holds them.
+#[derive(Default)]
+struct Idle {
+    guest: Option<Box<Guest>>,
+    holder: Option<ThreadKey>,
 }
 
 impl Compact {
@@ -64,7 +71,7 @@ impl Compact {
             module,
             linker,
             memory,
-            idle: Arc::new(Mutex::new(None)),
+            idle: Arc::new(Mutex::new(Idle::default())),
         }
     }
 }
@@ -109,7 +116,7 @@ impl Execution for Compact {
                 Box::pin(async move {
                     match instantiate(&module, &linker, memory, data, preempt, stack).await {
                         Ok(guest) => {
-                            *idle.lock().expect("not poisoned") = Some(guest);
+                            idle.lock().expect("not poisoned").guest = Some(guest);
                             run(idle, thread, Call::Main).await
                         }
                         Err(error) => (Err(error), None),
@@ -138,6 +145,20 @@ impl Execution for Compact {
 
     fn exports(&self, name: &str) -> bool {
         self.module.get_export(name).is_some()
+    }
+
+    fn drops_call_in_place(&self, thread: ThreadKey) -> bool {
+        // A call paused in wasm holds the guest's one store, and the guest's
+        // next call needs it back now (see `Lent`). A waiting thread's call
+        // holds only its saved frames and its import's waiting part (maybe
+        // an embedder's future, whose drop may be slow): off the hub.
+        self.idle.lock().expect("not poisoned").holder == Some(thread)
+    }
+
+    fn std_thread_room(&self) -> u32 {
+        // Where its frames are saved when it waits: the hub does not know
+        // the bounds of the stack wasi-libc gave it.
+        unwind::STD_THREAD_UNWIND
     }
 }
 
@@ -208,22 +229,29 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 /// A green thread's life in the compact model: its entry called, and called
 /// again to rewind it each time it unwound to wait.
 async fn run(
-    idle: Arc<Mutex<Option<Box<Guest>>>>,
-    thread: crate::scheduler::ThreadKey,
+    idle: Arc<Mutex<Idle>>,
+    thread: ThreadKey,
     call: Call,
 ) -> (Result<()>, Option<Leftover>) {
     let mut saved: Option<Saved> = None;
     loop {
-        let taken = idle.lock().expect("not poisoned").take();
-        let Some(mut guest) = taken else {
-            // The hub runs one call of a guest at a time; the store is gone
-            // only if a call holding it was dropped (its guest is ending).
+        let Some(mut lent) = Lent::take(&idle, thread) else {
+            // The hub runs one call of a guest at a time, and a call gives
+            // the store back even when it is dropped: only a bug gets here.
             return (
-                Err(wasmtime::format_err!("the guest's instance is gone")),
+                Err(wasmtime::format_err!(
+                    "the guest's instance is held by another call"
+                )),
                 None,
             );
         };
+        let guest = lent.guest();
         guest.store.data_mut().thread = thread;
+        let room = match call {
+            Call::Task(TaskCall::StdThread { .. }, stack) => Some((stack.bottom, stack.top)),
+            _ => None,
+        };
+        unwind::set_room(guest.store.as_context_mut(), room);
         // A fresh time slice.
         guest.store.set_epoch_deadline(1);
         let result = guest.enter(call, saved.take()).await;
@@ -236,17 +264,52 @@ async fn run(
                 Ok(None) => Some(Ok(())),
                 Err(error) => Some(Err(error)),
             },
-            Err(error) => {
-                unwind::reset(guest.store.as_context_mut());
-                Some(Err(error))
-            }
+            Err(error) => Some(Err(error)),
         };
-        *idle.lock().expect("not poisoned") = Some(guest);
+        drop(lent);
         match ended {
             Some(result) => return (result, None),
             // Waiting: the import recorded why; the hub polls again once
             // the thread is woken.
             None => super::Suspend::default().await,
+        }
+    }
+}
+
+/// The guest's store and instance, lent to one call: given back when the
+/// call is done with them, or when the call is dropped halfway (a green
+/// thread paused in wasm and ended by the hub: wasmtime unwinds its fiber
+/// first, so the store is whole), with Asyncify back to normal.
+struct Lent<'a> {
+    idle: &'a Mutex<Idle>,
+    guest: Option<Box<Guest>>,
+}
+
+impl<'a> Lent<'a> {
+    fn take(idle: &'a Mutex<Idle>, thread: ThreadKey) -> Option<Lent<'a>> {
+        let mut slot = idle.lock().expect("not poisoned");
+        let guest = slot.guest.take()?;
+        slot.holder = Some(thread);
+        Some(Lent {
+            idle,
+            guest: Some(guest),
+        })
+    }
+
+    fn guest(&mut self) -> &mut Guest {
+        self.guest.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guest) = self.guest.take() {
+            if !unwind::is_normal(guest.store.as_context_mut()) {
+                unwind::reset(guest.store.as_context_mut());
+            }
+            let mut slot = self.idle.lock().expect("not poisoned");
+            slot.guest = Some(guest);
+            slot.holder = None;
         }
     }
 }

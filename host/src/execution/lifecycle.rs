@@ -71,8 +71,14 @@ pub(crate) fn new_call(
             bottom: 0,
             tls_base: 0,
         },
+        // A region the model asked for (`Execution::std_thread_room`).
+        (Entry::Task(TaskCall::StdThread { .. }), Some(slot)) => StackBounds {
+            top: live.stacks.stack_top(&slot),
+            bottom: live.stacks.stack_bottom(&slot),
+            tls_base: 0,
+        },
         // Its stack and TLS are the guest's own (see `TaskCall::StdThread`).
-        (Entry::Task(TaskCall::StdThread { .. }), _) => StackBounds {
+        (Entry::Task(TaskCall::StdThread { .. }), None) => StackBounds {
             top: 0,
             bottom: 0,
             tls_base: 0,

@@ -35,7 +35,7 @@ use wasmtime::{Result, StoreContextMut, UpdateDeadline};
 
 use crate::execution::stack_charge::StackUse;
 use crate::guest::store_data::ThreadData;
-use crate::scheduler::Entry;
+use crate::scheduler::{Entry, ThreadKey};
 
 mod compact;
 pub(crate) mod ending;
@@ -119,6 +119,20 @@ pub(crate) trait Execution: Send {
 
     /// Whether the guest's module exports `name`.
     fn exports(&self, name: &str) -> bool;
+
+    /// Bytes of guest memory a `std::thread` needs from the hub besides
+    /// the stack wasi-libc gave it (0: none). The hub carves them as the
+    /// thread's stack slot, and its call gets them as its [`StackBounds`].
+    fn std_thread_room(&self) -> u32 {
+        0
+    }
+
+    /// Whether the call of green thread `thread`, which ends while its guest
+    /// lives on, is to be dropped on the hub at once rather than off it (the hub's
+    /// default: a call's own store is slow to drop), asked just before.
+    fn drops_call_in_place(&self, _thread: ThreadKey) -> bool {
+        false
+    }
 }
 
 /// A future that is pending once, then ready: how a compact call waits

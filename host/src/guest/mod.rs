@@ -134,9 +134,14 @@ pub struct GuestOptions {
 
 /// How a guest's green threads execute (the README's "Two execution
 /// models" says when to pick which, with the measurements).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Threads {
+    /// The model the `WASMLET_THREADS` environment variable names (`fibers`
+    /// or `compact`), else [`Threads::Fibers`]; a module the compact model
+    /// cannot run (see [`Threads::Compact`]) runs with fibers.
+    #[default]
+    Auto,
     /// Each green thread is its own wasmtime `Store` and `Instance`, running
     /// on its own fiber: the fastest switches and CPU-bound code, about
     /// 25 KB of host memory per waiting green thread.
@@ -145,17 +150,21 @@ pub enum Threads {
     /// a waiting green thread is its wasm frames, saved into its own shadow
     /// stack by Binaryen's Asyncify (applied when the guest is added, and
     /// cached on disk: see the README). A few KB per waiting green thread.
-    /// A module the transform cannot handle is refused with the reason.
+    /// A module the transform cannot handle (one without
+    /// `wasm32-wasip1-threads`' shadow-stack layout, or using a WebAssembly
+    /// feature it does not know) is refused with the reason.
     Compact,
 }
 
-impl Default for Threads {
-    /// The model named by the `WASMLET_THREADS` environment variable
-    /// (`fibers` or `compact`), else [`Threads::Fibers`].
-    fn default() -> Self {
-        match std::env::var("WASMLET_THREADS").as_deref() {
-            Ok("compact") => Threads::Compact,
-            _ => Threads::Fibers,
+impl Threads {
+    /// The model [`Threads::Auto`] stands for here (`WASMLET_THREADS`).
+    pub(crate) fn chosen(self) -> Threads {
+        match self {
+            Threads::Auto => match std::env::var("WASMLET_THREADS").as_deref() {
+                Ok("compact") => Threads::Compact,
+                _ => Threads::Fibers,
+            },
+            explicit => explicit,
         }
     }
 }

@@ -28,7 +28,8 @@
 //! ```
 //!
 //! A `std::thread` has no limit the hub knows (wasi-libc placed its stack):
-//! its frames go in the [`STD_THREAD_UNWIND`] bytes below its stack pointer.
+//! its frames go in [`STD_THREAD_UNWIND`] bytes the hub carves for it as its
+//! stack slot.
 //!
 //! Asyncify checks nothing while it saves, so frames bigger than the room
 //! overrun into the thread's own live frames: [`finish_unwind`] sees it
@@ -53,7 +54,7 @@ pub(crate) const STATE_GLOBAL: &str = "__asyncify_state";
 /// Asyncify's data-pointer global.
 pub(crate) const DATA_GLOBAL: &str = "__asyncify_data";
 
-/// Bytes below a `std::thread`'s stack pointer its frames may be saved in.
+/// Bytes the hub carves for a `std::thread`'s saved frames.
 pub(crate) const STD_THREAD_UNWIND: u32 = 16 * 1024;
 
 /// Bytes of the `{ current, end }` header.
@@ -82,6 +83,9 @@ pub(crate) struct Unwinder {
     /// The waiting part of the import the running green thread is unwinding
     /// from, or rewinding into.
     pending: Option<Box<dyn Any + Send>>,
+    /// Where the running green thread's frames go if it is a `std::thread`:
+    /// the region the hub carved for it (see [`set_room`]).
+    room: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Unwinder {
@@ -98,6 +102,7 @@ impl Unwinder {
             globals,
             memory,
             pending: None,
+            room: None,
         }
     }
 }
@@ -133,6 +138,16 @@ fn unwinder<'a, T: Unwinding>(store: &'a mut wasmtime::StoreContextMut<'_, T>) -
     store.data_mut().unwinder()
 }
 
+/// Where the frames of the green thread about to run go when it waits:
+/// `room` for a `std::thread` (the region the hub carved for it), None for
+/// the others (the free part of their own shadow stack).
+pub(crate) fn set_room<T: Unwinding>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+    room: Option<(u32, u32)>,
+) {
+    unwinder(&mut store).room = room;
+}
+
 /// If the calling import is being rewound into: ends the rewind and gives
 /// back the waiting part it left (None if it is a fresh call).
 pub(crate) fn resume<T: Unwinding>(
@@ -158,11 +173,9 @@ pub(crate) fn start_unwind<T: Unwinding>(
 ) -> Result<()> {
     let globals = unwinder(&mut store).globals;
     let [sp, _, limit, _] = globals.own.map(|g| get(&mut store, g) as u32);
-    let end = sp.saturating_sub(RED_ZONE);
-    let floor = if limit != 0 {
-        limit
-    } else {
-        end.saturating_sub(STD_THREAD_UNWIND)
+    let (floor, end) = match unwinder(&mut store).room {
+        Some(room) => room,
+        None => (limit, sp.saturating_sub(RED_ZONE)),
     };
     if end < floor.saturating_add(HEADER * 2) {
         return Err(format_err!(
@@ -227,6 +240,12 @@ pub(crate) fn start_rewind<T: Unwinding>(
     unwinder(&mut store).pending = saved.pending;
     set(&mut store, globals.data, saved.data as i32)?;
     set(&mut store, globals.state, REWINDING)
+}
+
+/// Whether Asyncify is in its normal state (no unwind or rewind under way).
+pub(crate) fn is_normal<T: Unwinding>(mut store: wasmtime::StoreContextMut<'_, T>) -> bool {
+    let globals = unwinder(&mut store).globals;
+    get(&mut store, globals.state) == NORMAL
 }
 
 /// Back to normal after a call that trapped, maybe halfway through an

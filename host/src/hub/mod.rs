@@ -22,8 +22,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wasmtime::error::Context as _;
-use wasmtime::Store;
 use wasmtime::{format_err, Result};
+use wasmtime::{Linker, Store};
 
 use crate::call::{CallError, PendingCall};
 use crate::control::{Command, Control, HubHandle};
@@ -137,17 +137,22 @@ impl Hub {
         );
         linker.define(&scratch, "env", "memory", memory.clone())?;
         drop(scratch);
-        let exec: Box<dyn Execution> = match options.threads {
-            Threads::Fibers => {
-                let pre = linker
-                    .instantiate_pre(&program.module)
-                    .context("the guest imports something wasmlet does not provide")?;
-                Box::new(Fibers::new(pre, program.layout.reuse_workers))
-            }
-            Threads::Compact => {
-                let module = program.compact_module(crate::host_functions::may_wait)?;
-                Box::new(Compact::new(module, linker, memory.clone()))
-            }
+        let fibers = |linker: Linker<ThreadData>| -> Result<Box<dyn Execution>> {
+            let pre = linker
+                .instantiate_pre(&program.module)
+                .context("the guest imports something wasmlet does not provide")?;
+            Ok(Box::new(Fibers::new(pre, program.layout.reuse_workers)))
+        };
+        let exec = match options.threads.chosen() {
+            Threads::Compact => match program.compact_module(crate::host_functions::may_wait) {
+                Ok(module) => Box::new(Compact::new(module, linker, memory.clone())),
+                Err(error) if options.threads == Threads::Auto => {
+                    tracing::debug!("the guest runs with fibers: {error}");
+                    fibers(linker)?
+                }
+                Err(error) => return Err(error),
+            },
+            _ => fibers(linker)?,
         };
         let live = LiveGuest {
             exec,

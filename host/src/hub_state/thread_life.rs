@@ -17,12 +17,18 @@ impl HubState {
         if let Some(call) = payload.future.take() {
             return Ok(call);
         }
+        let std_room = self.live(guest).exec.std_thread_room();
+        let payload = self.sched.payload_mut(guest, thread);
         let needs_stack = payload.stack.is_none()
-            && matches!(
-                entry,
-                Entry::Task(TaskCall::Run { .. } | TaskCall::Finish { .. })
-            );
-        let size = payload.stack_size;
+            && match entry {
+                Entry::Task(TaskCall::Run { .. } | TaskCall::Finish { .. }) => true,
+                Entry::Task(TaskCall::StdThread { .. }) => std_room > 0,
+                Entry::Main => false,
+            };
+        let size = match entry {
+            Entry::Task(TaskCall::StdThread { .. }) => std_room,
+            _ => payload.stack_size,
+        };
         if needs_stack {
             // Its first run: only now does it take a store, an instance, a
             // fiber stack and a shadow stack (so a million spawned at once
@@ -87,9 +93,25 @@ impl HubState {
         let payload = self.sched.payload_mut(guest, thread);
         let charged = std::mem::take(&mut payload.fiber).charged();
         if let Some(call) = payload.future.take() {
-            self.graveyard.push(Grave::Call(call));
+            self.bury_call(guest, thread, call);
         }
         self.charge_stack(guest, charged, 0);
+    }
+
+    /// Drops a green thread's call whose guest lives on: off the hub if it
+    /// holds a store of its own (dropping one is slow), at once if its
+    /// model asks (it may hold the guest's one store, which the guest's
+    /// next call needs).
+    fn bury_call(&mut self, guest: GuestKey, thread: ThreadKey, call: ThreadFuture) {
+        let in_place = self.guests[guest]
+            .live
+            .as_ref()
+            .is_some_and(|live| live.exec.drops_call_in_place(thread));
+        if in_place {
+            drop(call);
+        } else {
+            self.graveyard.push(Grave::Call(call));
+        }
     }
 
     /// Whether a green thread of `guest` that has just started (and is
@@ -160,7 +182,7 @@ impl HubState {
         let failure = match crate::execution::ending::judge(end, &facts) {
             Verdict::PluginReady => {
                 let payload = self.sched.main_returned(guest);
-                self.bury_payload(guest, payload);
+                self.bury_payload(guest, thread, payload);
                 return;
             }
             Verdict::GuestEnds(exit) => {
@@ -197,7 +219,7 @@ impl HubState {
                 if let Some((_, name, error)) = failure {
                     tracing::warn!("{name} failed while ending: {error:?}");
                 }
-                self.bury_payload(guest, payload);
+                self.bury_payload(guest, thread, payload);
                 self.call_done(guest, id);
             }
         }
@@ -214,9 +236,14 @@ impl HubState {
         }
     }
 
-    pub(super) fn bury_payload(&mut self, guest: GuestKey, payload: ThreadPayload) {
+    pub(super) fn bury_payload(
+        &mut self,
+        guest: GuestKey,
+        thread: ThreadKey,
+        payload: ThreadPayload,
+    ) {
         if let Some(call) = payload.future {
-            self.graveyard.push(Grave::Call(call));
+            self.bury_call(guest, thread, call);
         }
         self.charge_stack(guest, payload.fiber.charged(), 0);
         if let (Some(stack), Some(live)) = (payload.stack, self.guests[guest].live.as_mut()) {
