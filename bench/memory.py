@@ -2,14 +2,21 @@
 split into its three kinds, read from /proc/PID/smaps while the benchmark
 guest holds COUNT green threads asleep (`greenbench hold COUNT`, the same
 sleepers as the `concurrent` workload), minus what it held before they were
-spawned. Started by `bench/run`; prints a table and writes JSON.
+spawned, in both execution models (`--threads fibers` and `compact`).
+Started by `bench/run`; prints a table and writes JSON.
 
 - fiber stacks: wasmlet's pool of native stacks (`host/src/execution/fiber_stack.rs`),
   read-write anonymous mappings of 256 stacks each (adjacent ones merge);
 - guest memory: the guest's shared linear memory, the read-write part of a
   reservation whose rest (up to 4 GiB and its guard) is inaccessible;
 - host heap and the rest: everything else that is resident, mostly malloc's
-  heap, where each green thread's wasmtime store and instance live.
+  heap, where each green thread's wasmtime store and instance live (fibers)
+  or its scheduling record and saved-state record (compact).
+
+In the compact model a sleeping green thread holds no store, instance or
+fiber stack: its cost is its shadow stack's touched pages in guest memory
+(its TLS block and, just above it, its saved wasm frames; the top of its
+stack) and its records on the host heap.
 """
 import argparse
 import json
@@ -63,9 +70,12 @@ def classify(maps, memory_size):
     return kinds
 
 
-def measure(guest, count):
+MODELS = ["fibers", "compact"]
+
+
+def measure(guest, count, model):
     proc = subprocess.Popen(
-        [str(WASMLET), "run", str(guest), "--", "hold", str(count)],
+        [str(WASMLET), "run", "--threads", model, str(guest), "--", "hold", str(count)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -92,19 +102,23 @@ def main():
     elif args.out is None:
         args.out = str(ROOT / "bench/results/memory.json")
     figures = {"count": args.count}
+    columns = []
     for name, guest in GUESTS.items():
-        per = measure(guest, args.count)
-        if not args.quick:
-            # Let the kernel take back the gigabytes first (as bench/suite.py
-            # does): its reclaim would land in the next measurement.
-            time.sleep(3)
-        per["total"] = sum(per.values())
-        figures[name.replace(" ", "_")] = per
-    names = list(GUESTS)
+        for model in MODELS:
+            per = measure(guest, args.count, model)
+            if not args.quick:
+                # Let the kernel take back the gigabytes first (as
+                # bench/suite.py does): its reclaim would land in the next
+                # measurement.
+                time.sleep(3)
+            per["total"] = sum(per.values())
+            key = f"{name.replace(' ', '_')}_{model}"
+            figures[key] = per
+            columns.append((f"{name.split()[0]}, {model}", key))
     print(f"Resident memory per sleeping green thread ({args.count:,} asleep, bytes):")
-    print(f"  {'':<22} " + " ".join(f"{n:>16}" for n in names))
-    for kind in figures[names[0].replace(" ", "_")]:
-        row = " ".join(f"{figures[n.replace(' ', '_')][kind]:>16,.0f}" for n in names)
+    print(f"  {'':<22} " + " ".join(f"{title:>19}" for title, _ in columns))
+    for kind in figures[columns[0][1]]:
+        row = " ".join(f"{figures[key][kind]:>19,.0f}" for _, key in columns)
         print(f"  {kind.replace('_', ' '):<22} {row}")
     if args.out:
         # On a fresh clone with `bench/run --out FILE` elsewhere, nothing has

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WASMLET = ROOT / "target/release/wasmlet"
 GUEST = ROOT / "bench/guest/target/wasm32-wasip1-threads/release/greenbench.wasm"
 PYTHON = sys.executable
-SYSTEMS = ["wasmlet", "eventlet", "gevent"]
+# "compact" is wasmlet with every guest in the compact execution model
+# (`--threads compact`); "wasmlet" is its default (fibers).
+SYSTEMS = ["wasmlet", "compact", "eventlet", "gevent"]
 
 # (workload, full count, quick count, extra wasmlet flags, what the count is)
 WORKLOADS = [
@@ -67,8 +69,9 @@ METRICS = [
 
 
 def command(system, workload, count, flags):
-    if system == "wasmlet":
-        return [str(WASMLET), "run", *flags, str(GUEST), "--", workload, str(count)]
+    if system in ("wasmlet", "compact"):
+        model = ["--threads", "fibers" if system == "wasmlet" else "compact"]
+        return [str(WASMLET), "run", *model, *flags, str(GUEST), "--", workload, str(count)]
     script = str(ROOT / "bench/greenbench.py")
     return [PYTHON, "-W", "ignore", script, system, workload, str(count)]
 
@@ -144,7 +147,7 @@ def main():
     parser.add_argument("--reps", type=int, help="repetitions per figure (default 5; 1 with --quick)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help="comma-separated systems to run (default: all three)")
+                        help="comma-separated systems to run (default: all four)")
     args = parser.parse_args()
     reps = args.reps or (1 if args.quick else 5)
     systems = [s for s in args.systems.split(",") if s]
@@ -173,6 +176,7 @@ def main():
     rows = []
     for metric, unit, what in METRICS:
         ours = medians["wasmlet"].get(metric)
+        compact = medians["compact"].get(metric)
         ev = medians["eventlet"].get(metric)
         gv = medians["gevent"].get(metric)
         rows.append({
@@ -180,10 +184,13 @@ def main():
             "unit": unit,
             "what": what,
             "wasmlet": ours,
+            "compact": compact,
             "eventlet": ev,
             "gevent": gv,
             "wasmlet_over_eventlet": ratio(ours, ev),
             "wasmlet_over_gevent": ratio(ours, gv),
+            "compact_over_eventlet": ratio(compact, ev),
+            "compact_over_wasmlet": ratio(compact, ours),
         })
 
     info = machine()
@@ -195,11 +202,13 @@ def main():
           f"Linux {info['kernel']}, Python {info['python']}")
     for workload, full, quick, _, what in WORKLOADS:
         print(f"  {workload:10} {quick if args.quick else full:>7,} {what}")
-    header = ["figure (lower is better)", "unit", "wasmlet", "eventlet", "gevent",
-              "wasmlet/eventlet", "wasmlet/gevent"]
+    header = ["figure (lower is better)", "unit", "wasmlet", "compact", "eventlet", "gevent",
+              "wasmlet/eventlet", "wasmlet/gevent", "compact/eventlet", "compact/wasmlet"]
     table = [header] + [
-        [r["what"], r["unit"], fmt(r["wasmlet"]), fmt(r["eventlet"]), fmt(r["gevent"]),
-         fmt_ratio(r["wasmlet_over_eventlet"]), fmt_ratio(r["wasmlet_over_gevent"])]
+        [r["what"], r["unit"], fmt(r["wasmlet"]), fmt(r["compact"]), fmt(r["eventlet"]),
+         fmt(r["gevent"]), fmt_ratio(r["wasmlet_over_eventlet"]),
+         fmt_ratio(r["wasmlet_over_gevent"]), fmt_ratio(r["compact_over_eventlet"]),
+         fmt_ratio(r["compact_over_wasmlet"])]
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

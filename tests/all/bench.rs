@@ -10,7 +10,9 @@
 
 use std::process::Command;
 
-const SYSTEMS: [&str; 3] = ["wasmlet", "eventlet", "gevent"];
+/// wasmlet's two execution models first (fibers, its default, and
+/// compact), then the peers.
+const SYSTEMS: [&str; 4] = ["wasmlet", "compact", "eventlet", "gevent"];
 const METRICS: [&str; 11] = [
     "spawn_us",
     "switch_ns",
@@ -32,7 +34,7 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
     let out_file = std::env::temp_dir().join(format!("wasmlet-bench-{}.json", std::process::id()));
     let peers = std::env::var("WASMLET_BENCH_PEERS").is_ok_and(|v| v == "1")
         || root.join("bench/.venv/bin/python").exists();
-    let systems: &[&str] = if peers { &SYSTEMS } else { &SYSTEMS[..1] };
+    let systems: &[&str] = if peers { &SYSTEMS } else { &SYSTEMS[..2] };
     let mut command = Command::new(root.join("bench/run"));
     command.args(["--quick", "--out"]).arg(&out_file);
     if !peers {
@@ -48,9 +50,12 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
     for header in [
         "wasmlet/eventlet",
         "wasmlet/gevent",
+        "compact/wasmlet",
         "machine: ",
         "Resident memory per sleeping green thread (1,000 asleep, bytes):",
         "host heap and rest",
+        "benchmark, compact",
+        "realistic, compact",
         "plugin calls, 1000 in flight",
         "wait 1 ms  wasmlet, 2 hubs",
         "trivial    wasmtime, instance per call (Spin)",
@@ -105,4 +110,5 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
     let written = std::fs::read_to_string(&memory_json).expect("memory.json was written");
     std::fs::remove_dir_all(&fresh).ok();
     assert!(written.contains("\"count\": 1000"), "{written}");
+    assert!(written.contains("benchmark_guest_compact"), "{written}");
 }
