@@ -125,7 +125,8 @@ impl RuntimeBuilder {
     /// arguments, and returns a future. The calling green thread waits for
     /// it, alone: the hub polls it with a waker that wakes that green thread
     /// from whatever thread completes it. A killed green thread's future is
-    /// dropped.
+    /// dropped. (`R: Default`: in the compact model the import returns a
+    /// value, never seen by the guest, while the caller's frames are saved.)
     pub fn func_async<Params, R, F, Fut>(mut self, module: &str, name: &str, func: F) -> Self
     where
         Params: wasmtime::WasmTyList + Send + 'static,

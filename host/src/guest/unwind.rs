@@ -86,6 +86,13 @@ pub(crate) struct Unwinder {
     /// Where the running green thread's frames go if it is a `std::thread`:
     /// the region the hub carved for it (see [`set_room`]).
     room: Option<(u32, u32)>,
+    /// What Asyncify's state global holds, mirrored: reading a global
+    /// through wasmtime's API costs about 50 ns (it looks up its type), and
+    /// a switch would read it half a dozen times.
+    state: i32,
+    /// Set by [`start_unwind`] for [`finish_unwind`]: where the frames go,
+    /// and the green thread's own globals, read once.
+    unwinding: Option<(u32, [i32; 4])>,
 }
 
 impl std::fmt::Debug for Unwinder {
@@ -103,6 +110,8 @@ impl Unwinder {
             memory,
             pending: None,
             room: None,
+            state: NORMAL,
+            unwinding: None,
         }
     }
 }
@@ -153,12 +162,13 @@ pub(crate) fn set_room<T: Unwinding>(
 pub(crate) fn resume<T: Unwinding>(
     mut store: wasmtime::StoreContextMut<'_, T>,
 ) -> Result<Option<Box<dyn Any + Send>>> {
-    let globals = unwinder(&mut store).globals;
-    if get(&mut store, globals.state) != REWINDING {
+    let unwinder = unwinder(&mut store);
+    if unwinder.state != REWINDING {
         return Ok(None);
     }
-    set(&mut store, globals.state, NORMAL)?;
-    Ok(unwinder(&mut store).pending.take())
+    let (globals, pending) = (unwinder.globals, unwinder.pending.take());
+    set_state(&mut store, globals, NORMAL)?;
+    Ok(pending)
 }
 
 /// Starts unwinding the calling green thread out of its import, keeping
@@ -172,7 +182,8 @@ pub(crate) fn start_unwind<T: Unwinding>(
     pending: Box<dyn Any + Send>,
 ) -> Result<()> {
     let globals = unwinder(&mut store).globals;
-    let [sp, _, limit, _] = globals.own.map(|g| get(&mut store, g) as u32);
+    let own = globals.own.map(|g| get(&mut store, g));
+    let [sp, _, limit, _] = own.map(|v| v as u32);
     let (floor, end) = match unwinder(&mut store).room {
         Some(room) => room,
         None => (limit, sp.saturating_sub(RED_ZONE)),
@@ -186,8 +197,18 @@ pub(crate) fn start_unwind<T: Unwinding>(
     let unwinder = unwinder(&mut store);
     write_u32s(&unwinder.memory, floor, [floor + HEADER, end])?;
     unwinder.pending = Some(pending);
+    unwinder.unwinding = Some((floor, own));
     set(&mut store, globals.data, floor as i32)?;
-    set(&mut store, globals.state, UNWINDING)
+    set_state(&mut store, globals, UNWINDING)
+}
+
+fn set_state<T: Unwinding>(
+    store: &mut wasmtime::StoreContextMut<'_, T>,
+    globals: Globals,
+    state: i32,
+) -> Result<()> {
+    unwinder(store).state = state;
+    set(store, globals.state, state)
 }
 
 /// After the compact model's call returned: if it returned because its
@@ -200,15 +221,13 @@ pub(crate) fn start_unwind<T: Unwinding>(
 pub(crate) fn finish_unwind<T: Unwinding>(
     mut store: wasmtime::StoreContextMut<'_, T>,
 ) -> Result<Option<Saved>> {
-    let globals = unwinder(&mut store).globals;
-    if get(&mut store, globals.state) != UNWINDING {
-        return Ok(None);
-    }
-    set(&mut store, globals.state, NORMAL)?;
-    let data = get(&mut store, globals.data) as u32;
-    let own = globals.own.map(|g| get(&mut store, g));
     let unwinder = unwinder(&mut store);
-    let pending = unwinder.pending.take();
+    let Some((data, own)) = unwinder.unwinding.take() else {
+        return Ok(None);
+    };
+    let (globals, pending) = (unwinder.globals, unwinder.pending.take());
+    set_state(&mut store, globals, NORMAL)?;
+    let unwinder = self::unwinder(&mut store);
     let [current, end] = read_u32s(&unwinder.memory, data)?;
     if current > end {
         return Err(format_err!(
@@ -239,22 +258,24 @@ pub(crate) fn start_rewind<T: Unwinding>(
     }
     unwinder(&mut store).pending = saved.pending;
     set(&mut store, globals.data, saved.data as i32)?;
-    set(&mut store, globals.state, REWINDING)
+    set_state(&mut store, globals, REWINDING)
 }
 
 /// Whether Asyncify is in its normal state (no unwind or rewind under way).
 pub(crate) fn is_normal<T: Unwinding>(mut store: wasmtime::StoreContextMut<'_, T>) -> bool {
-    let globals = unwinder(&mut store).globals;
-    get(&mut store, globals.state) == NORMAL
+    let unwinder = unwinder(&mut store);
+    unwinder.state == NORMAL && unwinder.unwinding.is_none()
 }
 
 /// Back to normal after a call that trapped, maybe halfway through an
 /// unwind or a rewind.
 pub(crate) fn reset<T: Unwinding>(mut store: wasmtime::StoreContextMut<'_, T>) {
-    let globals = unwinder(&mut store).globals;
-    unwinder(&mut store).pending = None;
+    let unwinder = unwinder(&mut store);
+    unwinder.pending = None;
+    unwinder.unwinding = None;
+    let globals = unwinder.globals;
     // A trap leaves the instance usable; the set cannot fail on an i32.
-    let _ = set(&mut store, globals.state, NORMAL);
+    let _ = set_state(&mut store, globals, NORMAL);
 }
 
 fn cells(memory: &SharedMemory, at: u32) -> Result<&[std::cell::UnsafeCell<u8>]> {
