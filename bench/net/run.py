@@ -22,7 +22,8 @@ ECHO = ROOT / "examples/target/wasm32-wasip1-threads/release/echo-server.wasm"
 CLIENT = ROOT / "target/release/examples/net-bench-client"
 TOKIO = ROOT / "target/release/examples/net-bench-tokio"
 PYTHON = str(ROOT / "bench/.venv/bin/python") if (ROOT / "bench/.venv/bin/python").exists() else sys.executable
-SYSTEMS = ["wasmlet", "eventlet", "gevent", "tokio"]
+# "compact" is wasmlet's echo server in the compact execution model.
+SYSTEMS = ["wasmlet", "compact", "eventlet", "gevent", "tokio"]
 
 # (metric, unit, what, higher is better)
 METRICS = [
@@ -44,9 +45,10 @@ def free_addr():
 
 
 def start(system, addr):
-    if system == "wasmlet":
+    if system in ("wasmlet", "compact"):
         # The defaults hold 10,000 connections (no flag needed).
-        cmd = [str(WASMLET), "run", "--listen", addr, str(ECHO), "--", addr]
+        model = "fibers" if system == "wasmlet" else "compact"
+        cmd = [str(WASMLET), "run", "--threads", model, "--listen", addr, str(ECHO), "--", addr]
     elif system == "tokio":
         cmd = [str(TOKIO), addr]
     else:

@@ -32,7 +32,7 @@ use wasmtime::{
     Store, TypedFunc, Val, ValType,
 };
 
-use super::worker::{preemptible, STD_THREAD_START};
+use super::worker::{entry, preemptible, NO_SDK, STD_THREAD_START};
 use super::{Execution, Leftover, Preempt, StackBounds, ThreadFuture};
 use crate::execution::stack_charge::StackUse;
 use crate::guest::rewrite::{
@@ -205,25 +205,14 @@ async fn instantiate(
         },
         memory,
     )));
-    let run = typed(&instance, &mut store, RUN_ON_EXPORT)?;
-    let finish = typed(&instance, &mut store, FINISH_ON_EXPORT)?;
+    let run = entry(&instance, &mut store, RUN_ON_EXPORT)?;
+    let finish = entry(&instance, &mut store, FINISH_ON_EXPORT)?;
     Ok(Box::new(Guest {
         store,
         instance,
         run,
         finish,
     }))
-}
-
-fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
-    instance: &Instance,
-    store: &mut Store<ThreadData>,
-    name: &str,
-) -> Result<Option<TypedFunc<P, R>>> {
-    if instance.get_export(&mut *store, name).is_none() {
-        return Ok(None);
-    }
-    instance.get_typed_func(&mut *store, name).map(Some)
 }
 
 /// A green thread's life in the compact model: its entry called, and called
@@ -367,6 +356,3 @@ impl Guest {
         }
     }
 }
-
-/// As on a fiber: only a bug gets a task spawned in a program without the SDK.
-const NO_SDK: &str = "the guest was built without the wasmlet SDK: it has no `wasmlet-run`";

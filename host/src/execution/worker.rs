@@ -147,14 +147,14 @@ impl Worker {
 
 /// Why a green thread of the SDK's cannot run in a program without it (the
 /// hub refuses such spawns before: only a bug gets here).
-const NO_SDK: &str = "the guest was built without the wasmlet SDK: it has no `wasmlet-run`";
+pub(crate) const NO_SDK: &str = "the guest was built without the wasmlet SDK: it has no `wasmlet-run`";
 
 /// The typed export `name` if the loader added it (see `rewrite`): a program
 /// built without the SDK has none.
 ///
 /// # Errors
 /// If it is there with another type.
-fn entry<P: WasmParams, R: WasmResults>(
+pub(crate) fn entry<P: WasmParams, R: WasmResults>(
     instance: &Instance,
     store: &mut Store<ThreadData>,
     name: &str,

@@ -5,8 +5,12 @@
 //! none of them on another.
 //!
 //! A hub wait has one shape: *decide* on the hub's state (answer at once,
-//! or record why the caller waits), *suspend* the caller's fiber once, and
-//! when it is resumed *read the result* the hub left ([`wait_green`]).
+//! or record why the caller waits), *suspend* once, and when it is resumed
+//! *read the result* the hub left ([`wait_green`]). The waiting part of
+//! every host function is a [`Green`] future that holds no borrow of the
+//! call, so that one body serves both execution models
+//! ([`func_wrap_green`]): on a fiber, suspending suspends the fiber; in the
+//! compact model it unwinds the green thread's wasm frames.
 //! Waiting for an embedder's future ([`await_green`]) and for a host
 //! descriptor ([`wait_ready`]) are the two other waits.
 
