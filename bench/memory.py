@@ -73,9 +73,10 @@ def classify(maps, memory_size):
 MODELS = ["fibers", "compact"]
 
 
-def measure(guest, count, model):
+def measure(guest, count, model, stack=None):
+    extra = [str(stack)] if stack else []
     proc = subprocess.Popen(
-        [str(WASMLET), "run", "--threads", model, str(guest), "--", "hold", str(count)],
+        [str(WASMLET), "run", "--threads", model, str(guest), "--", "hold", str(count), *extra],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -120,6 +121,18 @@ def main():
     for kind in figures[columns[0][1]]:
         row = " ".join(f"{figures[key][kind]:>19,.0f}" for _, key in columns)
         print(f"  {kind.replace('_', ' '):<22} {row}")
+    if not args.quick:
+        # A million green threads asleep in one guest in the compact model,
+        # with 2 KiB shadow stacks (wasm32's 4 GiB bounds stack size times
+        # threads per guest: a million of the default 32 KiB would need
+        # 32 GiB).
+        time.sleep(3)
+        million = 1_000_000
+        per = measure(GUESTS["benchmark guest"], million, "compact", stack=2048)
+        total = sum(per.values()) * million
+        figures["million_compact_2k_stacks"] = {"per_thread": sum(per.values()), "total_gb": total / 1e9}
+        print(f"  1,000,000 asleep in one guest, compact, 2 KiB stacks: "
+              f"{sum(per.values()):,.0f} B each, {total / 1e9:.2f} GB in all")
     if args.out:
         # On a fresh clone with `bench/run --out FILE` elsewhere, nothing has
         # made bench/results/ yet.

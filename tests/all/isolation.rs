@@ -21,7 +21,7 @@ use crate::support::{cli_with, ended_while_other_ran, finished, guest, options, 
 
 use std::time::Duration;
 
-use wasmlet_host::{Hub, Program};
+use wasmlet_host::{Hub, Program, Threads};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -168,6 +168,9 @@ fn green_threads_waiting_to_start_are_charged_a_record_not_a_stack() {
     // the others run to the end.
     let mut sleepers = options(&["spawn-at-once", "100", "50"]);
     sleepers.max_host_memory = 1 << 20;
+    // The figures are the fibers model's (a compact green thread is charged
+    // 1 KiB: see the next test).
+    sleepers.threads = Threads::Fibers;
     let b = hub.add_guest(&hostile, sleepers).unwrap();
     hub.run();
     let (a, b) = (finished(&hub, a), finished(&hub, b));
@@ -180,6 +183,38 @@ fn green_threads_waiting_to_start_are_charged_a_record_not_a_stack() {
         b.stdout.contains("of 100 ended well; first failure: Some("),
         "{}",
         b.stdout
+    );
+}
+
+/// A compact green thread holds no store, instance or fiber: it is charged
+/// `HOST_BYTES_PER_COMPACT_THREAD` (1 KiB), so the 1 MiB that holds 31
+/// sleeping green threads with fibers holds all 100 compact ones; a
+/// smaller limit still turns the rest away.
+#[test]
+fn compact_green_threads_are_charged_their_own_smaller_cost() {
+    let runtime = runtime();
+    let hostile = Program::from_file(runtime.engine(), guest("hostile")).unwrap();
+    let mut hub = Hub::new(&runtime);
+    let sleepers = |limit: u64| {
+        let mut o = options(&["spawn-at-once", "100", "50"]);
+        o.max_host_memory = limit;
+        o.threads = Threads::Compact;
+        o
+    };
+    let roomy = hub.add_guest(&hostile, sleepers(1 << 20)).unwrap();
+    // 64 KiB: all 100 spawns fit as records (512 B each), about 24 starts.
+    let tight = hub.add_guest(&hostile, sleepers(64 << 10)).unwrap();
+    hub.run();
+    let (roomy, tight) = (finished(&hub, roomy), finished(&hub, tight));
+    assert_eq!(roomy.code, 0, "{:?} {}", roomy.error, roomy.stderr);
+    assert_eq!(roomy.stdout, "100 of 100 ended well; first failure: None\n");
+    assert_eq!(tight.code, 0, "{:?} {}", tight.error, tight.stderr);
+    let ok: usize = tight.stdout.split(' ').next().unwrap().parse().unwrap();
+    assert!((1..100).contains(&ok), "{}", tight.stdout);
+    assert!(
+        tight.stdout.contains("first failure: Some("),
+        "{}",
+        tight.stdout
     );
 }
 

@@ -33,13 +33,18 @@ fn main() {
         "fanout" => fanout(count),
         "spawnall" => spawn_all(count),
         "switchmany" => switch_many(count),
-        "hold" => hold::hold(count, SLEEPER_STACK, || {
-            let _ = wasmlet::sleep(Duration::from_secs(3600));
-        }),
+        "hold" => {
+            // An optional shadow-stack size: the million-sleeper figure uses
+            // small stacks (a million of 8 KiB would not fit in 4 GiB).
+            let stack = args.get(3).and_then(|s| s.parse().ok());
+            hold::hold(count, stack.unwrap_or(SLEEPER_STACK), || {
+                let _ = wasmlet::sleep(Duration::from_secs(3600));
+            })
+        }
         _ => {
             eprintln!(
                 "usage: greenbench spawn|switch|concurrent|timers|fanout|spawnall|switchmany|hold \
-                 COUNT"
+                 COUNT [hold: STACK_BYTES]"
             );
             std::process::exit(2);
         }

@@ -155,6 +155,10 @@ impl Execution for Compact {
         self.idle.lock().expect("not poisoned").holder == Some(thread)
     }
 
+    fn host_bytes_per_thread(&self) -> u64 {
+        crate::guest::HOST_BYTES_PER_COMPACT_THREAD
+    }
+
     fn std_thread_room(&self) -> u32 {
         // Where its frames are saved when it waits: the hub does not know
         // the bounds of the stack wasi-libc gave it.

@@ -127,6 +127,12 @@ pub(crate) trait Execution: Send {
         0
     }
 
+    /// Host memory a started green thread of this model is charged (see
+    /// `GuestOptions::max_host_memory`).
+    fn host_bytes_per_thread(&self) -> u64 {
+        crate::guest::HOST_BYTES_PER_GREEN_THREAD
+    }
+
     /// Whether the call of green thread `thread`, which ends while its guest
     /// lives on, is to be dropped on the hub at once rather than off it (the hub's
     /// default: a call's own store is slow to drop), asked just before.

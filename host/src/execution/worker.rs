@@ -147,7 +147,8 @@ impl Worker {
 
 /// Why a green thread of the SDK's cannot run in a program without it (the
 /// hub refuses such spawns before: only a bug gets here).
-pub(crate) const NO_SDK: &str = "the guest was built without the wasmlet SDK: it has no `wasmlet-run`";
+pub(crate) const NO_SDK: &str =
+    "the guest was built without the wasmlet SDK: it has no `wasmlet-run`";
 
 /// The typed export `name` if the loader added it (see `rewrite`): a program
 /// built without the SDK has none.

@@ -76,7 +76,8 @@ pub struct GuestOptions {
     /// Most host memory the guest's green threads and links may take. Each
     /// green thread that has started is charged [`HOST_BYTES_PER_GREEN_THREAD`]
     /// (its store and instance, the top 16 KiB of its fiber stack, its
-    /// timer and scheduling record) and the rest of its fiber stack as deep
+    /// timer and scheduling record; [`HOST_BYTES_PER_COMPACT_THREAD`] in the
+    /// compact model, where it has no store, instance or fiber) and the rest of its fiber stack as deep
     /// as it may have touched it (x86-64 Linux 6.13+: a thread past the
     /// limit there ends the guest, when it next suspends), each one spawned but not yet started
     /// [`HOST_BYTES_PER_UNSTARTED_THREAD`] (a record in a queue), each
@@ -86,7 +87,8 @@ pub struct GuestOptions {
     /// (many spawned, then all sleeping) fails instead of starting (its
     /// `wait` reports a trap, and the hub logs why); a link past it ends the guest
     /// with [`GuestError::LimitExceeded`]. Default 4 GiB: about 130,000
-    /// green threads running at once, or millions spawned at once and run
+    /// green threads running at once (4 million in the compact model, where
+    /// the guest's 4 GiB of memory for their shadow stacks bounds first), or millions spawned at once and run
     /// a few at a time (eventlet's "spawn them all, then wait for each");
     /// lower it where many guests share a host.
     pub max_host_memory: u64,
@@ -174,6 +176,15 @@ impl Threads {
 /// sleeping green thread of a small guest (`bench/run`), more for larger
 /// modules.
 pub const HOST_BYTES_PER_GREEN_THREAD: u64 = 32 * 1024;
+
+/// Host memory charged to a guest per live green thread in the compact
+/// model ([`Threads::Compact`]), instead of [`HOST_BYTES_PER_GREEN_THREAD`]:
+/// its scheduling and saved-state records and its waiting host call, with
+/// room to spare (about 0.6 KB were measured for a sleeping one,
+/// `bench/memory.py`). Its shadow stack and saved frames are guest memory
+/// (see [`GuestOptions::max_memory`]); it holds no store, instance or fiber
+/// stack.
+pub const HOST_BYTES_PER_COMPACT_THREAD: u64 = 1024;
 
 /// Host memory charged to a guest per green thread spawned but not yet
 /// started (see [`GuestOptions::max_host_memory`]): its scheduling record,

@@ -10,10 +10,21 @@ impl HubState {
         let started = self.sched.started_in(guest) as u64;
         let unstarted = self.sched.alive_in(guest) as u64 - started;
         let links = self.sched.links_in(guest) as u64;
-        started * HOST_BYTES_PER_GREEN_THREAD
+        started * self.host_bytes_per_thread(guest)
             + unstarted * HOST_BYTES_PER_UNSTARTED_THREAD
             + links * HOST_BYTES_PER_LINK
             + self.guests[guest].stack_bytes
+    }
+
+    /// Host memory a started green thread of `guest` is charged: its
+    /// model's figure.
+    pub(super) fn host_bytes_per_thread(&self, guest: GuestKey) -> u64 {
+        self.guests[guest]
+            .live
+            .as_ref()
+            .map_or(HOST_BYTES_PER_GREEN_THREAD, |live| {
+                live.exec.host_bytes_per_thread()
+            })
     }
 
     /// What a live guest uses now; None once it has ended (or for a key

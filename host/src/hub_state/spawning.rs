@@ -90,7 +90,7 @@ impl HubState {
         // Refused unless it could start now: a spawn is turned down while
         // the guest's running green threads fill its limit, yet thousands
         // may wait to start, each charged a record's worth.
-        if self.host_memory(guest) + HOST_BYTES_PER_GREEN_THREAD > most {
+        if self.host_memory(guest) + self.host_bytes_per_thread(guest) > most {
             return Err((
                 SpawnRefusal::HostMemory,
                 format!(
