@@ -112,8 +112,10 @@ fn a_refused_try_spawn_is_an_error_the_guest_handles() {
     capped.max_green_threads = Some(100);
     let a = hub.add_guest(&hostile, capped).unwrap();
     let mut small = options(&["spawn"]);
-    // 32 green threads' worth, main included.
+    // 32 green threads' worth, main included (with fibers: a compact green
+    // thread is charged 1 KiB, tested below).
     small.max_host_memory = 1 << 20;
+    small.threads = Threads::Fibers;
     let b = hub.add_guest(&hostile, small).unwrap();
     hub.run();
     let (a, b) = (finished(&hub, a), finished(&hub, b));

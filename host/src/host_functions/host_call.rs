@@ -97,7 +97,7 @@ pub(crate) fn ready<R: Send + 'static>(result: Result<R>) -> Green<R> {
 ///
 /// # Errors
 /// If the name is defined twice (a bug of the host's).
-pub(crate) fn func_wrap_green<P, R, F>(
+pub(crate) fn func_wrap_green<P, R, F, Fut>(
     linker: &mut Linker<ThreadData>,
     module: &str,
     name: &str,
@@ -106,7 +106,8 @@ pub(crate) fn func_wrap_green<P, R, F>(
 where
     P: wasmtime::WasmTyList + Send + 'static,
     R: wasmtime::WasmRet + Default + Send + 'static,
-    F: Fn(&mut Caller<'_, ThreadData>, P) -> Green<R> + Send + Sync + 'static,
+    F: Fn(&mut Caller<'_, ThreadData>, P) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R>> + Send + 'static,
 {
     if super::is_hosts(module) && !super::WAITING_IMPORTS.contains(&(module, name)) {
         wasmtime::bail!(
@@ -119,15 +120,20 @@ where
         name,
         move |mut caller: Caller<'_, ThreadData>, params: P| {
             let step = if caller.data().unwinder.is_some() {
-                Err(green_step(&mut caller, |caller| start(caller, params)))
+                Err(green_step(&mut caller, |caller| {
+                    Box::pin(start(caller, params)) as Green<R>
+                }))
             } else {
                 Ok(start(&mut caller, params))
             };
+            // On a fiber the waiting part lives in this one boxed future (no
+            // box of its own: a switch is two of these calls).
             Box::new(async move {
-                let mut call = match step {
+                let call = match step {
                     Ok(call) => call,
                     Err(compact) => return compact,
                 };
+                let mut call = std::pin::pin!(call);
                 let mut suspended = false;
                 let result = std::future::poll_fn(|cx| {
                     let poll = call.as_mut().poll(cx);

@@ -69,7 +69,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     )?;
     func_wrap_green(linker, HUB_MODULE, "sleep", |caller, (ns,): (u64,)| {
         let me = caller.me();
-        Box::pin(async move {
+        async move {
             let waits = as_caller(&me, |s, guest, thread| {
                 s.sleep_unless_killed(guest, thread, Duration::from_nanos(ns))
             })??;
@@ -78,7 +78,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             }
             suspend().await;
             Ok(u32::from(!killed(&me)?))
-        })
+        }
     })?;
     linker.func_wrap(
         HUB_MODULE,
@@ -96,13 +96,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         linker,
         HUB_MODULE,
         "kill",
-        |caller, (target, error): (u64, u32)| Box::pin(kill_for(caller.me(), target, error, false)),
+        |caller, (target, error): (u64, u32)| kill_for(caller.me(), target, error, false),
     )?;
     func_wrap_green(
         linker,
         HUB_MODULE,
         "cancel",
-        |caller, (target, error): (u64, u32)| Box::pin(kill_for(caller.me(), target, error, true)),
+        |caller, (target, error): (u64, u32)| kill_for(caller.me(), target, error, true),
     )?;
     linker.func_wrap(
         HUB_MODULE,
@@ -121,7 +121,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 move |s, guest, thread| s.join(guest, thread, target, timeout_of(timeout_ns)),
                 move |s, guest, thread| s.join_result(guest, thread, target),
             );
-            Box::pin(async move { Ok(status.await? as u32) })
+            async move { Ok(status.await? as u32) }
         },
     )?;
     linker.func_wrap(
@@ -155,7 +155,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 move |s, guest, thread| s.park(guest, thread, timeout_of(timeout_ns)),
                 |s, guest, thread| s.park_result(guest, thread),
             );
-            Box::pin(async move { Ok(unparked.await? as u32) })
+            async move { Ok(unparked.await? as u32) }
         },
     )?;
     linker.func_wrap(
@@ -186,7 +186,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "wait64",
         |caller, (address, expected, timeout_ns, offset): (u32, u64, i64, u32)| {
             let address = address as u64 + offset as u64;
-            Box::pin(futex_wait(caller.me(), address, expected, 8, timeout_ns))
+            futex_wait(caller.me(), address, expected, 8, timeout_ns)
         },
     )?;
     linker.func_wrap(

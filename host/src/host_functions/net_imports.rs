@@ -131,7 +131,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "tcp-accept",
         |caller, (listener, timeout_ns): (u32, u64)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let accepted = until_ready(caller, timeout_ns, |s, guest| {
                     if !s.may_open(guest) {
                         return Try::Failed(NetError::TooManyDescriptors);
@@ -144,7 +144,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 })
                 .await?;
                 Ok(encode(accepted.map(|(handle, _)| u64::from(handle))))
-            })
+            }
         },
     )?;
     func_wrap_green(
@@ -153,7 +153,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "tcp-connect",
         |caller, (addr, len, timeout_ns): (u32, u32, u64)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let addr = match read_address(&caller, addr, len)? {
                     Ok(addr) => addr,
                     Err(e) => return Ok(e.code()),
@@ -189,7 +189,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     return Ok(e.code());
                 }
                 Ok(i64::from(handle))
-            })
+            }
         },
     )?;
     func_wrap_green(
@@ -198,7 +198,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "read",
         |caller, (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let read = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).read(socket, len as usize)
                 })
@@ -210,7 +210,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     }
                     Err(e) => Ok(e.code()),
                 }
-            })
+            }
         },
     )?;
     func_wrap_green(
@@ -219,14 +219,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "write",
         |caller, (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
                 let written = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).write(socket, &bytes)
                 })
                 .await?;
                 Ok(encode(written.map(|n| n as u64)))
-            })
+            }
         },
     )?;
     linker.func_wrap(
@@ -301,7 +301,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "udp-send-to",
         |caller, (socket, buf, len, to, to_len, timeout_ns): (u32, u32, u32, u32, u32, u64)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let to = match read_address(&caller, to, to_len)? {
                     Ok(addr) => addr,
                     Err(e) => return Ok(e.code()),
@@ -317,7 +317,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 })
                 .await?;
                 Ok(encode(sent.map(|n| n as u64)))
-            })
+            }
         },
     )?;
     func_wrap_green(
@@ -326,7 +326,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "udp-recv-from",
         |caller, (socket, buf, len, from, timeout_ns): (u32, u32, u32, u32, u64)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let received = until_ready(caller, timeout_ns, |s, guest| {
                     s.sockets(guest).recv_from(socket, len as usize)
                 })
@@ -342,7 +342,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     }
                     Err(e) => Ok(e.code()),
                 }
-            })
+            }
         },
     )?;
     func_wrap_green(
@@ -351,7 +351,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         "resolve",
         |caller, (name, name_len, buf, len): (u32, u32, u32, u32)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 if name_len > MOST_ADDRESS {
                     return Ok(NetError::BadAddress.code());
                 }
@@ -382,7 +382,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 })?;
                 write_memory(&caller, buf, text.as_bytes())?;
                 Ok(text.len() as i64)
-            })
+            }
         },
     )?;
     Ok(())

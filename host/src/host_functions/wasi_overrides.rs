@@ -304,7 +304,7 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
         "poll_oneoff",
         |caller, (subs, out, n, nevents): (i32, i32, i32, i32)| {
             let caller = caller.me();
-            Box::pin(async move {
+            async move {
                 let n = n as u32;
                 if n == 0 || n > MAX_SUBSCRIPTIONS {
                     return Ok(errno::INVAL);
@@ -337,7 +337,7 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
                 } else {
                     errno::FAULT
                 })
-            })
+            }
         },
     )?;
     Ok(())
@@ -348,7 +348,7 @@ fn add_poll_oneoff(linker: &mut Linker<ThreadData>) -> Result<()> {
 fn add_sched_yield(linker: &mut Linker<ThreadData>) -> Result<()> {
     func_wrap_green(linker, P1, "sched_yield", |caller, (): ()| {
         let caller = caller.me();
-        Box::pin(async move {
+        async move {
             let waits = as_caller(&caller, |s, guest, thread| {
                 s.sleep_unless_killed(guest, thread, Duration::ZERO)
             })??;
@@ -356,7 +356,7 @@ fn add_sched_yield(linker: &mut Linker<ThreadData>) -> Result<()> {
                 suspend().await;
             }
             Ok(errno::SUCCESS)
-        })
+        }
     })?;
     Ok(())
 }
