@@ -30,11 +30,14 @@
 //! io/              host descriptors, never blocking the hub: poller, stdio,
 //!                  net_sockets, net_policy, resolver, descriptor_budget
 //! guest/           a guest: its options and exit (mod.rs), program and rewrite
-//!                  (loading and rewriting modules), store_data, shadow_stack
-//!                  (its green threads' stacks in its memory), cpu_clock
+//!                  (loading and rewriting modules), asyncify (the compact
+//!                  model's transform and its cache), store_data, unwind (the
+//!                  compact model's Asyncify state), shadow_stack (its green
+//!                  threads' stacks in its memory), cpu_clock
 //! execution/       how a green thread executes: the Execution seam (mod.rs) and
-//!                  its one model, fibers (a store + instance per green thread,
-//!                  on workers); fiber_stack, stack_charge, preemption;
+//!                  its two models, fibers (a store + instance per green thread,
+//!                  on workers) and compact (one instance, saved stacks);
+//!                  fiber_stack, stack_charge, preemption;
 //!                  lifecycle (a green thread's call), ending (what its end
 //!                  means: a pure function), reaper (drops what ends, off the hub)
 //! call.rs, control.rs   plugin calls (PendingCall) and the HubHandle's messages

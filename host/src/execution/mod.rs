@@ -21,11 +21,11 @@
 //! guest is suspended inside a call, no other green thread of that guest
 //! runs in the same wasmtime call.
 //!
-//! One model is built: [`Fibers`], each green thread its own `Store` +
-//! `Instance` on its own wasmtime fiber. A model that runs all of a guest's
-//! green threads in one instance (each a saved stack in guest memory) is
-//! another implementation of [`Execution`]: the scheduler, the host
-//! functions and `hub_state` are the same for both.
+//! Two models are built: [`Fibers`], each green thread its own `Store` +
+//! `Instance` on its own wasmtime fiber, and [`Compact`], all of a guest's
+//! green threads in one instance, each a saved stack in guest memory
+//! (`GuestOptions::threads` picks one). The scheduler, the host functions
+//! and `hub_state` are the same for both.
 
 use std::any::Any;
 use std::future::Future;
