@@ -141,10 +141,11 @@ pub(crate) trait Execution: Send {
     }
 }
 
-/// A future that is pending once, then ready: how a compact call waits
-/// between its green thread's unwind and the hub's next poll.
+/// A future that is pending once, then ready: how a host function suspends
+/// its green thread after recording why it waits, and how a compact call
+/// waits between its green thread's unwind and the hub's next poll.
 #[derive(Default)]
-struct Suspend(bool);
+pub(crate) struct Suspend(bool);
 
 impl Future for Suspend {
     type Output = ();

@@ -328,21 +328,5 @@ pub(crate) async fn wait_ready(
 /// Suspends the calling green thread once (the hub has recorded why it
 /// waits). Its fresh time slice on resuming is [`func_wrap_green`]'s.
 pub(crate) async fn suspend() {
-    Suspend(false).await;
-}
-
-/// A future that is pending once, then ready: how a hub function suspends its
-/// green thread after recording why it waits.
-struct Suspend(bool);
-
-impl Future for Suspend {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            Poll::Pending
-        }
-    }
+    crate::execution::Suspend::default().await;
 }
