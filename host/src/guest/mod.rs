@@ -3,6 +3,7 @@
 
 pub(crate) mod asyncify;
 pub(crate) mod cpu_clock;
+pub(crate) mod module_cache;
 pub(crate) mod program;
 pub(crate) mod rewrite;
 pub(crate) mod shadow_stack;

@@ -18,6 +18,7 @@ use wasmtime::error::Context;
 use wasmtime::{bail, format_err, Result};
 
 use crate::guest::rewrite::{self, Shape};
+use crate::guest::{asyncify, module_cache};
 use wasmtime::{Engine, Module};
 
 /// The guest export that runs a spawned task (see `wit/hub.wit`).
@@ -84,7 +85,12 @@ impl Program {
             }
             _ => (Cow::Borrowed(bytes), None),
         };
-        let module = Module::new(engine, &bytes).context("compiling the guest module")?;
+        let module = module_cache::compile(
+            engine,
+            module_cache::cache_dir().as_deref(),
+            &[b"fibers", &bytes],
+            || Ok(bytes.to_vec()),
+        )?;
         let compact = std::sync::Arc::new(CompactModule {
             bytes: bytes.into_owned(),
             module: std::sync::OnceLock::new(),
@@ -113,7 +119,8 @@ impl Program {
 
     /// The program's module for the compact model: Asyncify applied (see
     /// `guest::asyncify`; `may_wait` says which imports may wait), from the
-    /// disk cache or made now, compiled. Made once per program.
+    /// disk cache (`module_cache`) or made and compiled now. Made once per
+    /// program.
     ///
     /// # Errors
     /// If the program cannot spawn green threads the way the model needs
@@ -130,18 +137,18 @@ impl Program {
                 );
             }
             let engine = self.module.engine();
-            let usable = |bytes: &[u8]| Module::validate(engine, bytes).is_ok();
-            let cache = crate::guest::asyncify::cache_dir();
-            crate::guest::asyncify::transform(
-                &self.compact.bytes,
-                may_wait,
-                cache.as_deref(),
-                usable,
-            )
-            .and_then(|bytes| {
-                Module::new(engine, &bytes).context("compiling the transformed module")
-            })
-            .map_err(|e| format!("{e:#}"))
+            let bytes = &self.compact.bytes;
+            asyncify::Transform::new(bytes, may_wait)
+                .and_then(|transform| {
+                    let [version, imports] = transform.key_parts();
+                    module_cache::compile(
+                        engine,
+                        module_cache::cache_dir().as_deref(),
+                        &[b"compact", version, imports, bytes],
+                        || transform.apply(bytes),
+                    )
+                })
+                .map_err(|e| format!("{e:#}"))
         });
         made.clone().map_err(wasmtime::Error::msg)
     }
