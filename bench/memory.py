@@ -15,8 +15,9 @@ Started by `bench/run`; prints a table and writes JSON.
 
 In the compact model a sleeping green thread holds no store, instance or
 fiber stack: its cost is its shadow stack's touched pages in guest memory
-(its TLS block and, just above it, its saved wasm frames; the top of its
-stack) and its records on the host heap.
+(the top of its slot: its TLS block, its live frames and, just under them,
+its saved wasm frames; one page on the default 32 KiB stack) and its records
+on the host heap.
 """
 import argparse
 import json
@@ -92,6 +93,46 @@ def measure(guest, count, model, stack=None):
     return {k: (after[k] - before[k]) / count for k in after}
 
 
+def rss(pid):
+    """The process's resident bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def measure_guests(guest, guests, count, model):
+    """Resident bytes per sleeping green thread with `guests` copies of the
+    guest on one hub (`memory-guests`, an embedder), each holding `count`
+    on the defaults (the default 32 KiB shadow stack): the process's whole
+    resident memory, once every guest is asleep, less what it held once
+    every guest had started."""
+    example = ROOT / "target/release/examples/memory-guests"
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "memory-guests"],
+                   cwd=ROOT, check=True)
+    # Held long enough for the last guest to get its sleepers started.
+    proc = subprocess.Popen(
+        [str(example), str(guests), model, str(guest), "hold", str(count), "0", "60"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        seen = {"base": 0, "ready": 0}
+        before = None
+        while seen["ready"] < guests:
+            line = proc.stdout.readline().split()
+            if not line or line[0] not in seen:
+                sys.exit(f"the guests did not get their green threads asleep: {line!r}")
+            seen[line[0]] += 1
+            if line[0] == "base" and seen["base"] == guests:
+                before = rss(proc.pid)
+        after = rss(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    return (after - before) / (guests * count)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=100_000)
@@ -133,6 +174,13 @@ def main():
         figures["million_compact_2k_stacks"] = {"per_thread": sum(per.values()), "total_gb": total / 1e9}
         print(f"  1,000,000 asleep in one guest, compact, 2 KiB stacks: "
               f"{sum(per.values()):,.0f} B each, {total / 1e9:.2f} GB in all")
+        # And across ten guests on one hub, on the defaults (32 KiB stacks:
+        # 100,000 of them fill 3.1 of a guest's 4 GiB).
+        time.sleep(3)
+        per = measure_guests(GUESTS["benchmark guest"], 10, 100_000, "compact")
+        figures["million_compact_ten_guests"] = {"per_thread": per, "total_gb": per * million / 1e9}
+        print(f"  1,000,000 asleep across ten guests on one hub, compact, defaults: "
+              f"{per:,.0f} B each, {per * million / 1e9:.2f} GB in all")
     if args.out:
         # On a fresh clone with `bench/run --out FILE` elsewhere, nothing has
         # made bench/results/ yet.

@@ -356,11 +356,13 @@ impl Builder {
     }
 
     /// The size of the green thread's shadow stack (the part of the stack in
-    /// linear memory: arrays, and locals whose address is taken). Rounded up
-    /// to 16 bytes; 0 means the hub's default (32 KiB unless the host
-    /// configures otherwise). A green thread takes its stack when it first
-    /// runs, and gives it back when it ends: smaller stacks let more of them
-    /// run at once, as many as the guest's memory (4 GiB at most) holds.
+    /// linear memory: arrays, and locals whose address is taken), its
+    /// thread-locals' block included (at its top, as glibc places a
+    /// pthread's). Rounded up to 128 bytes; 0 means the hub's default
+    /// (32 KiB unless the host configures otherwise). A green thread takes
+    /// its stack when it first runs, and gives it back when it ends: smaller
+    /// stacks let more of them run at once, as many as the guest's memory
+    /// (4 GiB at most) holds.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = u32::try_from(bytes).unwrap_or(u32::MAX);
         self

@@ -17,7 +17,8 @@ pub struct Config {
     /// guest's memory holds at most 4 GiB (wasm32), so this bounds how many
     /// green threads one guest can hold at once: about 120,000 of the
     /// default. An overflow is caught at the frame that would overflow, and
-    /// says to spawn with a larger `Builder::stack_size`. Default 32 KiB.
+    /// says to spawn with a larger `Builder::stack_size`. The thread's TLS
+    /// block is carved from its top. Default 32 KiB.
     pub shadow_stack_size: u32,
     /// Native stack each green thread's wasm code runs on (wasmtime's fiber
     /// stack), rounded up to whole pages; at least 256 KiB. Wasm code may use

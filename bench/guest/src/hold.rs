@@ -8,9 +8,9 @@ use wasmlet::Builder;
 /// Prints `base` and the size of the guest's memory once warm, then (a
 /// second later) spawns `count` green threads with `stack_size`-byte shadow
 /// stacks, each running `sleeper` (which should sleep), lets them all
-/// start, prints `ready` and the memory's size, holds them for two seconds
+/// start, prints `ready` and the memory's size, holds them for `seconds`
 /// and exits.
-pub fn hold(count: usize, stack_size: usize, sleeper: fn()) -> ! {
+pub fn hold(count: usize, stack_size: usize, seconds: u64, sleeper: fn()) -> ! {
     let builder = Builder::new().stack_size(stack_size);
     builder.spawn(|| ()).wait().expect("warm-up");
     let memory = || core::arch::wasm32::memory_size(0) * 64 * 1024;
@@ -19,7 +19,7 @@ pub fn hold(count: usize, stack_size: usize, sleeper: fn()) -> ! {
     let sleepers: Vec<_> = (0..count).map(|_| builder.spawn_n(sleeper)).collect();
     let _ = wasmlet::sleep(Duration::ZERO);
     say(&format!("ready {}", memory()));
-    let _ = wasmlet::sleep(Duration::from_secs(2));
+    let _ = wasmlet::sleep(Duration::from_secs(seconds));
     std::process::exit(if sleepers.len() == count { 0 } else { 1 });
 }
 

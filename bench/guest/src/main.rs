@@ -36,15 +36,19 @@ fn main() {
         "hold" => {
             // An optional shadow-stack size: the million-sleeper figure uses
             // small stacks (a million of 8 KiB would not fit in 4 GiB).
+            // And how long to hold them: many guests on one hub take
+            // longer to get all theirs asleep. A stack of 0 is the hub's
+            // default.
             let stack = args.get(3).and_then(|s| s.parse().ok());
-            hold::hold(count, stack.unwrap_or(SLEEPER_STACK), || {
+            let seconds = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
+            hold::hold(count, stack.unwrap_or(SLEEPER_STACK), seconds, || {
                 let _ = wasmlet::sleep(Duration::from_secs(3600));
             })
         }
         _ => {
             eprintln!(
                 "usage: greenbench spawn|switch|concurrent|timers|fanout|spawnall|switchmany|hold \
-                 COUNT [hold: STACK_BYTES]"
+                 COUNT [hold: STACK_BYTES [SECONDS]]"
             );
             std::process::exit(2);
         }

@@ -6,8 +6,8 @@
 //! (`guest::asyncify`). A green thread runs as one wasmtime call of its
 //! entry (`_start`, `wasmlet:run-on`, `wasmlet:finish-on` or
 //! `wasi_thread_start`) on the guest's store. When it waits, the import it
-//! waits in unwinds its wasm frames into its own shadow stack
-//! (`guest::unwind`) and the call returns; the store is free for the
+//! waits in unwinds its wasm frames (`guest::unwind`: saved in its own
+//! shadow stack) and the call returns; the store is free for the
 //! guest's next green thread. When the hub runs it again, the model sets
 //! its globals back, tells Asyncify where its frames are, and calls the
 //! same entry: the frames are rewound into the import, which finishes.
@@ -35,6 +35,7 @@ use wasmtime::{
 use super::worker::{entry, preemptible, NO_SDK, STD_THREAD_START};
 use super::{Execution, Leftover, Preempt, StackBounds, ThreadFuture};
 use crate::execution::stack_charge::StackUse;
+use crate::guest::asyncify::SCRATCH_EXPORT;
 use crate::guest::rewrite::{
     FINISH_ON_EXPORT, RUN_ON_EXPORT, STACK_LIMIT_EXPORT, STACK_POINTER_EXPORT, STACK_SPAN_EXPORT,
     TLS_BASE_EXPORT,
@@ -201,6 +202,9 @@ async fn instantiate(
     let (limit, span) = stack.check();
     own[2].set(&mut store, Val::I32(limit as i32))?;
     own[3].set(&mut store, Val::I32(span as i32))?;
+    let scratch = instance
+        .get_memory(&mut store, SCRATCH_EXPORT)
+        .with_context(|| format!("the transformed module exports no `{SCRATCH_EXPORT}`"))?;
     store.data_mut().unwinder = Some(Box::new(Unwinder::new(
         Globals {
             state,
@@ -208,6 +212,7 @@ async fn instantiate(
             own,
         },
         memory,
+        scratch,
     )));
     let run = entry(&instance, &mut store, RUN_ON_EXPORT)?;
     let finish = entry(&instance, &mut store, FINISH_ON_EXPORT)?;
@@ -257,7 +262,10 @@ async fn run(
                 Ok(None) => Some(Ok(())),
                 Err(error) => Some(Err(error)),
             },
-            Err(error) => Some(Err(error)),
+            Err(error) => Some(Err(unwind::explain_trap(
+                guest.store.as_context_mut(),
+                error,
+            ))),
         };
         drop(lent);
         match ended {

@@ -13,24 +13,32 @@
 //!   *before* an added pass, and a module optimised first unwound saving
 //!   no frames at all;
 //! - it is slow on big modules (1.8 s alone, 18.6 s with `-O2` after it on
-//!   a 1.3 MB guest), so its output is cached, keyed by what it depends on:
-//!   [`TRANSFORM_VERSION`], the imports named, and the module's bytes. A
-//!   cache entry that does not compile is ignored and made again.
+//!   a 1.3 MB guest), and compiling its output slower still (about 10 s),
+//!   so the compiled output is cached (`module_cache`), keyed by what it
+//!   depends on: [`TRANSFORM_VERSION`], the imports named, the module's
+//!   bytes and the engine's settings.
 //!
 //! Binaryen is C++ in this process, and some of its failures end the
 //! process: so a module is first validated against exactly the features the
 //! pass is run with, and refused with the reason if it uses another.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
 use wasm_opt::{Feature, OptimizationOptions, Pass};
 use wasmparser::{Parser, Payload, TypeRef, Validator, WasmFeatures};
 use wasmtime::{format_err, Result};
 
 /// Bumped whenever the transform's output would change for the same input
 /// (the pass's arguments, Binaryen's version): part of every cache key.
-pub(crate) const TRANSFORM_VERSION: &str = "wasmlet-asyncify-1/binaryen-116";
+pub(crate) const TRANSFORM_VERSION: &str = "wasmlet-asyncify-2/binaryen-116";
+
+/// Pages (64 KiB) of the memory the transform adds for the frames of the
+/// green thread being unwound or rewound (see `unwind`): the most a thread
+/// can save, 1 MiB.
+pub(crate) const SCRATCH_PAGES: u32 = 16;
+
+/// The name the scratch memory is exported under.
+pub(crate) const SCRATCH_EXPORT: &str = "wasmlet:unwind-scratch";
 
 /// The WebAssembly features a module may use to be transformed: those
 /// `wasm32-wasip1-threads` code uses, which Binaryen is told of.
@@ -58,51 +66,40 @@ fn allowed_features() -> WasmFeatures {
         | WasmFeatures::FLOATS
 }
 
-/// Where transformed modules are kept: `$WASMLET_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/wasmlet`, else `~/.cache/wasmlet`; None if none is
-/// set (then nothing is kept).
-pub(crate) fn cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("WASMLET_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("wasmlet"));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("wasmlet"))
+/// The transform of one module: which of its imports may wait (checked
+/// first, so a module the transform cannot take is refused before Binaryen
+/// sees it).
+pub(crate) struct Transform {
+    imports: String,
 }
 
-/// The module `bytes` with Asyncify applied: from the cache in `cache` if
-/// it holds it and `usable` accepts it, else made (and kept there). Imports
-/// `may_wait` accepts are the ones a green thread may unwind out of.
-///
-/// # Errors
-/// If the module uses a feature the transform does not handle, or Binaryen
-/// fails on it; the message says why. A cache that cannot be written is not
-/// an error (the module is made again next time).
-pub(crate) fn transform(
-    bytes: &[u8],
-    may_wait: fn(&str, &str) -> bool,
-    cache: Option<&Path>,
-    usable: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<u8>> {
-    let imports = waiting_imports(bytes, may_wait)?;
-    let key = cache_key(bytes, &imports);
-    let entry = cache.map(|dir| dir.join(format!("asyncify-{key}.wasm")));
-    if let Some(entry) = &entry {
-        if let Ok(cached) = std::fs::read(entry) {
-            if usable(&cached) {
-                return Ok(cached);
-            }
-            tracing::warn!("ignoring an unusable cache entry {}", entry.display());
-        }
+impl Transform {
+    /// Checks that the transform can take `bytes` and finds the imports
+    /// `may_wait` accepts: the ones a green thread may unwind out of.
+    ///
+    /// # Errors
+    /// If the module uses a feature the transform does not handle, or names
+    /// an import it cannot pass to Binaryen; the message says why.
+    pub(crate) fn new(bytes: &[u8], may_wait: fn(&str, &str) -> bool) -> Result<Transform> {
+        Ok(Transform {
+            imports: waiting_imports(bytes, may_wait)?,
+        })
     }
-    let made = run_pass(bytes, &imports)?;
-    if let Some(entry) = &entry {
-        if let Err(e) = keep(entry, &made) {
-            tracing::debug!("could not cache the transformed module: {e}");
-        }
+
+    /// Everything the transform's output depends on besides the input
+    /// bytes, for a cache key (see `module_cache`).
+    pub(crate) fn key_parts(&self) -> [&[u8]; 2] {
+        [TRANSFORM_VERSION.as_bytes(), self.imports.as_bytes()]
     }
-    Ok(made)
+
+    /// The module `bytes` with Asyncify applied. Slow on big modules, so
+    /// its compiled output is cached (see `Program::compact_module`).
+    ///
+    /// # Errors
+    /// If Binaryen fails on the module; the message says why.
+    pub(crate) fn apply(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        run_pass(bytes, &self.imports)
+    }
 }
 
 /// The module's imported functions that may wait, as Asyncify's list
@@ -141,15 +138,6 @@ fn waiting_imports(bytes: &[u8], may_wait: fn(&str, &str) -> bool) -> Result<Str
     Ok(names.join(","))
 }
 
-fn cache_key(bytes: &[u8], imports: &str) -> String {
-    let mut hash = Sha256::new();
-    for part in [TRANSFORM_VERSION.as_bytes(), imports.as_bytes(), bytes] {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Runs Asyncify alone over `bytes` (files in a private temporary folder:
 /// the `wasm-opt` crate reads and writes files).
 fn run_pass(bytes: &[u8], imports: &str) -> Result<Vec<u8>> {
@@ -166,21 +154,82 @@ fn run_pass(bytes: &[u8], imports: &str) -> Result<Vec<u8>> {
         .set_pass_arg("asyncify-imports", imports)
         // The state and data globals are imported, so the host sets them
         // directly (see `unwind`).
-        .set_pass_arg("asyncify-relocatable", "");
+        .set_pass_arg("asyncify-relocatable", "")
+        // Frames are saved in a memory of their own (see `unwind`).
+        .set_pass_arg("asyncify-in-secondary-memory", "")
+        .set_pass_arg("asyncify-secondary-memory-size", &SCRATCH_PAGES.to_string());
+    // The output has the scratch memory as a second memory.
+    options.enable_feature(Feature::MultiMemory);
     options
         .run(&input, &output)
         .map_err(|e| format_err!("the compact model's transform failed on this module: {e}"))?;
-    Ok(std::fs::read(&output)?)
+    export_scratch(&std::fs::read(&output)?)
 }
 
-/// Writes `bytes` to `entry` whole or not at all (a temporary file renamed).
-fn keep(entry: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = entry.parent() {
-        std::fs::create_dir_all(dir)?;
+/// The transformed module with its scratch memory (the one memory it
+/// defines; the guest's own is imported) exported as [`SCRATCH_EXPORT`],
+/// for the host to copy frames in and out. Every other section is kept as
+/// it is.
+fn export_scratch(bytes: &[u8]) -> Result<Vec<u8>> {
+    use wasm_encoder::{ExportKind, ExportSection, RawSection};
+    let mut imported_memories = 0;
+    let mut defined_memories = 0;
+    let mut exports = ExportSection::new();
+    let mut sections: Vec<(u8, std::ops::Range<usize>)> = Vec::new();
+    let mut export_at = None;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload?;
+        match &payload {
+            Payload::ImportSection(reader) => {
+                for import in reader.clone().into_imports() {
+                    if matches!(import?.ty, TypeRef::Memory(_)) {
+                        imported_memories += 1;
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => defined_memories += reader.count(),
+            Payload::ExportSection(reader) => {
+                for export in reader.clone() {
+                    let export = export?;
+                    let kind = ExportKind::from(export.kind);
+                    exports.export(export.name, kind, export.index);
+                }
+                export_at = Some(sections.len());
+            }
+            _ => {}
+        }
+        if let Some((id, range)) = payload.as_section() {
+            sections.push((id, range));
+        }
     }
-    let partial = entry.with_extension(format!("{}.partial", std::process::id()));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, entry)
+    if defined_memories != 1 {
+        return Err(format_err!(
+            "the compact model's transform made {defined_memories} memories, not one scratch \
+             memory; run this module with fibers"
+        ));
+    }
+    exports.export(SCRATCH_EXPORT, ExportKind::Memory, imported_memories);
+    let mut module = wasm_encoder::Module::new();
+    let mut exported = false;
+    for (i, (id, range)) in sections.iter().enumerate() {
+        // The export section goes where it was, or before the first
+        // section that must follow it (start, element, code, data...).
+        let export_here = export_at == Some(i) || (export_at.is_none() && matches!(id, 8..=12));
+        if export_here && !exported {
+            module.section(&exports);
+            exported = true;
+        }
+        if export_at != Some(i) {
+            module.section(&RawSection {
+                id: *id,
+                data: &bytes[range.clone()],
+            });
+        }
+    }
+    if !exported {
+        module.section(&exports);
+    }
+    Ok(module.finish())
 }
 
 /// A folder of this process's own, removed when dropped.
@@ -192,7 +241,12 @@ impl TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("wasmlet-asyncify-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        // Made new and private (not `create_dir_all`): another user cannot
+        // have put a folder or a link there for Binaryen to write through.
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir)?;
         Ok(TempDir(dir))
     }
 }

@@ -4,10 +4,23 @@
 //! The hub grows the guest's memory itself for these slots, so the guest's
 //! allocator never hands them out (wasi-libc's malloc copes with a
 //! `memory.grow` it did not make by starting a new segment). A slot is the
-//! green thread's TLS block, then its shadow stack, which grows down towards
-//! it; the loader's stack check (`rewrite`) traps a frame that would go
-//! past the stack's bottom before it writes anything. A slot freed by an
-//! ended green thread is reused by the next one of the same size.
+//! green thread's shadow stack with its TLS block at the top, carved from
+//! the size asked for (as glibc carves a pthread's TLS from its stack):
+//!
+//! ```text
+//!   base                                              base + size
+//!   ┌─────────────────────────────────────────┬──────────┐
+//!   │ shadow stack (grows down) ◄──────────── │ TLS block │
+//!   └─────────────────────────────────────────┴──────────┘
+//!   ▲ bottom (the stack check's limit)        ▲ top: initial stack pointer
+//! ```
+//!
+//! So a green thread that has run a little touches one contiguous stretch
+//! at its slot's top, and a slot of a page-multiple size (the 32 KiB
+//! default) keeps that stretch in one page. The loader's stack check
+//! (`rewrite`) traps a frame that would go past the stack's bottom before
+//! it writes anything. A slot freed by an ended green thread is reused by
+//! the next one of the same size.
 //!
 //! As the holder of the guest's memory, it also gives host functions their
 //! bounds-checked access to it (`read_checked`, `write_checked`, and the
@@ -33,12 +46,14 @@ pub(crate) const MAX_STACK_SIZE: u32 = 256 * 1024 * 1024;
 pub(crate) struct StackSlot {
     base: u32,
     size: u32,
+    /// Where the TLS block starts (the stack's top).
+    tls: u32,
 }
 
 impl StackSlot {
     /// Where the TLS block starts (the thread's `__tls_base`).
     pub fn tls_base(&self) -> u32 {
-        self.base
+        self.tls
     }
 }
 
@@ -98,7 +113,7 @@ impl ShadowStacks {
     /// block initialised.
     pub fn alloc(&mut self, stack_size: u32) -> Result<StackSlot> {
         check_stack_size(stack_size)?;
-        let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
+        let size = self.slot_size(stack_size);
         let size32 = size as u32;
         let base = match self.free.get_mut(&size32).and_then(|l| l.bases.pop()) {
             Some(base) => base,
@@ -114,9 +129,21 @@ impl ShadowStacks {
                 base
             }
         };
-        let slot = StackSlot { base, size: size32 };
-        self.write(slot.base, &self.layout.tls_image);
+        let slot = StackSlot {
+            base,
+            size: size32,
+            tls: base + size32 - self.tls_size,
+        };
+        self.write(slot.tls, &self.layout.tls_image);
         Ok(slot)
+    }
+
+    /// The bytes of a slot for a `stack_size`-byte stack: that size, TLS
+    /// block included, rounded up to [`ALIGN`], with room for the TLS block
+    /// and at least [`ALIGN`] bytes of stack however small the size asked.
+    fn slot_size(&self, stack_size: u32) -> u64 {
+        let least = self.tls_size as u64 + ALIGN as u64;
+        round_up((stack_size as u64).max(least), ALIGN as u64)
     }
 
     /// Whether a slot for a `stack_size`-byte stack could be had now: a
@@ -129,7 +156,7 @@ impl ShadowStacks {
     /// As `alloc`'s: the size is too large, or the memory is full.
     pub fn check_room(&self, stack_size: u32) -> Result<()> {
         check_stack_size(stack_size)?;
-        let size = round_up(self.tls_size as u64 + stack_size as u64, ALIGN as u64);
+        let size = self.slot_size(stack_size);
         if self
             .free
             .get(&(size as u32))
@@ -168,15 +195,15 @@ impl ShadowStacks {
         self.memory.data_size() as u64
     }
 
-    /// The stack pointer a green thread on `slot` starts with.
+    /// The stack pointer a green thread on `slot` starts with: just under
+    /// its TLS block.
     pub fn stack_top(&self, slot: &StackSlot) -> u32 {
-        slot.base + slot.size
+        slot.tls
     }
 
-    /// The lowest address the shadow stack on `slot` may use: just above
-    /// its TLS block.
+    /// The lowest address the shadow stack on `slot` may use.
     pub fn stack_bottom(&self, slot: &StackSlot) -> u32 {
-        slot.base + self.tls_size
+        slot.base
     }
 
     pub fn free(&mut self, slot: StackSlot) {
@@ -338,5 +365,35 @@ mod tests {
         stacks.free(a);
         assert_eq!(stacks.alloc(8192).unwrap(), a);
         assert!(stacks.stack_bottom(&b) < stacks.stack_top(&b));
+    }
+
+    #[test]
+    fn the_tls_block_is_at_the_top_of_a_slot_of_the_size_asked() {
+        let mut config = wasmtime::Config::new();
+        config.wasm_threads(true).shared_memory(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let memory = SharedMemory::new(&engine, wasmtime::MemoryType::shared(1, 1000)).unwrap();
+        let layout = std::sync::Arc::new(Layout {
+            tls_image: vec![7; 100],
+            can_spawn: true,
+            reuse_workers: true,
+            overflow_func: None,
+            main_stack_top: 0,
+        });
+        let mut stacks = ShadowStacks::new(memory, layout);
+        let a = stacks.alloc(32 * 1024).unwrap();
+        let b = stacks.alloc(32 * 1024).unwrap();
+        // Slots of the size asked, TLS included: a page-multiple size keeps
+        // every slot's top on a page boundary.
+        assert_eq!(b.base - a.base, 32 * 1024);
+        assert_eq!((a.base + a.size) % 4096, 0);
+        assert_eq!(stacks.stack_top(&a), a.tls_base());
+        assert_eq!(a.tls_base(), a.base + 32 * 1024 - ALIGN);
+        assert_eq!(stacks.stack_bottom(&a), a.base);
+        let tls = stacks.read_checked(a.tls_base(), 100).unwrap();
+        assert_eq!(tls, vec![7; 100]);
+        // However small the size asked, the TLS block and some stack fit.
+        let tiny = stacks.alloc(16).unwrap();
+        assert!(stacks.stack_top(&tiny) - stacks.stack_bottom(&tiny) >= ALIGN);
     }
 }

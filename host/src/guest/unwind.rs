@@ -14,27 +14,31 @@
 //!   __asyncify_data    address of { current: u32, end: u32, frames ... }
 //! ```
 //!
-//! Where the saved frames go: the free part of the green thread's own
-//! shadow stack, from its stack check's limit up to just below its stack
-//! pointer at the wait. The frames above the stack pointer stay where they
-//! are, since no other green thread uses this stack:
+//! Where the saved frames go. The transform puts Asyncify's data in a
+//! memory of its own (`asyncify-in-secondary-memory`, 1 MiB, exported as
+//! `asyncify::SCRATCH_EXPORT`): a thread unwinds into that scratch memory,
+//! and the host then copies the frames (a few hundred bytes, typically)
+//! into the free part of the thread's own shadow stack, just under its
+//! stack pointer; a rewind copies them back. So a waiting thread touches
+//! only the memory next to its live frames (the top page of its stack, with
+//! its TLS block above), frames too big for the scratch memory trap out of
+//! bounds there instead of overwriting anything, and frames too big for the
+//! stack are refused before anything is copied:
 //!
 //! ```text
+//!   scratch memory:  │ current │ end │ frames → ...  (one thread's, while
+//!                                                     it unwinds/rewinds)
+//!   its slot:
 //!   lower addresses                                            higher
-//!   ┌───────────┬──────────┬──────┬───────────────┬──────┬──────────────┐
-//!   │ TLS block │ red zone │ hdr  │ saved frames→ │ red  │ live frames  │
-//!   └───────────┴──────────┴──────┴───────────────┴──────┴──────────────┘
-//!                          ▲ limit               end ▲   ▲ stack pointer
+//!   ┌────────────────────────┬──────────────┬─────┬──────────────┬─────┐
+//!   │ free                   │ saved frames │ red │ live frames  │ TLS │
+//!   └────────────────────────┴──────────────┴─────┴──────────────┴─────┘
+//!   ▲ limit                                       ▲ stack pointer
 //! ```
 //!
 //! A `std::thread` has no limit the hub knows (wasi-libc placed its stack):
 //! its frames go in [`STD_THREAD_UNWIND`] bytes the hub carves for it as its
 //! stack slot.
-//!
-//! Asyncify checks nothing while it saves, so frames bigger than the room
-//! overrun into the thread's own live frames: [`finish_unwind`] sees it
-//! after the fact and the green thread ends with an error that says which
-//! stack to enlarge (the frames it overwrote were its own).
 //!
 //! What a green thread keeps between runs ([`Saved`]): the four globals
 //! each green thread has for itself (stack pointer, TLS base, the stack
@@ -43,7 +47,7 @@
 
 use std::any::Any;
 
-use wasmtime::{format_err, AsContextMut, Global, Result, SharedMemory, Val};
+use wasmtime::{format_err, AsContextMut, Global, Memory, Result, SharedMemory, Val};
 
 use crate::guest::rewrite::RED_ZONE;
 
@@ -57,8 +61,10 @@ pub(crate) const DATA_GLOBAL: &str = "__asyncify_data";
 /// Bytes the hub carves for a `std::thread`'s saved frames.
 pub(crate) const STD_THREAD_UNWIND: u32 = 16 * 1024;
 
-/// Bytes of the `{ current, end }` header.
+/// Bytes of the `{ current, end }` header at the scratch memory's start.
 const HEADER: u32 = 8;
+/// Bytes of the scratch memory.
+const SCRATCH_BYTES: u32 = crate::guest::asyncify::SCRATCH_PAGES * 64 * 1024;
 
 const NORMAL: i32 = 0;
 const UNWINDING: i32 = 1;
@@ -80,6 +86,8 @@ pub(crate) struct Globals {
 pub(crate) struct Unwinder {
     globals: Globals,
     memory: SharedMemory,
+    /// Where Asyncify saves and restores frames (see the module docs).
+    scratch: Memory,
     /// The waiting part of the import the running green thread is unwinding
     /// from, or rewinding into.
     pending: Option<Box<dyn Any + Send>>,
@@ -90,9 +98,10 @@ pub(crate) struct Unwinder {
     /// through wasmtime's API costs about 50 ns (it looks up its type), and
     /// a switch would read it half a dozen times.
     state: i32,
-    /// Set by [`start_unwind`] for [`finish_unwind`]: where the frames go,
-    /// and the green thread's own globals, read once.
-    unwinding: Option<(u32, [i32; 4])>,
+    /// Set by [`start_unwind`] for [`finish_unwind`]: the part of guest
+    /// memory the frames may go in, and the green thread's own globals,
+    /// read once.
+    unwinding: Option<((u32, u32), [i32; 4])>,
 }
 
 impl std::fmt::Debug for Unwinder {
@@ -104,10 +113,11 @@ impl std::fmt::Debug for Unwinder {
 }
 
 impl Unwinder {
-    pub(crate) fn new(globals: Globals, memory: SharedMemory) -> Unwinder {
+    pub(crate) fn new(globals: Globals, memory: SharedMemory, scratch: Memory) -> Unwinder {
         Unwinder {
             globals,
             memory,
+            scratch,
             pending: None,
             room: None,
             state: NORMAL,
@@ -120,8 +130,9 @@ impl Unwinder {
 pub(crate) struct Saved {
     /// Its own globals' values (see [`Globals::own`]).
     own: [i32; 4],
-    /// Where its frames are (`__asyncify_data`).
-    data: u32,
+    /// Where its frames are kept in guest memory, and how many bytes.
+    at: u32,
+    len: u32,
     /// The waiting part of the import it left.
     pending: Option<Box<dyn Any + Send>>,
 }
@@ -176,7 +187,7 @@ pub(crate) fn resume<T: Unwinding>(
 /// returns any value: the caller's frames are saved, not run.
 ///
 /// # Errors
-/// If the thread's stack has no room left to save frames in.
+/// Only if a global has another type (a bug of the loader's).
 pub(crate) fn start_unwind<T: Unwinding>(
     mut store: wasmtime::StoreContextMut<'_, T>,
     pending: Box<dyn Any + Send>,
@@ -184,21 +195,16 @@ pub(crate) fn start_unwind<T: Unwinding>(
     let globals = unwinder(&mut store).globals;
     let own = globals.own.map(|g| get(&mut store, g));
     let [sp, _, limit, _] = own.map(|v| v as u32);
-    let (floor, end) = match unwinder(&mut store).room {
+    let room = match unwinder(&mut store).room {
         Some(room) => room,
         None => (limit, sp.saturating_sub(RED_ZONE)),
     };
-    if end < floor.saturating_add(HEADER * 2) {
-        return Err(format_err!(
-            "a green thread waited with its shadow stack full: no room to save its wasm \
-             frames (compact model); give it a larger stack"
-        ));
-    }
+    let scratch = unwinder(&mut store).scratch;
+    write_header(scratch.data_mut(&mut store), [HEADER, SCRATCH_BYTES]);
     let unwinder = unwinder(&mut store);
-    write_u32s(&unwinder.memory, floor, [floor + HEADER, end])?;
     unwinder.pending = Some(pending);
-    unwinder.unwinding = Some((floor, own));
-    set(&mut store, globals.data, floor as i32)?;
+    unwinder.unwinding = Some((room, own));
+    set(&mut store, globals.data, 0)?;
     set_state(&mut store, globals, UNWINDING)
 }
 
@@ -212,53 +218,90 @@ fn set_state<T: Unwinding>(
 }
 
 /// After the compact model's call returned: if it returned because its
-/// green thread unwound, ends the unwind and gives back what the thread
-/// keeps until it runs again (None: the call really returned).
+/// green thread unwound, ends the unwind, keeps the frames in the thread's
+/// stack and gives back what the thread keeps until it runs again (None:
+/// the call really returned).
 ///
 /// # Errors
-/// If the saved frames overran the room they had (the thread cannot be
-/// rewound; the error ends it and says which stack to enlarge).
+/// If the saved frames do not fit in the free part of the thread's stack
+/// (the thread cannot wait; the error ends it and says which stack to
+/// enlarge).
 pub(crate) fn finish_unwind<T: Unwinding>(
     mut store: wasmtime::StoreContextMut<'_, T>,
 ) -> Result<Option<Saved>> {
     let unwinder = unwinder(&mut store);
-    let Some((data, own)) = unwinder.unwinding.take() else {
+    let Some(((floor, end), own)) = unwinder.unwinding.take() else {
         return Ok(None);
     };
-    let (globals, pending) = (unwinder.globals, unwinder.pending.take());
+    let (globals, pending, scratch) = (unwinder.globals, unwinder.pending.take(), unwinder.scratch);
+    let memory = unwinder.memory.clone();
     set_state(&mut store, globals, NORMAL)?;
-    let unwinder = self::unwinder(&mut store);
-    let [current, end] = read_u32s(&unwinder.memory, data)?;
-    if current > end {
+    let frames = scratch.data(&store);
+    let [current, _] = read_header(frames);
+    let len = current.saturating_sub(HEADER);
+    // 8-aligned, like the scratch copy they are restored into.
+    let at = end.saturating_sub(len) & !7;
+    if at < floor || len > SCRATCH_BYTES - HEADER {
         return Err(format_err!(
-            "a green thread's saved wasm frames ({} bytes) did not fit in the free part of \
+            "a green thread's saved wasm frames ({len} bytes) did not fit in the free part of \
              its shadow stack ({} bytes) when it waited (compact model): give it a larger \
              stack (the SDK's `Builder::stack_size`, or `Config::shadow_stack_size` for \
              every green thread), or run the guest with fibers",
-            current - data - HEADER,
-            end - data - HEADER,
+            end.saturating_sub(floor),
         ));
     }
-    Ok(Some(Saved { own, data, pending }))
+    let frames = &frames[HEADER as usize..(HEADER + len) as usize];
+    copy_to_guest(&memory, at, frames)?;
+    Ok(Some(Saved {
+        own,
+        at,
+        len,
+        pending,
+    }))
 }
 
 /// Prepares the store to rewind the green thread that left `saved`: its
-/// globals back, and Asyncify told where its frames are. The model then
+/// globals back, its frames back in the scratch memory. The model then
 /// calls the same entry the thread started with.
 ///
 /// # Errors
-/// Only if a global has another type (a bug of the loader's).
+/// Only if a global has another type (a bug of the loader's), or the
+/// thread's frames are no longer inside guest memory (a bug of the hub's).
 pub(crate) fn start_rewind<T: Unwinding>(
     mut store: wasmtime::StoreContextMut<'_, T>,
     saved: Saved,
 ) -> Result<()> {
-    let globals = unwinder(&mut store).globals;
+    let (globals, scratch, memory) = {
+        let unwinder = unwinder(&mut store);
+        (unwinder.globals, unwinder.scratch, unwinder.memory.clone())
+    };
+    let data = scratch.data_mut(&mut store);
+    let end = (HEADER + saved.len) as usize;
+    copy_from_guest(&memory, saved.at, &mut data[HEADER as usize..end])?;
+    write_header(data, [HEADER + saved.len, SCRATCH_BYTES]);
     for (global, value) in globals.own.into_iter().zip(saved.own) {
         set(&mut store, global, value)?;
     }
     unwinder(&mut store).pending = saved.pending;
-    set(&mut store, globals.data, saved.data as i32)?;
+    set(&mut store, globals.data, 0)?;
     set_state(&mut store, globals, REWINDING)
+}
+
+/// Says what went wrong when a call trapped while its green thread was
+/// unwinding: the only trap there is Asyncify's store past the end of the
+/// scratch memory.
+pub(crate) fn explain_trap<T: Unwinding>(
+    mut store: wasmtime::StoreContextMut<'_, T>,
+    error: wasmtime::Error,
+) -> wasmtime::Error {
+    if unwinder(&mut store).unwinding.is_none() {
+        return error;
+    }
+    error.context(format!(
+        "a green thread waited with more than {} KiB of wasm locals on its call stack (deep \
+         recursion?): more than the compact model can save; run the guest with fibers",
+        (SCRATCH_BYTES - HEADER) >> 10
+    ))
 }
 
 /// Whether Asyncify is in its normal state (no unwind or rewind under way).
@@ -278,42 +321,47 @@ pub(crate) fn reset<T: Unwinding>(mut store: wasmtime::StoreContextMut<'_, T>) {
     let _ = set_state(&mut store, globals, NORMAL);
 }
 
-fn cells(memory: &SharedMemory, at: u32) -> Result<&[std::cell::UnsafeCell<u8>]> {
+fn write_header(scratch: &mut [u8], words: [u32; 2]) {
+    scratch[..4].copy_from_slice(&words[0].to_le_bytes());
+    scratch[4..8].copy_from_slice(&words[1].to_le_bytes());
+}
+
+fn read_header(scratch: &[u8]) -> [u32; 2] {
+    let word = |i: usize| u32::from_le_bytes(scratch[i..i + 4].try_into().expect("4 bytes"));
+    [word(0), word(4)]
+}
+
+fn cells(memory: &SharedMemory, at: u32, len: usize) -> Result<&[std::cell::UnsafeCell<u8>]> {
     let at = at as usize;
     memory
         .data()
-        .get(at..at + 2 * 4)
-        .ok_or_else(|| format_err!("Asyncify's data at {at:#x} is outside the guest's memory"))
+        .get(at..at + len)
+        .ok_or_else(|| format_err!("saved frames at {at:#x} are outside the guest's memory"))
 }
 
-fn write_u32s(memory: &SharedMemory, at: u32, words: [u32; 2]) -> Result<()> {
-    let cells = cells(memory, at)?;
-    let mut bytes = [0u8; 8];
-    bytes[..4].copy_from_slice(&words[0].to_le_bytes());
-    bytes[4..].copy_from_slice(&words[1].to_le_bytes());
+fn copy_to_guest(memory: &SharedMemory, at: u32, bytes: &[u8]) -> Result<()> {
+    let cells = cells(memory, at, bytes.len())?;
     // SAFETY: in bounds (`cells`); only the hub's thread runs this guest's
-    // code, and it is inside a host function, not running wasm.
+    // code, and it is in the host here, not running wasm.
     unsafe {
         std::ptr::copy_nonoverlapping(
             bytes.as_ptr(),
             std::cell::UnsafeCell::raw_get(cells.as_ptr()),
-            8,
+            bytes.len(),
         )
     };
     Ok(())
 }
 
-fn read_u32s(memory: &SharedMemory, at: u32) -> Result<[u32; 2]> {
-    let cells = cells(memory, at)?;
-    let mut bytes = [0u8; 8];
-    // SAFETY: as in `write_u32s`: in bounds, and no wasm runs meanwhile.
+fn copy_from_guest(memory: &SharedMemory, at: u32, out: &mut [u8]) -> Result<()> {
+    let cells = cells(memory, at, out.len())?;
+    // SAFETY: as in `copy_to_guest`: in bounds, and no wasm runs meanwhile.
     unsafe {
         std::ptr::copy_nonoverlapping(
-            std::cell::UnsafeCell::raw_get(cells.as_ptr()),
-            bytes.as_mut_ptr(),
-            8,
+            std::cell::UnsafeCell::raw_get(cells.as_ptr()).cast_const(),
+            out.as_mut_ptr(),
+            out.len(),
         )
     };
-    let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
-    Ok([word(0), word(4)])
+    Ok(())
 }
