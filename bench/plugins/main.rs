@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmlet_host::{Config, GuestOptions, HubPool, Program, Runtime};
+use wasmlet_host::{Config, GuestOptions, HubPool, Program, Runtime, Threads};
 
 /// Calls in flight at once.
 const IN_FLIGHT: usize = 1000;
@@ -89,8 +89,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Workload::Wait, false) => 20_000,
         };
         for hubs in [1, 2] {
-            figures.push(wasmlet(&tokio, &dir, hubs, workload, calls)?);
+            figures.push(wasmlet(
+                &tokio,
+                &dir,
+                hubs,
+                Threads::Fibers,
+                workload,
+                calls,
+            )?);
         }
+        figures.push(wasmlet(&tokio, &dir, 1, Threads::Compact, workload, calls)?);
         figures.push(instance_per_call(&tokio, workload, calls)?);
         figures.push(reused_instances(
             workload,
@@ -175,11 +183,13 @@ fn figure(
     }
 }
 
-/// wasmlet: a pool of `hubs` hubs, two plugin instances per hub.
+/// wasmlet: a pool of `hubs` hubs, two plugin instances per hub, in the
+/// execution model `threads`.
 fn wasmlet(
     tokio: &tokio::runtime::Runtime,
     dir: &std::path::Path,
     hubs: usize,
+    threads: Threads,
     workload: Workload,
     calls: usize,
 ) -> Result<Figure, Box<dyn std::error::Error>> {
@@ -199,13 +209,27 @@ fn wasmlet(
     let pool = HubPool::new(&runtime, hubs)?;
     let handle = pool.handle();
     let plugins: Vec<_> = (0..2 * hubs)
-        .map(|_| handle.add_plugin(&program, GuestOptions::default()))
+        .map(|_| {
+            let options = GuestOptions {
+                threads,
+                ..Default::default()
+            };
+            handle.add_plugin(&program, options)
+        })
         .collect::<Result<_, _>>()?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let function = workload.function();
     let figure = closed_loop(
         tokio,
-        format!("wasmlet, {hubs} hub{}", if hubs > 1 { "s" } else { "" }),
+        format!(
+            "wasmlet, {hubs} hub{}{}",
+            if hubs > 1 { "s" } else { "" },
+            if threads == Threads::Compact {
+                ", compact"
+            } else {
+                ""
+            }
+        ),
         workload,
         calls,
         move || {
