@@ -624,6 +624,50 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// eventlet's `sock.recv(bufsize)`: waits until bytes can be read, then
+    /// reads up to `max` of them into a new `Vec` (empty: the peer closed
+    /// its side). The buffer is taken only once bytes have come, and is not
+    /// zeroed first, so a green thread waiting on an idle connection holds
+    /// no buffer: a server of many idle connections costs a few KiB each
+    /// instead of its read buffer each.
+    ///
+    /// ```no_run
+    /// # fn handle(conn: wasmlet::net::TcpStream) -> std::io::Result<()> {
+    /// use std::io::Write;
+    /// loop {
+    ///     let bytes = conn.recv(16 * 1024)?;
+    ///     if bytes.is_empty() {
+    ///         return Ok(());
+    ///     }
+    ///     (&conn).write_all(&bytes)?;
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Read::read`]: the read timeout passed, the connection failed,
+    /// or the green thread was killed while it waited.
+    pub fn recv(&self, max: usize) -> io::Result<Vec<u8>> {
+        self.handle.call(
+            self.read_timeout.get(),
+            |t| host::readable(self.handle.id, t),
+            || None,
+        )?;
+        let mut buf = Vec::with_capacity(max);
+        let (at, len) = (buf.as_mut_ptr() as u32, max as u32);
+        let n = self.handle.call(
+            self.read_timeout.get(),
+            |t| host::read(self.handle.id, at, len, t),
+            || None,
+        )?;
+        // SAFETY: the host wrote `n` bytes (at most `len`, the capacity) at
+        // the buffer's start before it returned.
+        unsafe { buf.set_len((n as usize).min(max)) };
+        Ok(buf)
+    }
+}
+
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let (at, len) = (buf.as_mut_ptr() as u32, buf.len() as u32);

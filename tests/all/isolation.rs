@@ -578,3 +578,37 @@ fn compact_frames_that_do_not_fit_stop_only_their_thread_and_say_what_to_raise()
         stderr(&shallow)
     );
 }
+
+/// Frames too big for the compact model's scratch memory (1 MiB of wasm
+/// locals: deep recursion that waits, with a native stack large enough to
+/// hold it) trap there, out of bounds, instead of writing over anything;
+/// the green thread stops with an error that says what happened, and the
+/// guest goes on.
+#[test]
+fn compact_frames_too_big_to_save_stop_only_their_thread() {
+    let hostile = guest("hostile");
+    let flags = [
+        "--threads",
+        "compact",
+        "--fiber-stack-size",
+        "67108864",
+        "--shadow-stack-size",
+        "16777216",
+    ];
+    let deep = cli_with(&flags, &hostile, &["deep-join", "200000"]);
+    let err = stderr(&deep);
+    assert_eq!(deep.status.code(), Some(0), "{err}");
+    assert!(
+        String::from_utf8_lossy(&deep.stdout).starts_with("failed: "),
+        "{}",
+        String::from_utf8_lossy(&deep.stdout)
+    );
+    assert!(
+        err.contains("more than 1023 KiB of wasm locals on its call stack")
+            && err.contains("run the guest with fibers"),
+        "{err}"
+    );
+    // The same thread a little less deep waits and returns.
+    let shallow = cli_with(&flags, &hostile, &["deep-join", "1000"]);
+    assert_eq!(String::from_utf8_lossy(&shallow.stdout).trim(), "returned");
+}

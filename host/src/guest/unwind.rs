@@ -297,11 +297,15 @@ pub(crate) fn explain_trap<T: Unwinding>(
     if unwinder(&mut store).unwinding.is_none() {
         return error;
     }
-    error.context(format!(
+    // A new error, not the trap with context: the thread did not trap in
+    // its own code, the model could not keep it (reported as the hub's
+    // refusals are, with this message).
+    format_err!(
         "a green thread waited with more than {} KiB of wasm locals on its call stack (deep \
-         recursion?): more than the compact model can save; run the guest with fibers",
+         recursion?): more than the compact model can save ({error}); run the guest with \
+         fibers",
         (SCRATCH_BYTES - HEADER) >> 10
-    ))
+    )
 }
 
 /// Whether Asyncify is in its normal state (no unwind or rewind under way).

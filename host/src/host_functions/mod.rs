@@ -39,6 +39,7 @@ pub(crate) const WAITING_IMPORTS: &[(&str, &str)] = &[
     (NET_MODULE, "tcp-accept"),
     (NET_MODULE, "tcp-connect"),
     (NET_MODULE, "read"),
+    (NET_MODULE, "readable"),
     (NET_MODULE, "write"),
     (NET_MODULE, "udp-send-to"),
     (NET_MODULE, "udp-recv-from"),

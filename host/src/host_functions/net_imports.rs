@@ -216,6 +216,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
     func_wrap_green(
         linker,
         NET_MODULE,
+        "readable",
+        |caller, (socket, timeout_ns): (u32, u64)| {
+            let caller = caller.me();
+            async move {
+                let ready = until_ready(caller, timeout_ns, |s, guest| {
+                    s.sockets(guest).readable(socket)
+                })
+                .await?;
+                Ok(encode(ready.map(|()| 0)))
+            }
+        },
+    )?;
+    func_wrap_green(
+        linker,
+        NET_MODULE,
         "write",
         |caller, (socket, buf, len, timeout_ns): (u32, u32, u32, u64)| {
             let caller = caller.me();

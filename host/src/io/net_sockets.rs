@@ -263,6 +263,19 @@ impl Sockets {
         }
     }
 
+    /// Whether a read would not wait: bytes have come or the peer closed
+    /// its side (a one-byte peek, which takes nothing).
+    pub(crate) fn readable(&self, handle: u32) -> Try<()> {
+        match self.stream(handle) {
+            Ok(s) => match Try::of(s.peek(&mut [0]), s.as_raw_fd(), Interest::Read) {
+                Try::Ready(_) => Try::Ready(()),
+                Try::Failed(e) => Try::Failed(e),
+                Try::WouldBlock(fd, i) => Try::WouldBlock(fd, i),
+            },
+            Err(e) => Try::Failed(e),
+        }
+    }
+
     /// Writes some of `bytes`; how many.
     pub(crate) fn write(&self, handle: u32, bytes: &[u8]) -> Try<usize> {
         match self.stream(handle) {

@@ -3,19 +3,20 @@
 //! ```sh
 //! wasmlet run --listen 127.0.0.1:6000 echo-server.wasm -- 127.0.0.1:6000
 //! ```
-use std::io::{Read, Write};
+use std::io::Write;
 
 use wasmlet::net::{TcpListener, TcpStream};
 
 fn handle(mut conn: TcpStream) -> std::io::Result<()> {
     conn.set_nodelay(true)?;
-    let mut buf = [0; 16 * 1024];
     loop {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
+        // eventlet's `conn.recv(16384)`: the buffer is taken once bytes
+        // have come, so an idle connection holds none.
+        let bytes = conn.recv(16 * 1024)?;
+        if bytes.is_empty() {
             return Ok(());
         }
-        conn.write_all(&buf[..n])?;
+        conn.write_all(&bytes)?;
     }
 }
 

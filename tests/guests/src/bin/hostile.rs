@@ -264,6 +264,19 @@ fn main() {
             }
             println!("{n} deep");
         }
+        "deep-join" => {
+            // One green thread that waits FRAMES calls deep; how it ended.
+            let frames: u32 = arg(2).parse().unwrap();
+            let deep = wasmlet::spawn(move || {
+                recurse(frames, &|| {
+                    let _ = wasmlet::sleep(Duration::from_millis(1));
+                })
+            });
+            match deep.join() {
+                Ok(_) => println!("returned"),
+                Err(e) => println!("failed: {e}"),
+            }
+        }
         "delayed" => {
             let n: usize = arg(2).parse().unwrap();
             let mut held = Vec::with_capacity(n);

@@ -329,6 +329,40 @@ fn main() {
         started.elapsed() < Duration::from_secs(5)
     );
 
+    // 4b. `recv` (eventlet's `recv(bufsize)`): bytes in chunks of at most
+    // the size asked, then the end as nothing; a receiver waiting for bytes
+    // is killed at once too.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = listener.local_addr().unwrap();
+    let receiver = wasmlet::spawn(move || -> std::io::Result<Vec<Vec<u8>>> {
+        let (conn, _) = listener.accept()?;
+        let mut chunks = Vec::new();
+        loop {
+            let bytes = conn.recv(4)?;
+            if bytes.is_empty() {
+                return Ok(chunks);
+            }
+            chunks.push(bytes);
+        }
+    });
+    let mut client = TcpStream::connect(local).unwrap();
+    client.write_all(b"hello, green world").unwrap();
+    drop(client);
+    let chunks = receiver.join().unwrap().unwrap();
+    println!(
+        "recv: {:?} in chunks of at most 4: {}, then the end",
+        String::from_utf8_lossy(&chunks.concat()),
+        chunks.iter().all(|c| !c.is_empty() && c.len() <= 4)
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = listener.local_addr().unwrap();
+    let waiting =
+        wasmlet::spawn(move || -> std::io::Result<Vec<u8>> { TcpStream::connect(local)?.recv(16) });
+    let (_peer, _) = listener.accept().unwrap();
+    yield_now();
+    waiting.kill();
+    println!("killed receiver: {:?}", waiting.join().map(|_| ()));
+
     // 5. Half-close: the client shuts down writing; the server still
     // answers, and the client reads the answer, then the end.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
