@@ -18,19 +18,19 @@
 //! ## Stack checks
 //!
 //! Every green thread's shadow stack is a slot of the guest's one memory,
-//! right above its TLS block and below the next slot:
+//! under its TLS block and above the previous slot (see `shadow_stack`):
 //!
 //! ```text
 //!   lower addresses                                        higher addresses
-//!   ┌───────────┬────────────────────────────────────────┬──────────────────
-//!   │ TLS block │ red zone │      shadow stack ◄── grows │ next slot ...
-//!   └───────────┴──────────┴─────────────────────────────┴──────────────────
-//!               ▲          ▲                              ▲
-//!            bottom      limit                           top (initial SP)
+//!   ───────────────┬──────────┬─────────────────────────────┬───────────┬───
+//!   previous slot  │ red zone │      shadow stack ◄── grows │ TLS block │ ...
+//!   ───────────────┴──────────┴─────────────────────────────┴───────────┴───
+//!                  ▲          ▲                             ▲
+//!               bottom      limit                          top (initial SP)
 //! ```
 //!
-//! A frame that ran past `bottom` would write over the thread's TLS block and
-//! then another green thread's live frames, and a canary checked later
+//! A frame that ran past `bottom` would write over another green thread's
+//! TLS block and live frames, and a canary checked later
 //! misses a frame that jumps over it. So every `global.set` of
 //! `__stack_pointer` (a frame's prologue, epilogue and `alloca`) is rewritten
 //! to check the new value first:
