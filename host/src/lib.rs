@@ -30,8 +30,9 @@
 //! io/              host descriptors, never blocking the hub: poller, stdio,
 //!                  net_sockets, net_policy, resolver, descriptor_budget
 //! guest/           a guest: its options and exit (mod.rs), program and rewrite
-//!                  (loading and rewriting modules), asyncify (the compact
-//!                  model's transform and its cache), store_data, unwind (the
+//!                  (loading and rewriting modules), module_cache (compiled
+//!                  modules on disk), asyncify (the compact model's
+//!                  transform), store_data, unwind (the
 //!                  compact model's Asyncify state), shadow_stack (its green
 //!                  threads' stacks in its memory), cpu_clock
 //! execution/       how a green thread executes: the Execution seam (mod.rs) and
@@ -51,6 +52,9 @@
 //! runtime.rs       the Runtime: the engine, the linker, the epoch ticker
 //! hub/             the Hub: the embedding API (mod.rs) and the run loop
 //! pool.rs          the HubPool: guests on several hubs
+//! serve/           `wasmlet serve` (feature `serve`): a manifest's plugins on a
+//!                  pool (mod.rs: the Service), over HTTP (http), counted
+//!                  (metrics), from a TOML manifest (manifest)
 //! ```
 
 mod abi;
@@ -67,6 +71,8 @@ mod io;
 mod pool;
 pub mod runtime;
 mod scheduler;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use abi::HUB_MODULE;
 pub use call::{CallError, CallResult, PendingCall};
@@ -256,6 +262,7 @@ mod module_graph {
             "runtime",
             "hub",
             "pool",
+            "serve",
         ];
         let rank = |m: &str| order.iter().position(|o| *o == m);
         for (from, to) in edges(&src) {

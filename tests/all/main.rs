@@ -20,3 +20,4 @@ mod host_functions;
 mod isolation;
 mod net;
 mod plugins;
+mod serve;

@@ -7,6 +7,10 @@
 //!                        [--connect CIDR[:PORTS]|HOST:PORT]... [--stats] [-- ARGS...]
 //! ```
 //!
+//! ```text
+//! wasmlet serve manifest.toml [--listen IP:PORT]
+//! ```
+//!
 //! SIGQUIT (Ctrl-\\) prints every green thread and what it waits for to
 //! stderr, and the guest goes on.
 //!
@@ -35,6 +39,19 @@ struct Cli {
 enum Command {
     /// Run a guest program (built for wasm32-wasip1-threads) until it ends.
     Run(RunArgs),
+    /// Serve the plugins a manifest names over HTTP until SIGTERM: POST
+    /// /call/PLUGIN/FUNCTION (body in, body out), GET /health, GET /metrics.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The manifest (TOML): its plugins, their limits, and where to listen
+    /// (see docs/serving.md).
+    manifest: PathBuf,
+    /// Listen here instead of the manifest's `[server] listen`.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -159,14 +176,26 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    let Command::Run(args) = Cli::parse().command;
-    match run(args) {
+    let result = match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args).map(|()| 0),
+    };
+    match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(error) => {
             eprintln!("wasmlet: error: {error:?}");
             ExitCode::from(1)
         }
     }
+}
+
+fn serve(args: ServeArgs) -> wasmtime::Result<()> {
+    let mut manifest = wasmlet_host::serve::Manifest::from_file(&args.manifest)?;
+    if let Some(listen) = args.listen {
+        manifest.server.listen = listen;
+    }
+    let runtime = Runtime::new(Config::default())?;
+    wasmlet_host::serve::run(&runtime, &manifest)
 }
 
 fn run(args: RunArgs) -> wasmtime::Result<i32> {
