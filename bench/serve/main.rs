@@ -1,0 +1,192 @@
+//! The cost of serving: the plugin benchmark's plugin (`benchplugin`:
+//! `echo`, and `wait`, which waits 1 ms in an async host function) called
+//! through `wasmlet serve`'s `Service` in-process, and through its HTTP front
+//! over loopback from a client in the same process, side by side, in the
+//! same run: the cost of each hop.
+//!
+//! Each figure is a closed loop of 100 callers (100 calls in flight; over
+//! HTTP, 100 keep-alive connections), calls per second and p50/p99 latency.
+//! Client and server share this machine's cores, as in the network
+//! benchmark.
+//!
+//! ```text
+//! cargo build --release --manifest-path examples/Cargo.toml --target wasm32-wasip1-threads
+//! cargo run --release --example serve-bench [-- --quick] [-- DIR-OF-WASM]
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use wasmlet_host::serve::{serve_http, Manifest, Service};
+use wasmlet_host::{Config, Runtime};
+
+/// Callers at once.
+const CALLERS: usize = 100;
+const INPUT: &[u8] = b"a plugin call's input";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let dir = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/target/wasm32-wasip1-threads/release")
+        });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let timers = tokio.handle().clone();
+    let runtime = Runtime::builder(Config::default())
+        .func_async("bench", "sleep_ms", move |_memory, (ms,): (i32,)| {
+            let sleep = timers.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+            });
+            async move {
+                sleep.await.map_err(wasmtime::Error::msg)?;
+                Ok(0i32)
+            }
+        })
+        .build()?;
+    let manifest = Manifest::parse(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhubs = 1\nmax_in_flight = 100000\n\
+             [[plugin]]\nname = \"bench\"\npath = \"{}\"\ninstances = 2\n",
+            dir.join("benchplugin.wasm").display()
+        ),
+        &dir,
+    )?;
+    let service = Arc::new(Service::start(&runtime, &manifest)?);
+    // A free port, then served on it (serve_http binds it itself).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio.spawn(serve_http(service.clone(), addr, 1 << 20, async {
+        let _ = stopped.await;
+    }));
+    let calls = if quick { 2_000 } else { 30_000 };
+    let mut rows = Vec::new();
+    for function in ["echo", "wait"] {
+        let service = service.clone();
+        rows.push(tokio.block_on(closed_loop(
+            "Service::call, in-process",
+            function,
+            calls,
+            move || {
+                let service = service.clone();
+                async move {
+                    let out = service.call("bench", function, INPUT.to_vec(), None).await;
+                    assert_eq!(out.expect("the call succeeds"), INPUT);
+                }
+            },
+        )));
+        rows.push(tokio.block_on(http(addr, function, calls))?);
+    }
+    let _ = stop.send(());
+    let _ = tokio.block_on(server);
+    service.shutdown();
+    println!("serving: {CALLERS} calls in flight (calls/s; latency from submission to result)");
+    println!(
+        "{:<10} {:<32} {:>10} {:>10} {:>10}",
+        "workload", "path", "calls/s", "p50 ms", "p99 ms"
+    );
+    for (workload, path, rate, p50, p99) in rows {
+        println!("{workload:<10} {path:<32} {rate:>10.0} {p50:>10.3} {p99:>10.3}");
+    }
+    Ok(())
+}
+
+type Row = (String, String, f64, f64, f64);
+
+/// `calls` calls of `call`, `CALLERS` at a time: the row.
+async fn closed_loop<F, Fut>(path: &str, function: &str, calls: usize, call: F) -> Row
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let left = Arc::new(AtomicUsize::new(calls));
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (call, left) = (call.clone(), left.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let sent = Instant::now();
+                    call().await;
+                    mine.push(sent.elapsed());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a caller panicked"));
+    }
+    let wall = began.elapsed();
+    all.sort();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    let workload = if function == "echo" {
+        "trivial"
+    } else {
+        "wait 1 ms"
+    };
+    (
+        workload.to_string(),
+        path.to_string(),
+        all.len() as f64 / wall.as_secs_f64(),
+        at(0.5),
+        at(0.99),
+    )
+}
+
+/// The same through HTTP: each caller a keep-alive connection of its own.
+async fn http(
+    addr: std::net::SocketAddr,
+    function: &'static str,
+    calls: usize,
+) -> Result<Row, Box<dyn std::error::Error>> {
+    let mut senders = Vec::new();
+    for _ in 0..CALLERS {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        senders.push(Arc::new(tokio::sync::Mutex::new(sender)));
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let uri = format!("http://{addr}/call/bench/{function}");
+    let row = closed_loop("HTTP, loopback, keep-alive", function, calls, move || {
+        // Each caller takes a connection of its own for the call.
+        let sender = senders[next.fetch_add(1, Ordering::Relaxed) % CALLERS].clone();
+        let uri = uri.clone();
+        async move {
+            let mut sender = sender.lock().await;
+            let request = hyper::Request::post(uri)
+                .body(Full::new(Bytes::from_static(INPUT)))
+                .expect("a valid request");
+            let response = sender.send_request(request).await.expect("an answer");
+            assert_eq!(response.status(), 200);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("a body")
+                .to_bytes();
+            assert_eq!(&body[..], INPUT);
+        }
+    })
+    .await;
+    Ok(row)
+}
