@@ -5,7 +5,9 @@
 //! same run: the cost of each hop.
 //!
 //! Each figure is a closed loop of 100 callers (100 calls in flight; over
-//! HTTP, 100 keep-alive connections), calls per second and p50/p99 latency.
+//! HTTP, 100 keep-alive connections), calls per second and p50/p99 latency;
+//! then one trivial call at a time from a thread that is not the hub's (the
+//! hand-off between threads alone).
 //! Client and server share this machine's cores, as in the network
 //! benchmark.
 //!
@@ -88,6 +90,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )));
         rows.push(tokio.block_on(http(addr, function, calls))?);
     }
+    // One call at a time, from a thread that is not the hub's: the
+    // hand-off and the wake-ups between threads, alone.
+    let mut alone = Vec::new();
+    for _ in 0..calls / 4 {
+        let sent = Instant::now();
+        let out = tokio.block_on(service.call("bench", "echo", INPUT.to_vec(), None));
+        alone.push(sent.elapsed());
+        assert_eq!(out.expect("the call succeeds"), INPUT);
+    }
+    alone.sort();
+    let at = |q: f64| alone[((alone.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    let (alone_p50, alone_p99) = (at(0.5), at(0.99));
     let _ = stop.send(());
     let _ = tokio.block_on(server);
     service.shutdown();
@@ -99,6 +113,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (workload, path, rate, p50, p99) in rows {
         println!("{workload:<10} {path:<32} {rate:>10.0} {p50:>10.3} {p99:>10.3}");
     }
+    println!(
+        "one trivial call at a time from another thread (Service::call): p50 {alone_p50:.1} us, \
+         p99 {alone_p99:.1} us"
+    );
     Ok(())
 }
 
