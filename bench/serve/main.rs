@@ -68,10 +68,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let service = Arc::new(Service::start(&runtime, &manifest)?);
     // A free port, then served on it (serve_http binds it itself).
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut spec = manifest.server.clone();
+    spec.listen = addr;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio.spawn(serve_http(service.clone(), addr, 1 << 20, async {
-        let _ = stopped.await;
-    }));
+    let served = service.clone();
+    let server = tokio.spawn(async move {
+        serve_http(served, &spec, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
     let calls = if quick { 2_000 } else { 30_000 };
     let mut rows = Vec::new();
     for function in ["echo", "wait"] {

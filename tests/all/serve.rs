@@ -390,3 +390,35 @@ fn the_example_manifest_serves_the_readme_call() {
         reply.text()
     );
 }
+
+/// A client that sends its request head slowly (slowloris) is cut off at
+/// the header timeout, and the others are served meanwhile.
+#[test]
+fn a_slow_request_head_is_cut_off() {
+    let server = Server::start("header_timeout_ms = 200", ONE_PLUGIN);
+    let mut slow = TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(b"POST /call/p/upper HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let reply = server.call("upper", "meanwhile");
+    assert_eq!((reply.status, reply.text().as_str()), (200, "MEANWHILE"));
+    // Waits for the server to give up on it: an answer or the end (a
+    // minute at most, so that a server that never does fails the test
+    // rather than hang it).
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut rest = Vec::new();
+    if let Err(e) = slow.read_to_end(&mut rest) {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the server never cut the slow client off"
+        );
+    }
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+        "{rest}"
+    );
+}

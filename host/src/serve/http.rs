@@ -21,7 +21,6 @@
 //! | body too large | 413 |
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use wasmtime::{format_err, Result};
 
-use super::{ServeError, Service};
+use super::{ServeError, ServerSpec, Service};
 use crate::CallError;
 
 /// The header a caller sends its deadline in, in milliseconds.
@@ -40,7 +39,8 @@ pub const TIMEOUT_HEADER: &str = "x-wasmlet-timeout-ms";
 
 type Answer = Response<Full<Bytes>>;
 
-/// Serves `service` on `listen` until `shutdown` resolves, then drains:
+/// Serves `service` as `server` says (its address, body limit and header
+/// timeout) until `shutdown` resolves, then drains:
 /// stops accepting, answers new calls on open connections with 503, lets
 /// the calls in flight finish (up to the call timeout) and returns.
 /// Prints `listening on http://ADDR` to stdout once bound.
@@ -49,10 +49,11 @@ type Answer = Response<Full<Bytes>>;
 /// If `listen` cannot be bound.
 pub async fn serve_http(
     service: Arc<Service>,
-    listen: SocketAddr,
-    max_body: usize,
+    server: &ServerSpec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    let (listen, max_body) = (server.listen, server.max_body_bytes);
+    let header_timeout = Duration::from_millis(server.header_timeout_ms);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format_err!("binding {listen}: {e}"))?;
@@ -83,7 +84,11 @@ pub async fn serve_http(
                     let service = service.clone();
                     async move { Ok::<_, Infallible>(answer(&service, request, max_body).await) }
                 });
+                // A client that sends its head slowly (slowloris) is cut
+                // off: it costs a task and a socket for a while at most.
                 let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
                     .serve_connection(TokioIo::new(stream), handler);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

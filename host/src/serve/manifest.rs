@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:8080"   # where calls come in (HTTP)
 //! max_in_flight = 1024        # calls at once; more are refused (503), not queued
 //! call_timeout_ms = 30000     # a call's deadline unless the caller sends a shorter one
+//! header_timeout_ms = 10000   # a connection that sends its request head slower is cut off
 //!
 //! [[plugin]]
 //! name = "text"                # called as POST /call/text/FUNCTION
@@ -61,6 +62,9 @@ pub struct ServerSpec {
     pub call_timeout_ms: u64,
     /// Largest request body taken (413 past it).
     pub max_body_bytes: usize,
+    /// How long a connection may take to send a request's head: a client
+    /// that sends it slowly (slowloris) is cut off then.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for ServerSpec {
@@ -71,6 +75,7 @@ impl Default for ServerSpec {
             max_in_flight: 1024,
             call_timeout_ms: 30_000,
             max_body_bytes: 16 << 20,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -162,6 +167,9 @@ impl Manifest {
         }
         if server.call_timeout_ms == 0 {
             bail!("[server] call_timeout_ms must be at least 1");
+        }
+        if server.header_timeout_ms == 0 {
+            bail!("[server] header_timeout_ms must be at least 1");
         }
         if parsed.plugins.is_empty() {
             bail!(

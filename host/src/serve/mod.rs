@@ -371,8 +371,7 @@ pub fn run(runtime: &Runtime, manifest: &Manifest) -> Result<()> {
         .build()?;
     let served = tokio.block_on(serve_http(
         service.clone(),
-        manifest.server.listen,
-        manifest.server.max_body_bytes,
+        &manifest.server,
         shutdown_signal(),
     ));
     service.shutdown();
