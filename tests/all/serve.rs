@@ -327,34 +327,27 @@ fn a_bad_manifest_is_refused_naming_the_file_and_field() {
     let dir = std::env::temp_dir().join(format!("wasmlet-serve-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = dir.join("bad.toml");
-    std::fs::write(
-        &manifest,
-        "[[plugin]]\nname = \"p\"\npath = \"p.wasm\"\nmax_memory = 64\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
-        .arg("serve")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // `wasmlet serve` on `text`: its exit code and stderr.
+    let serve = |text: &str| {
+        std::fs::write(&manifest, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+            .arg("serve")
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = serve("[[plugin]]\nname = \"p\"\npath = \"p.wasm\"\nmax_memory = 64\n");
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("bad.toml") && err.contains("unknown field `max_memory`"),
         "{err}"
     );
     // A plugin file that is not there names the plugin.
-    std::fs::write(
-        &manifest,
-        "[[plugin]]\nname = \"p\"\npath = \"missing.wasm\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
-        .arg("serve")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = serve("[[plugin]]\nname = \"p\"\npath = \"missing.wasm\"\n");
     assert!(
         err.contains("plugin `p`") && err.contains("missing.wasm"),
         "{err}"
