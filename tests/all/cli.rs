@@ -135,10 +135,27 @@ fn clocks_agree_with_the_host_and_with_wasi_sleeps() {
     );
 }
 
-fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+/// A file in the temporary folder, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> TempFile {
     let path = std::env::temp_dir().join(format!("wasmlet-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
-    path
+    TempFile(path)
 }
 
 fn assert_refused(path: &std::path::Path, expected: &str) {
