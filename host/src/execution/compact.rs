@@ -184,6 +184,7 @@ async fn instantiate(
         let ty = GlobalType::new(ValType::I32, Mutability::Var);
         Global::new(&mut store, ty, Val::I32(0))
     };
+    // The data pointer stays 0: the start of the scratch memory (`unwind`).
     let (state, data_ptr) = (state_global()?, state_global()?);
     linker.define(&store, GLOBALS_MODULE, STATE_GLOBAL, state)?;
     linker.define(&store, GLOBALS_MODULE, DATA_GLOBAL, data_ptr)?;
@@ -206,11 +207,7 @@ async fn instantiate(
         .get_memory(&mut store, SCRATCH_EXPORT)
         .with_context(|| format!("the transformed module exports no `{SCRATCH_EXPORT}`"))?;
     store.data_mut().unwinder = Some(Box::new(Unwinder::new(
-        Globals {
-            state,
-            data: data_ptr,
-            own,
-        },
+        Globals { state, own },
         memory,
         scratch,
     )));

@@ -14,6 +14,9 @@
 //!   __asyncify_data    address of { current: u32, end: u32, frames ... }
 //! ```
 //!
+//! The data's address is always 0 of the scratch memory (below), which is
+//! the global's initial value: only the state is set per wait.
+//!
 //! Where the saved frames go. The transform puts Asyncify's data in a
 //! memory of its own (`asyncify-in-secondary-memory`, 1 MiB, exported as
 //! `asyncify::SCRATCH_EXPORT`): a thread unwinds into that scratch memory,
@@ -75,8 +78,6 @@ const REWINDING: i32 = 2;
 pub(crate) struct Globals {
     /// `__asyncify_state`.
     pub state: Global,
-    /// `__asyncify_data`.
-    pub data: Global,
     /// Each green thread's own: stack pointer, TLS base, stack-check limit
     /// and span (the loader's exports, see `rewrite`).
     pub own: [Global; 4],
@@ -204,7 +205,6 @@ pub(crate) fn start_unwind<T: Unwinding>(
     let unwinder = unwinder(&mut store);
     unwinder.pending = Some(pending);
     unwinder.unwinding = Some((room, own));
-    set(&mut store, globals.data, 0)?;
     set_state(&mut store, globals, UNWINDING)
 }
 
@@ -283,7 +283,6 @@ pub(crate) fn start_rewind<T: Unwinding>(
         set(&mut store, global, value)?;
     }
     unwinder(&mut store).pending = saved.pending;
-    set(&mut store, globals.data, 0)?;
     set_state(&mut store, globals, REWINDING)
 }
 
