@@ -69,6 +69,8 @@ mod hub;
 mod hub_state;
 mod io;
 mod pool;
+#[cfg(feature = "nats")]
+pub mod remote;
 pub mod runtime;
 mod scheduler;
 #[cfg(feature = "serve")]

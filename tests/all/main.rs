@@ -18,6 +18,7 @@ mod fuzz;
 mod greenthread;
 mod host_functions;
 mod isolation;
+mod nats;
 mod net;
 mod plugins;
 mod serve;

@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use crate::support::{build_guests, guest, repo_root};
 
 /// A `wasmlet serve` process and its address; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     dir: PathBuf,
     /// Kept open: the server (and its plugins) may print more.
-    _stdout: BufReader<std::process::ChildStdout>,
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -44,7 +44,7 @@ impl Server {
     }
 
     /// Runs `wasmlet serve MANIFEST ARGS...`; `dir` is removed when done.
-    fn serve(manifest: &std::path::Path, args: &[&str], dir: PathBuf) -> Server {
+    pub(crate) fn serve(manifest: &std::path::Path, args: &[&str], dir: PathBuf) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
             .arg("serve")
             .arg(manifest)
@@ -65,11 +65,30 @@ impl Server {
             child,
             addr,
             dir,
-            _stdout: stdout,
+            stdout,
         }
     }
 
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    /// Reads what the server prints until a line that starts with `prefix`.
+    pub(crate) fn wait_for_line(&mut self, prefix: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).unwrap();
+            assert!(read > 0, "the server ended before it printed {prefix:?}");
+            if line.starts_with(prefix) {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         request(&self.addr, method, path, headers, body)
     }
 
@@ -83,7 +102,7 @@ impl Server {
     }
 
     /// The `/metrics` line that starts with `series`, if there is one.
-    fn metric(&self, series: &str) -> Option<String> {
+    pub(crate) fn metric(&self, series: &str) -> Option<String> {
         let text = self.request("GET", "/metrics", &[], b"").text();
         text.lines()
             .find(|l| l.starts_with(series))
@@ -91,7 +110,7 @@ impl Server {
     }
 
     /// Asks `/metrics` until `series` reads `value`.
-    fn wait_for_metric(&self, series: &str, value: &str) {
+    pub(crate) fn wait_for_metric(&self, series: &str, value: &str) {
         let want = format!("{series} {value}");
         while self.metric(series).as_deref() != Some(want.as_str()) {
             std::thread::yield_now();
@@ -108,14 +127,14 @@ impl Drop for Server {
 }
 
 /// An HTTP answer.
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     head: String,
     body: Vec<u8>,
 }
 
 impl Reply {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 

@@ -8,8 +8,13 @@
 //! ```
 //!
 //! ```text
-//! wasmlet serve manifest.toml [--listen IP:PORT]
+//! wasmlet serve manifest.toml [--listen IP:PORT] [--nats URL] [--name NAME]
+//! wasmlet call PLUGIN FUNCTION [INPUT] [--nats URL] [--timeout-ms MS]
+//! wasmlet status [--nats URL]
+//! wasmlet push plugin.wasm [--name NAME] [--nats URL]
 //! ```
+//!
+//! `--nats` defaults to `$WASMLET_NATS`, else `nats://127.0.0.1:4222`.
 //!
 //! SIGQUIT (Ctrl-\\) prints every green thread and what it waits for to
 //! stderr, and the guest goes on.
@@ -22,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wasmlet_host::remote::Client;
 use wasmlet_host::{Config, ConnectRule, GuestOptions, Hub, Program, Runtime, Threads};
 
 #[derive(Parser)]
@@ -40,8 +46,68 @@ enum Command {
     /// Run a guest program (built for wasm32-wasip1-threads) until it ends.
     Run(RunArgs),
     /// Serve the plugins a manifest names over HTTP until SIGTERM: POST
-    /// /call/PLUGIN/FUNCTION (body in, body out), GET /health, GET /metrics.
+    /// /call/PLUGIN/FUNCTION (body in, body out), GET /health, GET /metrics;
+    /// with --nats, also take their calls over NATS with the other hosts.
     Serve(ServeArgs),
+    /// Call a plugin served by `wasmlet serve --nats` hosts; the output goes
+    /// to stdout.
+    Call(CallArgs),
+    /// List the hosts joined by NATS: their plugins and load.
+    Status(StatusArgs),
+    /// Store a plugin module in NATS' object store, for manifests that name
+    /// it as `object = "NAME"` (the NATS server needs JetStream: -js).
+    Push(PushArgs),
+}
+
+/// Where the NATS server is.
+#[derive(clap::Args)]
+struct NatsArg {
+    /// The NATS server (default: $WASMLET_NATS, else nats://127.0.0.1:4222).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WASMLET_NATS",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats: String,
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// The plugin's name.
+    plugin: String,
+    /// The function to call.
+    function: String,
+    /// The input (default: stdin).
+    input: Option<String>,
+    /// How long to wait for the answer; at the deadline the call is cancelled.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    nats: NatsArg,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// How long to gather the hosts' answers.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    wait_ms: u64,
+    /// Print the answers as JSON lines.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    nats: NatsArg,
+}
+
+#[derive(clap::Args)]
+struct PushArgs {
+    /// The plugin's .wasm file.
+    wasm: PathBuf,
+    /// The object's name (default: the file's name without `.wasm`).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    nats: NatsArg,
 }
 
 #[derive(clap::Args)]
@@ -52,6 +118,13 @@ struct ServeArgs {
     /// Listen here instead of the manifest's `[server] listen`.
     #[arg(long, value_name = "IP:PORT")]
     listen: Option<std::net::SocketAddr>,
+    /// Also take calls over NATS, from this server (instead of the
+    /// manifest's `[server] nats`).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// This host's name in `wasmlet status` (instead of `[server] name`).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -179,6 +252,9 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args).map(|()| 0),
+        Command::Call(args) => remote(call(args)),
+        Command::Status(args) => remote(status(args)),
+        Command::Push(args) => remote(push(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -194,8 +270,129 @@ fn serve(args: ServeArgs) -> wasmtime::Result<()> {
     if let Some(listen) = args.listen {
         manifest.server.listen = listen;
     }
+    if args.nats.is_some() {
+        manifest.server.nats = args.nats;
+    }
+    if args.name.is_some() {
+        manifest.server.name = args.name;
+    }
     let runtime = Runtime::new(Config::default())?;
     wasmlet_host::serve::run(&runtime, &manifest)
+}
+
+/// Runs a NATS client command on a small tokio runtime of its own.
+fn remote(
+    command: impl std::future::Future<Output = wasmtime::Result<i32>>,
+) -> wasmtime::Result<i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
+}
+
+async fn call(args: CallArgs) -> wasmtime::Result<i32> {
+    use std::io::{Read, Write};
+    let input = match args.input {
+        Some(text) => text.into_bytes(),
+        None => {
+            let mut input = Vec::new();
+            std::io::stdin().read_to_end(&mut input)?;
+            input
+        }
+    };
+    let client = Client::connect(&args.nats.nats).await?;
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    match client
+        .call(&args.plugin, &args.function, input, timeout)
+        .await
+    {
+        Ok(output) => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&output)?;
+            out.flush()?;
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("wasmlet: {e}");
+            Ok(2)
+        }
+    }
+}
+
+async fn status(args: StatusArgs) -> wasmtime::Result<i32> {
+    let client = Client::connect(&args.nats.nats).await?;
+    let hosts = client
+        .status(std::time::Duration::from_millis(args.wait_ms))
+        .await?;
+    if args.json {
+        for host in &hosts {
+            println!("{}", serde_json::to_string(host)?);
+        }
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:>9} {:>8} {:>8} {:>7}  {:<24} plugins",
+        "host", "in flight", "max", "calls", "up (s)", "state"
+    );
+    for h in &hosts {
+        let state = if h.draining {
+            "draining"
+        } else if h.taking {
+            "taking calls"
+        } else {
+            "full: not taking"
+        };
+        println!(
+            "{:<24} {:>9} {:>8} {:>8} {:>7}  {:<24} {}",
+            h.host,
+            h.in_flight,
+            h.max_in_flight,
+            h.calls,
+            h.uptime_s,
+            state,
+            h.plugins.join(", ")
+        );
+    }
+    if hosts.is_empty() {
+        eprintln!("wasmlet: no host answered on {}", args.nats.nats);
+    }
+    Ok(0)
+}
+
+async fn push(args: PushArgs) -> wasmtime::Result<i32> {
+    use wasmtime::error::Context as _;
+    let module =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    // Refused here rather than by every host that would load it.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&module)
+        .with_context(|| format!("{} is not a valid WebAssembly module", args.wasm.display()))?;
+    let name = match args.name {
+        Some(name) => name,
+        None => args
+            .wasm
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        wasmtime::bail!(
+            "the object name `{name}` may hold only letters, digits, `-` and `_` \
+             (a manifest names it as `object = \"NAME\"`): pass --name NAME"
+        );
+    }
+    let client = Client::connect(&args.nats.nats).await?;
+    let digest = client.push(&name, &module).await?;
+    println!(
+        "pushed {} as `{name}` ({} bytes, {digest})",
+        args.wasm.display(),
+        module.len()
+    );
+    Ok(0)
 }
 
 fn run(args: RunArgs) -> wasmtime::Result<i32> {

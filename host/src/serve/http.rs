@@ -52,11 +52,26 @@ pub async fn serve_http(
     server: &ServerSpec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let (listen, max_body) = (server.listen, server.max_body_bytes);
-    let header_timeout = Duration::from_millis(server.header_timeout_ms);
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = bind(server.listen).await?;
+    serve_http_on(service, listener, server, shutdown).await
+}
+
+/// Binds the HTTP listener at `listen`.
+pub(super) async fn bind(listen: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format_err!("binding {listen}: {e}"))?;
+        .map_err(|e| format_err!("binding {listen}: {e}"))
+}
+
+/// As [`serve_http`], on a listener already bound.
+pub(super) async fn serve_http_on(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    server: &ServerSpec,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let max_body = server.max_body_bytes;
+    let header_timeout = Duration::from_millis(server.header_timeout_ms);
     let local = listener.local_addr()?;
     {
         use std::io::Write;

@@ -8,9 +8,13 @@
 //! call_timeout_ms = 30000     # a call's deadline unless the caller sends a shorter one
 //! header_timeout_ms = 10000   # a connection that sends its request head slower is cut off
 //!
+//! nats = "nats://127.0.0.1:4222"  # also take calls over NATS (optional)
+//! name = "host-a"             # this host in `wasmlet status` (default: HOSTNAME-PID)
+//!
 //! [[plugin]]
 //! name = "text"                # called as POST /call/text/FUNCTION
-//! path = "plugins/text.wasm"   # relative to this file
+//! path = "plugins/text.wasm"   # relative to this file; or, with NATS,
+//! # object = "text"           # the module `wasmlet push` stored under this name
 //! instances = 2                # copies, spread over the hubs
 //! threads = "compact"          # or "fibers" (default: the process's default)
 //! max_memory_mib = 64
@@ -20,7 +24,7 @@
 //! connect = ["127.0.0.1:5432"]
 //! ```
 //!
-//! Every field but a plugin's `name` and `path` has a default, and an
+//! Every field but a plugin's `name` and `path` (or `object`) has a default, and an
 //! unknown field is an error (a misspelt limit must not be silently
 //! ignored). Errors name the file, the plugin and the field, and say what
 //! would be accepted.
@@ -65,6 +69,12 @@ pub struct ServerSpec {
     /// How long a connection may take to send a request's head: a client
     /// that sends it slowly (slowloris) is cut off then.
     pub header_timeout_ms: u64,
+    /// The NATS server to take calls from as well (`nats://HOST:PORT`), in
+    /// the queue group of each plugin, with the other hosts that serve it.
+    pub nats: Option<String>,
+    /// This host's name in announcements and `wasmlet status`; default
+    /// `HOSTNAME-PID`.
+    pub name: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -76,6 +86,8 @@ impl Default for ServerSpec {
             call_timeout_ms: 30_000,
             max_body_bytes: 16 << 20,
             header_timeout_ms: 10_000,
+            nats: None,
+            name: None,
         }
     }
 }
@@ -86,8 +98,8 @@ impl Default for ServerSpec {
 pub struct PluginSpec {
     /// What callers name it by (`/call/NAME/FUNCTION`).
     pub name: String,
-    /// Its `.wasm` file.
-    pub path: PathBuf,
+    /// Where its module comes from.
+    pub source: PluginSource,
     /// How many instances (guests) serve it; a call goes to one that has
     /// room.
     pub instances: usize,
@@ -95,12 +107,24 @@ pub struct PluginSpec {
     pub options: GuestOptions,
 }
 
+/// Where a plugin's module comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PluginSource {
+    /// A `.wasm` file on this host's disk.
+    Path(PathBuf),
+    /// The module stored under this name in NATS' object store (`wasmlet
+    /// push`), so that hosts need no shared disk.
+    Object(String),
+}
+
 /// A `[[plugin]]` table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PluginToml {
     name: String,
-    path: PathBuf,
+    path: Option<PathBuf>,
+    object: Option<String>,
     #[serde(default = "one")]
     instances: usize,
     threads: Option<String>,
@@ -176,6 +200,11 @@ impl Manifest {
                 "no plugins: add a [[plugin]] table with a `name` and the `path` of its .wasm file"
             );
         }
+        if let Some(name) = &server.name {
+            if !valid_token(name) {
+                bail!("[server] name may hold only letters, digits, `-` and `_`");
+            }
+        }
         let mut plugins = Vec::new();
         for plugin in parsed.plugins {
             let name = plugin.name.clone();
@@ -189,6 +218,28 @@ impl Manifest {
         Ok(Manifest { server, plugins })
     }
 
+    /// Checks what can only be checked once the command line has had its
+    /// say: a plugin whose module is an `object` needs a NATS server.
+    ///
+    /// # Errors
+    /// If a plugin's module is an `object` and `[server] nats` is not set.
+    pub fn check_sources(&self) -> Result<()> {
+        if self.server.nats.is_none() {
+            if let Some(p) = self
+                .plugins
+                .iter()
+                .find(|p| matches!(p.source, PluginSource::Object(_)))
+            {
+                bail!(
+                    "plugin `{}`: its module is an `object` in NATS, but no NATS server \
+                     is given: set [server] nats or pass --nats URL",
+                    p.name
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The call deadline when the caller sends none.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.server.call_timeout_ms)
@@ -196,13 +247,11 @@ impl Manifest {
 }
 
 fn plugin_spec(plugin: PluginToml, base: &Path) -> Result<PluginSpec> {
-    let valid_name = !plugin.name.is_empty()
-        && plugin
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if !valid_name {
-        bail!("`name` may hold only letters, digits, `-`, `_` and `.` (it is part of a URL)");
+    if !valid_token(&plugin.name) {
+        bail!(
+            "`name` may hold only letters, digits, `-` and `_` (it is part of a URL \
+             and of a NATS subject)"
+        );
     }
     if plugin.instances == 0 || plugin.instances > MOST_INSTANCES {
         bail!(
@@ -210,11 +259,25 @@ fn plugin_spec(plugin: PluginToml, base: &Path) -> Result<PluginSpec> {
             plugin.instances
         );
     }
-    let path = base.join(&plugin.path);
+    let (source, program_name) = match (plugin.path, plugin.object) {
+        (Some(path), None) => (
+            PluginSource::Path(base.join(&path)),
+            path.display().to_string(),
+        ),
+        (None, Some(object)) => {
+            if !valid_token(&object) {
+                bail!("`object` may hold only letters, digits, `-` and `_`");
+            }
+            (PluginSource::Object(object.clone()), object)
+        }
+        (Some(_), Some(_)) => bail!("give `path` or `object`, not both"),
+        (None, None) => bail!(
+            "missing field `path`: give the .wasm file's `path`, or the `object` \
+             it was pushed to NATS as"
+        ),
+    };
     let mut options = GuestOptions {
-        args: std::iter::once(plugin.path.display().to_string())
-            .chain(plugin.args)
-            .collect(),
+        args: std::iter::once(program_name).chain(plugin.args).collect(),
         env: plugin.env.into_iter().collect(),
         dirs: plugin
             .dirs
@@ -277,10 +340,19 @@ fn plugin_spec(plugin: PluginToml, base: &Path) -> Result<PluginSpec> {
     }
     Ok(PluginSpec {
         name: plugin.name,
-        path,
+        source,
         instances: plugin.instances,
         options,
     })
+}
+
+/// A name that can be one token of a URL path and of a NATS subject.
+fn valid_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -321,7 +393,10 @@ mod tests {
         assert_eq!(manifest.server.max_in_flight, 8);
         assert_eq!(manifest.server.call_timeout_ms, 30_000);
         let text = &manifest.plugins[0];
-        assert_eq!(text.path, Path::new("/srv/plugins/text.wasm"));
+        assert_eq!(
+            text.source,
+            PluginSource::Path(PathBuf::from("/srv/plugins/text.wasm"))
+        );
         assert_eq!(text.instances, 3);
         let o = &text.options;
         assert_eq!(o.args, ["plugins/text.wasm", "--verbose"]);
@@ -372,6 +447,18 @@ mod tests {
             (
                 "[[plugin]]\nname = \"a/b\"\npath = \"p.wasm\"\n",
                 "part of a URL",
+            ),
+            (
+                "[[plugin]]\nname = \"a.b\"\npath = \"p.wasm\"\n",
+                "NATS subject",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nobject = \"p\"\npath = \"p.wasm\"\n",
+                "not both",
+            ),
+            (
+                &format!("[server]\nname = \"my host\"\n{plugin}"),
+                "[server] name",
             ),
             (
                 &format!("[server]\nlisten = \"nowhere\"\n{plugin}"),

@@ -24,6 +24,8 @@
 mod http;
 pub mod manifest;
 mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,7 +36,7 @@ use wasmtime::error::Context as _;
 use wasmtime::Result;
 
 pub use self::http::serve_http;
-pub use self::manifest::{Manifest, PluginSpec, ServerSpec};
+pub use self::manifest::{Manifest, PluginSource, PluginSpec, ServerSpec};
 use self::metrics::{Gauges, InstanceUse, Metrics};
 use crate::{CallError, HubPool, PoolGuest, PoolHandle, Program, Runtime};
 
@@ -118,14 +120,39 @@ impl Service {
     ///
     /// # Errors
     /// If a plugin's file cannot be loaded or an instance cannot start; the
-    /// message names the plugin.
+    /// message names the plugin. A plugin whose module is an `object` in
+    /// NATS needs [`Service::start_with_modules`].
     pub fn start(runtime: &Runtime, manifest: &Manifest) -> Result<Service> {
+        Service::start_with_modules(runtime, manifest, &BTreeMap::new())
+    }
+
+    /// As [`Service::start`], with the modules of the plugins whose source
+    /// is [`PluginSource::Object`], by object name (fetched by the caller,
+    /// from NATS' object store).
+    ///
+    /// # Errors
+    /// As [`Service::start`]; also if an object's module is not in
+    /// `modules`.
+    pub fn start_with_modules(
+        runtime: &Runtime,
+        manifest: &Manifest,
+        modules: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Service> {
         let pool = HubPool::new(runtime, manifest.server.hubs)?;
         let handle = pool.handle();
         let mut plugins = BTreeMap::new();
         for spec in &manifest.plugins {
-            let program = Program::from_file(runtime.engine(), &spec.path)
-                .with_context(|| format!("plugin `{}`", spec.name))?;
+            let program = match &spec.source {
+                PluginSource::Path(path) => Program::from_file(runtime.engine(), path),
+                PluginSource::Object(object) => match modules.get(object) {
+                    Some(bytes) => Program::from_bytes(runtime.engine(), bytes)
+                        .with_context(|| format!("the module of object `{object}`")),
+                    None => Err(wasmtime::format_err!(
+                        "its module, object `{object}`, was not fetched"
+                    )),
+                },
+            }
+            .with_context(|| format!("plugin `{}`", spec.name))?;
             let instances = (0..spec.instances)
                 .map(|_| handle.add_plugin(&program, spec.options.clone()))
                 .collect::<Result<Vec<_>>>()
@@ -354,27 +381,90 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Starts the service of the manifest at `path` and serves it over HTTP
-/// until SIGTERM or SIGINT, then drains: no new calls, the calls in flight
-/// finish (up to the call timeout), and it returns. Prints
-/// `listening on http://ADDR` to stdout once it takes calls.
+/// Starts the service of `manifest` and serves it over HTTP, and over NATS
+/// if `[server] nats` is set, until SIGTERM or SIGINT; then drains: no new
+/// calls, the calls in flight finish (up to the call timeout), and it
+/// returns. Prints `listening on http://ADDR` to stdout once it takes HTTP
+/// calls, then `taking calls over NATS as NAME` once it takes NATS calls.
 ///
 /// # Errors
-/// If the manifest is bad, a plugin cannot start, or the address cannot be
-/// bound.
+/// If the manifest is bad, a plugin cannot start, the address cannot be
+/// bound, or NATS cannot be reached at the start (later it is reconnected
+/// to without end).
 pub fn run(runtime: &Runtime, manifest: &Manifest) -> Result<()> {
-    let service = Arc::new(Service::start(runtime, manifest)?);
+    manifest.check_sources()?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("wasmlet-http")
+        .thread_name("wasmlet-io")
         .enable_all()
         .build()?;
-    let served = tokio.block_on(serve_http(
-        service.clone(),
-        &manifest.server,
-        shutdown_signal(),
-    ));
-    service.shutdown();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|&s| s).await;
+    };
+    tokio.spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let served = match &manifest.server.nats {
+        None => {
+            let service = Arc::new(Service::start(runtime, manifest)?);
+            let listener = tokio.block_on(http::bind(manifest.server.listen))?;
+            let served = tokio.block_on(http::serve_http_on(
+                service.clone(),
+                listener,
+                &manifest.server,
+                until_stopped(stopped),
+            ));
+            service.shutdown();
+            served
+        }
+        #[cfg(feature = "nats")]
+        Some(url) => {
+            let name = manifest
+                .server
+                .name
+                .clone()
+                .unwrap_or_else(nats::default_host_name);
+            let client = tokio.block_on(nats::connect(url, &name))?;
+            let mut modules = BTreeMap::new();
+            for spec in &manifest.plugins {
+                if let PluginSource::Object(object) = &spec.source {
+                    let module = tokio
+                        .block_on(crate::remote::fetch_module(&client, object))
+                        .with_context(|| format!("plugin `{}`", spec.name))?;
+                    modules.insert(object.clone(), module);
+                }
+            }
+            let service = Arc::new(Service::start_with_modules(runtime, manifest, &modules)?);
+            let listener = tokio.block_on(http::bind(manifest.server.listen))?;
+            let http_addr = format!("http://{}", listener.local_addr()?);
+            let served = tokio.block_on(async {
+                let (over_http, over_nats) = tokio::join!(
+                    http::serve_http_on(
+                        service.clone(),
+                        listener,
+                        &manifest.server,
+                        until_stopped(stopped.clone()),
+                    ),
+                    nats::serve_nats(
+                        service.clone(),
+                        client,
+                        name,
+                        http_addr,
+                        until_stopped(stopped.clone()),
+                    ),
+                );
+                over_http.and(over_nats)
+            });
+            service.shutdown();
+            served
+        }
+        #[cfg(not(feature = "nats"))]
+        Some(_) => wasmtime::bail!(
+            "[server] nats is set, but this build has no NATS support: build with the `nats` feature"
+        ),
+    };
     served
 }
 
