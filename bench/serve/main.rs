@@ -1,8 +1,14 @@
 //! The cost of serving: the plugin benchmark's plugin (`benchplugin`:
 //! `echo`, and `wait`, which waits 1 ms in an async host function) called
-//! through `wasmlet serve`'s `Service` in-process, and through its HTTP front
-//! over loopback from a client in the same process, side by side, in the
-//! same run: the cost of each hop.
+//! through `wasmlet serve`'s `Service` in-process, through its HTTP front
+//! over loopback, and through NATS (a real `nats-server` on loopback) with
+//! 1, 2 and 3 hosts sharing the calls, from a client in the same process,
+//! side by side, in the same run: the cost of each hop.
+//!
+//! The NATS hosts are `Service`s with `serve_nats` in this process, each
+//! with its own hub and its own NATS connection (the plugin's `wait` needs
+//! the host function this embedder adds, which the `wasmlet` CLI has not).
+//! Client, hosts and nats-server share this machine's cores.
 //!
 //! Each figure is a closed loop of 100 callers (100 calls in flight; over
 //! HTTP, 100 keep-alive connections), calls per second and p50/p99 latency;
@@ -15,6 +21,9 @@
 //! cargo build --release --manifest-path examples/Cargo.toml --target wasm32-wasip1-threads
 //! cargo run --release --example serve-bench [-- --quick] [-- DIR-OF-WASM]
 //! ```
+//!
+//! The NATS rows need `nats-server`: `WASMLET_NATS_SERVER`, else the one
+//! `tests/tools/fetch-nats-server` fetches (bench/run does).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use wasmlet_host::remote::Client;
 use wasmlet_host::serve::{serve_http, Manifest, Service};
 use wasmlet_host::{Config, Runtime};
 
@@ -79,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
     });
     let calls = if quick { 2_000 } else { 30_000 };
+    let nats_server = NatsServer::start()?;
     let mut rows = Vec::new();
     for function in ["echo", "wait"] {
         let service = service.clone();
@@ -96,6 +107,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )));
         rows.push(tokio.block_on(http(addr, function, calls))?);
     }
+    let mut nats_alone = (0.0, 0.0);
+    for hosts in 1..=3 {
+        let joined = NatsHosts::start(&runtime, &manifest, &tokio, &nats_server.url, hosts)?;
+        let client = tokio.block_on(Client::connect(&nats_server.url))?;
+        for function in ["echo", "wait"] {
+            let client = client.clone();
+            rows.push(tokio.block_on(closed_loop(
+                &format!("NATS, {hosts} host{}", if hosts == 1 { "" } else { "s" }),
+                function,
+                calls,
+                move || {
+                    let client = client.clone();
+                    async move {
+                        let out = client
+                            .call("bench", function, INPUT.to_vec(), Duration::from_secs(60))
+                            .await;
+                        assert_eq!(out.expect("the call succeeds"), INPUT);
+                    }
+                },
+            )));
+        }
+        if hosts == 1 {
+            let mut times = Vec::new();
+            for _ in 0..calls / 4 {
+                let sent = Instant::now();
+                let out = tokio.block_on(client.call(
+                    "bench",
+                    "echo",
+                    INPUT.to_vec(),
+                    Duration::from_secs(60),
+                ));
+                times.push(sent.elapsed());
+                assert_eq!(out.expect("the call succeeds"), INPUT);
+            }
+            nats_alone = percentiles(&mut times);
+        }
+        joined.stop(&tokio);
+    }
     // One call at a time, from a thread that is not the hub's: the
     // hand-off and the wake-ups between threads, alone.
     let mut alone = Vec::new();
@@ -105,9 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         alone.push(sent.elapsed());
         assert_eq!(out.expect("the call succeeds"), INPUT);
     }
-    alone.sort();
-    let at = |q: f64| alone[((alone.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
-    let (alone_p50, alone_p99) = (at(0.5), at(0.99));
+    let (alone_p50, alone_p99) = percentiles(&mut alone);
     let _ = stop.send(());
     let _ = tokio.block_on(server);
     service.shutdown();
@@ -123,7 +170,136 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "one trivial call at a time from another thread (Service::call): p50 {alone_p50:.1} us, \
          p99 {alone_p99:.1} us"
     );
+    println!(
+        "one trivial call at a time through NATS, 1 host (remote::Client::call): p50 {:.1} us, \
+         p99 {:.1} us",
+        nats_alone.0, nats_alone.1
+    );
     Ok(())
+}
+
+/// The p50 and p99 of `times`, in microseconds.
+fn percentiles(times: &mut [Duration]) -> (f64, f64) {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+/// A nats-server on a free loopback port, killed when dropped.
+struct NatsServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl NatsServer {
+    fn start() -> Result<NatsServer, Box<dyn std::error::Error>> {
+        use std::io::BufRead;
+        let binary = match std::env::var_os("WASMLET_NATS_SERVER") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let fetch = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../tests/tools/fetch-nats-server");
+                let out = std::process::Command::new("bash").arg(fetch).output()?;
+                if !out.status.success() {
+                    return Err("fetching nats-server failed: set WASMLET_NATS_SERVER".into());
+                }
+                PathBuf::from(String::from_utf8(out.stdout)?.trim())
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut log = std::io::BufReader::new(child.stderr.take().expect("piped"));
+        let mut line = String::new();
+        while !line.contains("Server is ready") {
+            line.clear();
+            if log.read_line(&mut line)? == 0 {
+                return Err("nats-server ended before it was ready".into());
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+        Ok(NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `count` hosts serving the manifest over NATS, each a `Service` of its
+/// own (its own hub) with its own NATS connection.
+struct NatsHosts {
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    served: Vec<tokio::task::JoinHandle<()>>,
+    services: Vec<Arc<Service>>,
+}
+
+impl NatsHosts {
+    fn start(
+        runtime: &Runtime,
+        manifest: &Manifest,
+        tokio: &tokio::runtime::Runtime,
+        url: &str,
+        count: usize,
+    ) -> Result<NatsHosts, Box<dyn std::error::Error>> {
+        let mut hosts = NatsHosts {
+            stops: Vec::new(),
+            served: Vec::new(),
+            services: Vec::new(),
+        };
+        for i in 0..count {
+            let service = Arc::new(Service::start(runtime, manifest)?);
+            let name = format!("bench-{i}");
+            let nats = tokio.block_on(wasmlet_host::serve::nats::connect(url, &name))?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let served = service.clone();
+            hosts.served.push(tokio.spawn(async move {
+                let serving = wasmlet_host::serve::nats::serve_nats(
+                    served,
+                    nats,
+                    name,
+                    String::new(),
+                    async {
+                        let _ = stopped.await;
+                    },
+                );
+                serving.await.expect("serving over NATS");
+            }));
+            hosts.stops.push(stop);
+            hosts.services.push(service);
+        }
+        // A host answers status requests only once its plugins' subjects
+        // are subscribed: the load starts when all of them do.
+        let client = tokio.block_on(Client::connect(url))?;
+        while tokio
+            .block_on(client.status(Duration::from_millis(100)))?
+            .len()
+            < count
+        {}
+        Ok(hosts)
+    }
+
+    fn stop(self, tokio: &tokio::runtime::Runtime) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for served in self.served {
+            let _ = tokio.block_on(served);
+        }
+        for service in self.services {
+            service.shutdown();
+        }
+    }
 }
 
 type Row = (String, String, f64, f64, f64);
