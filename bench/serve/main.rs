@@ -107,6 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )));
         rows.push(tokio.block_on(http(addr, function, calls))?);
     }
+    let nats_bare = tokio.block_on(bare_nats_round_trip(&nats_server.url, calls / 4))?;
     let mut nats_alone = (0.0, 0.0);
     for hosts in 1..=3 {
         let joined = NatsHosts::start(&runtime, &manifest, &tokio, &nats_server.url, hosts)?;
@@ -175,7 +176,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          p99 {:.1} us",
         nats_alone.0, nats_alone.1
     );
+    println!(
+        "one request at a time through the same nats-server to a bare echo responder (async-nats, \
+         no wasmlet): p50 {:.1} us, p99 {:.1} us",
+        nats_bare.0, nats_bare.1
+    );
     Ok(())
+}
+
+/// NATS' own floor: one request at a time to a responder that echoes in a
+/// tokio task, through the same server and client library.
+async fn bare_nats_round_trip(
+    url: &str,
+    count: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    use futures_util::StreamExt;
+    let responder = async_nats::connect(url).await?;
+    let mut requests = responder.subscribe("bench.bare").await?;
+    responder.flush().await?;
+    let echo = tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            if let Some(reply) = request.reply {
+                let _ = responder.publish(reply, request.payload).await;
+            }
+        }
+    });
+    let client = async_nats::connect(url).await?;
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = Instant::now();
+        let answer = client
+            .request("bench.bare", Bytes::from_static(INPUT))
+            .await?;
+        times.push(sent.elapsed());
+        assert_eq!(&answer.payload[..], INPUT);
+    }
+    echo.abort();
+    Ok(percentiles(&mut times))
 }
 
 /// The p50 and p99 of `times`, in microseconds.

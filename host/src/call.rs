@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ pub type CallResult = Result<Vec<u8>, CallError>;
 pub(crate) struct CallReply {
     state: Mutex<ReplyState>,
     done: Condvar,
+    /// Set once the result is stored: read without the lock.
+    finished: AtomicBool,
 }
 
 #[derive(Default)]
@@ -79,6 +82,7 @@ impl CallReply {
             return;
         }
         state.result = Some(result);
+        self.finished.store(true, Ordering::Release);
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
@@ -133,6 +137,12 @@ impl PendingCall {
     pub fn try_result(&self) -> Option<CallResult> {
         let state = self.reply.state.lock().unwrap_or_else(|e| e.into_inner());
         state.result.clone()
+    }
+
+    /// Whether the call has ended (its result is ready): a load, without a
+    /// lock, so cheap enough to watch in a loop.
+    pub fn is_finished(&self) -> bool {
+        self.reply.finished.load(Ordering::Acquire)
     }
 
     /// Blocks the calling thread until the call ends or `timeout` passes.

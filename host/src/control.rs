@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
+use std::time::Duration;
 
 use crate::call::{CallError, CallReply, CancelListener, PendingCall};
 use crate::guest::program::Program;
@@ -195,6 +196,25 @@ impl Control {
     /// threads wait for host descriptors).
     pub(crate) fn wake_poller_too(&self, poller: Arc<polling::Poller>) {
         let _ = self.poller.set(poller);
+    }
+
+    /// Watches for attention (see [`Control::take_attention`]) for up to
+    /// `most`; true if it came. Leaves it set for `take_attention`.
+    pub(crate) fn spin_for_attention(&self, most: Duration) -> bool {
+        let until = std::time::Instant::now() + most;
+        loop {
+            // Checks the clock every few dozen loads: a clock read costs
+            // more than a load.
+            for _ in 0..32 {
+                if self.attention.load(Ordering::Acquire) {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+        }
     }
 
     /// True (once) if a command, a wake or a cancel came since the last
