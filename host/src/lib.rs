@@ -52,9 +52,11 @@
 //! runtime.rs       the Runtime: the engine, the linker, the epoch ticker
 //! hub/             the Hub: the embedding API (mod.rs) and the run loop
 //! pool.rs          the HubPool: guests on several hubs
+//! remote/          calling hosts over NATS (feature `nats`): the Client
+//!                  (mod.rs) and the protocol hosts and clients share
 //! serve/           `wasmlet serve` (feature `serve`): a manifest's plugins on a
-//!                  pool (mod.rs: the Service), over HTTP (http), counted
-//!                  (metrics), from a TOML manifest (manifest)
+//!                  pool (mod.rs: the Service), over HTTP (http) and NATS
+//!                  (nats), counted (metrics), from a TOML manifest (manifest)
 //! ```
 
 mod abi;
@@ -264,6 +266,7 @@ mod module_graph {
             "runtime",
             "hub",
             "pool",
+            "remote",
             "serve",
         ];
         let rank = |m: &str| order.iter().position(|o| *o == m);
