@@ -37,23 +37,46 @@ use crate::remote::protocol::{
 /// How often a host announces itself.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a starting host waits for its NATS server to come up (hosts
+/// and server are often started together).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 /// Connects a host to NATS at `url`, for good: once connected, it
-/// reconnects without end when the server goes away.
+/// reconnects without end when the server goes away. A server that is not
+/// up yet is waited for up to 10 s.
 ///
 /// # Errors
-/// If the server cannot be reached now (the message says where).
+/// If the server cannot be reached by then (the message says where).
 pub async fn connect(url: &str, host: &str) -> Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
-        .name(format!("wasmlet {host}"))
-        .connection_timeout(Duration::from_secs(5))
-        .max_reconnects(None)
-        .reconnect_delay_callback(crate::remote::reconnect_delay)
-        .event_callback(|event| async move {
-            tracing::info!("nats: {event}");
-        })
-        .connect(url)
-        .await
-        .map_err(|e| format_err!("connecting to NATS at {url}: {e} (is nats-server running?)"))
+    let until = Instant::now() + CONNECT_WAIT;
+    let mut told = false;
+    loop {
+        let attempt = async_nats::ConnectOptions::new()
+            .name(format!("wasmlet {host}"))
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .reconnect_delay_callback(crate::remote::reconnect_delay)
+            .event_callback(|event| async move {
+                tracing::info!("nats: {event}");
+            })
+            .connect(url)
+            .await;
+        match attempt {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() >= until => {
+                return Err(format_err!(
+                    "connecting to NATS at {url}: {e} (is nats-server running there?)"
+                ))
+            }
+            Err(e) => {
+                if !told {
+                    tracing::warn!("waiting for NATS at {url}: {e}");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// This host's default name: `HOSTNAME-PID`.
