@@ -360,7 +360,7 @@ fn a_full_host_stops_taking_calls_and_a_deadline_cancels_on_the_host() {
     let host = host(
         &nats,
         "full",
-        "max_in_flight = 2",
+        "max_in_flight = 2\nmax_body_bytes = 64",
         &plugin_from_file("p", 1),
     );
     let rt = runtime();
@@ -408,6 +408,11 @@ fn a_full_host_stops_taking_calls_and_a_deadline_cancels_on_the_host() {
         .block_on(client.call("p", "upper", b"again".to_vec(), LONG))
         .unwrap();
     assert_eq!(output, b"AGAIN");
+    // An input past `max_body_bytes` is refused over NATS as over HTTP.
+    match rt.block_on(client.call("p", "upper", vec![b'x'; 65], LONG)) {
+        Err(RemoteError::Call { kind, .. }) => assert_eq!(kind, "body_too_large"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// `wasmlet push` stores a plugin in NATS' object store; hosts load it by

@@ -220,6 +220,7 @@ pub fn status_of(error: &ServeError) -> StatusCode {
         ServeError::NoSuchPlugin(_) => StatusCode::NOT_FOUND,
         ServeError::HostBusy(_) | ServeError::Draining => StatusCode::SERVICE_UNAVAILABLE,
         ServeError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+        ServeError::InputTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ServeError::Call(e) => match e {
             CallError::NoSuchFunction(_) => StatusCode::NOT_FOUND,
             CallError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,

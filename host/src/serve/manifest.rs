@@ -64,7 +64,8 @@ pub struct ServerSpec {
     /// A call's deadline when its caller sends none (`x-wasmlet-timeout-ms`):
     /// at the deadline the call's green thread is cancelled.
     pub call_timeout_ms: u64,
-    /// Largest request body taken (413 past it).
+    /// Largest request body, and so call input, taken over HTTP (413 past
+    /// it) or NATS (`body_too_large`).
     pub max_body_bytes: usize,
     /// How long a connection may take to send a request's head: a client
     /// that sends it slowly (slowloris) is cut off then.

@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The host is draining before it exits: it takes no new calls.
     #[error("the host is shutting down and takes no new calls")]
     Draining,
+    /// The input is larger than the manifest's `max_body_bytes`.
+    #[error("the input is larger than the {0} bytes this host takes")]
+    InputTooLarge(usize),
     /// No result by the call's deadline; its green thread was cancelled.
     #[error("no result within {0:?}; the call was cancelled")]
     DeadlineExceeded(Duration),
@@ -73,6 +76,7 @@ impl ServeError {
             ServeError::HostBusy(_) => "host_busy",
             ServeError::Draining => "draining",
             ServeError::DeadlineExceeded(_) => "deadline_exceeded",
+            ServeError::InputTooLarge(_) => "body_too_large",
             ServeError::Call(e) => match e {
                 CallError::Failed(_) => "failed",
                 CallError::Panicked(_) => "panicked",
@@ -94,6 +98,7 @@ pub struct Service {
     handle: PoolHandle,
     plugins: BTreeMap<String, Plugin>,
     max_in_flight: usize,
+    max_input: usize,
     call_timeout: Duration,
     in_flight: AtomicUsize,
     draining: AtomicBool,
@@ -177,6 +182,7 @@ impl Service {
             handle,
             plugins,
             max_in_flight: manifest.server.max_in_flight,
+            max_input: manifest.server.max_body_bytes,
             call_timeout: manifest.call_timeout(),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -222,6 +228,9 @@ impl Service {
     ) -> Result<Vec<u8>, ServeError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(ServeError::Draining);
+        }
+        if input.len() > self.max_input {
+            return Err(ServeError::InputTooLarge(self.max_input));
         }
         let _host = InFlight::take(&self.in_flight, self.max_in_flight).ok_or_else(|| {
             self.metrics.host_busy();

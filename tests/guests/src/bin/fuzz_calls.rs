@@ -32,6 +32,18 @@ extern "C" {
     fn call_return(status: u32, output: u32, len: u32);
 }
 
+#[link(wasm_import_module = "wasmlet:runtime/net@0.1.0")]
+extern "C" {
+    #[link_name = "read"]
+    fn net_read(s: u32, buf: u32, len: u32, timeout_ns: u64) -> i64;
+    fn readable(s: u32, timeout_ns: u64) -> i64;
+    #[link_name = "write"]
+    fn net_write(s: u32, buf: u32, len: u32, timeout_ns: u64) -> i64;
+    #[link_name = "close"]
+    fn net_close(s: u32) -> i64;
+    fn address(s: u32, peer: bool, buf: u32, len: u32) -> i64;
+}
+
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn clock_time_get(id: u32, precision: u64, out: u32) -> u32;
@@ -85,7 +97,31 @@ fn main() {
     for _ in 0..calls {
         // SAFETY (all calls below): the hub validates every argument; the
         // worst a bad one may do is trap this green thread.
-        match rng.below(18) {
+        match rng.below(19) {
+            18 => {
+                // The socket calls with wild handles, pointers and lengths
+                // (this guest may open no socket: none is valid).
+                let (handle, buf, len) = (
+                    match rng.below(3) {
+                        0 => rng.below(8) as u32,
+                        1 => u32::MAX - rng.below(4) as u32,
+                        _ => rng.next() as u32,
+                    },
+                    rng.next() as u32,
+                    rng.next() as u32,
+                );
+                let (which, timeout) = (rng.below(5), rng.below(2_000_000));
+                let helper = wasmlet::spawn(move || unsafe {
+                    match which {
+                        0 => readable(handle, timeout),
+                        1 => net_read(handle, buf, len, timeout),
+                        2 => net_write(handle, buf, len, timeout),
+                        3 => net_close(handle),
+                        _ => address(handle, timeout % 2 == 0, buf, len),
+                    }
+                });
+                known.push(helper.id());
+            }
             15 => {
                 // try-spawn with any stack size (0 task: the host runs the
                 // SDK's call path, which traps outside a call), from a
