@@ -196,19 +196,24 @@ pub async fn serve_nats(
         "draining: {} NATS calls in flight",
         host.taken.load(Ordering::Acquire)
     );
-    // Each taker unsubscribes, answers what was on its way, and ends.
-    for taker in takers {
-        let _ = taker.await;
-    }
+    // Each taker unsubscribes, answers what was on its way, and ends;
+    // then the calls taken finish. All of it within the longest a call may
+    // take, even with the NATS server gone (an unsubscribe then waits for
+    // a reconnection that may never come).
     let most = service.call_timeout + Duration::from_secs(1);
     let mut changed = host.taking.subscribe();
+    let aborts: Vec<_> = takers.iter().map(|t| t.abort_handle()).collect();
     let finished = tokio::time::timeout(most, async {
+        for taker in takers {
+            let _ = taker.await;
+        }
         while host.taken.load(Ordering::Acquire) > 0 {
             let _ = changed.changed().await;
         }
     })
     .await;
     if finished.is_err() {
+        aborts.iter().for_each(tokio::task::AbortHandle::abort);
         tracing::warn!(
             "drained for {most:?}; {} NATS calls still in flight",
             host.taken.load(Ordering::Acquire)
@@ -216,8 +221,11 @@ pub async fn serve_nats(
     }
     announcer.abort();
     answerer.abort();
-    host.announce().await;
-    let _ = nats.flush().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        host.announce().await;
+        let _ = nats.flush().await;
+    })
+    .await;
     Ok(())
 }
 
