@@ -110,14 +110,98 @@ struct NatsHost {
     name: String,
     http: String,
     started: Instant,
-    /// NATS calls taken and not yet answered.
-    taken: AtomicUsize,
+    /// Which NATS calls it takes.
+    admission: Admission,
     /// NATS calls answered.
     answered: AtomicU64,
-    /// Whether the host takes calls now: false at its limit or stopping.
+}
+
+/// The rules of taking NATS calls, free of NATS: at most `max` taken at
+/// once; at `max` the host stops taking (its subscriptions go), and it
+/// takes again once down to three quarters of `max` (not at once, so that
+/// a host at its limit does not unsubscribe and subscribe on every call);
+/// once stopping, it takes no more, ever.
+///
+/// Invariant: `taking` is false whenever `taken == max` or stopping. It may
+/// stay false a moment below the resume mark when a take and a finish
+/// race; the next finish (there is one while `taken > 0`) sets it right.
+struct Admission {
+    taken: AtomicUsize,
+    max: usize,
+    /// Whether the host takes calls now: the takers watch it.
     taking: watch::Sender<bool>,
     /// Set once, on shutdown.
     stopping: watch::Sender<bool>,
+}
+
+impl Admission {
+    fn new(max: usize) -> Admission {
+        Admission {
+            taken: AtomicUsize::new(0),
+            max: max.max(1),
+            taking: watch::Sender::new(true),
+            stopping: watch::Sender::new(false),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Whether it takes calls now.
+    fn taking(&self) -> bool {
+        *self.taking.borrow() && !self.stopping()
+    }
+
+    /// Counts a call in, unless at the limit or stopping.
+    fn try_take(&self) -> bool {
+        if self.stopping() {
+            return false;
+        }
+        let max = self.max;
+        let taken = self
+            .taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(before) => {
+                if before + 1 >= max {
+                    self.taking
+                        .send_if_modified(|t| std::mem::replace(t, false));
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Counts a call out; takes again at the resume mark.
+    fn finish(&self) {
+        let left = self.taken.fetch_sub(1, Ordering::AcqRel) - 1;
+        let resume = (self.max * 3 / 4).min(self.max - 1);
+        let stopping = self.stopping();
+        self.taking.send_if_modified(|t| {
+            if stopping {
+                // Wakes the drain, which waits for no calls left.
+                return left == 0;
+            }
+            !*t && left <= resume && {
+                *t = true;
+                true
+            }
+        });
+    }
+
+    /// Takes no more calls, ever.
+    fn stop(&self) {
+        self.stopping.send_replace(true);
+        self.taking.send_replace(false);
+    }
 }
 
 /// Serves `service` over NATS as host `name` until `shutdown` resolves, then
@@ -140,10 +224,8 @@ pub async fn serve_nats(
         name: name.clone(),
         http,
         started: Instant::now(),
-        taken: AtomicUsize::new(0),
+        admission: Admission::new(service.max_in_flight),
         answered: AtomicU64::new(0),
-        taking: watch::Sender::new(true),
-        stopping: watch::Sender::new(false),
     });
     let mut takers = Vec::new();
     for plugin in service.plugins() {
@@ -190,24 +272,20 @@ pub async fn serve_nats(
     };
 
     shutdown.await;
-    host.stopping.send_replace(true);
-    host.taking.send_replace(false);
-    tracing::info!(
-        "draining: {} NATS calls in flight",
-        host.taken.load(Ordering::Acquire)
-    );
+    host.admission.stop();
+    tracing::info!("draining: {} NATS calls in flight", host.admission.taken());
     // Each taker unsubscribes, answers what was on its way, and ends;
     // then the calls taken finish. All of it within the longest a call may
     // take, even with the NATS server gone (an unsubscribe then waits for
     // a reconnection that may never come).
     let most = service.call_timeout + Duration::from_secs(1);
-    let mut changed = host.taking.subscribe();
+    let mut changed = host.admission.taking.subscribe();
     let aborts: Vec<_> = takers.iter().map(|t| t.abort_handle()).collect();
     let finished = tokio::time::timeout(most, async {
         for taker in takers {
             let _ = taker.await;
         }
-        while host.taken.load(Ordering::Acquire) > 0 {
+        while host.admission.taken() > 0 {
             let _ = changed.changed().await;
         }
     })
@@ -216,7 +294,7 @@ pub async fn serve_nats(
         aborts.iter().for_each(tokio::task::AbortHandle::abort);
         tracing::warn!(
             "drained for {most:?}; {} NATS calls still in flight",
-            host.taken.load(Ordering::Acquire)
+            host.admission.taken()
         );
     }
     announcer.abort();
@@ -240,18 +318,18 @@ async fn subscribe(nats: &async_nats::Client, plugin: &str) -> Result<async_nats
 
 impl NatsHost {
     fn stopping(&self) -> bool {
-        *self.stopping.borrow()
+        self.admission.stopping()
     }
 
     fn max(&self) -> usize {
-        self.service.max_in_flight
+        self.admission.max
     }
 
     /// Takes `plugin`'s calls while the host has room; unsubscribes when it
     /// has none, and subscribes again when it has.
     async fn take_calls(self: Arc<Self>, plugin: String, first: async_nats::Subscriber) {
-        let mut taking = self.taking.subscribe();
-        let mut stopping = self.stopping.subscribe();
+        let mut taking = self.admission.taking.subscribe();
+        let mut stopping = self.admission.stopping.subscribe();
         let mut next = Some(first);
         loop {
             let mut subscription = match next.take() {
@@ -280,7 +358,7 @@ impl NatsHost {
                 tokio::select! {
                     message = subscription.next() => {
                         let Some(message) = message else { break };
-                        if unsubscribed || !self.try_take() {
+                        if unsubscribed || !self.admission.try_take() {
                             self.refuse(message).await;
                         } else {
                             tokio::spawn(self.clone().run_call(plugin.clone(), message));
@@ -300,50 +378,6 @@ impl NatsHost {
                 return;
             }
         }
-    }
-
-    /// Counts a call in, unless the host is at its limit or stopping; says
-    /// when the host has become full.
-    fn try_take(&self) -> bool {
-        if self.stopping() {
-            return false;
-        }
-        let max = self.max();
-        let taken = self
-            .taken
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            });
-        match taken {
-            Ok(before) => {
-                if before + 1 >= max {
-                    self.taking
-                        .send_if_modified(|t| std::mem::replace(t, false));
-                }
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Counts a call out; resumes taking once down to three quarters of
-    /// the limit (not at once, so that a host at its limit does not
-    /// subscribe and unsubscribe on every call).
-    fn finish(&self) {
-        let left = self.taken.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.answered.fetch_add(1, Ordering::Relaxed);
-        let resume = (self.max() * 3 / 4).min(self.max() - 1);
-        let stopping = self.stopping();
-        self.taking.send_if_modified(|t| {
-            if stopping {
-                // Wakes the drain, which waits for no calls left.
-                return left == 0;
-            }
-            !*t && left <= resume && {
-                *t = true;
-                true
-            }
-        });
     }
 
     /// Answers a call this host will not run: unrun, so that the caller
@@ -384,7 +418,8 @@ impl NatsHost {
         if let Some(reply) = message.reply {
             self.answer(reply, result).await;
         }
-        self.finish();
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.admission.finish();
     }
 
     async fn answer(&self, reply: async_nats::Subject, result: Result<Vec<u8>, ServeError>) {
@@ -413,7 +448,7 @@ impl NatsHost {
             plugins: self.service.plugins().map(str::to_string).collect(),
             in_flight: self.service.in_flight(),
             max_in_flight: self.max(),
-            taking: *self.taking.borrow() && !self.stopping(),
+            taking: self.admission.taking(),
             draining: self.stopping(),
             calls: self.answered.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs(),
@@ -426,5 +461,80 @@ impl NatsHost {
             .nats
             .publish(protocol::announce_subject(&self.name), body.into())
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Admission;
+
+    #[test]
+    fn a_full_host_stops_taking_and_takes_again_at_three_quarters() {
+        let admission = Admission::new(8);
+        for _ in 0..7 {
+            assert!(admission.try_take());
+            assert!(admission.taking());
+        }
+        assert!(admission.try_take(), "the eighth");
+        assert!(!admission.taking(), "full at 8");
+        assert!(!admission.try_take(), "no ninth");
+        assert_eq!(admission.taken(), 8);
+        admission.finish();
+        assert!(!admission.taking(), "7 left: not yet");
+        admission.finish();
+        assert!(admission.taking(), "6 left: three quarters");
+        assert!(admission.try_take());
+    }
+
+    #[test]
+    fn a_limit_of_one_takes_again_when_empty() {
+        let admission = Admission::new(1);
+        assert!(admission.try_take());
+        assert!(!admission.taking());
+        assert!(!admission.try_take());
+        admission.finish();
+        assert!(admission.taking());
+        assert_eq!(admission.taken(), 0);
+    }
+
+    #[test]
+    fn a_stopping_host_takes_nothing_and_wakes_the_drain_at_zero() {
+        let admission = Admission::new(4);
+        assert!(admission.try_take());
+        assert!(admission.try_take());
+        let mut drain = admission.taking.subscribe();
+        admission.stop();
+        drain.mark_unchanged();
+        assert!(!admission.try_take());
+        assert!(!admission.taking());
+        admission.finish();
+        assert!(!drain.has_changed().unwrap(), "one left: not yet");
+        admission.finish();
+        assert!(drain.has_changed().unwrap(), "none left: the drain wakes");
+        assert!(!admission.taking(), "and it never takes again");
+        assert!(!admission.try_take());
+    }
+
+    #[test]
+    fn takes_and_finishes_from_many_threads_keep_the_count() {
+        let admission = std::sync::Arc::new(Admission::new(16));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let admission = admission.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        if admission.try_take() {
+                            assert!(admission.taken() <= 16);
+                            admission.finish();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(admission.taken(), 0);
+        assert!(admission.taking(), "empty: it takes again");
     }
 }
