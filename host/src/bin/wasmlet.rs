@@ -15,6 +15,9 @@
 //! ```
 //!
 //! `--nats` defaults to `$WASMLET_NATS`, else `nats://127.0.0.1:4222`.
+//! `wasmlet call` prints the output and exits 0, or prints the error to
+//! stderr and exits 2; any command exits 1 when it cannot start (a bad
+//! manifest, NATS out of reach).
 //!
 //! SIGQUIT (Ctrl-\\) prints every green thread and what it waits for to
 //! stderr, and the guest goes on.
