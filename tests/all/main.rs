@@ -20,5 +20,6 @@ mod host_functions;
 mod isolation;
 mod nats;
 mod net;
+mod new_project;
 mod plugins;
 mod serve;

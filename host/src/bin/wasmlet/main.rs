@@ -12,6 +12,7 @@
 //! wasmlet call PLUGIN FUNCTION [INPUT] [--nats URL] [--timeout-ms MS]
 //! wasmlet status [--nats URL]
 //! wasmlet push plugin.wasm [--name NAME] [--nats URL]
+//! wasmlet new NAME [--plugin] [--sdk PATH]
 //! ```
 //!
 //! `--nats` defaults to `$WASMLET_NATS`, else `nats://127.0.0.1:4222`.
@@ -25,6 +26,8 @@
 //! The process exits with the guest's exit code: its `exit(n)`, 0 when `main`
 //! returns, 134 when main traps (a panic in `main` traps), 1 on deadlock or
 //! when the program cannot be loaded.
+
+mod new;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +63,22 @@ enum Command {
     /// Store a plugin module in NATS' object store, for manifests that name
     /// it as `object = "NAME"` (the NATS server needs JetStream: -js).
     Push(PushArgs),
+    /// Write a guest project that builds with `cargo build --release` and
+    /// runs with `wasmlet run` (or, with --plugin, `wasmlet serve`).
+    New(NewArgs),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The project's folder (its last part names the package).
+    path: PathBuf,
+    /// A plugin: functions a host calls, with a manifest for `wasmlet serve`.
+    #[arg(long)]
+    plugin: bool,
+    /// The guest SDK's folder (default: the one this wasmlet was built
+    /// from, if it is still there; else the crates.io version).
+    #[arg(long, value_name = "PATH")]
+    sdk: Option<PathBuf>,
 }
 
 /// Where the NATS server is.
@@ -258,6 +277,15 @@ fn main() -> ExitCode {
         Command::Call(args) => remote(call(args)),
         Command::Status(args) => remote(status(args)),
         Command::Push(args) => remote(push(args)),
+        Command::New(args) => new::write(&new::NewProject {
+            path: args.path,
+            plugin: args.plugin,
+            sdk: args.sdk,
+        })
+        .map(|steps| {
+            println!("{steps}");
+            0
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -1,0 +1,93 @@
+//! `wasmlet new`: the projects it writes build with one `cargo build
+//! --release` and run with one `wasmlet run` (a program) or `wasmlet serve`
+//! (a plugin), as its next steps say.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::serve::Server;
+use crate::support::repo_root;
+
+fn wasmlet(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `cargo build --release` in `project`, with its compiled dependencies
+/// kept in `target`.
+fn cargo_build(project: &Path, target: &Path) {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(project)
+        .args(["build", "--release", "--quiet"])
+        .env("CARGO_TARGET_DIR", target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build in {}", project.display());
+}
+
+#[test]
+fn new_projects_build_and_run_as_their_next_steps_say() {
+    let dir = std::env::temp_dir().join(format!("wasmlet-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Their dependencies are compiled once for every run of this test.
+    let target = repo_root().join("target/new-projects");
+
+    let out = wasmlet(&dir, &["new", "greeter"]);
+    let steps = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{steps}");
+    assert!(
+        steps.contains("cargo build --release")
+            && steps.contains("wasmlet run target/wasm32-wasip1-threads/release/greeter.wasm"),
+        "{steps}"
+    );
+    cargo_build(&dir.join("greeter"), &target);
+    let run = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .arg("run")
+        .arg(target.join("wasm32-wasip1-threads/release/greeter.wasm"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{printed}");
+    assert!(
+        printed.ends_with("3 green threads returned 60\n"),
+        "{printed}"
+    );
+    assert_eq!(printed.matches(": step ").count(), 6, "{printed}");
+
+    // A plugin: its manifest serves it, and a call comes back.
+    let out = wasmlet(&dir, &["new", "shout", "--plugin"]);
+    assert!(out.status.success());
+    let project = dir.join("shout");
+    cargo_build(&project, &target);
+    // Where its manifest looks for it (the build went to the shared target).
+    let module = project.join("target/wasm32-wasip1-threads/release/shout.wasm");
+    std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+    std::fs::copy(
+        target.join("wasm32-wasip1-threads/release/shout.wasm"),
+        &module,
+    )
+    .unwrap();
+    let server = Server::serve(
+        &project.join("manifest.toml"),
+        &["--listen", "127.0.0.1:0"],
+        dir.clone(),
+    );
+    let reply = server.request("POST", "/call/shout/upper", &[], b"hello, green world");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "HELLO, GREEN WORLD")
+    );
+
+    // Bad input is refused, saying why.
+    let out = wasmlet(&dir, &["new", "shout"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = wasmlet(&dir, &["new", "2fast"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot name a package"));
+    let out = wasmlet(&dir, &["new", "elsewhere", "--sdk", "/nonexistent"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the guest SDK's folder"));
+}
