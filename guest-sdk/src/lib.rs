@@ -83,5 +83,5 @@ pub use timeout::{try_with_timeout, with_timeout, TimedOut, Timeout};
 /// The hub's imports, generated from `wit/hub.wit`: the one contract
 /// between host and guest.
 mod abi {
-    wit_bindgen::generate!({ path: "../wit", world: "guest" });
+    wit_bindgen::generate!({ path: "wit", world: "guest" });
 }
