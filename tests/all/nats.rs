@@ -587,3 +587,47 @@ fn sigterm_drains_nats_calls_then_exits() {
     let result = rt.block_on(client.call("p", "upper", b"x".to_vec(), Duration::from_millis(200)));
     assert!(matches!(result, Err(RemoteError::NoHost(_))), "{result:?}");
 }
+
+/// A host told to stop while its NATS server is gone still exits (its
+/// unsubscribes would wait for a reconnection that never comes): after
+/// its call timeout, not never.
+#[test]
+fn sigterm_with_the_nats_server_gone_still_exits() {
+    let mut nats = Nats::start();
+    let mut host = host(
+        &nats,
+        "stranded",
+        "call_timeout_ms = 1000",
+        &plugin_from_file("p", 1),
+    );
+    let _ = nats.child.kill();
+    let _ = nats.child.wait();
+    // SAFETY: a plain kill(2) of the child this test started.
+    let sent = unsafe { libc::kill(host.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    // Its exit, from a thread, so that a hang fails the test instead of
+    // holding up the run (the guard is far past the 3 s it takes).
+    let pid = host.child.id() as i32;
+    let (exited, exit) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: waits for this test's own child without reaping it
+        // (WNOWAIT: `Child` reaps it, so its pid is never reused under it);
+        // `info` is a valid place for the result.
+        let code = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let waited = libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            );
+            (waited == 0 && info.si_code == libc::CLD_EXITED).then(|| info.si_status())
+        };
+        let _ = exited.send(code);
+    });
+    let code = exit
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the host did not exit");
+    assert_eq!(code, Some(0));
+    assert_eq!(host.child.wait().unwrap().code(), Some(0));
+}
