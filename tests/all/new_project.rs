@@ -33,8 +33,8 @@ fn new_projects_build_and_run_as_their_next_steps_say() {
     let dir = std::env::temp_dir().join(format!("wasmlet-new-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    // Their dependencies are compiled once for every run of this test.
-    let target = repo_root().join("target/new-projects");
+    // Their dependencies are those of the test guests, compiled already.
+    let target = repo_root().join("target/guests");
 
     let out = wasmlet(&dir, &["new", "greeter"]);
     let steps = String::from_utf8_lossy(&out.stdout);
