@@ -55,6 +55,8 @@
 mod error;
 mod event;
 mod greenthread;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod net;
 pub mod plugin;
 mod pool;

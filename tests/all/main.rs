@@ -17,6 +17,7 @@ mod examples;
 mod fuzz;
 mod greenthread;
 mod host_functions;
+mod http;
 mod isolation;
 mod nats;
 mod net;
