@@ -91,7 +91,7 @@ impl std::error::Error for Interrupted {}
 /// the `Err` side of the result.
 #[derive(Clone, Debug)]
 pub enum GreenThreadError {
-    /// Stopped by [`kill`](crate::kill) or [`cancel`](crate::GreenThread::cancel)
+    /// Stopped by [`kill`](crate::kill) or [`cancel`](crate::Thread::cancel)
     /// (eventlet's `GreenletExit`).
     Killed,
     /// Stopped by [`kill_with`](crate::kill_with) with this error.

@@ -131,7 +131,7 @@ fn kill_raw(id: u64, error: u32) -> bool {
     hub::kill(id, error) == KillStatus::Killed
 }
 
-/// Names one link, for [`GreenThread::unlink`] / [`Thread::unlink`].
+/// Names one link, for [`Thread::unlink`] (a [`GreenThread`] derefs to its `Thread`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
     target: u64,

@@ -174,3 +174,72 @@ fn bad_requests_get_4xx_and_cost_the_server_nothing() {
     let _ = slow.read_to_string(&mut cut);
     assert!(cut.starts_with("HTTP/1.1 408 "), "{cut}");
 }
+
+/// The client against Python's `http.server` (threaded, HTTP/1.1): keep-
+/// alive reuse, bodies by length, chunks and close, redirects, a timeout.
+#[test]
+fn the_client_talks_to_pythons_http_server() {
+    let script = r#"
+import http.server, socketserver, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def send(self, code, body, **headers):
+        self.send_response(code)
+        for k, v in headers.items(): self.send_header(k.replace("_", "-"), v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/hello": self.send(200, b"hello")
+        elif self.path == "/port": self.send(200, str(self.client_address[1]).encode())
+        elif self.path == "/old": self.send(302, b"", Location="/hello")
+        elif self.path == "/slow": time.sleep(5); self.send(200, b"late")
+        elif self.path == "/chunked":
+            self.send_response(200); self.send_header("Transfer-Encoding", "chunked"); self.end_headers()
+            for part in (b"one ", b"two ", b"three"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/close":
+            self.send_response(200); self.send_header("Connection", "close"); self.end_headers()
+            self.wfile.write(b"the rest"); self.close_connection = True
+        else: self.send(404, b"no")
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send(200, body)
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(python.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", port.trim());
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+        .args(["run", "--connect", &addr])
+        .arg(guest("http_client"))
+        .arg("--")
+        .arg(format!("http://{addr}"))
+        .output()
+        .unwrap();
+    let _ = python.kill();
+    let _ = python.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "get: 200 hello\nsame connection: true\npost: 200 ping\nchunked: one two three\n\
+         until close: the rest\nno redirect: 302\nredirect: 200 hello\nmissing: 404\n\
+         slow: TimedOut\nhttps: Unsupported\nbad url: InvalidInput\n"
+    );
+}

@@ -1,38 +1,12 @@
-//! An HTTP/1.1 server on green sockets (feature `http`): eventlet's
-//! `eventlet.wsgi.server`, with the ecosystem's types (`http`'s `Request`
-//! and `Response`, `httparse` for the request head).
-//!
-//! ```no_run
-//! use wasmlet::http::{serve, Request, Response};
-//!
-//! let listener = wasmlet::net::TcpListener::bind("127.0.0.1:8080")?;
-//! serve(listener, |request: Request<Vec<u8>>| {
-//!     Response::new(format!("hello, {}", request.uri().path()).into_bytes())
-//! })?;
-//! # Ok::<(), std::io::Error>(())
-//! ```
-//!
-//! Each connection is a green thread (at most [`Limits::max_connections`]
-//! at once, through a [`GreenPool`]); each request's handler runs in a green
-//! thread of its own, so a handler that panics answers 500 and the server
-//! goes on. What it does, and its limits:
-//! - keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked) and pipelined
-//!   requests, answered in order;
-//! - request bodies with `Content-Length` or `Transfer-Encoding: chunked`,
-//!   and `Expect: 100-continue`;
-//! - a head larger than [`Limits::max_head_bytes`] is answered 431, a body
-//!   larger than [`Limits::max_body_bytes`] 413, a malformed request 400,
-//!   a head not sent within [`Limits::head_timeout`] 408: a slow client
-//!   (slowloris) costs one green thread for that long, not the server;
-//! - responses get a `Content-Length` (and `Connection: close` when the
-//!   connection ends after them).
+//! The server: [`serve`], [`serve_with`], [`Limits`].
 
 use std::io::{self, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{header, Method, Request, Response, StatusCode, Version};
 
+use super::wire::{find, has_token, Reader, WireError};
 use crate::net::{TcpListener, TcpStream};
 use crate::GreenPool;
 
@@ -120,20 +94,31 @@ impl From<io::Error> for Bad {
     }
 }
 
-/// A connection's stream and the bytes read but not yet used (the start of
-/// a pipelined request, say).
+impl From<WireError> for Bad {
+    fn from(error: WireError) -> Bad {
+        match error {
+            WireError::Io(_) | WireError::Closed => Bad::Gone,
+            WireError::TooLarge => Bad::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            ),
+            WireError::Malformed(why) => Bad::Status(StatusCode::BAD_REQUEST, why),
+        }
+    }
+}
+
+/// A connection: its stream, through a reader that keeps the bytes read
+/// but not yet used (the start of a pipelined request, say).
 struct Connection {
-    stream: TcpStream,
+    reader: Reader,
     limits: Limits,
-    unread: Vec<u8>,
 }
 
 impl Connection {
     fn new(stream: TcpStream, limits: Limits) -> Connection {
         Connection {
-            stream,
+            reader: Reader::new(stream),
             limits,
-            unread: Vec::new(),
         }
     }
 
@@ -164,35 +149,27 @@ impl Connection {
         }
     }
 
-    /// Reads more bytes into `unread`, waiting up to `timeout`.
-    fn fill(&mut self, timeout: Duration) -> Result<usize, io::Error> {
-        self.stream.set_read_timeout(Some(timeout))?;
-        let bytes = self.stream.recv(16 * 1024)?;
-        self.unread.extend_from_slice(&bytes);
-        Ok(bytes.len())
-    }
-
     fn read_request(&mut self) -> Result<(Request<Vec<u8>>, bool), Bad> {
         // The head: idle until its first byte, then `head_timeout`.
         let head_len = loop {
-            if let Some(end) = find(&self.unread, b"\r\n\r\n") {
+            if let Some(end) = find(&self.reader.unread, b"\r\n\r\n") {
                 break end + 4;
             }
-            if self.unread.len() > self.limits.max_head_bytes {
+            if self.reader.unread.len() > self.limits.max_head_bytes {
                 return Err(Bad::Status(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "the request head is too large",
                 ));
             }
-            let timeout = if self.unread.is_empty() {
+            let timeout = if self.reader.unread.is_empty() {
                 self.limits.idle_timeout
             } else {
                 self.limits.head_timeout
             };
-            match self.fill(timeout) {
+            match self.reader.fill(timeout) {
                 Ok(0) => return Err(Bad::Gone),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.unread.is_empty() => {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.reader.unread.is_empty() => {
                     return Err(Bad::Status(
                         StatusCode::REQUEST_TIMEOUT,
                         "the request head did not arrive in time",
@@ -209,7 +186,7 @@ impl Connection {
         }
         let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
         let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&self.unread[..head_len]) {
+        match parsed.parse(&self.reader.unread[..head_len]) {
             Ok(httparse::Status::Complete(_)) => {}
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(Bad::Status(
@@ -233,15 +210,10 @@ impl Connection {
         let mut request = builder
             .body(Vec::new())
             .map_err(|_| Bad::Status(StatusCode::BAD_REQUEST, "a malformed request"))?;
-        self.unread.drain(..head_len);
+        self.reader.unread.drain(..head_len);
 
         let headers = request.headers();
-        let has = |name: header::HeaderName, token: &str| {
-            headers.get_all(name).iter().any(|v| {
-                v.to_str()
-                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            })
-        };
+        let has = |name: header::HeaderName, token: &str| has_token(headers, name, token);
         let keep_alive = match version {
             Version::HTTP_10 => has(header::CONNECTION, "keep-alive"),
             _ => !has(header::CONNECTION, "close"),
@@ -270,73 +242,18 @@ impl Connection {
             ));
         }
         let expects_body = chunked || length.is_some_and(|n| n > 0);
-        if expects_body && has(header::EXPECT, "100-continue") && self.unread.is_empty() {
-            (&self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        if expects_body && has(header::EXPECT, "100-continue") && self.reader.unread.is_empty() {
+            (&self.reader.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
+        let (timeout, most) = (self.limits.body_timeout, self.limits.max_body_bytes);
         let body = if chunked {
-            self.read_chunked()?
+            self.reader
+                .read_chunked(timeout, most, self.limits.max_head_bytes)?
         } else {
-            self.read_exactly(length.unwrap_or(0))?
+            self.reader.read_exactly(length.unwrap_or(0), timeout)?
         };
         *request.body_mut() = body;
         Ok((request, keep_alive))
-    }
-
-    /// Takes `n` bytes of body.
-    fn read_exactly(&mut self, n: usize) -> Result<Vec<u8>, Bad> {
-        while self.unread.len() < n {
-            if self.fill(self.limits.body_timeout)? == 0 {
-                return Err(Bad::Gone);
-            }
-        }
-        Ok(self.unread.drain(..n).collect())
-    }
-
-    /// Takes a line ending in CRLF (without it), at most `most` long.
-    fn read_line(&mut self, most: usize) -> Result<Vec<u8>, Bad> {
-        loop {
-            if let Some(end) = find(&self.unread, b"\r\n") {
-                let line = self.unread[..end].to_vec();
-                self.unread.drain(..end + 2);
-                return Ok(line);
-            }
-            if self.unread.len() > most {
-                return Err(Bad::Status(StatusCode::BAD_REQUEST, "a malformed chunk"));
-            }
-            if self.fill(self.limits.body_timeout)? == 0 {
-                return Err(Bad::Gone);
-            }
-        }
-    }
-
-    /// Takes a chunked body, its trailers dropped.
-    fn read_chunked(&mut self) -> Result<Vec<u8>, Bad> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.read_line(1024)?;
-            let size = std::str::from_utf8(&line)
-                .ok()
-                .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
-                .ok_or(Bad::Status(
-                    StatusCode::BAD_REQUEST,
-                    "a malformed chunk size",
-                ))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                while !self.read_line(self.limits.max_head_bytes)?.is_empty() {}
-                return Ok(body);
-            }
-            if body.len() + size > self.limits.max_body_bytes {
-                return Err(Bad::Status(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is too large",
-                ));
-            }
-            body.extend(self.read_exactly(size)?);
-            if !self.read_line(2)?.is_empty() {
-                return Err(Bad::Status(StatusCode::BAD_REQUEST, "a malformed chunk"));
-            }
-        }
     }
 
     fn write_response(
@@ -369,10 +286,6 @@ impl Connection {
         if !head {
             out.extend_from_slice(response.body());
         }
-        (&self.stream).write_all(&out)
+        (&self.reader.stream).write_all(&out)
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
