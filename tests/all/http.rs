@@ -173,6 +173,25 @@ fn bad_requests_get_4xx_and_cost_the_server_nothing() {
     let mut cut = String::new();
     let _ = slow.read_to_string(&mut cut);
     assert!(cut.starts_with("HTTP/1.1 408 "), "{cut}");
+
+    // A slowloris that sends a byte every 100 ms (each read well within
+    // the 500 ms head timeout, the whole head not): cut off all the same.
+    // The sleeps are the attack's pace, not a wait for the server.
+    let mut dribble = TcpStream::connect(&server.addr).unwrap();
+    let mut sent = 0;
+    for byte in b"GET /hello HTTP/1.1\r\nhost: slowly.example\r\n\r\n" {
+        if dribble.write_all(&[*byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut cut = String::new();
+    let _ = dribble.read_to_string(&mut cut);
+    assert!(
+        cut.starts_with("HTTP/1.1 408 "),
+        "after {sent} bytes: {cut}"
+    );
 }
 
 /// The client against Python's `http.server` (threaded, HTTP/1.1): keep-

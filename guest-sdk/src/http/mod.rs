@@ -26,8 +26,9 @@
 //!   and `Expect: 100-continue`;
 //! - a head larger than [`Limits::max_head_bytes`] is answered 431, a body
 //!   larger than [`Limits::max_body_bytes`] 413, a malformed request 400,
-//!   a head not sent within [`Limits::head_timeout`] 408: a slow client
-//!   (slowloris) costs one green thread for that long, not the server;
+//!   a head not all sent within [`Limits::head_timeout`] of its first byte
+//!   408: a slow client (slowloris, even one that sends a byte now and
+//!   then) costs one green thread for that long, not the server;
 //! - responses get a `Content-Length` (and `Connection: close` when the
 //!   connection ends after them).
 

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{header, Method, Request, Response, StatusCode, Version};
 
@@ -22,7 +22,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// How long a request head may take to arrive, from its first byte.
+    /// How long a whole request head may take to arrive, from its first
+    /// byte.
     pub head_timeout: Duration,
     /// How long a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
@@ -150,7 +151,10 @@ impl Connection {
     }
 
     fn read_request(&mut self) -> Result<(Request<Vec<u8>>, bool), Bad> {
-        // The head: idle until its first byte, then `head_timeout`.
+        // The head: idle until its first byte, then all of it within
+        // `head_timeout` of that (a deadline, not a pause between reads: a
+        // client that sends a byte now and then is cut off all the same).
+        let mut head_deadline: Option<Instant> = None;
         let head_len = loop {
             if let Some(end) = find(&self.reader.unread, b"\r\n\r\n") {
                 break end + 4;
@@ -164,7 +168,16 @@ impl Connection {
             let timeout = if self.reader.unread.is_empty() {
                 self.limits.idle_timeout
             } else {
-                self.limits.head_timeout
+                let deadline =
+                    *head_deadline.get_or_insert_with(|| Instant::now() + self.limits.head_timeout);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Bad::Status(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request head did not arrive in time",
+                    ));
+                }
+                left
             };
             match self.reader.fill(timeout) {
                 Ok(0) => return Err(Bad::Gone),
