@@ -2,14 +2,17 @@
 """Draws the benchmark results as SVG charts for the docs (bench/run calls it).
 
     python3 bench/charts.py [--suite bench/results/latest.json]
-                            [--net bench/results/net.json] [--out docs/charts]
+                            [--net bench/results/net.json]
+                            [--http bench/results/http.json] [--out docs/charts]
 
 Writes, from the suite's figures (bench/suite.py) and the echo benchmark's
 (bench/net/run.py), whichever are there and have peers to compare with:
 - ratios.svg: every time figure as a ratio to eventlet's, log scale;
 - memory.svg: resident memory per sleeping green thread;
 - latency.svg: timer lateness p50/p99, and echo p50/p99 at 10,000 connections;
-- echo.svg: echo round trips/s at 100 and 10,000 connections, beside tokio.
+- echo.svg: echo round trips/s at 100 and 10,000 connections, beside tokio;
+- http.svg: HTTP requests/s (hello, 4 KB JSON, TLS) beside eventlet.wsgi,
+  gevent's pywsgi and hyper (bench/http/run.py).
 
 Plain SVG written by hand: no plotting library to install.
 """
@@ -27,6 +30,7 @@ COLOURS = {
     "eventlet": "#9a6700",
     "gevent": "#cf222e",
     "tokio": "#57606a",
+    "hyper": "#57606a",
 }
 LABELS = {
     "wasmlet": "wasmlet (fibers)",
@@ -34,6 +38,7 @@ LABELS = {
     "eventlet": "eventlet",
     "gevent": "gevent",
     "tokio": "tokio",
+    "hyper": "hyper (tokio, 1 thread)",
 }
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
@@ -238,10 +243,35 @@ def echo_chart(net):
     return chart
 
 
+def http_chart(http):
+    chart = Bars(
+        "HTTP requests per second (higher is better)",
+        "keep-alive GETs, one in flight per connection, loopback; bench/http/run.py",
+        log=False,
+    )
+    labels = {
+        "hello_100": "hello, 100 connections",
+        "json_100": "4 KB JSON, 100 connections",
+        "hello_10k": "hello, 10,000 connections",
+        "json_10k": "4 KB JSON, 10,000 connections",
+        "tls_hello_100": "TLS: hello, 100 connections",
+        "tls_json_100": "TLS: 4 KB JSON, 100 connections",
+    }
+    for key, label in labels.items():
+        bars = []
+        for s, r in http["results"].items():
+            figure = r.get(key, {}).get("requests_per_s")
+            if s in COLOURS and figure:
+                bars.append((s, figure, f"{number(figure)}/s"))
+        chart.group(label, bars)
+    return chart
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", type=Path, default=ROOT / "bench/results/latest.json")
     parser.add_argument("--net", type=Path, default=ROOT / "bench/results/net.json")
+    parser.add_argument("--http", type=Path, default=ROOT / "bench/results/http.json")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/charts")
     args = parser.parse_args()
     suite = json.loads(args.suite.read_text()) if args.suite.exists() else None
@@ -250,6 +280,9 @@ def main():
         suite = None  # quick runs are for checking, not for the docs
     if net and net.get("quick"):
         net = None
+    http = json.loads(args.http.read_text()) if args.http.exists() else None
+    if http and http.get("quick"):
+        http = None
     charts = {}
     if suite:
         charts.update(suite_charts(suite))
@@ -257,6 +290,8 @@ def main():
         charts["latency"] = latency_chart(suite if suite and "eventlet" in suite["systems"] else None, net)
     if net:
         charts["echo"] = echo_chart(net)
+    if http:
+        charts["http"] = http_chart(http)
     if not charts:
         print("charts: no full results with peers to draw (run bench/run without --quick)")
         return

@@ -45,7 +45,7 @@ use crate::error::Interrupted;
 use crate::timeout::Limit;
 
 /// The WIT `net-error` cases, in order (a call returns `-(1 + case)`).
-const ERRORS: [(&str, io::ErrorKind); 17] = [
+const ERRORS: [(&str, io::ErrorKind); 22] = [
     ("denied", io::ErrorKind::PermissionDenied),
     ("no such socket", io::ErrorKind::InvalidInput),
     ("not an IP:PORT address", io::ErrorKind::InvalidInput),
@@ -66,6 +66,29 @@ const ERRORS: [(&str, io::ErrorKind); 17] = [
     ("unreachable", io::ErrorKind::HostUnreachable),
     ("invalid input", io::ErrorKind::InvalidInput),
     ("network error", io::ErrorKind::Other),
+    (
+        "TLS: the peer's certificate chains to no trusted root (unknown issuer): trust its CA \
+         with `wasmlet run --ca FILE` (TlsOptions::trust)",
+        io::ErrorKind::InvalidData,
+    ),
+    (
+        "TLS: the peer's certificate is not for the name connected to (name mismatch)",
+        io::ErrorKind::InvalidData,
+    ),
+    (
+        "TLS: the peer's certificate is not valid: expired or not yet valid, revoked, badly \
+         signed, of the wrong kind (a CA's, say) or malformed (the host's debug log says which)",
+        io::ErrorKind::InvalidData,
+    ),
+    (
+        "TLS: the peer refused the handshake (it sent an alert: it may not trust this side)",
+        io::ErrorKind::ConnectionAborted,
+    ),
+    (
+        "TLS: the handshake failed (the peer does not speak TLS, shares no version or cipher \
+         with the host, or closed the connection)",
+        io::ErrorKind::InvalidData,
+    ),
 ];
 
 const DENIED: i64 = -1;
@@ -705,6 +728,143 @@ impl Read for TcpStream {
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A TLS client connection: the host connects, verifies the server's
+/// certificate for the name given (against `wasmlet run --ca FILE`, else
+/// Mozilla's roots) and encrypts; the guest reads and writes plaintext and
+/// never holds a key. It is a [`TcpStream`] in every other way (timeouts,
+/// `recv`, `try_clone`), reached through `Deref`.
+///
+/// Only addresses a `--connect` rule allows can be reached, as for plain
+/// TCP. For the server side, a listener on a `--listen-tls IP:PORT` address
+/// accepts TLS connections that read as plaintext: no code changes.
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+/// use wasmlet::net::TlsStream;
+///
+/// // wasmlet run guest.wasm --connect example.com:443
+/// let mut tls = TlsStream::connect("example.com", 443)?;
+/// tls.write_all(b"HEAD / HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n")?;
+/// let mut answer = String::new();
+/// tls.read_to_string(&mut answer)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct TlsStream {
+    stream: TcpStream,
+}
+
+impl fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("peer_addr", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl TlsStream {
+    /// Connects to `host` (a name, resolved through the host, or an IP
+    /// address) on `port` and completes a TLS handshake with it, trying
+    /// each of its addresses in turn.
+    ///
+    /// # Errors
+    /// `PermissionDenied` naming the `--connect` rule that would allow it;
+    /// `ConnectionRefused`; `InvalidData` saying what was wrong with the
+    /// certificate (unknown issuer, name mismatch, expired) or that the
+    /// handshake failed; an interruption.
+    pub fn connect(host: &str, port: u16) -> io::Result<TlsStream> {
+        TlsStream::connect_limited(host, port, None)
+    }
+
+    /// [`connect`](Self::connect), giving up after `timeout` (for the
+    /// connect and the handshake together: a server that accepts and then
+    /// says nothing fails with `TimedOut`).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); `TimedOut`.
+    pub fn connect_timeout(host: &str, port: u16, timeout: Duration) -> io::Result<TlsStream> {
+        TlsStream::connect_limited(host, port, Some(timeout))
+    }
+
+    fn connect_limited(host: &str, port: u16, timeout: Option<Duration>) -> io::Result<TlsStream> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        each_addr(&(host, port), |addr| {
+            let text = addr.to_string();
+            let handle = blocking(
+                timeout,
+                |t| {
+                    host::tls_connect(
+                        text.as_ptr() as u32,
+                        text.len() as u32,
+                        host.as_ptr() as u32,
+                        host.len() as u32,
+                        t,
+                    )
+                },
+                || Some(Needs::Connect(addr)),
+            )
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::TimedOut && Interrupted::of(&e).is_none() {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("TLS to {host} ({addr}): the connect and handshake timed out"),
+                    )
+                } else {
+                    io::Error::new(e.kind(), format!("TLS to {host} ({addr}): {e}"))
+                }
+            })?;
+            Ok(TlsStream {
+                stream: TcpStream::from_handle(handle as u32),
+            })
+        })
+    }
+
+    /// The connection as a plain [`TcpStream`] (still encrypted by the
+    /// host: only the type changes).
+    pub fn into_tcp(self) -> TcpStream {
+        self.stream
+    }
+}
+
+impl std::ops::Deref for TlsStream {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.stream).read(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for &TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.stream).read(buf)
+    }
+}
+
+impl Write for &TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&self.stream).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

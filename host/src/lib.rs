@@ -92,6 +92,7 @@ pub use hub::Hub;
 pub use io::net_policy;
 pub use io::net_policy::{ConnectRule, NetPolicy};
 pub use io::stdio::StderrLog;
+pub use io::tls;
 pub use pool::{HubPool, PoolGuest, PoolHandle};
 pub use runtime::{Runtime, RuntimeBuilder};
 

@@ -65,8 +65,24 @@ fn quick_benchmark_run_reports_every_figure_for_every_system_measured() {
         "100 connections: round trips per second",
         "resident memory per idle connection",
         "wasmlet vs tokio",
+        "4 KB JSON, 10,000 connections",
+        "TLS: hello, 100 connections",
+        "wasmlet vs hyper",
     ] {
         assert!(stdout.contains(header), "{stdout}");
+    }
+    // Every HTTP case was served by wasmlet, in both models, TLS included.
+    let http: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("bench/results/http.json")).expect("http.json"),
+    )
+    .unwrap();
+    for model in ["wasmlet", "compact"] {
+        for (case, figures) in http["results"][model].as_object().expect("cases") {
+            assert!(
+                figures["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+                "{model} {case}: {figures}"
+            );
+        }
     }
     let text = std::fs::read_to_string(&out_file).expect("the JSON was written");
     std::fs::remove_file(&out_file).ok();

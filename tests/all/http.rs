@@ -6,35 +6,48 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::support::guest;
+use crate::support::{guest, http_peer, start_until_first_line, Running};
 
 /// The `http_server` test guest, serving on a loopback port.
-struct HttpGuest {
-    child: Child,
-    addr: String,
+pub struct HttpGuest {
+    child: Running,
+    pub addr: String,
+    /// Its stdout after the first line.
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl HttpGuest {
     fn start() -> HttpGuest {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
-            .args(["run", "--listen", "127.0.0.1:0"])
-            .arg(guest("http_server"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        HttpGuest::start_with(&["--listen", "127.0.0.1:0"])
+    }
+
+    /// The guest run with these `wasmlet run` flags (its listen rule).
+    pub fn start_with(flags: &[&str]) -> HttpGuest {
+        let (child, line, stdout) = start_until_first_line(
+            Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+                .arg("run")
+                .args(flags)
+                .arg(guest("http_server"))
+                .stderr(Stdio::null()),
+        );
         let addr = line
-            .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("the guest said {line:?}"))
             .to_string();
-        HttpGuest { child, addr }
+        HttpGuest {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    /// Waits for the guest to print `line` (the next line it prints).
+    fn expect_line(&mut self, line: &str) {
+        let mut got = String::new();
+        self.stdout.read_line(&mut got).unwrap();
+        assert_eq!(got.trim_end(), line);
     }
 
     /// Writes `bytes` on a connection of its own and reads until the
@@ -45,13 +58,6 @@ impl HttpGuest {
         let mut answer = Vec::new();
         let _ = conn.read_to_end(&mut answer);
         String::from_utf8_lossy(&answer).into_owned()
-    }
-}
-
-impl Drop for HttpGuest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -198,49 +204,8 @@ fn bad_requests_get_4xx_and_cost_the_server_nothing() {
 /// alive reuse, bodies by length, chunks and close, redirects, a timeout.
 #[test]
 fn the_client_talks_to_pythons_http_server() {
-    let script = r#"
-import http.server, socketserver, sys, time
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def send(self, code, body, **headers):
-        self.send_response(code)
-        for k, v in headers.items(): self.send_header(k.replace("_", "-"), v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers(); self.wfile.write(body)
-    def do_GET(self):
-        if self.path == "/hello": self.send(200, b"hello")
-        elif self.path == "/port": self.send(200, str(self.client_address[1]).encode())
-        elif self.path == "/old": self.send(302, b"", Location="/hello")
-        elif self.path == "/slow": time.sleep(5); self.send(200, b"late")
-        elif self.path == "/chunked":
-            self.send_response(200); self.send_header("Transfer-Encoding", "chunked"); self.end_headers()
-            for part in (b"one ", b"two ", b"three"):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
-            self.wfile.write(b"0\r\n\r\n")
-        elif self.path == "/close":
-            self.send_response(200); self.send_header("Connection", "close"); self.end_headers()
-            self.wfile.write(b"the rest"); self.close_connection = True
-        else: self.send(404, b"no")
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send(200, body)
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-s = S(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-"#;
-    let mut python = Command::new("python3")
-        .args(["-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(python.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let addr = format!("127.0.0.1:{}", port.trim());
+    let (_python, port) = http_peer(None);
+    let addr = format!("127.0.0.1:{port}");
     let out = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
         .args(["run", "--connect", &addr])
         .arg(guest("http_client"))
@@ -248,17 +213,108 @@ s.serve_forever()
         .arg(format!("http://{addr}"))
         .output()
         .unwrap();
-    let _ = python.kill();
-    let _ = python.wait();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // https:// is allowed only where a --connect rule is: not port 443.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "get: 200 hello\nsame connection: true\npost: 200 ping\nchunked: one two three\n\
          until close: the rest\nno redirect: 302\nredirect: 200 hello\nmissing: 404\n\
-         slow: TimedOut\nhttps: Unsupported\nbad url: InvalidInput\n"
+         slow: TimedOut\nhttps: PermissionDenied\nbad url: InvalidInput\n"
     );
+}
+
+/// Sends a request on `conn` and reads its answer: (head, body).
+fn request(conn: &mut TcpStream, path: &str) -> (String, String) {
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    read_response(conn)
+}
+
+/// Reads one response with a `content-length` body: (head, body).
+fn read_response(conn: &mut TcpStream) -> (String, String) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            conn.read(&mut byte).unwrap(),
+            1,
+            "closed mid-head: {bytes:?}"
+        );
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8(bytes).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).unwrap();
+    (head, String::from_utf8(body).unwrap())
+}
+
+/// Whether the server closed `conn` with nothing more to say.
+fn closed_silently(conn: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    if !rest.is_empty() {
+        eprintln!("the server said: {}", String::from_utf8_lossy(&rest));
+    }
+    rest.is_empty()
+}
+
+/// A graceful shutdown: the listener closes, an idle keep-alive connection
+/// is closed without a word, a request under way is answered (with
+/// `connection: close`), and `serve` returns `Ok`.
+#[test]
+fn a_graceful_shutdown_answers_what_is_under_way_and_closes_the_rest() {
+    let mut server = HttpGuest::start();
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
+    let (head, body) = request(&mut idle, "/hello");
+    assert!(head.starts_with("HTTP/1.1 200") && !head.contains("connection: close"));
+    assert_eq!(body, "hello");
+    let mut busy = TcpStream::connect(&server.addr).unwrap();
+    busy.write_all(b"GET /wait?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    server.expect_line("waiting");
+    let mut stopper = TcpStream::connect(&server.addr).unwrap();
+    let (head, body) = request(&mut stopper, "/stop?grace_ms=60000");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, "stopping");
+    let (head, body) = read_response(&mut busy);
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(body, "waited");
+    assert!(closed_silently(&mut busy));
+    assert!(closed_silently(&mut idle), "the idle connection was closed");
+    server.expect_line("stopped: ok");
+    assert!(server.child.0.wait().unwrap().success());
+    assert!(
+        TcpStream::connect(&server.addr).is_err(),
+        "the listener is closed"
+    );
+}
+
+/// Past the grace period, what is still running is killed: its
+/// connection closes unanswered, and `serve` still returns `Ok`.
+#[test]
+fn a_request_past_the_grace_period_is_cut_off() {
+    let mut server = HttpGuest::start();
+    let mut busy = TcpStream::connect(&server.addr).unwrap();
+    busy.write_all(b"GET /wait?ms=3600000 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    server.expect_line("waiting");
+    let mut stopper = TcpStream::connect(&server.addr).unwrap();
+    let (_, body) = request(&mut stopper, "/stop?grace_ms=50");
+    assert_eq!(body, "stopping");
+    assert!(closed_silently(&mut busy), "cut off without an answer");
+    server.expect_line("stopped: ok");
+    assert!(server.child.0.wait().unwrap().success());
 }

@@ -24,3 +24,4 @@ mod net;
 mod new_project;
 mod plugins;
 mod serve;
+mod tls;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::serve::Server;
-use crate::support::repo_root;
+use crate::support::{repo_root, start_until_first_line};
 
 fn wasmlet(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wasmlet"))
@@ -80,6 +80,62 @@ fn new_projects_build_and_run_as_their_next_steps_say() {
     assert_eq!(
         (reply.status, reply.text().as_str()),
         (200, "HELLO, GREEN WORLD")
+    );
+
+    // An HTTP service behind TLS, made and run as its next steps say: the
+    // certificate by their openssl command, the server, then curl.
+    let out = wasmlet(&dir, &["new", "hello-tls", "--http"]);
+    let steps = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{steps}");
+    let project = dir.join("hello-tls");
+    cargo_build(&project, &target);
+    let make_certificate = steps
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("openssl req"))
+        .unwrap_or_else(|| panic!("no openssl step in {steps}"));
+    let made = Command::new("sh")
+        .args(["-c", make_certificate])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(steps.contains("wasmlet run --listen-tls 127.0.0.1:8443 --cert cert.pem --key key.pem"));
+    // Port 0 here, where the steps say 8443: tests run side by side.
+    let (_service, line, _) = start_until_first_line(
+        Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+            .current_dir(&project)
+            .args([
+                "run",
+                "--listen-tls",
+                "127.0.0.1:0",
+                "--cert",
+                "cert.pem",
+                "--key",
+                "key.pem",
+            ])
+            .arg(target.join("wasm32-wasip1-threads/release/hello-tls.wasm"))
+            .args(["--", "127.0.0.1:0"]),
+    );
+    let port = line.rsplit_once(':').map(|(_, p)| p.to_string()).unwrap();
+    let curl = |extra: &[&str], path: &str| {
+        let out = Command::new("curl")
+            .current_dir(&project)
+            .args(["--silent", "--show-error", "--cacert", "cert.pem"])
+            .args(extra)
+            .arg(format!("https://localhost:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert_eq!(curl(&[], "/"), "hello from a green thread\n");
+    assert_eq!(
+        curl(&["-d", "hello, green world"], "/echo"),
+        "hello, green world"
     );
 
     // Bad input is refused, saying why.

@@ -155,3 +155,52 @@ pub fn wait_until_asleep(tid: i32) {
         std::thread::yield_now();
     }
 }
+
+/// A child process, killed and reaped when dropped (a peer server, a guest
+/// that serves until stopped).
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` with its stdout piped and waits for its first line
+/// (trimmed): the port or address a server prints once it listens. The
+/// rest of its stdout is the third part.
+pub fn start_until_first_line(
+    command: &mut Command,
+) -> (
+    Running,
+    String,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut stdout = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (running, line.trim().to_string(), stdout)
+}
+
+/// `tests/tools/http_peer.py` (Python's threaded `http.server`; behind
+/// Python's `ssl` with `tls: Some((cert, key))`) and its port.
+pub fn http_peer(tls: Option<(&Path, &Path)>) -> (Running, u16) {
+    let mut command = Command::new("python3");
+    command.arg(repo_root().join("tests/tools/http_peer.py"));
+    if let Some((cert, key)) = tls {
+        command.arg("--tls").arg(cert).arg(key);
+    }
+    let (peer, port, _) = start_until_first_line(&mut command);
+    let port = port
+        .parse()
+        .unwrap_or_else(|_| panic!("http_peer.py said {port:?}"));
+    (peer, port)
+}

@@ -10,8 +10,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! Plain `http://` only for now: TLS is to be a host capability (the host
-//! holds the keys), not yet built.
+//! `https://` URLs go through [`TlsStream`]: the host makes the TLS
+//! connection and verifies the server (`wasmlet run --ca FILE`, else
+//! Mozilla's roots), and the host and port must be allowed by a `--connect`
+//! rule, as for `http://`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,12 +23,12 @@ use std::time::Duration;
 use http::{header, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::wire::{find, has_token, Reader};
-use crate::net::TcpStream;
+use crate::net::{TcpStream, TlsStream};
 
 /// An HTTP/1.1 client that reuses connections (per host and port), with a
 /// timeout on each wait and, if asked, redirects followed.
 pub struct Client {
-    idle: RefCell<HashMap<(String, u16), Vec<Reader>>>,
+    idle: RefCell<HashMap<Origin, Vec<Reader>>>,
     timeout: Duration,
     redirects: usize,
     max_body_bytes: usize,
@@ -152,14 +154,22 @@ impl Client {
     }
 
     fn send_once(&self, request: &Request<Vec<u8>>) -> io::Result<Response<Vec<u8>>> {
-        let (host, port) = host_and_port(request.uri())?;
-        let key = (host.clone(), port);
+        let key = origin(request.uri())?;
+        let (host, port) = (key.host.clone(), key.port);
+        // The Host header names the port unless it is the scheme's own.
+        let authority = request
+            .uri()
+            .authority()
+            .map_or_else(
+                || host.clone(),
+                |a| a.as_str().rsplit('@').next().unwrap_or_default().to_string(),
+            );
         let pooled = self.idle.borrow_mut().get_mut(&key).and_then(Vec::pop);
         if let Some(mut reader) = pooled {
             // A kept connection the server may have closed meanwhile: if
             // nothing at all comes back, the request goes again on a
             // fresh one (nothing of it can have been acted on).
-            match self.exchange(&mut reader, request, &host) {
+            match self.exchange(&mut reader, request, &authority) {
                 Ok((response, reusable)) => {
                     self.keep(key, reader, reusable);
                     return Ok(response);
@@ -168,17 +178,21 @@ impl Client {
                 Err(_) => {}
             }
         }
-        let stream = TcpStream::connect((host.as_str(), port))?;
+        let stream = if key.tls {
+            TlsStream::connect_timeout(&host, port, self.timeout)?.into_tcp()
+        } else {
+            TcpStream::connect((host.as_str(), port))?
+        };
         let _ = stream.set_nodelay(true);
         let mut reader = Reader::new(stream);
         let (response, reusable) = self
-            .exchange(&mut reader, request, &host)
+            .exchange(&mut reader, request, &authority)
             .map_err(|(error, _)| error)?;
         self.keep(key, reader, reusable);
         Ok(response)
     }
 
-    fn keep(&self, key: (String, u16), reader: Reader, reusable: bool) {
+    fn keep(&self, key: Origin, reader: Reader, reusable: bool) {
         if reusable && reader.unread.is_empty() {
             self.idle.borrow_mut().entry(key).or_default().push(reader);
         }
@@ -314,27 +328,34 @@ fn request(method: Method, url: &str, body: Vec<u8>) -> io::Result<Request<Vec<u
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {e}")))
 }
 
-fn host_and_port(uri: &Uri) -> io::Result<(String, u16)> {
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("{uri}: https is not available yet (TLS is to be a host capability)"),
-            ))
-        }
+/// Where a request goes: connections are kept per origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Origin {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+fn origin(uri: &Uri) -> io::Result<Origin> {
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{uri}: give an absolute http:// URL"),
+                format!("{uri}: give an absolute http:// or https:// URL"),
             ))
         }
-    }
+    };
     let host = uri
         .host()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_string(), uri.port_u16().unwrap_or(80)))
+    Ok(Origin {
+        tls,
+        host: host.to_string(),
+        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+    })
 }
 
 /// The URI a `Location` names, relative to `base`.
@@ -354,7 +375,8 @@ fn resolve(base: &Uri, location: &str) -> io::Result<Uri> {
         let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
         format!("{dir}/{location}")
     };
-    format!("http://{authority}{path}")
+    let scheme = base.scheme_str().unwrap_or("http");
+    format!("{scheme}://{authority}{path}")
         .parse()
         .map_err(|_| malformed("a malformed Location"))
 }

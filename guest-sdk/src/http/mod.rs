@@ -30,7 +30,10 @@
 //!   408: a slow client (slowloris, even one that sends a byte now and
 //!   then) costs one green thread for that long, not the server;
 //! - responses get a `Content-Length` (and `Connection: close` when the
-//!   connection ends after them).
+//!   connection ends after them);
+//! - a graceful stop ([`Server`], [`ShutdownHandle`]): accepting stops,
+//!   idle connections close, requests under way answer within a grace
+//!   period, then what is left is killed.
 
 mod client;
 mod server;
@@ -39,4 +42,4 @@ mod wire;
 pub use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
 pub use self::client::{get, post, Client};
-pub use self::server::{serve, serve_with, Limits};
+pub use self::server::{serve, serve_with, Limits, Server, ShutdownHandle};

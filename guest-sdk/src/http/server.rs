@@ -1,5 +1,8 @@
-//! The server: [`serve`], [`serve_with`], [`Limits`].
+//! The server: [`serve`], [`serve_with`], [`Limits`], and [`Server`] with
+//! its [`ShutdownHandle`] for a graceful stop.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -8,7 +11,7 @@ use http::{header, Method, Request, Response, StatusCode, Version};
 
 use super::wire::{find, has_token, Reader, WireError};
 use crate::net::{TcpListener, TcpStream};
-use crate::GreenPool;
+use crate::{Event, GreenPool, Thread, Timeout};
 
 /// What one connection and one request may cost.
 #[derive(Debug, Clone)]
@@ -46,7 +49,8 @@ impl Default for Limits {
 }
 
 /// Serves `handler` on `listener` with the default [`Limits`], until
-/// accepting fails.
+/// accepting fails. For a server that can be stopped gracefully, see
+/// [`Server`].
 ///
 /// # Errors
 /// When the listener cannot accept (it was closed, or this green thread was
@@ -66,16 +70,248 @@ pub fn serve_with<H>(listener: TcpListener, limits: Limits, handler: H) -> io::R
 where
     H: Fn(Request<Vec<u8>>) -> Response<Vec<u8>> + 'static,
 {
-    let handler: Handler = Rc::new(handler);
-    let pool = GreenPool::new(limits.max_connections.max(1));
+    Server::new(listener).limits(limits).serve(handler)
+}
+
+/// A server that can be stopped gracefully, as Go's `http.Server.Shutdown`
+/// and hyper's graceful shutdown: [`ShutdownHandle::shutdown`] stops
+/// accepting (the listener closes), closes the connections that wait for a
+/// request, lets each request under way finish and answer (with
+/// `connection: close`), and after the grace period kills what is left.
+/// [`serve`](Server::serve) then returns `Ok(())`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wasmlet::http::{Response, Server};
+///
+/// let server = Server::new(wasmlet::net::TcpListener::bind("127.0.0.1:8080")?);
+/// let stop = server.shutdown_handle();
+/// // Stopped on a request to /stop, say, or by a signal the guest hears.
+/// let stopper = stop.clone();
+/// server.serve(move |request| {
+///     if request.uri().path() == "/stop" {
+///         stopper.shutdown(Duration::from_secs(5));
+///     }
+///     Response::new(b"ok".to_vec())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    limits: Limits,
+    stop: ShutdownHandle,
+}
+
+/// Stops a [`Server`] gracefully; clones stop the same server.
+#[derive(Clone, Default)]
+pub struct ShutdownHandle {
+    /// The grace period, once asked; or `None` sent by the accepting green
+    /// thread when accepting failed.
+    asked: Event<Option<Duration>>,
+    /// Set at once by `shutdown`, so that the very answer of the handler
+    /// that asked already says `connection: close`.
+    stopping: Rc<Cell<bool>>,
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("asked", &self.asked.ready())
+            .finish()
+    }
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop: requests under way have `grace` to answer,
+    /// then their connections are killed. Only the first call counts; it
+    /// never blocks, so a handler may call it.
+    pub fn shutdown(&self, grace: Duration) {
+        self.stopping.set(true);
+        let _ = self.asked.send(Some(grace));
+    }
+}
+
+/// The server's connections, each its green thread and whether it waits for
+/// a request with nothing of it read (idle: closed at once on shutdown).
+struct Connections {
+    stopping: Rc<Cell<bool>>,
+    table: RefCell<HashMap<u64, Tracked>>,
+    next_key: Cell<u64>,
+}
+
+struct Tracked {
+    thread: Option<Thread>,
+    /// The green thread running its current request's handler.
+    handler: Option<Thread>,
+    idle: bool,
+}
+
+/// A connection's place in [`Connections`], given up when it ends (or is
+/// killed: dropping it unwinds).
+struct Tracker {
+    connections: Rc<Connections>,
+    key: u64,
+}
+
+impl Tracker {
+    fn set(&self, change: impl FnOnce(&mut Tracked)) {
+        if let Some(t) = self.connections.table.borrow_mut().get_mut(&self.key) {
+            change(t);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.connections.stopping.get()
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.connections.table.borrow_mut().remove(&self.key);
+    }
+}
+
+impl Server {
+    /// A server on `listener` with the default [`Limits`].
+    pub fn new(listener: TcpListener) -> Server {
+        Server {
+            listener,
+            limits: Limits::default(),
+            stop: ShutdownHandle::default(),
+        }
+    }
+
+    /// Its limits.
+    pub fn limits(mut self, limits: Limits) -> Server {
+        self.limits = limits;
+        self
+    }
+
+    /// What stops it ([`ShutdownHandle::shutdown`]).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.stop.clone()
+    }
+
+    /// Serves `handler` until a [`ShutdownHandle`] stops it (then
+    /// `Ok(())`, once every connection has ended), or accepting fails.
+    ///
+    /// # Errors
+    /// When the listener cannot accept, or this green thread was killed
+    /// while it served (its connections are then killed too).
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Request<Vec<u8>>) -> Response<Vec<u8>> + 'static,
+    {
+        let Server {
+            listener,
+            limits,
+            stop,
+        } = self;
+        let handler: Handler = Rc::new(handler);
+        let pool = GreenPool::new(limits.max_connections.max(1));
+        let connections = Rc::new(Connections {
+            stopping: stop.stopping.clone(),
+            table: RefCell::default(),
+            next_key: Cell::new(0),
+        });
+        let accepting = {
+            let (pool, connections, stop) = (pool.clone(), connections.clone(), stop.clone());
+            crate::spawn(move || -> io::Result<()> {
+                let accepted = accept(&listener, &pool, &connections, &limits, &handler);
+                // Wakes `serve`: accepting failed (a shutdown kills this
+                // thread instead, and its answer has been sent).
+                let _ = stop.asked.send(None);
+                accepted
+            })
+        };
+        let asked = stop.asked.wait();
+        let grace = match asked {
+            Ok(Some(grace)) => grace,
+            Ok(None) => {
+                return match accepting.join() {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(io::Error::other("the server stopped accepting")),
+                }
+            }
+            Err(e) => {
+                // This green thread was killed (or timed out) while it
+                // served: nothing of the server is to outlive it.
+                accepting.kill();
+                stop_all(&connections);
+                return Err(io::Error::other(e.to_string()));
+            }
+        };
+        // The listener closes as the accepting thread unwinds.
+        accepting.kill();
+        let idle: Vec<Thread> = connections
+            .table
+            .borrow()
+            .values()
+            .filter(|c| c.idle)
+            .filter_map(|c| c.thread)
+            .collect();
+        for thread in idle {
+            thread.kill();
+        }
+        let timeout = Timeout::new(grace);
+        let finished = pool.waitall();
+        timeout.cancel();
+        if finished.is_err() {
+            stop_all(&connections);
+            let _ = pool.waitall();
+        }
+        Ok(())
+    }
+}
+
+/// Kills every connection and its handler.
+fn stop_all(connections: &Connections) {
+    let threads: Vec<Thread> = connections
+        .table
+        .borrow()
+        .values()
+        .flat_map(|c| [c.thread, c.handler])
+        .flatten()
+        .collect();
+    for thread in threads {
+        thread.kill();
+    }
+}
+
+/// Accepts connections, each served by a green thread of `pool`.
+fn accept(
+    listener: &TcpListener,
+    pool: &GreenPool,
+    connections: &Rc<Connections>,
+    limits: &Limits,
+    handler: &Handler,
+) -> io::Result<()> {
     loop {
         let (stream, _) = listener.accept()?;
+        let key = connections.next_key.get();
+        connections.next_key.set(key + 1);
+        connections.table.borrow_mut().insert(
+            key,
+            Tracked {
+                thread: None,
+                handler: None,
+                idle: false,
+            },
+        );
+        let tracker = Tracker {
+            connections: connections.clone(),
+            key,
+        };
         let (handler, limits) = (handler.clone(), limits.clone());
-        pool.spawn_n(move || {
-            let _ = stream.set_nodelay(true);
-            let _ = Connection::new(stream, limits).serve(&handler);
-        })
-        .map_err(io::Error::from)?;
+        let thread = pool
+            .spawn_n(move || {
+                let _ = stream.set_nodelay(true);
+                let _ = Connection::new(stream, limits, tracker).serve(&handler);
+            })
+            .map_err(io::Error::from)?;
+        if let Some(t) = connections.table.borrow_mut().get_mut(&key) {
+            t.thread = Some(thread);
+        }
     }
 }
 
@@ -113,13 +349,15 @@ impl From<WireError> for Bad {
 struct Connection {
     reader: Reader,
     limits: Limits,
+    tracker: Tracker,
 }
 
 impl Connection {
-    fn new(stream: TcpStream, limits: Limits) -> Connection {
+    fn new(stream: TcpStream, limits: Limits, tracker: Tracker) -> Connection {
         Connection {
             reader: Reader::new(stream),
             limits,
+            tracker,
         }
     }
 
@@ -137,7 +375,17 @@ impl Connection {
             let head = request.method() == Method::HEAD;
             // Its own green thread: a panic ends that thread alone.
             let handler = handler.clone();
-            let answer = crate::spawn(move || handler(request)).wait();
+            let running = crate::spawn(move || handler(request));
+            self.tracker.set(|t| t.handler = Some(running.thread()));
+            let answer = running.wait();
+            self.tracker.set(|t| t.handler = None);
+            if let Err(crate::GreenThreadError::Interrupted(why)) = answer {
+                // This connection's own green thread was killed (a
+                // shutdown's grace passed): it says nothing more.
+                return Err(why.into());
+            }
+            // A server stopping answers what it took, then closes.
+            let keep_alive = keep_alive && !self.tracker.stopping();
             let response = answer.unwrap_or_else(|_| {
                 let mut response = Response::new(b"the handler failed\n".to_vec());
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -165,7 +413,11 @@ impl Connection {
                     "the request head is too large",
                 ));
             }
-            let timeout = if self.reader.unread.is_empty() {
+            let idle = self.reader.unread.is_empty();
+            if idle && self.tracker.stopping() {
+                return Err(Bad::Gone);
+            }
+            let timeout = if idle {
                 self.limits.idle_timeout
             } else {
                 let deadline =
@@ -179,7 +431,11 @@ impl Connection {
                 }
                 left
             };
-            match self.reader.fill(timeout) {
+            // Idle: a shutdown closes it at once.
+            self.tracker.set(|t| t.idle = idle);
+            let filled = self.reader.fill(timeout);
+            self.tracker.set(|t| t.idle = false);
+            match filled {
                 Ok(0) => return Err(Bad::Gone),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.reader.unread.is_empty() => {

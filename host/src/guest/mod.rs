@@ -129,6 +129,12 @@ pub struct GuestOptions {
     /// none. Sockets count against `max_descriptors` and close when the
     /// guest ends.
     pub net_connect: Vec<crate::io::net_policy::ConnectRule>,
+    /// TLS that the host terminates for the guest, so that keys never
+    /// enter the sandbox: listen addresses whose connections are decrypted
+    /// (`wasmlet run --listen-tls IP:PORT --cert FILE --key FILE`), and
+    /// what client connections trust (`--ca FILE`). Default: no TLS
+    /// listeners; clients trust Mozilla's roots. See [`crate::tls`].
+    pub tls: crate::io::tls::TlsOptions,
     /// How the guest's green threads execute: each in a store and instance
     /// of its own on its own fiber, or all in one instance. Default:
     /// [`Threads::default`].
@@ -208,6 +214,7 @@ impl Default for GuestOptions {
             max_green_threads: None,
             net_listen: Vec::new(),
             net_connect: Vec::new(),
+            tls: Default::default(),
             max_memory: None,
             time_limit: None,
             max_cpu_time: None,

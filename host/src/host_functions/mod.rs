@@ -38,6 +38,7 @@ pub(crate) const WAITING_IMPORTS: &[(&str, &str)] = &[
     (HUB_MODULE, "cancel"),
     (NET_MODULE, "tcp-accept"),
     (NET_MODULE, "tcp-connect"),
+    (NET_MODULE, "tls-connect"),
     (NET_MODULE, "read"),
     (NET_MODULE, "readable"),
     (NET_MODULE, "write"),

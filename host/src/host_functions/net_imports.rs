@@ -77,22 +77,35 @@ fn read_address(caller: &impl Calling, at: u32, len: u32) -> Answer<SocketAddr, 
         .ok_or(NetError::BadAddress))
 }
 
+/// When a call given `timeout_ns` gives up: None for never (no timeout,
+/// or one past what `Instant` can hold).
+fn deadline_of(timeout_ns: u64) -> Option<Instant> {
+    timeout_of(timeout_ns).and_then(|d| Instant::now().checked_add(d))
+}
+
 /// Runs `attempt` until it is ready or fails, waiting in the hub's poller
 /// whenever it would block, for at most `timeout_ns` in all.
 async fn until_ready<T>(
     caller: Me,
     timeout_ns: u64,
+    attempt: impl FnMut(&mut HubState, GuestKey) -> Try<T>,
+) -> Answer<T, NetError> {
+    until_ready_by(caller, deadline_of(timeout_ns), attempt).await
+}
+
+/// [`until_ready`] until `deadline` (None: none).
+async fn until_ready_by<T>(
+    caller: Me,
+    deadline: Option<Instant>,
     mut attempt: impl FnMut(&mut HubState, GuestKey) -> Try<T>,
 ) -> Answer<T, NetError> {
-    let deadline = timeout_of(timeout_ns).map(|d| Instant::now().checked_add(d));
     loop {
         let (fd, interest) = match as_caller(&caller, |s, guest, _| attempt(s, guest))? {
             Try::Ready(value) => return Ok(Ok(value)),
             Try::Failed(e) => return Ok(Err(e)),
             Try::WouldBlock(fd, interest) => (fd, interest),
         };
-        // None: no timeout (or one past what Instant can hold).
-        let left = match deadline.flatten() {
+        let left = match deadline {
             None => None,
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Some(left),
@@ -120,7 +133,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             as_caller(&caller, |s, guest, _| {
                 encode(open(s, guest, |s| {
                     check(s.net_policy(guest).check_listen(addr))?;
-                    s.sockets(guest).listen(addr, backlog)
+                    let tls = s.tls_options(guest).listener(addr);
+                    s.sockets(guest).listen(addr, backlog, tls)
                 }))
             })
         },
@@ -158,33 +172,50 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     Ok(addr) => addr,
                     Err(e) => return Ok(e.code()),
                 };
-                let started = as_caller(&caller, |s, guest, _| {
-                    open(s, guest, |s| {
-                        check(s.net_policy(guest).check_connect(addr))?;
-                        s.sockets(guest).start_connect(addr)
-                    })
-                })?;
-                let handle = match started {
-                    Ok(handle) => handle as u32,
+                let deadline = deadline_of(timeout_ns);
+                Ok(encode(
+                    connect(caller, addr, deadline).await?.map(u64::from),
+                ))
+            }
+        },
+    )?;
+    func_wrap_green(
+        linker,
+        NET_MODULE,
+        "tls-connect",
+        |caller, (addr, len, name, name_len, timeout_ns): (u32, u32, u32, u32, u64)| {
+            let caller = caller.me();
+            async move {
+                let addr = match read_address(&caller, addr, len)? {
+                    Ok(addr) => addr,
                     Err(e) => return Ok(e.code()),
                 };
-                // As eventlet's green connect, it always waits in the hub
-                // once: on loopback the connect is often done at once, and
-                // a client connecting in a loop would otherwise never let
-                // the green thread that accepts run (and its backlog fills).
-                let mut first = true;
-                let connected = until_ready(caller, timeout_ns, |s, guest| {
-                    let sockets = s.sockets(guest);
-                    if std::mem::take(&mut first) {
-                        if let Ok(socket) = sockets.get(handle) {
-                            return Try::WouldBlock(socket.raw_fd(), Interest::Write);
-                        }
+                if name_len > MOST_ADDRESS {
+                    return Ok(NetError::InvalidInput.code());
+                }
+                let Ok(name) = String::from_utf8(read_memory(&caller, name, name_len)?) else {
+                    return Ok(NetError::InvalidInput.code());
+                };
+                let deadline = deadline_of(timeout_ns);
+                let handle = match connect(caller, addr, deadline).await? {
+                    Ok(handle) => handle,
+                    Err(e) => return Ok(e.code()),
+                };
+                // One timeout for the connect and the handshake, so that a
+                // peer that accepts and then says nothing costs only that.
+                let handshake = match as_caller(&caller, |s, guest, _| {
+                    let config = s.tls_options(guest).trust.client_config();
+                    s.sockets(guest).start_tls_client(handle, config, &name)
+                })? {
+                    Ok(()) => {
+                        until_ready_by(caller, deadline, |s, guest| {
+                            s.sockets(guest).tls_handshake(handle)
+                        })
+                        .await?
                     }
-                    s.sockets(guest).finish_connect(handle)
-                })
-                .await?;
-                if let Err(e) = connected {
-                    // Timed out, refused or interrupted: the socket goes.
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = handshake {
                     as_caller(&caller, |s, guest, _| s.close_socket(guest, handle))?.ok();
                     return Ok(e.code());
                 }
@@ -236,8 +267,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
             let caller = caller.me();
             async move {
                 let bytes = read_memory(&caller, buf, len.min(MOST_PER_CALL as u32))?;
+                let mut taken = None;
                 let written = until_ready(caller, timeout_ns, |s, guest| {
-                    s.sockets(guest).write(socket, &bytes)
+                    s.sockets(guest).write(socket, &bytes, &mut taken)
                 })
                 .await?;
                 Ok(encode(written.map(|n| n as u64)))
@@ -401,6 +433,43 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Connects the calling guest to `addr` (if a rule allows it) by
+/// `deadline`: the new socket's handle. A connect that fails closes its
+/// socket.
+async fn connect(caller: Me, addr: SocketAddr, deadline: Option<Instant>) -> Answer<u32, NetError> {
+    let started = as_caller(&caller, |s, guest, _| {
+        open(s, guest, |s| {
+            check(s.net_policy(guest).check_connect(addr))?;
+            s.sockets(guest).start_connect(addr)
+        })
+    })?;
+    let handle = match started {
+        Ok(handle) => handle as u32,
+        Err(e) => return Ok(Err(e)),
+    };
+    // As eventlet's green connect, it always waits in the hub once: on
+    // loopback the connect is often done at once, and a client connecting
+    // in a loop would otherwise never let the green thread that accepts run
+    // (and its backlog fills).
+    let mut first = true;
+    let connected = until_ready_by(caller, deadline, |s, guest| {
+        let sockets = s.sockets(guest);
+        if std::mem::take(&mut first) {
+            if let Ok(socket) = sockets.get(handle) {
+                return Try::WouldBlock(socket.raw_fd(), Interest::Write);
+            }
+        }
+        sockets.finish_connect(handle)
+    })
+    .await?;
+    if let Err(e) = connected {
+        // Timed out, refused or interrupted: the socket goes.
+        as_caller(&caller, |s, guest, _| s.close_socket(guest, handle))?.ok();
+        return Ok(Err(e));
+    }
+    Ok(Ok(handle))
 }
 
 /// A policy refusal as a net error.

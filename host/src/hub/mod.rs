@@ -118,8 +118,10 @@ impl Hub {
     /// # Errors
     /// If the guest's WASI context cannot be built (a directory to preopen
     /// is missing), or the program imports something wasmlet does not
-    /// provide.
+    /// provide, or its TLS options do not fit together
+    /// ([`TlsOptions::check`](crate::tls::TlsOptions::check)).
     pub fn add_guest(&mut self, program: &Program, options: GuestOptions) -> Result<GuestId> {
+        options.tls.check()?;
         let (wasi, output) = options.build_wasi()?;
         let time_limit = options.time_limit;
         let wasi = WasiBox::new(wasi);

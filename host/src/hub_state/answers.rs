@@ -85,6 +85,11 @@ impl HubState {
         &mut self.guests[guest].net
     }
 
+    /// The TLS the host terminates for the guest.
+    pub fn tls_options(&self, guest: GuestKey) -> &crate::io::tls::TlsOptions {
+        &self.guests[guest].options.tls
+    }
+
     /// Whose the guest's name lookups are, on the resolver threads.
     pub fn lookup_owner(&self, guest: GuestKey) -> crate::io::resolver::Owner {
         self.guests[guest].lookup_owner

@@ -78,7 +78,16 @@ impl GuestRecord {
             stack_bytes: 0,
             last_refusal: SpawnRefusal::HubFull,
             plugin: false,
-            net: NetPolicy::new(options.net_listen.clone(), options.net_connect.clone()),
+            net: NetPolicy::new(
+                // A TLS listen address is a listen address.
+                options
+                    .net_listen
+                    .iter()
+                    .chain(&options.tls.listen)
+                    .copied()
+                    .collect(),
+                options.net_connect.clone(),
+            ),
             lookup_owner: crate::io::resolver::new_owner(),
             sockets: Sockets::default(),
             options,

@@ -6,8 +6,10 @@
 //! descriptors shared between guests). Nothing here knows wasm.
 
 pub(crate) mod descriptor_budget;
+pub(crate) mod net_outcome;
 pub mod net_policy;
 pub(crate) mod net_sockets;
 pub(crate) mod poller;
 pub(crate) mod resolver;
 pub(crate) mod stdio;
+pub mod tls;

@@ -7,82 +7,14 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
 use slab::Slab;
 use socket2::{Domain, Protocol, Type};
 
+pub(crate) use crate::io::net_outcome::{NetError, Try};
 use crate::io::poller::Interest;
-
-/// The WIT `net-error` cases, in order: a failed call returns
-/// `-(case + 1)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum NetError {
-    Denied = 0,
-    BadHandle,
-    BadAddress,
-    WrongKind,
-    TimedOut,
-    Interrupted,
-    ConnectionRefused,
-    ConnectionReset,
-    ConnectionAborted,
-    NotConnected,
-    AddressInUse,
-    AddressNotAvailable,
-    BrokenPipe,
-    TooManyDescriptors,
-    Unreachable,
-    InvalidInput,
-    Other,
-}
-
-impl NetError {
-    /// What a hub function returns for it.
-    pub(crate) fn code(self) -> i64 {
-        -(self as i64 + 1)
-    }
-
-    pub(crate) fn of(e: &io::Error) -> NetError {
-        use io::ErrorKind as K;
-        match e.kind() {
-            K::ConnectionRefused => NetError::ConnectionRefused,
-            K::ConnectionReset => NetError::ConnectionReset,
-            K::ConnectionAborted => NetError::ConnectionAborted,
-            K::NotConnected => NetError::NotConnected,
-            K::AddrInUse => NetError::AddressInUse,
-            K::AddrNotAvailable => NetError::AddressNotAvailable,
-            K::BrokenPipe => NetError::BrokenPipe,
-            K::TimedOut => NetError::TimedOut,
-            K::HostUnreachable | K::NetworkUnreachable => NetError::Unreachable,
-            K::InvalidInput => NetError::InvalidInput,
-            K::PermissionDenied => NetError::Denied,
-            _ => match e.raw_os_error() {
-                Some(libc::EMFILE | libc::ENFILE) => NetError::TooManyDescriptors,
-                _ => NetError::Other,
-            },
-        }
-    }
-}
-
-/// One try of an operation.
-pub(crate) enum Try<T> {
-    Ready(T),
-    Failed(NetError),
-    /// Wait until this descriptor is ready so, then try again.
-    WouldBlock(RawFd, Interest),
-}
-
-impl<T> Try<T> {
-    fn of(result: io::Result<T>, fd: RawFd, interest: Interest) -> Try<T> {
-        match result {
-            Ok(v) => Try::Ready(v),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Try::WouldBlock(fd, interest),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Try::WouldBlock(fd, interest),
-            Err(e) => Try::Failed(NetError::of(&e)),
-        }
-    }
-}
+use crate::io::tls::TlsSession;
 
 /// A guest's socket.
 pub(crate) enum Socket {
@@ -106,6 +38,16 @@ struct SocketEntry {
     socket: Socket,
     /// A connect under way: the stream is not usable until it completes.
     connecting: bool,
+    tls: Tls,
+}
+
+/// The TLS the host terminates on a socket.
+enum Tls {
+    Plain,
+    /// A listener whose connections are TLS, with this configuration.
+    Listener(Arc<rustls::ServerConfig>),
+    /// A stream whose bytes go through this session.
+    Session(Box<TlsSession>),
 }
 
 /// The most bytes one read or write moves (a larger buffer is served in
@@ -124,7 +66,16 @@ impl Sockets {
     }
 
     fn insert(&mut self, socket: Socket, connecting: bool) -> u32 {
-        self.table.insert(SocketEntry { socket, connecting }) as u32 + 1
+        self.insert_tls(socket, connecting, Tls::Plain)
+    }
+
+    fn insert_tls(&mut self, socket: Socket, connecting: bool, tls: Tls) -> u32 {
+        self.table.insert(SocketEntry {
+            socket,
+            connecting,
+            tls,
+        }) as u32
+            + 1
     }
 
     fn entry(&self, handle: u32) -> Result<&SocketEntry, NetError> {
@@ -136,10 +87,15 @@ impl Sockets {
         self.entry(handle).map(|entry| &entry.socket)
     }
 
-    /// Takes a socket out (to close it).
+    /// Takes a socket out (to close it), saying goodbye first on a TLS
+    /// stream (close_notify, if the socket takes it now).
     pub(crate) fn remove(&mut self, handle: u32) -> Result<Socket, NetError> {
         self.get(handle)?;
-        Ok(self.table.remove(handle as usize - 1).socket)
+        let mut entry = self.table.remove(handle as usize - 1);
+        if let (Socket::Stream(tcp), Tls::Session(session)) = (&entry.socket, &mut entry.tls) {
+            session.close_notify(tcp);
+        }
+        Ok(entry.socket)
     }
 
     /// Every socket's descriptor (the guest is ending: to forget them in
@@ -161,6 +117,35 @@ impl Sockets {
         }
     }
 
+    /// A connected stream and its TLS session, if it has one.
+    fn stream_mut(
+        &mut self,
+        handle: u32,
+    ) -> Result<(&TcpStream, Option<&mut TlsSession>), NetError> {
+        let key = handle.checked_sub(1).ok_or(NetError::BadHandle)?;
+        match self
+            .table
+            .get_mut(key as usize)
+            .ok_or(NetError::BadHandle)?
+        {
+            SocketEntry {
+                connecting: true, ..
+            } => Err(NetError::NotConnected),
+            SocketEntry {
+                socket: Socket::Stream(s),
+                tls,
+                ..
+            } => Ok((
+                s,
+                match tls {
+                    Tls::Session(session) => Some(session),
+                    _ => None,
+                },
+            )),
+            _ => Err(NetError::WrongKind),
+        }
+    }
+
     fn udp(&self, handle: u32) -> Result<&UdpSocket, NetError> {
         match self.get(handle)? {
             Socket::Udp(s) => Ok(s),
@@ -169,8 +154,14 @@ impl Sockets {
     }
 
     /// A listening TCP socket on `addr` with room for `backlog` pending
-    /// connections.
-    pub(crate) fn listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<u32, NetError> {
+    /// connections; with `tls`, the connections it accepts are TLS that
+    /// the host terminates.
+    pub(crate) fn listen(
+        &mut self,
+        addr: SocketAddr,
+        backlog: u32,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<u32, NetError> {
         let socket =
             socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
                 .map_err(|e| NetError::of(&e))?;
@@ -180,22 +171,39 @@ impl Sockets {
             .and_then(|()| socket.bind(&addr.into()))
             .and_then(|()| socket.listen(backlog.clamp(1, 65_535) as i32));
         set_up.map_err(|e| NetError::of(&e))?;
-        Ok(self.insert(Socket::Listener(socket.into()), false))
+        let tls = tls.map_or(Tls::Plain, Tls::Listener);
+        Ok(self.insert_tls(Socket::Listener(socket.into()), false, tls))
     }
 
     /// Accepts a connection: its handle and the peer's address.
     pub(crate) fn accept(&mut self, handle: u32) -> Try<(u32, SocketAddr)> {
-        let listener = match self.get(handle) {
-            Ok(Socket::Listener(l)) => l,
+        let (listener, tls) = match self.entry(handle) {
+            Ok(SocketEntry {
+                socket: Socket::Listener(l),
+                tls,
+                ..
+            }) => (l, tls),
             Ok(_) => return Try::Failed(NetError::WrongKind),
             Err(e) => return Try::Failed(e),
         };
         let fd = listener.as_raw_fd();
         match Try::of(listener.accept(), fd, Interest::Read) {
-            Try::Ready((stream, peer)) => match stream.set_nonblocking(true) {
-                Ok(()) => Try::Ready((self.insert(Socket::Stream(stream), false), peer)),
-                Err(e) => Try::Failed(NetError::of(&e)),
-            },
+            Try::Ready((stream, peer)) => {
+                // The handshake runs in the guest's first read or write.
+                let tls = match tls {
+                    Tls::Listener(config) => match TlsSession::server(config.clone()) {
+                        Ok(session) => Tls::Session(Box::new(session)),
+                        Err(e) => return Try::Failed(e),
+                    },
+                    _ => Tls::Plain,
+                };
+                match stream.set_nonblocking(true) {
+                    Ok(()) => {
+                        Try::Ready((self.insert_tls(Socket::Stream(stream), false, tls), peer))
+                    }
+                    Err(e) => Try::Failed(NetError::of(&e)),
+                }
+            }
             Try::Failed(e) => Try::Failed(e),
             Try::WouldBlock(fd, i) => Try::WouldBlock(fd, i),
         }
@@ -222,6 +230,7 @@ impl Sockets {
             Ok(SocketEntry {
                 socket: Socket::Stream(s),
                 connecting: true,
+                ..
             }) => s,
             Ok(_) => return Try::Failed(NetError::WrongKind),
             Err(e) => return Try::Failed(e),
@@ -242,10 +251,35 @@ impl Sockets {
         Try::Ready(())
     }
 
+    /// Makes the connected stream `handle` a TLS client of `name`: its
+    /// bytes go through the session from now on, and
+    /// [`Sockets::tls_handshake`] completes the handshake.
+    pub(crate) fn start_tls_client(
+        &mut self,
+        handle: u32,
+        config: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> Result<(), NetError> {
+        self.stream(handle)?;
+        let session = TlsSession::client(config, name)?;
+        self.table[handle as usize - 1].tls = Tls::Session(Box::new(session));
+        Ok(())
+    }
+
+    /// Drives the TLS handshake of `handle` until it is complete.
+    pub(crate) fn tls_handshake(&mut self, handle: u32) -> Try<()> {
+        match self.stream_mut(handle) {
+            Ok((s, Some(session))) => session.handshake(s),
+            Ok((_, None)) => Try::Failed(NetError::WrongKind),
+            Err(e) => Try::Failed(e),
+        }
+    }
+
     /// Reads up to `len` bytes (0: the peer closed its side).
-    pub(crate) fn read(&self, handle: u32, len: usize) -> Try<Vec<u8>> {
-        let stream = match self.stream(handle) {
-            Ok(s) => s,
+    pub(crate) fn read(&mut self, handle: u32, len: usize) -> Try<Vec<u8>> {
+        let stream = match self.stream_mut(handle) {
+            Ok((s, None)) => s,
+            Ok((s, Some(session))) => return session.read(s, len.min(MOST_PER_CALL)),
             Err(e) => return Try::Failed(e),
         };
         let mut buf = vec![0; len.min(MOST_PER_CALL)];
@@ -265,9 +299,10 @@ impl Sockets {
 
     /// Whether a read would not wait: bytes have come or the peer closed
     /// its side (a one-byte peek, which takes nothing).
-    pub(crate) fn readable(&self, handle: u32) -> Try<()> {
-        match self.stream(handle) {
-            Ok(s) => match Try::of(s.peek(&mut [0]), s.as_raw_fd(), Interest::Read) {
+    pub(crate) fn readable(&mut self, handle: u32) -> Try<()> {
+        match self.stream_mut(handle) {
+            Ok((s, Some(session))) => session.readable(s),
+            Ok((s, None)) => match Try::of(s.peek(&mut [0]), s.as_raw_fd(), Interest::Read) {
                 Try::Ready(_) => Try::Ready(()),
                 Try::Failed(e) => Try::Failed(e),
                 Try::WouldBlock(fd, i) => Try::WouldBlock(fd, i),
@@ -276,24 +311,33 @@ impl Sockets {
         }
     }
 
-    /// Writes some of `bytes`; how many.
-    pub(crate) fn write(&self, handle: u32, bytes: &[u8]) -> Try<usize> {
-        match self.stream(handle) {
-            Ok(s) => Try::of((&*s).write(bytes), s.as_raw_fd(), Interest::Write),
+    /// Writes some of `bytes`; how many. `taken` is for a TLS stream: see
+    /// [`TlsSession::write`] (None on the first try of each write).
+    pub(crate) fn write(
+        &mut self,
+        handle: u32,
+        bytes: &[u8],
+        taken: &mut Option<usize>,
+    ) -> Try<usize> {
+        match self.stream_mut(handle) {
+            Ok((s, Some(session))) => session.write(s, bytes, taken),
+            Ok((s, None)) => Try::of((&*s).write(bytes), s.as_raw_fd(), Interest::Write),
             Err(e) => Try::Failed(e),
         }
     }
 
-    pub(crate) fn shutdown(&self, handle: u32, how: u32) -> Result<(), NetError> {
+    pub(crate) fn shutdown(&mut self, handle: u32, how: u32) -> Result<(), NetError> {
         let how = match how {
             0 => Shutdown::Read,
             1 => Shutdown::Write,
             2 => Shutdown::Both,
             _ => return Err(NetError::InvalidInput),
         };
-        self.stream(handle)?
-            .shutdown(how)
-            .map_err(|e| NetError::of(&e))
+        let (tcp, session) = self.stream_mut(handle)?;
+        if let (Some(session), Shutdown::Write | Shutdown::Both) = (session, how) {
+            session.close_notify(tcp);
+        }
+        tcp.shutdown(how).map_err(|e| NetError::of(&e))
     }
 
     pub(crate) fn set_nodelay(&self, handle: u32, on: bool) -> Result<(), NetError> {
@@ -359,7 +403,9 @@ mod tests {
     #[test]
     fn a_connect_accept_read_write_round_trip_never_blocks() {
         let mut sockets = Sockets::default();
-        let listener = sockets.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let listener = sockets
+            .listen("127.0.0.1:0".parse().unwrap(), 16, None)
+            .unwrap();
         let addr = sockets.addr(listener, false).unwrap();
         assert!(matches!(
             sockets.accept(listener),
@@ -372,7 +418,10 @@ mod tests {
             }
         };
         while let Try::WouldBlock(..) = sockets.finish_connect(client) {}
-        assert!(matches!(sockets.write(client, b"ping"), Try::Ready(4)));
+        assert!(matches!(
+            sockets.write(client, b"ping", &mut None),
+            Try::Ready(4)
+        ));
         let got = loop {
             if let Try::Ready(b) = sockets.read(server, 64) {
                 break b;

@@ -4,7 +4,9 @@
 //! wasmlet run guest.wasm [--env K=V]... [--dir HOST[::GUEST]]... [--time-limit SECONDS]
 //!                        [--max-cpu-time SECONDS] [--max-memory MIB] [--max-host-memory MIB]
 //!                        [--max-descriptors N] [--listen IP:PORT]...
-//!                        [--connect CIDR[:PORTS]|HOST:PORT]... [--stats] [-- ARGS...]
+//!                        [--connect CIDR[:PORTS]|HOST:PORT]...
+//!                        [--listen-tls IP:PORT --cert FILE --key FILE]... [--ca FILE]
+//!                        [--stats] [-- ARGS...]
 //! ```
 //!
 //! ```text
@@ -12,7 +14,7 @@
 //! wasmlet call PLUGIN FUNCTION [INPUT] [--nats URL] [--timeout-ms MS]
 //! wasmlet status [--nats URL]
 //! wasmlet push plugin.wasm [--name NAME] [--nats URL]
-//! wasmlet new NAME [--plugin] [--sdk PATH]
+//! wasmlet new NAME [--plugin | --http] [--sdk PATH]
 //! ```
 //!
 //! `--nats` defaults to `$WASMLET_NATS`, else `nats://127.0.0.1:4222`.
@@ -34,6 +36,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use wasmlet_host::remote::Client;
+use wasmlet_host::tls::{TlsIdentity, TlsOptions, TlsTrust};
 use wasmlet_host::{Config, ConnectRule, GuestOptions, Hub, Program, Runtime, Threads};
 
 #[derive(Parser)]
@@ -50,7 +53,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a guest program (built for wasm32-wasip1-threads) until it ends.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the plugins a manifest names over HTTP until SIGTERM: POST
     /// /call/PLUGIN/FUNCTION (body in, body out), GET /health, GET /metrics;
     /// with --nats, also take their calls over NATS with the other hosts.
@@ -64,7 +67,8 @@ enum Command {
     /// it as `object = "NAME"` (the NATS server needs JetStream: -js).
     Push(PushArgs),
     /// Write a guest project that builds with `cargo build --release` and
-    /// runs with `wasmlet run` (or, with --plugin, `wasmlet serve`).
+    /// runs with `wasmlet run` (with --plugin, `wasmlet serve`; with
+    /// --http, an HTTPS service).
     New(NewArgs),
 }
 
@@ -73,8 +77,12 @@ struct NewArgs {
     /// The project's folder (its last part names the package).
     path: PathBuf,
     /// A plugin: functions a host calls, with a manifest for `wasmlet serve`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "http")]
     plugin: bool,
+    /// An HTTP service (the SDK's `http` feature), served over TLS that the
+    /// host terminates (`--listen-tls`).
+    #[arg(long)]
+    http: bool,
     /// The guest SDK's folder (default: the one this wasmlet was built
     /// from, if it is still there; else the crates.io version).
     #[arg(long, value_name = "PATH")]
@@ -205,6 +213,23 @@ struct RunArgs {
     /// repeat for more. Without any, the guest may not connect.
     #[arg(long, value_name = "CIDR[:PORTS]|HOST:PORT", value_parser = parse_connect)]
     connect: Vec<ConnectRule>,
+    /// An address the guest may listen on whose connections are TLS that
+    /// the host terminates with `--cert` and `--key`: the guest reads and
+    /// writes plaintext, and the key never enters it. Repeat for more.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_listen, requires_all = ["cert", "key"])]
+    listen_tls: Vec<std::net::SocketAddr>,
+    /// The certificate chain (PEM, the server's own first) that
+    /// `--listen-tls` listeners present.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of `--cert`.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// Trust the CA certificates of this PEM file, instead of Mozilla's
+    /// roots, for the guest's TLS client connections (the SDK's
+    /// `TlsStream::connect`, `https://` URLs).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     /// When the guest ends, print what it used (CPU time, memory, green
     /// threads) and the process's peak resident memory to stderr.
     #[arg(long)]
@@ -272,14 +297,20 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match Cli::parse().command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Serve(args) => serve(args).map(|()| 0),
         Command::Call(args) => remote(call(args)),
         Command::Status(args) => remote(status(args)),
         Command::Push(args) => remote(push(args)),
         Command::New(args) => new::write(&new::NewProject {
             path: args.path,
-            plugin: args.plugin,
+            kind: if args.plugin {
+                new::Kind::Plugin
+            } else if args.http {
+                new::Kind::Http
+            } else {
+                new::Kind::Program
+            },
             sdk: args.sdk,
         })
         .map(|steps| {
@@ -456,6 +487,7 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
             .unwrap_or(GuestOptions::default().max_descriptors),
         net_listen: args.listen,
         net_connect: args.connect,
+        tls: tls_options(args.listen_tls, args.cert, args.key, args.ca)?,
         threads: args.threads.unwrap_or(Threads::Auto),
         ..GuestOptions::default()
     };
@@ -474,6 +506,31 @@ fn run(args: RunArgs) -> wasmtime::Result<i32> {
         eprintln!("wasmlet: {error}");
     }
     Ok(exit.code)
+}
+
+/// `--listen-tls`, `--cert`, `--key` and `--ca`, read.
+///
+/// # Errors
+/// A file that cannot be read or does not hold what it should.
+fn tls_options(
+    listen: Vec<std::net::SocketAddr>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+    ca: Option<std::path::PathBuf>,
+) -> wasmtime::Result<TlsOptions> {
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(&cert, &key)?),
+        _ => None,
+    };
+    let trust = match ca {
+        Some(ca) => TlsTrust::from_pem_file(&ca)?,
+        None => TlsTrust::default(),
+    };
+    Ok(TlsOptions {
+        listen,
+        identity,
+        trust,
+    })
 }
 
 /// `--stats`: the guest's wall and CPU time, and the process's peak

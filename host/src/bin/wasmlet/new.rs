@@ -1,6 +1,6 @@
-//! `wasmlet new NAME [--plugin]`: writes a guest project that builds with
-//! one `cargo build --release` and runs with one `wasmlet run` (a program)
-//! or `wasmlet serve` (a plugin).
+//! `wasmlet new NAME [--plugin | --http]`: writes a guest project that
+//! builds with one `cargo build --release` and runs with one `wasmlet run`
+//! (a program, or an HTTPS service) or `wasmlet serve` (a plugin).
 //!
 //! ```text
 //! NAME/
@@ -8,7 +8,8 @@
 //!   .cargo/config.toml    the target, wasm32-wasip1-threads
 //!   .gitignore
 //!   README.md             how to build and run it
-//!   src/main.rs           green threads taking turns, or a plugin's functions
+//!   src/main.rs           green threads taking turns, a plugin's functions,
+//!                         or an HTTP service
 //!   manifest.toml         (a plugin) for `wasmlet serve`
 //! ```
 
@@ -21,10 +22,22 @@ use wasmtime::{bail, Result};
 pub struct NewProject {
     /// The project's folder; its last part names the package.
     pub path: PathBuf,
-    /// A plugin (functions the host calls) rather than a program.
-    pub plugin: bool,
+    /// What it is.
+    pub kind: Kind,
     /// The guest SDK's folder, for a path dependency.
     pub sdk: Option<PathBuf>,
+}
+
+/// What kind of guest a project is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A program: green threads taking turns.
+    Program,
+    /// Functions the host calls, with a manifest for `wasmlet serve`.
+    Plugin,
+    /// An HTTP service on the SDK's `http` feature, run behind TLS that the
+    /// host terminates.
+    Http,
 }
 
 /// The SDK of the source tree this binary was built from, if it is still
@@ -73,9 +86,13 @@ pub fn write(project: &NewProject) -> Result<String> {
                 );
             }
             let sdk = sdk.canonicalize().unwrap_or(sdk);
-            format!("wasmlet = {{ path = {:?} }}", sdk.display().to_string())
+            format!("wasmlet = {{ path = {:?}", sdk.display().to_string())
         }
-        None => "wasmlet = \"0.1\"".to_string(),
+        None => "wasmlet = { version = \"0.1\"".to_string(),
+    };
+    let dependency = match project.kind {
+        Kind::Http => format!("{dependency}, features = [\"http\"] }}"),
+        _ => format!("{dependency} }}"),
     };
     let files: Vec<(&str, String)> = vec![
         (
@@ -95,16 +112,17 @@ pub fn write(project: &NewProject) -> Result<String> {
         (".gitignore", "/target\n".to_string()),
         (
             "src/main.rs",
-            if project.plugin {
-                PLUGIN_MAIN.to_string()
-            } else {
-                PROGRAM_MAIN.to_string()
-            },
+            match project.kind {
+                Kind::Program => PROGRAM_MAIN,
+                Kind::Plugin => PLUGIN_MAIN,
+                Kind::Http => HTTP_MAIN,
+            }
+            .to_string(),
         ),
-        ("README.md", readme(&name, project.plugin)),
+        ("README.md", readme(&name, project.kind)),
     ];
     let mut files = files;
-    if project.plugin {
+    if project.kind == Kind::Plugin {
         files.push(("manifest.toml", plugin_manifest(&name)));
     }
     for (relative, text) in &files {
@@ -115,39 +133,57 @@ pub fn write(project: &NewProject) -> Result<String> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(next_steps(&project.path, &name, project.plugin))
+    Ok(next_steps(&project.path, &name, project.kind))
 }
 
-fn run_command(name: &str, plugin: bool) -> String {
-    if plugin {
-        format!(
+/// A self-signed certificate for `localhost`, in one openssl command.
+pub const CERTIFICATE_COMMAND: &str = "openssl req -x509 -newkey ec -pkeyopt \
+    ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem -days 30 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost";
+
+fn run_command(name: &str, kind: Kind) -> String {
+    let module = format!("target/wasm32-wasip1-threads/release/{name}.wasm");
+    match kind {
+        Kind::Plugin => format!(
             "wasmlet serve manifest.toml &\ncurl -d 'hello, green world' http://127.0.0.1:8080/call/{name}/upper"
-        )
-    } else {
-        format!("wasmlet run target/wasm32-wasip1-threads/release/{name}.wasm")
+        ),
+        Kind::Program => format!("wasmlet run {module}"),
+        Kind::Http => format!(
+            "{CERTIFICATE_COMMAND}\n\
+             wasmlet run --listen-tls 127.0.0.1:8443 --cert cert.pem --key key.pem {module} &\n\
+             curl --cacert cert.pem https://localhost:8443/\n\
+             curl --cacert cert.pem -d 'hello, green world' https://localhost:8443/echo"
+        ),
     }
 }
 
-fn next_steps(path: &Path, name: &str, plugin: bool) -> String {
+fn next_steps(path: &Path, name: &str, kind: Kind) -> String {
     format!(
         "wrote {}\n\nnext:\n  cd {}\n  cargo build --release\n  {}\n\n\
          (once: rustup target add wasm32-wasip1-threads)",
         path.display(),
         path.display(),
-        run_command(name, plugin).replace('\n', "\n  ")
+        run_command(name, kind).replace('\n', "\n  ")
     )
 }
 
-fn readme(name: &str, plugin: bool) -> String {
-    let what = if plugin {
-        "A wasmlet plugin: functions a host calls by name, each call a green thread."
-    } else {
-        "A wasmlet guest: a program whose green threads the wasmlet hub schedules."
+fn readme(name: &str, kind: Kind) -> String {
+    let what = match kind {
+        Kind::Plugin => {
+            "A wasmlet plugin: functions a host calls by name, each call a green thread."
+        }
+        Kind::Program => {
+            "A wasmlet guest: a program whose green threads the wasmlet hub schedules."
+        }
+        Kind::Http => {
+            "A wasmlet HTTP service: a green thread per connection, behind TLS that the host \
+             terminates (the guest never holds the key)."
+        }
     };
     format!(
         "# {name}\n\n{what}\n\n```sh\nrustup target add wasm32-wasip1-threads   # once\n\
          cargo build --release\n{}\n```\n",
-        run_command(name, plugin)
+        run_command(name, kind)
     )
 }
 
@@ -200,4 +236,26 @@ fn words(input: &[u8]) -> Result<String, std::str::Utf8Error> {
 wasmlet::export!(upper, words);
 
 fn main() {}
+"#;
+
+const HTTP_MAIN: &str = r#"//! An HTTP service: each connection is a green thread, and each request's
+//! handler one of its own (a handler that panics answers 500). Run with
+//! `--listen-tls ADDR --cert FILE --key FILE` and the host terminates TLS:
+//! this code reads and writes plaintext and never holds the key.
+use wasmlet::http::{serve, Request, Response, StatusCode};
+use wasmlet::net::TcpListener;
+
+fn main() -> std::io::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:8443".into());
+    let listener = TcpListener::bind(&addr)?;
+    println!("serving on {}", listener.local_addr()?);
+    serve(listener, |request: Request<Vec<u8>>| match request.uri().path() {
+        "/" => Response::new(b"hello from a green thread\n".to_vec()),
+        "/echo" => Response::new(request.into_body()),
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(b"not found\n".to_vec())
+            .unwrap(),
+    })
+}
 "#;

@@ -42,6 +42,8 @@ extern "C" {
     #[link_name = "close"]
     fn net_close(s: u32) -> i64;
     fn address(s: u32, peer: bool, buf: u32, len: u32) -> i64;
+    #[link_name = "tls-connect"]
+    fn tls_connect(addr: u32, addr_len: u32, name: u32, name_len: u32, timeout_ns: u64) -> i64;
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -110,13 +112,17 @@ fn main() {
                     rng.next() as u32,
                     rng.next() as u32,
                 );
-                let (which, timeout) = (rng.below(5), rng.below(2_000_000));
+                let (which, timeout) = (rng.below(6), rng.below(2_000_000));
+                let name = (rng.next() as u32, rng.below(300) as u32);
                 let helper = wasmlet::spawn(move || unsafe {
                     match which {
                         0 => readable(handle, timeout),
                         1 => net_read(handle, buf, len, timeout),
                         2 => net_write(handle, buf, len, timeout),
                         3 => net_close(handle),
+                        // No --connect rule: refused, or a trap for a
+                        // pointer outside memory.
+                        4 => tls_connect(buf, len % 300, name.0, name.1, timeout),
                         _ => address(handle, timeout % 2 == 0, buf, len),
                     }
                 });

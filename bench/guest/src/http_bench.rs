@@ -1,0 +1,48 @@
+//! The HTTP benchmark's server (bench/http/run.py): `wasmlet::http::serve`
+//! on the address given, answering `/hello` with "hello" and `/json` with
+//! the benchmark's 4 KB document, serialised for each request (as every
+//! server in the benchmark does). Run under `--listen` or `--listen-tls`:
+//! the code is the same.
+use wasmlet::http::{serve_with, Limits, Request, Response, StatusCode};
+
+/// The benchmark's document: 40 records, about 4 KB as JSON (the same in
+/// bench/http/servers.py and bench/http/hyper_server.rs).
+fn document() -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..40)
+            .map(|i| {
+                serde_json::json!({
+                    "id": i,
+                    "name": format!("user {i}"),
+                    "email": format!("user{i}@example.com"),
+                    "active": i % 2 == 0,
+                    "score": f64::from(i) * 1.5,
+                    "tags": ["green", "thread"],
+                })
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let addr = std::env::args().nth(1).expect("usage: http-bench IP:PORT");
+    let listener = wasmlet::net::TcpListener::bind(&addr).unwrap();
+    let document = document();
+    let mut limits = Limits::default();
+    limits.max_connections = 20_000;
+    serve_with(listener, limits, move |request: Request<Vec<u8>>| {
+        match request.uri().path() {
+            "/hello" => Response::new(b"hello".to_vec()),
+            "/json" => Response::builder()
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&document).unwrap())
+                .unwrap(),
+            _ => {
+                let mut response = Response::new(Vec::new());
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
+            }
+        }
+    })
+    .unwrap();
+}
