@@ -6,7 +6,7 @@ a 4 KB JSON document at 100 and 10,000 keep-alive connections, and "hello"
 over TLS at 100 (wasmlet's TLS is the host's: --listen-tls). Prints a table
 and writes bench/results/http.json.
 
-Usage: python bench/http/run.py [--quick] [--systems a,b,...]
+Usage: python bench/http/run.py [--quick] [--systems a,b,...] [--cases a,b,...]
 (bench/run sets up everything and calls this.)
 """
 import argparse
@@ -45,15 +45,21 @@ def free_addr():
 
 
 def certificate(folder):
-    """A self-signed certificate for localhost: (cert, key); the client
-    trusts the certificate itself."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True)
-    return cert, key
+    """A CA and a server certificate it signed for localhost: (cert, key,
+    ca); the client trusts the CA, as a real one would."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (folder / "server.ext").write_text(
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    for args in (
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=wasmlet bench CA"],
+        ["req", *ec, "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "server.ext"],
+    ):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+    return folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
 
 
 def start(system, addr, tls):
@@ -63,10 +69,10 @@ def start(system, addr, tls):
             else ["--listen", addr]
         cmd = [str(WASMLET), "run", "--threads", model, *listen, str(GUEST), "--", addr]
     elif system == "hyper":
-        cmd = [str(HYPER), addr, *(map(str, tls) if tls else [])]
+        cmd = [str(HYPER), addr, *(map(str, tls[:2]) if tls else [])]
     else:
         cmd = [PYTHON, "-W", "ignore", str(ROOT / "bench/http/servers.py"), system, addr,
-               *(map(str, tls) if tls else [])]
+               *(map(str, tls[:2]) if tls else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
     host, port = addr.rsplit(":", 1)
@@ -88,16 +94,16 @@ def client(addr, path, connections, seconds, ca):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(system, quick, tls):
+def measure(system, quick, tls, cases):
     seconds = 1 if quick else 3
     figures = {}
-    for metric, path, connections, secure, _ in CASES:
+    for metric, path, connections, secure, _ in cases:
         if quick:
             connections = min(connections, 500)
         addr = free_addr()
         proc = start(system, addr, tls if secure else None)
         try:
-            figures[metric] = client(addr, path, connections, seconds, tls[0] if secure else None)
+            figures[metric] = client(addr, path, connections, seconds, tls[2] if secure else None)
         finally:
             proc.kill()
             proc.wait()
@@ -114,20 +120,22 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--cases", default=",".join(c[0] for c in CASES))
     args = parser.parse_args()
     systems = args.systems.split(",")
+    cases = [c for c in CASES if c[0] in args.cases.split(",")]
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         tls = certificate(Path(folder))
         for system in systems:
             print(f"measuring {system} ...", file=sys.stderr, flush=True)
-            results[system] = measure(system, args.quick, tls)
+            results[system] = measure(system, args.quick, tls, cases)
     header = ["case", *(f"{s} req/s (p99 ms)" for s in systems)]
     for other in ("gevent", "hyper"):
         if other in systems and "wasmlet" in systems:
             header.append(f"wasmlet vs {other}")
     rows = []
-    for metric, _, _, _, what in CASES:
+    for metric, _, _, _, what in cases:
         row = [what]
         for s in systems:
             r = results[s][metric]
