@@ -17,23 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-/// The same 40 records as bench/guest/src/http_bench.rs and servers.py.
-fn document() -> serde_json::Value {
-    serde_json::Value::Array(
-        (0..40)
-            .map(|i| {
-                serde_json::json!({
-                    "id": i,
-                    "name": format!("user {i}"),
-                    "email": format!("user{i}@example.com"),
-                    "active": i % 2 == 0,
-                    "score": f64::from(i) * 1.5,
-                    "tags": ["green", "thread"],
-                })
-            })
-            .collect(),
-    )
-}
+include!("document.rs");
 
 fn answer(
     request: &Request<hyper::body::Incoming>,

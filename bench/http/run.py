@@ -11,14 +11,14 @@ Usage: python bench/http/run.py [--quick] [--systems a,b,...] [--cases a,b,...]
 """
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from loopback import free_addr, start_server  # noqa: E402
 WASMLET = ROOT / "target/release/wasmlet"
 GUEST = ROOT / "bench/guest/target/wasm32-wasip1-threads/release/http-bench.wasm"
 CLIENT = ROOT / "target/release/examples/http-bench-client"
@@ -36,12 +36,6 @@ CASES = [
     ("tls_hello_100", "/hello", 100, True, "TLS: hello, 100 connections"),
     ("tls_json_100", "/json", 100, True, "TLS: 4 KB JSON, 100 connections"),
 ]
-
-
-def free_addr():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 def certificate(folder):
@@ -73,17 +67,7 @@ def start(system, addr, tls):
     else:
         cmd = [PYTHON, "-W", "ignore", str(ROOT / "bench/http/servers.py"), system, addr,
                *(map(str, tls[:2]) if tls else [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    host, port = addr.rsplit(":", 1)
-    while time.time() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"{system}'s server did not listen")
+    return start_server(system, cmd, addr)
 
 
 def client(addr, path, connections, seconds, ca):

@@ -9,14 +9,14 @@ Usage: python bench/net/run.py [--quick] [--systems a,b,...]
 """
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from loopback import free_addr, start_server  # noqa: E402
 WASMLET = ROOT / "target/release/wasmlet"
 ECHO = ROOT / "examples/target/wasm32-wasip1-threads/release/echo-server.wasm"
 CLIENT = ROOT / "target/release/examples/net-bench-client"
@@ -38,12 +38,6 @@ METRICS = [
 ]
 
 
-def free_addr():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
-
-
 def start(system, addr):
     if system in ("wasmlet", "compact"):
         # The defaults hold 10,000 connections (no flag needed).
@@ -53,17 +47,7 @@ def start(system, addr):
         cmd = [str(TOKIO), addr]
     else:
         cmd = [PYTHON, "-W", "ignore", str(ROOT / "bench/net/servers.py"), system, addr]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    host, port = addr.rsplit(":", 1)
-    while time.time() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"{system}'s server did not listen")
+    return start_server(system, cmd, addr)
 
 
 def client(addr, *args):

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use crate::support::{guest, http_peer, start_until_first_line, Running};
+use crate::support::{guest, http_peer, start_until_first_line, stdout_of, Running};
 
 /// The `http_server` test guest, serving on a loopback port.
 pub struct HttpGuest {
@@ -87,17 +87,8 @@ c.request("GET", "/hello")
 r = c.getresponse(); print(r.status, r.read().decode())
 "#
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        stdout_of(Command::new("python3").args(["-c", &script])),
         "200 hello\n200 3000 3000\nsame connection: True\n200 chunk one, chunk two\n\
          200 5 b''\n404 no such page\n500 the handler failed\n200 hello\n"
     );
@@ -206,21 +197,16 @@ fn bad_requests_get_4xx_and_cost_the_server_nothing() {
 fn the_client_talks_to_pythons_http_server() {
     let (_python, port) = http_peer(None);
     let addr = format!("127.0.0.1:{port}");
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmlet"))
-        .args(["run", "--connect", &addr])
-        .arg(guest("http_client"))
-        .arg("--")
-        .arg(format!("http://{addr}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+            .args(["run", "--connect", &addr])
+            .arg(guest("http_client"))
+            .arg("--")
+            .arg(format!("http://{addr}")),
     );
     // https:// is allowed only where a --connect rule is: not port 443.
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        printed,
         "get: 200 hello\nsame connection: true\npost: 200 ping\nchunked: one two three\n\
          until close: the rest\nno redirect: 302\nredirect: 200 hello\nmissing: 404\n\
          slow: TimedOut\nhttps: PermissionDenied\nbad url: InvalidInput\n"

@@ -204,3 +204,17 @@ pub fn http_peer(tls: Option<(&Path, &Path)>) -> (Running, u16) {
         .unwrap_or_else(|_| panic!("http_peer.py said {port:?}"));
     (peer, port)
 }
+
+/// Runs `command` to its end, asserts that it succeeded (else fails with
+/// its stderr), and returns its stdout.
+pub fn stdout_of(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::http::HttpGuest;
-use crate::support::{guest, http_peer};
+use crate::support::{guest, http_peer, stdout_of};
 
 /// A CA, a server certificate it signed for `localhost` (and for no
 /// address), and a self-signed certificate for `localhost`, in a folder of
@@ -129,16 +129,7 @@ impl Drop for Certificates {
 }
 
 fn python(script: &str) -> String {
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout_of(Command::new("python3").args(["-c", script]))
 }
 
 /// The `http_server` guest, unchanged, behind a `--listen-tls` listener:
@@ -242,19 +233,9 @@ fn the_guests_tls_connections_are_verified_and_failures_say_why() {
     for p in &ports[..4] {
         command.args(["--connect", &format!("127.0.0.1:{p}")]);
     }
-    let out = command
-        .arg(guest("tls_client"))
-        .arg("--")
-        .args(&ports)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = stdout_of(command.arg(guest("tls_client")).arg("--").args(&ports));
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        printed,
         "https get: 200 hello\nhttps reuse: true\nhttps post: true\nstream: HTTP/1.1 200 OK\n\
          by address: InvalidData (name mismatch)\nself-signed: InvalidData (unknown issuer)\n\
          silent: TimedOut (timed out)\nplain: InvalidData (handshake failed)\n\
@@ -279,34 +260,14 @@ fn bad_tls_flags_are_refused_with_what_to_do() {
     };
     let said = run(&["--listen-tls", "127.0.0.1:0"]);
     assert!(said.contains("--cert"), "{said}");
-    let said = run(&[
-        "--listen-tls",
-        "127.0.0.1:0",
-        "--cert",
-        "/nonexistent.pem",
-        "--key",
-        "/nonexistent.key",
-    ]);
+    let with =
+        |cert: &str, key: &str| run(&["--listen-tls", "127.0.0.1:0", "--cert", cert, "--key", key]);
+    let said = with("/nonexistent.pem", "/nonexistent.key");
     assert!(said.contains("reading /nonexistent.pem"), "{said}");
     let server = certs.text("server.pem");
-    let said = run(&[
-        "--listen-tls",
-        "127.0.0.1:0",
-        "--cert",
-        &server,
-        "--key",
-        &server,
-    ]);
+    let said = with(&server, &server);
     assert!(said.contains("private key"), "{said}");
-    let other_key = certs.text("self.key");
-    let said = run(&[
-        "--listen-tls",
-        "127.0.0.1:0",
-        "--cert",
-        &server,
-        "--key",
-        &other_key,
-    ]);
+    let said = with(&server, &certs.text("self.key"));
     assert!(said.contains("not usable"), "{said}");
     let said = run(&["--ca", &certs.text("server.key")]);
     assert!(said.contains("BEGIN CERTIFICATE"), "{said}");

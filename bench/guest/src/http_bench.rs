@@ -5,24 +5,7 @@
 //! the code is the same.
 use wasmlet::http::{serve_with, Limits, Request, Response, StatusCode};
 
-/// The benchmark's document: 40 records, about 4 KB as JSON (the same in
-/// bench/http/servers.py and bench/http/hyper_server.rs).
-fn document() -> serde_json::Value {
-    serde_json::Value::Array(
-        (0..40)
-            .map(|i| {
-                serde_json::json!({
-                    "id": i,
-                    "name": format!("user {i}"),
-                    "email": format!("user{i}@example.com"),
-                    "active": i % 2 == 0,
-                    "score": f64::from(i) * 1.5,
-                    "tags": ["green", "thread"],
-                })
-            })
-            .collect(),
-    )
-}
+include!("../../http/document.rs");
 
 fn main() {
     let addr = std::env::args().nth(1).expect("usage: http-bench IP:PORT");
