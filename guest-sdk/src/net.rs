@@ -45,7 +45,7 @@ use crate::error::Interrupted;
 use crate::timeout::Limit;
 
 /// The WIT `net-error` cases, in order (a call returns `-(1 + case)`).
-const ERRORS: [(&str, io::ErrorKind); 22] = [
+const ERRORS: [(&str, io::ErrorKind); 23] = [
     ("denied", io::ErrorKind::PermissionDenied),
     ("no such socket", io::ErrorKind::InvalidInput),
     ("not an IP:PORT address", io::ErrorKind::InvalidInput),
@@ -88,6 +88,12 @@ const ERRORS: [(&str, io::ErrorKind); 22] = [
         "TLS: the handshake failed (the peer does not speak TLS, shares no version or cipher \
          with the host, or closed the connection)",
         io::ErrorKind::InvalidData,
+    ),
+    (
+        "another TLS session would pass the guest's host memory limit (each is charged 48 KiB): \
+         raise it with `wasmlet run --max-host-memory MIB` (GuestOptions::max_host_memory), or \
+         close some",
+        io::ErrorKind::OutOfMemory,
     ),
 ];
 
@@ -133,6 +139,12 @@ impl std::error::Error for OutOfDescriptors {}
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     e.get_ref()
         .is_some_and(|inner| inner.is::<OutOfDescriptors>())
+}
+
+/// A resource `incoming` waits for rather than fails on: a descriptor, or
+/// room in the host memory limit for a TLS session.
+fn is_exhausted(e: &io::Error) -> bool {
+    is_out_of_descriptors(e) || e.kind() == io::ErrorKind::OutOfMemory
 }
 
 /// How long `incoming` waits before it tries again while descriptors are
@@ -469,8 +481,10 @@ impl TcpListener {
     /// ends on its own.
     ///
     /// It does not spin when the guest (or the process) holds as many
-    /// descriptors as it may: as Go's `net/http` does, it waits (5 ms,
-    /// doubling up to 1 s) and tries again until a connection can be taken,
+    /// descriptors as it may, or (on a `--listen-tls` listener) as many TLS
+    /// sessions as its host memory limit allows: as Go's `net/http` does,
+    /// it waits (5 ms, doubling up to 1 s) and tries again until a
+    /// connection can be taken,
     /// and prints the condition to stderr once per episode, with the flag
     /// that raises the limit. Other errors, and an interruption of that wait
     /// (a kill, a [`Timeout`](crate::Timeout)), are handed out.
@@ -482,7 +496,7 @@ impl TcpListener {
                     backoff.reset();
                     return Ok(stream);
                 }
-                Err(e) if is_out_of_descriptors(&e) && !self.handle.nonblocking.get() => {
+                Err(e) if is_exhausted(&e) && !self.handle.nonblocking.get() => {
                     if let Err(interrupted) = backoff.wait(&e) {
                         return Err(interrupted.into());
                     }

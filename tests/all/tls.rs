@@ -243,6 +243,28 @@ fn the_guests_tls_connections_are_verified_and_failures_say_why() {
     );
 }
 
+/// Each TLS session the host keeps for a guest is charged to its host
+/// memory: past the limit a new one is refused, saying which flag raises
+/// it, and once sessions close there is room again.
+#[test]
+fn tls_sessions_count_against_the_guests_host_memory() {
+    let certs = Certificates::make();
+    let (_good, good) = http_peer(Some((&certs.path("server.pem"), &certs.path("server.key"))));
+    let printed = stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_wasmlet"))
+            .args(["run", "--max-host-memory", "2", "--ca"])
+            .arg(certs.path("ca.pem"))
+            .args(["--connect", &format!("127.0.0.1:{good}")])
+            .arg(guest("tls_client"))
+            .args(["--", "limit", &good.to_string()]),
+    );
+    assert_eq!(
+        printed,
+        "limit: some sessions, then OutOfMemory (names the flag: true)\n\
+         after closing them: Ok(())\n"
+    );
+}
+
 /// Bad TLS flags stop `wasmlet run` before the guest starts, saying what
 /// to pass or which file is wrong.
 #[test]

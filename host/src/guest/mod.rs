@@ -82,7 +82,10 @@ pub struct GuestOptions {
     /// as it may have touched it (x86-64 Linux 6.13+: a thread past the
     /// limit there ends the guest, when it next suspends), each one spawned but not yet started
     /// [`HOST_BYTES_PER_UNSTARTED_THREAD`] (a record in a queue), each
-    /// pending link [`HOST_BYTES_PER_LINK`]. A spawn is refused unless one
+    /// pending link [`HOST_BYTES_PER_LINK`], each TLS session the host
+    /// keeps for it [`HOST_BYTES_PER_TLS_SESSION`] (a session past the
+    /// limit is refused: `tls-connect` fails, and a TLS listener accepts no
+    /// more until one closes). A spawn is refused unless one
     /// more started green thread would fit (`try_spawn` reports it; `spawn`
     /// traps the spawner); a green thread whose start would pass the limit
     /// (many spawned, then all sleeping) fails instead of starting (its
@@ -198,6 +201,13 @@ pub const HOST_BYTES_PER_COMPACT_THREAD: u64 = 1024;
 /// its place in the run queue and its id's entry, with room to spare. It
 /// takes no store, instance, fiber stack or shadow stack until it starts.
 pub const HOST_BYTES_PER_UNSTARTED_THREAD: u64 = 512;
+
+/// Host memory charged to a guest per TLS session the host keeps for it
+/// (a connection accepted on a `--listen-tls` listener, or made by
+/// `tls-connect`): rustls' state and its buffers for a 16 KiB record each
+/// way, with room to spare. A session past the guest's
+/// [`GuestOptions::max_host_memory`] is refused (`host-memory-full`).
+pub const HOST_BYTES_PER_TLS_SESSION: u64 = 48 * 1024;
 
 /// Host memory charged to a guest per pending link (its record, with room
 /// to spare).

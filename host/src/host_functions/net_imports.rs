@@ -150,6 +150,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                     if !s.may_open(guest) {
                         return Try::Failed(NetError::TooManyDescriptors);
                     }
+                    if s.sockets(guest).is_tls_listener(listener) && !s.may_add_tls_session(guest) {
+                        return Try::Failed(NetError::HostMemoryFull);
+                    }
                     let accepted = s.sockets(guest).accept(listener);
                     if let Try::Ready(_) = accepted {
                         s.descriptors_changed(guest);
@@ -204,6 +207,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ThreadData>) -> Result<()> {
                 // One timeout for the connect and the handshake, so that a
                 // peer that accepts and then says nothing costs only that.
                 let handshake = match as_caller(&caller, |s, guest, _| {
+                    if !s.may_add_tls_session(guest) {
+                        return Err(NetError::HostMemoryFull);
+                    }
                     let config = s.tls_options(guest).trust.client_config();
                     s.sockets(guest).start_tls_client(handle, config, &name)
                 })? {

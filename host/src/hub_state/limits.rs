@@ -14,6 +14,14 @@ impl HubState {
             + unstarted * HOST_BYTES_PER_UNSTARTED_THREAD
             + links * HOST_BYTES_PER_LINK
             + self.guests[guest].stack_bytes
+            + self.guests[guest].sockets.tls_sessions() as u64 * HOST_BYTES_PER_TLS_SESSION
+    }
+
+    /// Whether the guest may hold another TLS session within its host
+    /// memory limit.
+    pub fn may_add_tls_session(&self, guest: GuestKey) -> bool {
+        self.host_memory(guest) + HOST_BYTES_PER_TLS_SESSION
+            <= self.guests[guest].options.max_host_memory
     }
 
     /// Host memory a started green thread of `guest` is charged: its

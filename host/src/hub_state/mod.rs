@@ -26,7 +26,7 @@ use crate::guest::store_data::ThreadData;
 use crate::guest::GuestId;
 use crate::guest::{
     CapturedOutput, GuestError, GuestExit, GuestUsage, HOST_BYTES_PER_GREEN_THREAD,
-    HOST_BYTES_PER_LINK, HOST_BYTES_PER_UNSTARTED_THREAD,
+    HOST_BYTES_PER_LINK, HOST_BYTES_PER_TLS_SESSION, HOST_BYTES_PER_UNSTARTED_THREAD,
 };
 use crate::io::descriptor_budget::{DescriptorBudget, DescriptorShare};
 use crate::io::net_policy::NetPolicy;

@@ -41,6 +41,8 @@ pub(crate) enum NetError {
     /// TLS: the handshake failed otherwise (the peer does not speak TLS,
     /// shares no version or cipher, or closed the connection).
     TlsHandshake,
+    /// Another TLS session would pass the guest's host memory limit.
+    HostMemoryFull,
 }
 
 impl NetError {
@@ -135,6 +137,7 @@ mod tests {
             E::TlsBadCertificate,
             E::TlsPeerRefused,
             E::TlsHandshake,
+            E::HostMemoryFull,
         ];
         assert_eq!(ours.len(), wit.len(), "a case is missing on one side");
         for case in ours {

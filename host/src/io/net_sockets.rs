@@ -58,6 +58,9 @@ pub(crate) const MOST_PER_CALL: usize = 256 * 1024;
 #[derive(Default)]
 pub(crate) struct Sockets {
     table: Slab<SocketEntry>,
+    /// How many entries hold a TLS session (charged to the guest's host
+    /// memory).
+    tls_sessions: usize,
 }
 
 impl Sockets {
@@ -65,11 +68,30 @@ impl Sockets {
         self.table.len()
     }
 
+    /// How many of its sockets carry a TLS session.
+    pub(crate) fn tls_sessions(&self) -> usize {
+        self.tls_sessions
+    }
+
+    /// Whether `handle` is a listener whose connections are TLS.
+    pub(crate) fn is_tls_listener(&self, handle: u32) -> bool {
+        matches!(
+            self.entry(handle),
+            Ok(SocketEntry {
+                tls: Tls::Listener(_),
+                ..
+            })
+        )
+    }
+
     fn insert(&mut self, socket: Socket, connecting: bool) -> u32 {
         self.insert_tls(socket, connecting, Tls::Plain)
     }
 
     fn insert_tls(&mut self, socket: Socket, connecting: bool, tls: Tls) -> u32 {
+        if let Tls::Session(_) = tls {
+            self.tls_sessions += 1;
+        }
         self.table.insert(SocketEntry {
             socket,
             connecting,
@@ -94,6 +116,7 @@ impl Sockets {
         let mut entry = self.table.remove(handle as usize - 1);
         if let (Socket::Stream(tcp), Tls::Session(session)) = (&entry.socket, &mut entry.tls) {
             session.close_notify(tcp);
+            self.tls_sessions -= 1;
         }
         Ok(entry.socket)
     }
@@ -262,7 +285,11 @@ impl Sockets {
     ) -> Result<(), NetError> {
         self.stream(handle)?;
         let session = TlsSession::client(config, name)?;
-        self.table[handle as usize - 1].tls = Tls::Session(Box::new(session));
+        let tls = &mut self.table[handle as usize - 1].tls;
+        if !matches!(tls, Tls::Session(_)) {
+            self.tls_sessions += 1;
+        }
+        *tls = Tls::Session(Box::new(session));
         Ok(())
     }
 

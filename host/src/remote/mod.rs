@@ -191,13 +191,7 @@ impl Client {
                 .timeout(Some(left + grace));
             match self.nats.send_request(subject.clone(), request).await {
                 Ok(message) => {
-                    let header = |name: &str| {
-                        message
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get(name))
-                            .map(|v| v.as_str().to_string())
-                    };
+                    let header = |name: &str| protocol::header(&message, name);
                     let host = header(HOST_HEADER).unwrap_or_default();
                     let Some(kind) = header(ERROR_HEADER) else {
                         return Ok(Answer {

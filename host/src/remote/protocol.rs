@@ -22,6 +22,15 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The value of the header `name` of a call or an answer, if it has one.
+pub fn header(message: &async_nats::Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_string())
+}
+
 /// The subject a plugin is called on.
 pub fn call_subject(plugin: &str) -> String {
     format!("wasmlet.call.{plugin}")

@@ -394,13 +394,7 @@ impl NatsHost {
     }
 
     async fn run_call(self: Arc<Self>, plugin: String, message: Message) {
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
+        let header = |name: &str| protocol::header(&message, name);
         let function = header(FUNCTION_HEADER);
         let deadline = header(TIMEOUT_HEADER)
             .and_then(|ms| ms.trim().parse::<u64>().ok())

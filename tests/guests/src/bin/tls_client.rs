@@ -2,7 +2,8 @@
 //! `https://` in `wasmlet::http`), against Python's `ssl` servers in
 //! `tests/all/tls.rs`: prints one line per check.
 //!
-//! Arguments: the ports of a server whose certificate (for `localhost`
+//! With `limit PORT`, see [`limit`]. Otherwise the arguments are the ports
+//! of a server whose certificate (for `localhost`
 //! only) the test's CA signed, of a self-signed one, of one that accepts
 //! and says nothing, of one that answers in plain HTTP, and of one no
 //! `--connect` rule allows.
@@ -12,7 +13,33 @@ use std::time::Duration;
 use wasmlet::http::{self, Client};
 use wasmlet::net::TlsStream;
 
+/// `limit PORT`: TLS sessions to `localhost:PORT` until the host refuses
+/// one for the guest's host memory limit; then, with them closed, one more.
+fn limit(port: u16) {
+    let mut held = Vec::new();
+    let refused = loop {
+        match TlsStream::connect("localhost", port) {
+            Ok(tls) if held.len() < 10_000 => held.push(tls),
+            Ok(_) => panic!("10,000 TLS sessions and no limit"),
+            Err(e) => break e,
+        }
+    };
+    println!(
+        "limit: {} sessions, then {:?} (names the flag: {})",
+        if held.is_empty() { "no" } else { "some" },
+        refused.kind(),
+        refused.to_string().contains("--max-host-memory")
+    );
+    drop(held);
+    let again = TlsStream::connect("localhost", port).map(drop);
+    println!("after closing them: {:?}", again.map_err(|e| e.kind()));
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("limit") {
+        let port = std::env::args().nth(2).unwrap().parse().unwrap();
+        return limit(port);
+    }
     let ports: Vec<u16> = std::env::args()
         .skip(1)
         .map(|p| p.parse().unwrap())
