@@ -117,6 +117,11 @@ impl HubState {
             .exit
             .get_or_insert(GuestExit { cpu_time, ..exit })
             .clone();
+        // Closed to calls before its calls are answered: a caller that
+        // hears `GuestEnded` and calls again must be refused at once (and
+        // start a fresh instance, as `wasmlet serve` does), not have its
+        // call taken and then answered `GuestEnded` too.
+        self.control.guest_ended(GuestId(guest));
         let ended: Vec<_> = self
             .calls
             .keys()
@@ -129,7 +134,6 @@ impl HubState {
                     .finish(Err(CallError::GuestEnded(Some(exit.clone()))));
             }
         }
-        self.control.guest_ended(GuestId(guest));
     }
 
     /// Ends every guest whose time limit has passed; the next time limit
